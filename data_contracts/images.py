@@ -1,0 +1,395 @@
+"""The image-table contract: what one row of an ingested or de-identified dataset is.
+
+One row per image. The image itself is a ``struct<bytes: binary, path: string>`` holding PNG
+bytes, the layout the Hugging Face ``Image`` feature uses, so ``datasets``, DuckDB and pandas
+read the files without this package.
+
+Private columns (``identity``, ``source_path``, ``source_sha256`` and ``image.path``) never
+reach a release: :data:`RELEASE_SCHEMA` is the scrubbed form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "ContractError",
+    "IMAGES_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "RELEASE_SCHEMA",
+    "ANONYMIZED_SCHEMA",
+    "SCHEMA_VERSION",
+    "PRIVATE_COLUMNS",
+    "SPLITS",
+    "validate_table",
+    "TableWriter",
+    "write_table",
+    "read_table",
+    "iter_batches",
+    "count_rows",
+    "table_files",
+    "atomic_dir",
+    "digest_table",
+]
+
+SCHEMA_VERSION = "1"
+SPLITS = ("train", "val", "test")
+PRIVATE_COLUMNS = ("identity", "source_path", "source_sha256")
+
+_IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+
+def _with_meta(schema: pa.Schema, name: str) -> pa.Schema:
+    return schema.with_metadata(
+        {b"deid.schema": name.encode(), b"deid.schema_version": SCHEMA_VERSION.encode()}
+    )
+
+
+IMAGES_SCHEMA = _with_meta(
+    pa.schema(
+        [
+            pa.field("image_id", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("identity", pa.string(), nullable=False),
+            pa.field("expression", pa.string(), nullable=True),
+            pa.field("attributes", pa.map_(pa.string(), pa.float32()), nullable=True),
+            pa.field("image", _IMAGE_STRUCT, nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("channels", pa.int32(), nullable=False),
+            pa.field("source_path", pa.string(), nullable=False),
+            pa.field("source_sha256", pa.string(), nullable=False),
+        ]
+    ),
+    "images",
+)
+
+# A de-identified table keeps the link to its source row (``image_id``) for the audit; the
+# release step drops it together with every other private column.
+ANONYMIZED_SCHEMA = _with_meta(
+    pa.schema(
+        [
+            pa.field("image_id", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("identity", pa.string(), nullable=False),
+            pa.field("expression", pa.string(), nullable=True),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("image", _IMAGE_STRUCT, nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("channels", pa.int32(), nullable=False),
+        ]
+    ),
+    "anonymized",
+)
+
+RELEASE_SCHEMA = _with_meta(
+    pa.schema(
+        [
+            pa.field("release_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("expression", pa.string(), nullable=True),
+            pa.field("image", _IMAGE_STRUCT, nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("channels", pa.int32(), nullable=False),
+        ]
+    ),
+    "release",
+)
+
+QUARANTINE_SCHEMA = _with_meta(
+    pa.schema(
+        [
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("source_path", pa.string(), nullable=False),
+            pa.field("stage", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("source_sha256", pa.string(), nullable=True),
+        ]
+    ),
+    "quarantine",
+)
+
+_BY_NAME = {
+    "images": IMAGES_SCHEMA,
+    "anonymized": ANONYMIZED_SCHEMA,
+    "release": RELEASE_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+}
+
+
+class ContractError(ValueError):
+    """A table does not match its declared schema; the message says which column and why."""
+
+
+def _check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
+    names_a, names_e = actual.names, expected.names
+    if names_a != names_e:
+        missing = [n for n in names_e if n not in names_a]
+        extra = [n for n in names_a if n not in names_e]
+        raise ContractError(
+            f"{where}: columns differ from the '{_schema_name(expected)}' contract "
+            f"(missing {missing}, unexpected {extra}, expected order {names_e})"
+        )
+    for fa, fe in zip(actual, expected):
+        if not fa.type.equals(fe.type):
+            raise ContractError(f"{where}: column '{fe.name}' has type {fa.type}, contract says {fe.type}")
+
+
+def _schema_name(schema: pa.Schema) -> str:
+    return (schema.metadata or {}).get(b"deid.schema", b"?").decode()
+
+
+def validate_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast ``table`` to ``schema`` and check it; return the conforming table.
+
+    Raises :class:`ContractError` naming the first offending column: wrong or missing columns,
+    nulls in non-nullable columns, an unknown split, image bytes that are not PNG.
+    """
+    name = _schema_name(schema)
+    if table.schema.names != schema.names:
+        _check_schema(table.schema, schema, f"table for '{name}'")
+    try:
+        table = table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise ContractError(f"table for '{name}' cannot be cast to the contract: {exc}") from exc
+    for field in schema:
+        col = table.column(field.name)
+        if not field.nullable and col.null_count:
+            raise ContractError(f"column '{field.name}' of '{name}' has {col.null_count} nulls; it may not")
+    if "split" in schema.names and table.num_rows:
+        bad = set(table.column("split").unique().to_pylist()) - set(SPLITS)
+        if bad:
+            raise ContractError(f"column 'split' of '{name}' has values {sorted(bad)}; allowed {list(SPLITS)}")
+    if "image" in schema.names and table.num_rows:
+        images = table.column("image").combine_chunks()
+        data = images.field("bytes")
+        if data.null_count:
+            raise ContractError(f"column 'image.bytes' of '{name}' has nulls")
+        for i, b in enumerate(data.to_pylist()):
+            if not b.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise ContractError(f"row {i} of '{name}': image.bytes is not a PNG")
+    for col in ("height", "width", "channels"):
+        if col in schema.names and table.num_rows:
+            import pyarrow.compute as pc
+
+            if pc.min(table.column(col)).as_py() <= 0:
+                raise ContractError(f"column '{col}' of '{name}' must be positive")
+    return table
+
+
+def table_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a table directory (or the file itself), in a stable order."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise ContractError(f"no table at {p}: the directory does not exist")
+    return sorted(q for q in p.rglob("*.parquet") if not any(part.startswith(".") for part in q.relative_to(p).parts))
+
+
+def _check_file(f: Path, schema: pa.Schema) -> pa.Schema:
+    actual = pq.read_schema(f)
+    meta = actual.metadata or {}
+    expected_name = _schema_name(schema)
+    got_name = meta.get(b"deid.schema", b"").decode()
+    got_version = meta.get(b"deid.schema_version", b"").decode()
+    if got_name != expected_name:
+        raise ContractError(f"{f}: holds a '{got_name or 'unknown'}' table, expected '{expected_name}'")
+    if got_version != SCHEMA_VERSION:
+        raise ContractError(
+            f"{f}: schema version {got_version or 'missing'}, this code reads version {SCHEMA_VERSION}; "
+            "re-run ingestion to rewrite it"
+        )
+    _check_schema(actual, schema, str(f))
+    return actual
+
+
+def iter_batches(
+    path: str | Path,
+    schema: pa.Schema,
+    *,
+    columns: list[str] | None = None,
+    splits: tuple[str, ...] | None = None,
+    batch_size: int | None = None,
+) -> Iterator[pa.Table]:
+    """Stream a table directory by row group (memory stays flat), checking schema and version."""
+    for f in table_files(path):
+        _check_file(f, schema)
+        pf = pq.ParquetFile(f)
+        for rg in range(pf.num_row_groups):
+            t = pf.read_row_group(rg, columns=columns)
+            if splits is not None:
+                import pyarrow.compute as pc
+
+                if columns is not None and "split" not in columns:
+                    mask_t = pf.read_row_group(rg, columns=["split"])
+                    mask = pc.is_in(mask_t.column("split"), pa.array(list(splits)))
+                else:
+                    mask = pc.is_in(t.column("split"), pa.array(list(splits)))
+                t = t.filter(mask)
+            if batch_size is None:
+                if t.num_rows:
+                    yield t
+            else:
+                for off in range(0, t.num_rows, batch_size):
+                    yield t.slice(off, batch_size)
+
+
+def read_table(
+    path: str | Path,
+    schema: pa.Schema,
+    *,
+    columns: list[str] | None = None,
+    splits: tuple[str, ...] | None = None,
+) -> pa.Table:
+    """Read a whole table, checked against ``schema``. Use :func:`iter_batches` for big tables."""
+    parts = list(iter_batches(path, schema, columns=columns, splits=splits))
+    if not parts:
+        target = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+        return target.empty_table()
+    return pa.concat_tables(parts)
+
+
+def count_rows(path: str | Path) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in table_files(path))
+
+
+class atomic_dir:
+    """Build a directory under a temporary name next to ``final`` and rename it into place.
+
+    On success an existing ``final`` is replaced; on an exception the temporary directory is
+    removed and ``final`` is left as it was. Readers never see a half-written directory.
+    """
+
+    def __init__(self, final: str | Path):
+        self.final = Path(final)
+        self.tmp = self.final.parent / f".{self.final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir()
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.final.exists():
+            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class TableWriter:
+    """Append validated batches to ``<dir>/<name>`` Parquet files with fixed row-group size.
+
+    Files roll over every ``rows_per_file`` rows, so a big dataset becomes several parts that
+    can be streamed and processed in parallel. Writes are deterministic: the same batches give
+    byte-identical files.
+    """
+
+    def __init__(self, directory: str | Path, schema: pa.Schema, *, prefix: str = "part",
+                 row_group_size: int = 512, rows_per_file: int = 65536):
+        self.directory = Path(directory)
+        self.schema = schema
+        self.prefix = prefix
+        self.row_group_size = row_group_size
+        self.rows_per_file = rows_per_file
+        self._writer: pq.ParquetWriter | None = None
+        self._file_index = 0
+        self._rows_in_file = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows_written = 0
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{self.prefix}-{self._file_index:05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=True)
+        self._rows_in_file = 0
+
+    def write(self, table: pa.Table) -> None:
+        table = validate_table(table, self.schema)
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.row_group_size:
+            self._flush(self.row_group_size)
+
+    def _flush(self, n: int) -> None:
+        merged = pa.concat_tables(self._pending)
+        head, rest = merged.slice(0, n), merged.slice(n)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        if self._writer is None:
+            self._open()
+        self._writer.write_table(head, row_group_size=self.row_group_size)
+        self._rows_in_file += head.num_rows
+        self.rows_written += head.num_rows
+        if self._rows_in_file >= self.rows_per_file:
+            self._writer.close()
+            self._writer = None
+            self._file_index += 1
+
+    def close(self) -> None:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.rows_written == 0 and self._file_index == 0:
+            # An empty table is still a table: write one file holding the schema.
+            self.directory.mkdir(parents=True, exist_ok=True)
+            pq.write_table(self.schema.empty_table(), self.directory / f"{self.prefix}-00000.parquet")
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._writer is not None:
+            self._writer.close()
+
+
+def write_table(table: pa.Table, directory: str | Path, schema: pa.Schema, **kw) -> Path:
+    """Validate and write ``table`` atomically as the table directory ``directory``."""
+    with atomic_dir(directory) as tmp:
+        with TableWriter(tmp, schema, **kw) as w:
+            w.write(table)
+    return Path(directory)
+
+
+def digest_table(path: str | Path) -> str:
+    """A content digest of a table directory: sha256 over its files' bytes, in order (16 hex)."""
+    h = hashlib.sha256()
+    for f in table_files(path):
+        h.update(f.relative_to(Path(path)).as_posix().encode() if Path(path).is_dir() else b"")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def schema_by_name(name: str) -> pa.Schema:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ContractError(f"unknown table kind '{name}'; known: {sorted(_BY_NAME)}") from None
+

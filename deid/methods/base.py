@@ -1,0 +1,206 @@
+"""The one contract every de-identification method satisfies.
+
+scikit-learn style: ``__init__`` stores hyperparameters and nothing else; ``fit`` validates,
+learns and returns ``self``; learned state ends in ``_``; ``transform`` refuses to run unfitted;
+``random_state`` makes two fits identical. Images are ``float32`` ``(N, C, H, W)`` in ``[0, 1]``.
+
+Subclasses implement ``_fit`` and ``_transform``; the public methods check shapes, dtypes,
+value ranges and NaNs on the way in and out, so a broken method fails loudly with its name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deid.errors import MethodError, NotFittedError
+
+__all__ = ["DeidMethod", "check_images", "check_output", "check_labels"]
+
+_STATE_JSON = "state.json"
+_STATE_NPZ = "state.npz"
+_META = "method.json"
+
+
+def check_images(X: Any, where: str) -> np.ndarray:
+    """``X`` as ``float32`` ``(N, C, H, W)`` in ``[0, 1]``, or a :class:`MethodError` saying why not."""
+    if not isinstance(X, np.ndarray):
+        raise MethodError(f"{where}: images must be a numpy array, got {type(X).__name__}")
+    if X.ndim != 4:
+        raise MethodError(f"{where}: images must have shape (N, C, H, W), got {X.shape}")
+    if X.shape[0] == 0:
+        raise MethodError(f"{where}: no images (N = 0)")
+    if X.shape[1] not in (1, 3):
+        raise MethodError(f"{where}: channel count must be 1 or 3, got {X.shape[1]} (shape {X.shape})")
+    X = np.asarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise MethodError(f"{where}: images contain NaN or infinite values")
+    lo, hi = float(X.min()), float(X.max())
+    if lo < -1e-4 or hi > 1 + 1e-4:
+        raise MethodError(f"{where}: pixel values must lie in [0, 1], got [{lo:.3f}, {hi:.3f}]")
+    return X
+
+
+def check_output(name: str, X: np.ndarray, Y: Any) -> np.ndarray:
+    """Check a method's output against its input: same shape, float32, finite, in ``[0, 1]``."""
+    if not isinstance(Y, np.ndarray):
+        raise MethodError(f"method '{name}' returned {type(Y).__name__}, expected a numpy array")
+    if Y.shape != X.shape:
+        raise MethodError(f"method '{name}' returned shape {Y.shape} for input {X.shape}; shapes must match")
+    if not np.isfinite(Y).all():
+        raise MethodError(f"method '{name}' returned NaN or infinite pixels")
+    Y = np.clip(Y.astype(np.float32, copy=False), 0.0, 1.0)
+    return Y
+
+
+def check_labels(labels: Any, n: int, what: str, where: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise MethodError(f"{where}: {what} must have one entry per image ({n}), got shape {arr.shape}")
+    return arr
+
+
+class DeidMethod:
+    """Base class of every registered method.
+
+    Class attributes a method may set:
+    - ``name``: its registry name (set by :func:`deid.methods.register_method`).
+    - ``needs_identity``: ``fit``/``transform`` need the private identity labels (k-Same).
+    - ``needs_utility``: they use the utility labels (k-Same-Select, supervised shift).
+    - ``set_level``: ``transform`` looks at the whole set at once (k-Same clusters); otherwise
+      it may be applied batch by batch.
+    """
+
+    name: ClassVar[str] = "?"
+    needs_identity: ClassVar[bool] = False
+    needs_utility: ClassVar[bool] = False
+    set_level: ClassVar[bool] = False
+
+    # -- parameters ---------------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self" and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self.param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract --------------------------------------------------------------------
+    def fit(self, X: np.ndarray, identity: Any = None, utility: Any = None) -> "DeidMethod":
+        """Learn from training images ``X`` ``(N, C, H, W)``; returns ``self``."""
+        X = check_images(X, f"{self.name}.fit")
+        identity = check_labels(identity, len(X), "identity", f"{self.name}.fit")
+        utility = check_labels(utility, len(X), "utility", f"{self.name}.fit")
+        if self.needs_identity and identity is None:
+            raise MethodError(f"method '{self.name}' needs identity labels to fit")
+        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        self._fit(X, identity, utility)
+        self.fitted_ = True
+        return self
+
+    def transform(self, X: np.ndarray, identity: Any = None, utility: Any = None) -> np.ndarray:
+        """De-identify ``X`` ``(N, C, H, W)``; returns an array of the same shape in ``[0, 1]``."""
+        self._check_fitted()
+        X = check_images(X, f"{self.name}.transform")
+        if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise MethodError(
+                f"method '{self.name}' was fitted on images of shape {self.input_shape_}, got {tuple(X.shape[1:])}"
+            )
+        identity = check_labels(identity, len(X), "identity", f"{self.name}.transform")
+        utility = check_labels(utility, len(X), "utility", f"{self.name}.transform")
+        if self.needs_identity and identity is None:
+            raise MethodError(f"method '{self.name}' needs identity labels to transform")
+        return check_output(self.name, X, self._transform(X, identity, utility))
+
+    def fit_transform(self, X: np.ndarray, identity: Any = None, utility: Any = None) -> np.ndarray:
+        return self.fit(X, identity, utility).transform(X, identity, utility)
+
+    def _fit(self, X: np.ndarray, identity: np.ndarray | None, utility: np.ndarray | None) -> None:
+        """Learn state (attributes ending in ``_``). Stateless methods learn nothing."""
+
+    def _transform(self, X: np.ndarray, identity: np.ndarray | None, utility: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"method '{self.name}' is not fitted; call fit(X) before transform or save")
+
+    # -- persistence ---------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def _init_modules(self) -> None:
+        """Re-create torch modules (with fresh weights) from loaded shapes; load() then fills them."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write hyperparameters and learned state to ``directory`` (created if needed)."""
+        import torch
+
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays, plain, modules = {}, {}, []
+        for k, v in self._state().items():
+            if isinstance(v, torch.nn.Module):
+                torch.save(v.state_dict(), d / f"{k}.pt")
+                modules.append(k)
+            elif isinstance(v, np.ndarray):
+                arrays[k] = v
+            else:
+                plain[k] = v
+        np.savez(d / _STATE_NPZ, **arrays)
+        (d / _STATE_JSON).write_text(json.dumps({"plain": plain, "modules": modules}, default=_jsonable, indent=1))
+        (d / _META).write_text(json.dumps({"name": self.name, "params": self.get_params()}, default=_jsonable, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "DeidMethod":
+        """Read a method written by :meth:`save`; torch weights load with ``weights_only=True``."""
+        import torch
+
+        d = Path(directory)
+        meta = json.loads((d / _META).read_text())
+        if meta["name"] != cls.name and cls is not DeidMethod:
+            raise MethodError(f"{d} holds method '{meta['name']}', not '{cls.name}'")
+        target = cls
+        if cls is DeidMethod:
+            from deid.methods.registry import method_class
+
+            target = method_class(meta["name"])
+        obj = target(**meta["params"])
+        state = json.loads((d / _STATE_JSON).read_text())
+        for k, v in state["plain"].items():
+            setattr(obj, k, tuple(v) if k == "input_shape_" else v)
+        with np.load(d / _STATE_NPZ, allow_pickle=False) as z:
+            for k in z.files:
+                setattr(obj, k, z[k])
+        obj._init_modules()
+        for k in state["modules"]:
+            module = getattr(obj, k, None)
+            if not isinstance(module, torch.nn.Module):
+                raise MethodError(f"method '{meta['name']}' did not rebuild module '{k}' in _init_modules()")
+            module.load_state_dict(torch.load(d / f"{k}.pt", map_location="cpu", weights_only=True))
+            module.eval()
+        return obj
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (set, frozenset)):
+        return sorted(v)
+    raise TypeError(f"cannot store {type(v).__name__} in a method's JSON state")
