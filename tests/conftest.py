@@ -1,0 +1,64 @@
+"""Shared fixtures: RNG state restored around every test, tiny datasets made on the fly."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+JAFFE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffe"
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_gpu = pytest.mark.skip(reason="needs CUDA; none here")
+    skip_jaffe = pytest.mark.skip(reason=f"JAFFE not found at {JAFFE_DIR}")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "jaffe" in item.keywords and not JAFFE_DIR.is_dir():
+            item.add_marker(skip_jaffe)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng_state():
+    import torch
+
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    yield
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+    torch.set_rng_state(torch_state)
+
+
+@pytest.fixture(scope="session")
+def jaffe_dir() -> Path:
+    return JAFFE_DIR
+
+
+@pytest.fixture(scope="session")
+def ferg_tree(tmp_path_factory) -> Path:
+    """A small FERG-like tree: 4 characters × 7 expressions × 6 images at 64 px."""
+    from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like
+
+    root = tmp_path_factory.mktemp("raw")
+    return generate_ferg_like(root, SyntheticFergConfig(n_characters=4, images_per_cell=6, size=64), workers=1)
+
+
+@pytest.fixture(scope="session")
+def ferg_images(ferg_tree, tmp_path_factory) -> Path:
+    """``ferg_tree`` ingested at 32 × 32 grayscale; returns the ``images`` table directory."""
+    from deid.ingest import ingest_dataset
+    from deid.preprocessing import PreprocessConfig
+
+    out = tmp_path_factory.mktemp("ingested") / "ferg"
+    ingest_dataset("ferg", ferg_tree, out, preprocess=PreprocessConfig(size=32), workers=1)
+    return out / "images"
