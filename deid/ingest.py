@@ -25,6 +25,7 @@ from data_contracts import IMAGES_SCHEMA, QUARANTINE_SCHEMA, SPLITS, TableWriter
 from deid import __version__
 from deid.datasets import SourceItem, get_loader
 from deid.errors import DatasetLayoutError, DeidError, ImageDecodeError
+from deid.faces_dask import DaskConfig
 from deid.imageio import decode_image, encode_png
 from deid.preprocessing import PreprocessConfig, preprocess_image
 from deid.splits import SplitConfig, assign_splits
@@ -49,6 +50,7 @@ class IngestSummary(BaseModel):
     seconds: float
     images_per_s: float
     reused: bool = False
+    faces: dict[str, int] = {}  # face-stage events (detected, cached, kept largest, ...) when align="dlib"
 
     def reconciles(self) -> bool:
         return self.input == self.written + self.quarantined
@@ -61,6 +63,7 @@ class Processed:
     height: int
     width: int
     channels: int
+    face_events: tuple[str, ...] = ()
 
 
 def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
@@ -70,17 +73,20 @@ def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
     sha = hashlib.sha256(data).hexdigest()
+    face_events: list[str] = []
     try:
         img = decode_image(data, where=Path(path).name)
         if cfg.align != "none":
-            from deid.faces import align_face  # in-the-wild photos only
+            from deid.faces import align_face, apply_exif_orientation  # in-the-wild photos only
 
-            img = align_face(img, data_sha256=sha, cfg=cfg)
+            if cfg.faces.exif:
+                img = apply_exif_orientation(img, data)
+            img = align_face(img, data_sha256=sha, cfg=cfg, where=Path(path).name, events=face_events)
         out = preprocess_image(img, cfg)
     except (ImageDecodeError, DeidError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     h, w = out.shape[:2]
-    return Processed(sha, encode_png(out), h, w, 1 if out.ndim == 2 else out.shape[2])
+    return Processed(sha, encode_png(out), h, w, 1 if out.ndim == 2 else out.shape[2], tuple(face_events))
 
 
 def _process_chunk(args: tuple[list[str], dict]) -> list[Processed | str]:
@@ -127,12 +133,14 @@ def ingest_dataset(
     chunk: int = 64,
     progress: bool = False,
     loader_options: dict | None = None,
+    dask: DaskConfig | None = None,
 ) -> IngestSummary:
     """Ingest ``root`` (in ``dataset``'s layout) into ``out_dir/images`` and ``out_dir/quarantine``.
 
     Rerunning with the same files and settings reuses the existing output (``reused=True``) and
     rewrites nothing; a changed input or setting rebuilds the whole directory atomically, with
-    byte-identical Parquet for identical input.
+    byte-identical Parquet for identical input. With ``preprocess.align == "dlib"`` and more than
+    one worker (or a ``dask`` config, e.g. a scheduler address), the chunks run on a Dask cluster.
     """
     t0 = time.perf_counter()
     loader = get_loader(dataset)
@@ -159,7 +167,11 @@ def ingest_dataset(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if len(items) < 4 * chunk:
         workers = 1
-    jobs = [([str(it.path) for it in c], preprocess.model_dump()) for c in _chunks(items, chunk)]
+    from deid.faces import with_default_cache
+
+    job_cfg = with_default_cache(preprocess, out_dir)
+    jobs = [([str(it.path) for it in c], job_cfg.model_dump()) for c in _chunks(items, chunk)]
+    face_counts: Counter[str] = Counter()
 
     seen: dict[str, str] = {}
     reasons: Counter[str] = Counter()
@@ -172,7 +184,11 @@ def ingest_dataset(
         writers = {s: TableWriter(tmp / "images" / f"split={s}", IMAGES_SCHEMA) for s in SPLITS}
 
         def results():
-            if workers <= 1:
+            if dask is not None or (preprocess.align == "dlib" and workers > 1):
+                from deid.faces_dask import dask_map
+
+                yield from dask_map(_process_chunk, jobs, dask or DaskConfig(n_workers=workers))
+            elif workers <= 1:
                 for j in jobs:
                     yield _process_chunk(j)
             else:
@@ -194,6 +210,7 @@ def ingest_dataset(
                                             "reason": f"duplicate of {seen[out.sha256]}", "source_sha256": out.sha256})
                     continue
                 seen[out.sha256] = it.relpath
+                face_counts.update(out.face_events)
                 rows[sp].append({
                     "image_id": out.sha256[:16], "dataset": dataset, "split": sp, "identity": it.identity,
                     "expression": it.expression,
@@ -231,6 +248,7 @@ def ingest_dataset(
             utility_labels=sorted({it.expression for it in items if it.expression is not None}),
             digest=digest_table(tmp / "images"), fingerprint=fp, seconds=round(seconds, 3),
             images_per_s=round(len(items) / seconds, 1) if seconds > 0 else 0.0,
+            faces=dict(sorted(face_counts.items())),
         )
         (tmp / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
     return summary

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from deid.faces import FacePolicy
+
 __all__ = ["PreprocessConfig", "preprocess_image"]
 
 
@@ -24,6 +26,7 @@ class PreprocessConfig(BaseModel):
     size: int = Field(50, ge=8, le=1024, description="output height and width in pixels")
     grayscale: bool = True
     align: Literal["none", "dlib"] = "none"
+    faces: FacePolicy = Field(default_factory=FacePolicy, description="detector and face policy when align='dlib'")
 
 
 def preprocess_image(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
