@@ -200,3 +200,29 @@ def test_jaffe_faces_align(jaffe_dir):
     files = sorted(Path(jaffe_dir).glob("*.tiff"))[::20]
     outs = [process_file(str(f), _cfg(upsample=0)) for f in files]
     assert all(isinstance(o, Processed) for o in outs), [o for o in outs if isinstance(o, str)]
+
+
+def _square(x):
+    return x * x
+
+
+def test_dask_ingest_matches_the_sequential_one(astro, tmp_path):
+    from data_contracts import digest_table
+    from deid.faces_dask import DaskConfig, map_ordered, open_client
+    from deid.ingest import ingest_dataset
+
+    root = tmp_path / "lfw"
+    for k in range(6):
+        person = f"Person_{k % 3}"
+        img = np.clip(_crop(astro, cx=212 + 3 * k).astype(np.float32) * (0.85 + 0.03 * k), 0, 255).astype(np.uint8)
+        (root / person).mkdir(parents=True, exist_ok=True)
+        (root / person / f"{person}_{k:04d}.jpg").write_bytes(_jpeg(img))
+    cfg = _cfg()
+    seq = ingest_dataset("lfw", root, tmp_path / "seq", preprocess=cfg, workers=1)
+    dcfg = DaskConfig(n_workers=2, max_in_flight=2, local_directory=str(tmp_path / "dask"))
+    par = ingest_dataset("lfw", root, tmp_path / "par", preprocess=cfg, workers=1, chunk=2, dask=dcfg)
+    assert par.written == seq.written == 6 and par.reconciles()
+    assert digest_table(tmp_path / "par" / "images") == digest_table(tmp_path / "seq" / "images")
+    assert par.faces == {"detected": 6}
+    with open_client(dcfg) as client:  # a generator of jobs, consumed through a window of 3, in order
+        assert list(map_ordered(client, _square, (i for i in range(20)), max_in_flight=3)) == [i * i for i in range(20)]
