@@ -1,0 +1,1 @@
+"""The audit: attackers, linkage, face metrics, fidelity and k-anonymity of de-identified sets."""
