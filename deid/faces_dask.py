@@ -33,6 +33,17 @@ class DaskConfig(BaseModel):
     local_directory: str | None = Field(None, description="worker scratch space; None: the system temp dir")
 
 
+# Worker housekeeping that competes with dlib for the cores: the statistical profiler samples
+# every 10 ms and the memory monitor polls every 100 ms by default.
+_QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.profile.interval": "1s",
+    "distributed.worker.profile.cycle": "10s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.tick.interval": "200ms",
+}
+
+
 @contextmanager
 def open_client(cfg: DaskConfig) -> Iterator[Any]:
     """A ``distributed.Client`` on ``cfg.address`` or on a fresh ``LocalCluster`` closed on exit."""
@@ -47,11 +58,14 @@ def open_client(cfg: DaskConfig) -> Iterator[Any]:
         return
     import tempfile
 
-    cluster = LocalCluster(
-        n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
-        memory_limit=cfg.memory_limit, dashboard_address=None, silence_logs=logging.ERROR,
-        local_directory=cfg.local_directory or tempfile.gettempdir(),
-    )
+    import dask
+
+    with dask.config.set(_QUIET_WORKERS):  # the nannies hand this config to their workers
+        cluster = LocalCluster(
+            n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
+            memory_limit=cfg.memory_limit, dashboard_address=None, silence_logs=logging.ERROR,
+            local_directory=cfg.local_directory or tempfile.gettempdir(),
+        )
     client = Client(cluster, set_as_default=False)
     try:
         yield client
