@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from face_photos import face_crop, write_jpeg
 
 
 @pytest.fixture(scope="session")
@@ -14,26 +14,6 @@ def astronaut() -> np.ndarray:
     from skimage.data import astronaut as load
 
     return load()  # (512, 512, 3) RGB, one face at about (175..266, 76..166)
-
-
-def face_crop(astronaut: np.ndarray, k: int, size: tuple[int, int] = (250, 250)) -> np.ndarray:
-    """A distinct photo of the astronaut's face: crop shifted by ``k``, brightness varied, some mirrored."""
-    w, h = size
-    cx, cy = 220 + (k % 5) * 4 - 8, 121 + (k % 3) * 4 - 4
-    left = int(np.clip(cx - w // 2, 0, 512 - w))
-    top = int(np.clip(cy - h // 2, 0, 512 - h))
-    img = astronaut[top : top + h, left : left + w].astype(np.float32) * (0.85 + 0.03 * (k % 6))
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img[:, ::-1]) if k % 2 else img
-
-
-def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 92) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    path.write_bytes(buf.tobytes())
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +24,3 @@ def make_face(astronaut):
         return write_jpeg(path, face_crop(astronaut, k, size))
 
     return _make
-
-
-def noise_jpeg(path: Path, seed: int, size: tuple[int, int] = (250, 250)) -> Path:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), (0, 0), 3)
-    return write_jpeg(path, img)

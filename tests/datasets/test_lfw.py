@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import noise_jpeg
+from face_photos import noise_jpeg
 
 from data_contracts import IMAGES_SCHEMA, PRIVATE_COLUMNS, QUARANTINE_SCHEMA, RELEASE_SCHEMA, read_table
 from deid.datasets.lfw import read_lfw_attributes, scan_lfw
