@@ -12,3 +12,6 @@ from deid.methods import baselines  # noqa: F401,E402
 __all__ = ["DeidMethod", "available_methods", "get_method", "method_class", "register_method",
            "check_images", "check_output"]
 from deid.methods import ksame  # noqa: F401,E402
+from deid.methods import fadenet  # noqa: F401,E402
+from deid.methods import mi_adversarial  # noqa: F401,E402
+from deid.methods import substitution  # noqa: F401,E402

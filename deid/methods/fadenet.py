@@ -1,0 +1,198 @@
+"""FaDeNet — Meden, Peer, Štruc: "Selective Face Deidentification with End-to-End Perceptual Loss Learning" (IWOBI 2018).
+
+A U-Net transformer ``f`` is trained against a frozen identity critic ``c`` (an identity
+classifier trained first on the same training split) with
+
+    L = ‖x̃ − f(x̃)‖² − λ · CE(c(f(x)), identity)
+
+where ``x̃`` is the image normalised to unit Euclidean norm (the paper's "unit circle"), so the
+pixel term is scale free and λ = 0.001 (the paper's value) balances it against the critic's
+cross-entropy. The output stays close to the input for a person but scrambles the critic's
+identity evidence. Training uses the paper's augmentation (flips, crop/pad −5 %..10 %, scale
+80–120 %, rotation ±5°), fixed seeds, gradient clipping, per-step losses in ``history_`` and
+early stopping on a validation slice of the training images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from deid.device import resolve_device
+from deid.errors import MethodError
+from deid.methods.base import DeidMethod
+from deid.methods.registry import register_method
+from deid.models.adversarial import BestState, batches, clip_, random_affine, unit_normalise
+from deid.models.classifier import CNNClassifier, SmallCNN, seed_everything
+from deid.models.unet import UNet
+
+__all__ = ["FaDeNet"]
+
+
+@register_method("fadenet")
+class FaDeNet(DeidMethod):
+    """Identity-critic transformer.
+
+    Parameters: ``lam`` the weight λ of the critic term; ``epochs``/``batch_size``/``lr`` for the
+    transformer (Adam); ``width``/``depth`` of the U-Net; ``critic_epochs``/``critic_width`` for
+    the identity critic (:class:`~deid.models.classifier.SmallCNN`); ``augment`` the paper's
+    augmentation; ``val_fraction`` and ``patience`` for early stopping on the validation loss;
+    ``clip`` the gradient-norm bound. Needs identity labels at fit only.
+
+    Learned state: ``transformer_`` (UNet), ``critic_`` (SmallCNN, frozen), ``critic_classes_``,
+    ``history_`` (one dict per step and per validation pass), ``critic_check_`` (the critic's
+    accuracy on the validation slice before and after the transform).
+    """
+
+    needs_identity = False  # identities are needed to fit (checked in _fit), not to transform
+    test_params = {"epochs": 2, "critic_epochs": 2, "width": 4, "depth": 2, "critic_width": 8, "batch_size": 12}
+
+    def __init__(self, lam: float = 0.1, epochs: int = 6, batch_size: int = 32, lr: float = 1e-3,
+                 width: int = 8, depth: int = 2, critic_epochs: int = 6, critic_width: int = 16,
+                 augment: bool = True, val_fraction: float = 0.1, patience: int = 4, clip: float = 1.0,
+                 random_state: int = 0, device: str = "auto") -> None:
+        self.lam = lam
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.width = width
+        self.depth = depth
+        self.critic_epochs = critic_epochs
+        self.critic_width = critic_width
+        self.augment = augment
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.clip = clip
+        self.random_state = random_state
+        self.device = device
+
+    # -- modules -------------------------------------------------------------------------
+    def _init_modules(self) -> None:
+        c = int(self.input_shape_[0])
+        self.transformer_ = UNet(c, c, width=int(self.width), depth=int(self.depth), residual=True)
+        self.critic_ = SmallCNN(c, len(self.critic_classes_), width=int(self.critic_width))
+        self.critic_.eval()
+
+    def _apply(self, x: torch.Tensor, raw: bool = False):
+        """``(B, C, H, W)`` in [0, 1] → de-identified ``(B, C, H, W)`` in [0, 1] (differentiable).
+
+        ``raw=True`` also returns the unclipped normalised output and the input's normalised
+        form and norms, for the pixel loss (which must see values the clip would flatten).
+        """
+        xn, norm = unit_normalise(x)
+        yn = self.transformer_(xn)
+        y = (yn * norm).clamp(0.0, 1.0)
+        return (y, yn, xn) if raw else y
+
+    # -- fit -----------------------------------------------------------------------------
+    def _fit(self, X, identity, utility):
+        if identity is None:
+            raise MethodError("method 'fadenet' needs identity labels to fit (they train its identity critic)")
+        if len(np.unique(identity)) < 2:
+            raise MethodError("method 'fadenet' needs at least two identities to train its critic")
+        if self.lam < 0:
+            raise MethodError(f"fadenet: lam must be >= 0, got {self.lam}")
+        dev = resolve_device(self.device)
+        g = seed_everything(int(self.random_state))
+        rng = np.random.default_rng(int(self.random_state))
+        n = len(X)
+        n_val = int(round(n * self.val_fraction)) if self.val_fraction and n >= 20 else 0
+        order = rng.permutation(n)
+        val, train = order[:n_val], order[n_val:]
+
+        # 1. the identity critic, trained then frozen
+        critic = CNNClassifier(epochs=int(self.critic_epochs), width=int(self.critic_width), batch_size=int(self.batch_size),
+                               random_state=int(self.random_state), device=self.device).fit(X[train], identity[train])
+        self.critic_classes_ = np.asarray(critic.classes_).astype(str)
+        self.history_ = [{"phase": "critic", **h} for h in critic.history_]
+        self._init_modules()
+        self.critic_.load_state_dict(critic.model_.state_dict())
+        self.critic_.to(dev).eval()
+        for p in self.critic_.parameters():
+            p.requires_grad_(False)
+
+        # 2. the transformer against the critic
+        seed_everything(int(self.random_state) + 1)
+        self.transformer_.to(dev)
+        opt = torch.optim.Adam(self.transformer_.parameters(), lr=float(self.lr))
+        lookup = {k: i for i, k in enumerate(self.critic_classes_)}
+        z_all = torch.tensor([lookup[str(v)] for v in identity], dtype=torch.long)
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        best = BestState(int(self.patience))
+        step = 0
+        for epoch in range(int(self.epochs)):
+            self.transformer_.train()
+            for b in batches(len(train), int(self.batch_size), g):
+                idx = torch.from_numpy(train)[b]
+                xb, zb = Xt[idx], z_all[idx]
+                if self.augment:
+                    xb = random_affine(xb, g)
+                loss, pix, ce = self._loss(xb.to(dev), zb.to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = clip_(self.transformer_, float(self.clip))
+                opt.step()
+                self.history_.append({"phase": "transformer", "epoch": epoch, "step": step, "loss": float(loss.detach()),
+                                      "pixel": float(pix.detach()), "ce": float(ce.detach()), "grad_norm": gnorm})
+                step += 1
+            if n_val:
+                rec = self._evaluate(Xt[val], z_all[val], dev)
+                self.history_.append({"phase": "val", "epoch": epoch, **rec})
+                if best.update(rec["loss"], epoch, transformer=self.transformer_):
+                    break
+        best.restore(transformer=self.transformer_)
+        self.best_epoch_ = int(best.epoch)
+        self.transformer_.cpu().eval()
+        self.critic_.cpu().eval()
+        check = self._evaluate(Xt[val] if n_val else Xt, z_all[val] if n_val else z_all, torch.device("cpu"))
+        self.critic_check_ = {"on": "validation" if n_val else "train", **check}
+
+    def _loss(self, x: torch.Tensor, z: torch.Tensor):
+        y, yn, xn = self._apply(x, raw=True)
+        pix = ((xn - yn) ** 2).flatten(1).sum(1).mean()
+        ce = F.cross_entropy(self.critic_(y), z)
+        return pix - float(self.lam) * ce, pix, ce
+
+    @torch.no_grad()
+    def _evaluate(self, X: torch.Tensor, z: torch.Tensor, dev: torch.device) -> dict:
+        self.transformer_.eval()
+        tot = {"loss": 0.0, "pixel": 0.0, "ce": 0.0, "critic_acc_original": 0.0, "critic_acc_deid": 0.0}
+        for s in range(0, len(X), 256):
+            xb, zb = X[s : s + 256].to(dev), z[s : s + 256].to(dev)
+            loss, pix, ce = self._loss(xb, zb)
+            k = len(xb)
+            tot["loss"] += float(loss) * k
+            tot["pixel"] += float(pix) * k
+            tot["ce"] += float(ce) * k
+            tot["critic_acc_original"] += float((self.critic_(xb).argmax(1) == zb).sum())
+            tot["critic_acc_deid"] += float((self.critic_(self._apply(xb)).argmax(1) == zb).sum())
+        return {k: v / max(1, len(X)) for k, v in tot.items()}
+
+    # -- transform -----------------------------------------------------------------------
+    @torch.no_grad()
+    def _transform(self, X, identity, utility):
+        dev = resolve_device(self.device)
+        self.transformer_.to(dev).eval()
+        out = []
+        for s in range(0, len(X), 256):
+            xb = torch.from_numpy(np.ascontiguousarray(X[s : s + 256])).to(dev)
+            out.append(self._apply(xb).cpu().numpy())
+        self.transformer_.cpu()
+        return np.concatenate(out).astype(np.float32)
+
+    @torch.no_grad()
+    def critic_features(self, X: np.ndarray) -> np.ndarray:
+        """The frozen critic's penultimate features ``(N, D)`` for ``X`` ``(N, C, H, W)`` (linkage)."""
+        self._check_fitted()
+        self.critic_.eval()
+        return np.concatenate([self.critic_.features(torch.from_numpy(np.ascontiguousarray(X[s : s + 256], np.float32))).numpy()
+                               for s in range(0, len(X), 256)])
+
+    def critic_predict(self, X: np.ndarray) -> np.ndarray:
+        """The critic's identity predictions (labels as strings) for ``X`` ``(N, C, H, W)``."""
+        self._check_fitted()
+        with torch.no_grad():
+            z = np.concatenate([self.critic_(torch.from_numpy(np.ascontiguousarray(X[s : s + 256], np.float32))).numpy()
+                                for s in range(0, len(X), 256)])
+        return self.critic_classes_[z.argmax(1)]
