@@ -181,7 +181,6 @@ class _OnDask:
                                    for p, *a in zip(self.parts, *per_part)])
 
     def map(self, fn, *args):
-        args = [self.client.scatter(a, broadcast=True, hash=False) if isinstance(a, np.ndarray) else a for a in args]
         return [self.client.submit(fn, p, *args, pure=False) for p in self.parts]
 
     def gather(self, futures):
