@@ -1,0 +1,272 @@
+"""Mutual-information adversarial autoencoder — Feutry, Piantanida, Duhamel: "Learning Semi-Supervised Anonymized Representations by Mutual Information" (ICASSP 2020).
+
+Three networks (images ``(B, C, H, W)``):
+- the autoencoder ``q(x̂|x)`` (:class:`~deid.models.unet.ConvAutoencoder`);
+- the discriminator ``q(ŷ|v)``: a selector feeds it the original ``x`` when ``y = 1`` and the
+  reconstruction ``x̂`` otherwise; it minimises its binary cross-entropy (eq. 13);
+- the private branch ``q(ẑ|x̂)``: an identity classifier on reconstructions, minimising its
+  cross-entropy (eq. 14).
+The autoencoder minimises ``BCE_disc + λ·|CE(p̂_Z, q(ẑ|x̂)) − CE(e(z), q(ẑ|x̂))|`` (eq. 12, with
+``p̂_Z`` the empirical identity distribution, eq. 15). ``BCE_disc`` for the autoencoder is the
+discriminator's cross-entropy with its reconstructions labelled "original" (``y = 1``): the usual
+generator side of a GAN, which is how the paper's "minimising the cross-entropy loss with
+respect to the Ŷ predictor" is read here.
+
+Training as the paper: (1) autoencoder pre-trained on pixel MSE for ``pretrain_epochs``;
+(2) discriminator pre-training, alternating discriminator (+ private branch) updates with the
+autoencoder frozen and autoencoder updates (adversarial term only) with them frozen, for
+``disc_pretrain_epochs`` (``disc_steps`` adversary updates per autoencoder update, so the
+discriminator gets ahead); (3) alternating autoencoder (eq. 12) against discriminator + private
+branch for ``epochs``, early-stopped on the eq. 12 loss of a validation slice.
+
+``target_identity`` (optional) selects the *intertwined* variant: the discriminator's real
+samples are restricted to that identity's training images, which pushes every output toward
+it. ``substitute=True`` (requires ``target_identity``) then replaces each output by the nearest
+real training image of that identity (the paper's FERG substitution; see
+:mod:`deid.methods.substitution` for the consent caveat: the released images are real images of
+``target_identity``, so it must be a consenting or artificial template identity).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from deid.device import resolve_device
+from deid.errors import MethodError
+from deid.methods.base import DeidMethod
+from deid.methods.registry import register_method
+from deid.methods.substitution import identity_bank, nearest_in_bank
+from deid.models.adversarial import BestState, Discriminator, PrivateBranch, batches, clip_, mi_surrogate
+from deid.models.classifier import seed_everything
+from deid.models.unet import ConvAutoencoder
+
+__all__ = ["MIAdversarial"]
+
+
+@register_method("mi-adversarial")
+class MIAdversarial(DeidMethod):
+    """Mutual-information adversarial autoencoder (optionally intertwined, optionally substituted).
+
+    ``lam`` is λ of eq. 12 (the paper sweeps [0, 4]); ``pixel_weight`` adds an optional MSE
+    term to the autoencoder's main-phase loss (0 = the paper). Needs identity labels at fit.
+    ``target_identity`` must name an identity present in the training labels (as a string); it
+    is required when ``substitute=True``.
+
+    Learned state: ``autoencoder_``, ``discriminator_``, ``private_``, ``classes_``, ``p_hat_``,
+    ``history_`` (one dict per step and per validation pass), ``adversary_check_`` (accuracies
+    of discriminator and private branch on a check batch, against chance), ``bank_`` (the target
+    identity's training images when substituting).
+    """
+
+    needs_identity = False  # needed to fit (checked in _fit), not to transform
+    test_params = {"epochs": 1, "pretrain_epochs": 1, "disc_pretrain_epochs": 1, "width": 4, "latent": 4,
+                   "disc_width": 4, "private_width": 4, "batch_size": 12}
+
+    def __init__(self, lam: float = 1.0, target_identity: str | None = None, substitute: bool = False,
+                 epochs: int = 5, pretrain_epochs: int = 2, disc_pretrain_epochs: int = 1, batch_size: int = 32,
+                 lr: float = 1e-3, width: int = 8, depth: int = 2, latent: int = 16, disc_width: int = 8,
+                 private_width: int = 8, disc_steps: int = 3, pixel_weight: float = 0.0, val_fraction: float = 0.1,
+                 patience: int = 3, clip: float = 1.0, random_state: int = 0, device: str = "auto") -> None:
+        self.lam = lam
+        self.target_identity = target_identity
+        self.substitute = substitute
+        self.epochs = epochs
+        self.pretrain_epochs = pretrain_epochs
+        self.disc_pretrain_epochs = disc_pretrain_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.width = width
+        self.depth = depth
+        self.latent = latent
+        self.disc_width = disc_width
+        self.private_width = private_width
+        self.disc_steps = disc_steps
+        self.pixel_weight = pixel_weight
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.clip = clip
+        self.random_state = random_state
+        self.device = device
+
+    def _init_modules(self) -> None:
+        c = int(self.input_shape_[0])
+        self.autoencoder_ = ConvAutoencoder(c, int(self.width), int(self.depth), int(self.latent))
+        self.discriminator_ = Discriminator(c, int(self.disc_width), int(self.depth) + 1)
+        self.private_ = PrivateBranch(c, len(self.classes_), width=int(self.private_width))
+
+    # -- fit -----------------------------------------------------------------------------
+    def _fit(self, X, identity, utility):
+        if identity is None:
+            raise MethodError("method 'mi-adversarial' needs identity labels (the private label) to fit")
+        if self.lam < 0:
+            raise MethodError(f"mi-adversarial: lam must be >= 0, got {self.lam}")
+        if self.substitute and self.target_identity is None:
+            raise MethodError("mi-adversarial: substitute=True needs target_identity (the consenting or "
+                              "artificial template identity whose real images are released)")
+        ids = np.asarray([str(v) for v in identity])
+        self.classes_ = np.unique(ids)
+        if len(self.classes_) < 2:
+            raise MethodError("mi-adversarial needs at least two identities")
+        z_np = np.searchsorted(self.classes_, ids)
+        self.p_hat_ = (np.bincount(z_np, minlength=len(self.classes_)) / len(z_np)).astype(np.float32)
+        if self.target_identity is not None:
+            identity_bank(X, ids, self.target_identity, "mi-adversarial.fit")  # fails early with a clear message
+        dev = resolve_device(self.device)
+        g = seed_everything(int(self.random_state))
+        rng = np.random.default_rng(int(self.random_state))
+        n = len(X)
+        n_val = int(round(n * self.val_fraction)) if self.val_fraction and n >= 20 else 0
+        order = rng.permutation(n)
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        real_pool = train if self.target_identity is None else train[ids[train] == str(self.target_identity)]
+        if len(real_pool) == 0:
+            real_pool = np.flatnonzero(ids == str(self.target_identity))
+        self._init_modules()
+        ae, D, P = self.autoencoder_.to(dev), self.discriminator_.to(dev), self.private_.to(dev)
+        opt_ae = torch.optim.Adam(ae.parameters(), lr=float(self.lr), betas=(0.5, 0.999))
+        opt_dp = torch.optim.Adam(list(D.parameters()) + list(P.parameters()), lr=float(self.lr), betas=(0.5, 0.999))
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        zt = torch.from_numpy(z_np.astype(np.int64))
+        p_hat = torch.from_numpy(self.p_hat_).to(dev)
+        check = val if n_val else train
+        self.history_ = []
+        step = 0
+
+        def log(phase, epoch, **v):
+            nonlocal step
+            self.history_.append({"phase": phase, "epoch": epoch, "step": step, **{k: float(x) for k, x in v.items()}})
+            step += 1
+
+        # 1. pixel pre-training
+        for epoch in range(int(self.pretrain_epochs)):
+            ae.train()
+            for b in batches(len(train), int(self.batch_size), g):
+                x = Xt[train[b.numpy()]].to(dev)
+                loss = F.mse_loss(ae(x), x)
+                opt_ae.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_(ae, float(self.clip))
+                opt_ae.step()
+                log("pretrain", epoch, mse=loss.detach())
+
+        # 2. discriminator pre-training, alternating with adversarial-only autoencoder updates
+        for epoch in range(int(self.disc_pretrain_epochs)):
+            for b in batches(len(train), int(self.batch_size), g):
+                idx = train[b.numpy()]
+                for _ in range(max(1, int(self.disc_steps))):
+                    self._adversary_step(ae, D, P, opt_dp, Xt, zt, idx, real_pool, g, dev, log, "disc_pretrain", epoch)
+                self._autoencoder_step(ae, D, P, opt_ae, Xt, zt, idx, p_hat, 0.0, dev, log, "disc_pretrain", epoch)
+        self.adversary_check_ = {"after_pretrain": self._check(Xt, zt, check, real_pool, p_hat, dev)}
+
+        # 3. alternating autoencoder vs (discriminator + private branch)
+        best = BestState(int(self.patience))
+        for epoch in range(int(self.epochs)):
+            for b in batches(len(train), int(self.batch_size), g):
+                idx = train[b.numpy()]
+                self._adversary_step(ae, D, P, opt_dp, Xt, zt, idx, real_pool, g, dev, log, "adversarial", epoch)
+                self._autoencoder_step(ae, D, P, opt_ae, Xt, zt, idx, p_hat, float(self.lam), dev, log, "adversarial", epoch)
+            rec = self._check(Xt, zt, check, real_pool, p_hat, dev)
+            self.history_.append({"phase": "val", "epoch": epoch, "step": step, **rec})
+            if best.update(rec["loss"], epoch, autoencoder=ae, discriminator=D, private=P):
+                break
+        best.restore(autoencoder=ae, discriminator=D, private=P)
+        self.best_epoch_ = int(best.epoch)
+        for m in (ae, D, P):
+            m.cpu().eval()
+        final = self._check(Xt, zt, check, real_pool, p_hat, torch.device("cpu"))
+        k = len(self.classes_)
+        # each batch is scored before the adversaries update on it: a held-out figure per step
+        pre_steps = [h for h in self.history_ if h["phase"] == "disc_pretrain/adversary"]
+        pre_steps = pre_steps[len(pre_steps) // 2:]
+        disc_acc = float(np.mean([h["disc_acc"] for h in pre_steps])) if pre_steps else float("nan")
+        priv_acc = float(np.mean([h["private_acc"] for h in pre_steps])) if pre_steps else float("nan")
+        self.adversary_check_ = {
+            "after_pretrain": self.adversary_check_["after_pretrain"], "final": final,
+            "disc_acc_pretrain_steps": disc_acc, "private_acc_pretrain_steps": priv_acc,
+            "private_chance": 1.0 / k, "disc_chance": 0.5,
+            "disc_learned": bool(disc_acc > 0.5 + 0.05),
+            "private_learned": bool(priv_acc > 1.0 / k + 0.05),
+        }
+        if not (self.adversary_check_["disc_learned"] and self.adversary_check_["private_learned"]):
+            warnings.warn(f"mi-adversarial: an adversary did not learn before the adversarial phase "
+                          f"(discriminator {disc_acc:.2f} vs 0.5, private branch {priv_acc:.2f} "
+                          f"vs {1 / k:.2f}); privacy figures from this model would be flattering", stacklevel=3)
+        if self.substitute:
+            self.bank_ = identity_bank(X, ids, self.target_identity, "mi-adversarial.fit")
+
+    def _adversary_step(self, ae, D, P, opt, Xt, zt, idx, real_pool, g, dev, log, phase, epoch):
+        """Eq. 13 and 14: discriminator on selector output ``v``, private branch on ``x̂``."""
+        ae.eval()
+        D.train()
+        P.train()
+        x, z = Xt[idx].to(dev), zt[idx].to(dev)
+        with torch.no_grad():
+            xh = ae(x)
+        real = Xt[real_pool[torch.randint(len(real_pool), (len(idx),), generator=g).numpy()]].to(dev)
+        y = (torch.rand(len(idx), generator=g) < 0.5).float().to(dev)
+        v = torch.where(y.view(-1, 1, 1, 1) > 0, real, xh)  # the selector S
+        d_logit = D(v)
+        l_d = F.binary_cross_entropy_with_logits(d_logit, y)
+        p_logit = P(xh)
+        l_p = F.cross_entropy(p_logit, z)
+        opt.zero_grad(set_to_none=True)
+        (l_d + l_p).backward()
+        clip_(D, float(self.clip))
+        clip_(P, float(self.clip))
+        opt.step()
+        log(phase + "/adversary", epoch, disc_bce=l_d.detach(), private_ce=l_p.detach(),
+            disc_acc=((d_logit > 0).float() == y).float().mean(), private_acc=(p_logit.argmax(1) == z).float().mean())
+
+    def _ae_loss(self, ae, D, P, x, z, p_hat, lam):
+        xh = ae(x)
+        adv = F.binary_cross_entropy_with_logits(D(xh), torch.ones(len(x), device=x.device))
+        mi, ce_obj, ce = mi_surrogate(P(xh), z, p_hat)
+        mse = F.mse_loss(xh, x)
+        loss = adv + lam * mi + float(self.pixel_weight) * mse
+        return loss, adv, mi, ce_obj, ce, mse
+
+    def _autoencoder_step(self, ae, D, P, opt, Xt, zt, idx, p_hat, lam, dev, log, phase, epoch):
+        """Eq. 12 with discriminator and private branch frozen (their gradients are discarded)."""
+        ae.train()
+        D.eval()
+        P.eval()
+        x, z = Xt[idx].to(dev), zt[idx].to(dev)
+        loss, adv, mi, ce_obj, ce, mse = self._ae_loss(ae, D, P, x, z, p_hat, lam)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_(ae, float(self.clip))
+        opt.step()
+        log(phase + "/autoencoder", epoch, loss=loss.detach(), adv_bce=adv.detach(), mi=mi.detach(),
+            ce_obj=ce_obj.detach(), private_ce=ce.detach(), mse=mse.detach())
+
+    @torch.no_grad()
+    def _check(self, Xt, zt, idx, real_pool, p_hat, dev) -> dict:
+        """Accuracies and eq. 12 loss on a fixed check batch (the validation slice)."""
+        ae, D, P = self.autoencoder_, self.discriminator_, self.private_
+        for m in (ae, D, P):
+            m.eval()
+        x, z = Xt[idx].to(dev), zt[idx].to(dev)
+        real = Xt[real_pool[: len(idx)] if len(real_pool) >= len(idx) else real_pool].to(dev)
+        xh = ae(x)
+        loss, adv, mi, _, ce, mse = self._ae_loss(ae, D, P, x, z, p_hat, float(self.lam))
+        d_real, d_fake = (D(real) > 0).float().mean(), (D(xh) <= 0).float().mean()
+        return {"loss": float(loss), "adv_bce": float(adv), "mi": float(mi), "private_ce": float(ce), "mse": float(mse),
+                "disc_acc": float((d_real + d_fake) / 2),
+                "private_acc": float((P(xh).argmax(1) == z).float().mean()),
+                "private_acc_on_originals": float((P(x).argmax(1) == z).float().mean())}
+
+    # -- transform -----------------------------------------------------------------------
+    @torch.no_grad()
+    def _transform(self, X, identity, utility):
+        dev = resolve_device(self.device)
+        ae = self.autoencoder_.to(dev).eval()
+        out = np.concatenate([ae(torch.from_numpy(np.ascontiguousarray(X[s : s + 256])).to(dev)).cpu().numpy()
+                              for s in range(0, len(X), 256)]).astype(np.float32)
+        ae.cpu()
+        if self.substitute:
+            out = self.bank_[nearest_in_bank(self.bank_, out)].copy()
+        return out
