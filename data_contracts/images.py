@@ -162,7 +162,7 @@ def validate_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
         _check_schema(table.schema, schema, f"table for '{name}'")
     try:
         table = table.cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
         raise ContractError(f"table for '{name}' cannot be cast to the contract: {exc}") from exc
     for field in schema:
         col = table.column(field.name)

@@ -1,0 +1,1 @@
+"""Prefect flows composing ``tasks/``; deployments are declared in ``flows/deployments.py``."""

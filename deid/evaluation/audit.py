@@ -1,0 +1,197 @@
+"""The audit: every protocol over the original data, the baselines and each method, in one place.
+
+Pure: takes images and labels, returns metrics and the arrays plots are made from. Tracking
+(MLflow) and orchestration live in ``tasks/`` and ``flows/``.
+
+Metric names (per method):
+- ``identity_acc_<attacker>``, ``identity_acc_worst``, ``identity_chance``: informed attackers
+  trained on the method's training outputs, tested on its test outputs (lower is more private).
+- ``utility_acc_<attacker>``, ``utility_acc_best``, ``utility_chance``: the same for the utility
+  label; ``utility_orig_clf_acc``: a classifier trained on original images applied to the
+  method's test outputs; ``utility_retention``: ``utility_acc_best`` over the original data's.
+- ``linkage_rank1``/``linkage_rank5`` (± ``_std``): originals as gallery, outputs as probes, with
+  features of an identity CNN trained on original training images; ``linkage_dlib_*`` the same
+  with dlib's descriptor (real faces only).
+- ``faceness``, ``deid``, ``div`` (real faces only), ``k_anonymity``, ``ssim``, ``psnr``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from deid.data import ImageSet
+from deid.errors import EvaluationError
+from deid.evaluation.attackers import AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.fidelity import fidelity
+from deid.evaluation.linkage import linkage
+from deid.models import CNNClassifier
+
+__all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
+
+ORIGINAL = "original"
+
+AUDIT_METRICS = (
+    "identity_acc_cnn", "identity_acc_linear", "identity_acc_worst", "identity_chance",
+    "utility_acc_cnn", "utility_acc_linear", "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
+    "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
+    "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
+    "faceness", "deid", "div", "k_anonymity", "ssim", "psnr", "n_train", "n_test", "seconds",
+)
+
+
+class AuditConfig(BaseModel):
+    """How the audit trains its attackers and which protocols run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attackers: list[Literal["cnn", "linear"]] = Field(default_factory=lambda: ["cnn", "linear"], min_length=1)
+    cnn_epochs: int = Field(15, ge=1)
+    cnn_width: int = Field(32, ge=4)
+    pca_components: int = Field(64, ge=2)
+    linkage_repeats: int = Field(5, ge=1)
+    face_metrics: Literal["auto", "on", "off"] = "auto"
+    train_splits: list[str] = Field(default_factory=lambda: ["train", "val"])
+    test_split: str = "test"
+    seed: int = 0
+    device: str = "auto"
+
+    def attacker_config(self) -> AttackerConfig:
+        return AttackerConfig(tuple(self.attackers), self.cnn_epochs, self.cnn_width, self.pca_components,
+                              self.seed, self.device)
+
+
+@dataclass
+class MethodAudit:
+    method: str
+    metrics: dict[str, float]
+    confusion: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # "identity_cnn" -> matrix
+    classes: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    cmc: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class AuditResult:
+    dataset: str
+    methods: dict[str, MethodAudit]
+    config: dict
+    real_faces: bool
+
+    def table(self) -> list[dict]:
+        return [{"method": m, **a.metrics} for m, a in self.methods.items()]
+
+
+def _check_aligned(name: str, original: ImageSet, anon: ImageSet) -> ImageSet:
+    """``anon`` reordered to ``original``'s rows; errors name the method and what is wrong."""
+    if len(anon) != len(original):
+        raise EvaluationError(f"method '{name}': {len(anon)} de-identified rows for {len(original)} originals")
+    if set(anon.image_id) != set(original.image_id):
+        missing = sorted(set(original.image_id) - set(anon.image_id))[:3]
+        raise EvaluationError(f"method '{name}': de-identified rows do not match the originals' image ids "
+                              f"(e.g. missing {missing})")
+    anon = anon.align_to(original.image_id)
+    if anon.X.shape != original.X.shape:
+        raise EvaluationError(f"method '{name}': images of shape {anon.X.shape[1:]}, originals {original.X.shape[1:]}")
+    if not np.isfinite(anon.X).all():
+        raise EvaluationError(f"method '{name}': de-identified images contain NaN or infinite pixels")
+    if not (np.array_equal(anon.identity, original.identity) and np.array_equal(anon.split, original.split)):
+        raise EvaluationError(f"method '{name}': identity or split labels differ from the originals' for the same ids")
+    return anon
+
+
+def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
+          dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
+          progress=None) -> AuditResult:
+    """Audit ``anonymized`` (method name → outputs row-aligned by ``image_id``) against ``original``.
+
+    The original data is audited as the reference row :data:`ORIGINAL`. ``progress`` is an
+    optional callable ``progress(message)``.
+    """
+    from deid.evaluation.anonymity import k_anonymity
+
+    say = progress or (lambda msg: None)
+    train_mask = np.isin(original.split, cfg.train_splits)
+    test_mask = original.split == cfg.test_split
+    if not train_mask.any() or not test_mask.any():
+        raise EvaluationError(f"audit: need rows in splits {cfg.train_splits} and '{cfg.test_split}'; "
+                              f"found splits {sorted(set(original.split))}")
+    util_ok = not any(v is None for v in original.expression)
+    check_split_labels(original.identity[train_mask], original.identity[test_mask], "identity", "audit")
+    if util_ok:
+        check_split_labels(original.expression[train_mask], original.expression[test_mask], "utility", "audit")
+    face = cfg.face_metrics == "on" or (cfg.face_metrics == "auto" and real_faces)
+    acfg = cfg.attacker_config()
+    outputs = {ORIGINAL: original}
+    for name, anon in anonymized.items():
+        if name == ORIGINAL:
+            raise EvaluationError(f"'{ORIGINAL}' is the reference row's name; a method may not use it")
+        outputs[name] = _check_aligned(name, original, anon)
+
+    say("training reference classifiers on original images")
+    ref_id = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed,
+                           device=cfg.device).fit(original.X[train_mask], original.identity[train_mask])
+    ref_util = None
+    if util_ok:
+        ref_util = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed + 1,
+                                 device=cfg.device).fit(original.X[train_mask], original.expression[train_mask])
+    test = original.subset(test_mask)
+    orig_feat = ref_id.features(test.X)
+    cache = None
+    orig_desc = None
+    if face:
+        from deid.evaluation.facemetrics import DescriptorCache, describe
+
+        cache = DescriptorCache(descriptor_cache)
+        orig_desc = describe(test.X, cache)
+
+    results: dict[str, MethodAudit] = {}
+    for name, out in outputs.items():
+        t0 = time.perf_counter()
+        say(f"auditing '{name}'")
+        m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
+        ma = MethodAudit(name, m)
+        Xtr, Xte = out.X[train_mask], out.X[test_mask]
+        ident = train_attackers(Xtr, original.identity[train_mask], Xte, test.identity, label="identity",
+                                cfg=acfg, where=f"method '{name}'")
+        for a, v in ident.accuracy.items():
+            m[f"identity_acc_{a}"] = v
+            ma.confusion[f"identity_{a}"] = ident.confusion[a]
+        m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
+        ma.classes["identity"] = ident.classes
+        if util_ok:
+            util = train_attackers(Xtr, original.expression[train_mask], Xte, test.expression, label="utility",
+                                   cfg=acfg, where=f"method '{name}'")
+            for a, v in util.accuracy.items():
+                m[f"utility_acc_{a}"] = v
+                ma.confusion[f"utility_{a}"] = util.confusion[a]
+            m["utility_acc_best"] = max(util.accuracy.values())
+            m["utility_chance"] = util.chance
+            m["utility_orig_clf_acc"] = ref_util.score(Xte, test.expression)
+            ma.classes["utility"] = util.classes
+        link = linkage(orig_feat, ref_id.features(Xte), test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+        m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
+                 linkage_rank5_std=link.rank5_std)
+        ma.cmc["critic"] = (link.cmc, link.cmc_std)
+        if face:
+            from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness
+
+            desc = describe(Xte, cache)
+            dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+            m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
+                     linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
+                     faceness=faceness(Xte), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+            ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
+        m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
+        m.update(fidelity(test.X, Xte))
+        m["seconds"] = time.perf_counter() - t0
+        results[name] = ma
+    base = results[ORIGINAL].metrics.get("utility_acc_best")
+    for ma in results.values():
+        if base:
+            ma.metrics["utility_retention"] = ma.metrics["utility_acc_best"] / base
+    return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)

@@ -1,0 +1,165 @@
+"""The anonymization flows: ingest → fit → transform → audit → report → gate → (publish).
+
+One flow per dataset (``anonymize-ferg``, ``anonymize-jaffe``, ...), all built from
+:func:`run_anonymization`; each takes the path of a YAML config from ``configs/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from data_contracts import count_rows
+from deid.config import RunConfig, load_config
+from deid.errors import ConfigError
+from deid.evaluation.audit import ORIGINAL
+from deid.reporting.text import format_table
+from tasks.audit import audit, render_audit
+from tasks.data import generate_ferg_like, ingest_dataset
+from tasks.methods import anonymize_table, fit_method
+from tasks.release import publish_release
+from tasks.tracking import configure_tracking, log_audit
+
+__all__ = ["run_anonymization", "RunSummary", "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
+
+DATASETS = ("ferg", "lfw", "celeba", "rafd", "jaffe")
+
+
+class ReleaseBlocked(RuntimeError):
+    """The audit did not pass the release gates; nothing was published."""
+
+
+@dataclass
+class RunSummary:
+    config_name: str
+    table: list[dict]
+    report: str
+    mlflow_run_id: str
+    tracking_uri: str
+    verdicts: dict[str, dict]
+    release: dict | None = None
+    ingest: dict = field(default_factory=dict)
+
+    def text(self) -> str:
+        rows = [dict(r, verdict=("PASS" if self.verdicts[r["method"]]["passed"] else "FAIL")
+                     if r["method"] in self.verdicts else "reference") for r in self.table]
+        lines = [format_table(rows), "", f"report:  {self.report}",
+                 f"mlflow:  run {self.mlflow_run_id} in {self.tracking_uri}"]
+        if self.release:
+            lines.append(f"release: {self.release['path']} ({'reused' if self.release['reused'] else 'new'})")
+        return "\n".join(lines)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _preflight(cfg: RunConfig, base: Path) -> Path | None:
+    """Everything that can be checked before heavy work: fail fast with the field's name."""
+    src = cfg.dataset.source_path(base)
+    if src is not None and not src.exists():
+        raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
+    return src
+
+
+def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:
+    """The body of every ``anonymize-<dataset>`` flow (callable directly from tests via a flow)."""
+    log = get_run_logger()
+    base_dir = Path(base) if base else Path.cwd()
+    cfg = config if isinstance(config, RunConfig) else load_config(base_dir / config if not Path(config).is_absolute() else config, overrides)
+    src = _preflight(cfg, base_dir)
+    work = cfg.work_path(base_dir)
+    tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
+    ds = cfg.dataset
+
+    if src is None:
+        spec = ds.synthetic.model_dump()
+        src = Path(generate_ferg_like(str(work / "data" / f"ferg-builtin-{_key(spec)}"), spec))
+    ingest_dir = work / "datasets" / f"{ds.name}-{_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(), ds.loader_options)}"
+    summary = ingest_dataset(ds.name, str(src), str(ingest_dir), ds.preprocess.model_dump(), ds.split.model_dump(),
+                             ds.loader_options)
+    images = str(ingest_dir / "images")
+
+    run_dir = work / "runs" / cfg.name
+    anonymized, model_dirs, stats = {}, {}, {}
+    for spec in cfg.all_methods():
+        params = dict(spec.params)
+        fit_key = _key(spec.name, params, summary.digest, cfg.seed)
+        model_dir = run_dir / "models" / spec.key
+        out_dir = run_dir / "anonymized" / spec.key
+        marker = out_dir / "_inputs.key"
+        if marker.exists() and marker.read_text() == fit_key and (model_dir / "method.json").exists():
+            log.info("'%s': reusing %s", spec.key, out_dir)
+            stats[spec.key] = {"rows": count_rows(out_dir), "reused": 1}
+        else:
+            fit_method(spec.name, params, images, str(model_dir))
+            stats[spec.key] = anonymize_table(str(model_dir), images, str(out_dir), spec.key, cfg.batch_size)
+            marker.write_text(fit_key)
+        anonymized[spec.key] = str(out_dir)
+        model_dirs[spec.key] = str(model_dir)
+
+    audit_cfg = cfg.audit.model_dump()
+    if cfg.device != "auto" and audit_cfg.get("device") == "auto":
+        audit_cfg["device"] = cfg.device
+    result = audit(images, anonymized, audit_cfg, ds.name, ds.real_faces, str(work / "cache" / "dlib-descriptors"))
+    dataset_info = {"name": ds.name, "digest": summary.digest, "rows": summary.written,
+                    "identities": summary.identities}
+    report_dir = run_dir / "report"
+    safe_config = cfg.model_dump(mode="json")
+    safe_config["dataset"].pop("source", None)  # may be a local path; the digest identifies the data
+    notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
+    report, verdicts, figures = render_audit(result, images, anonymized, cfg.gates.model_dump(), str(report_dir),
+                                             f"deid audit — {cfg.name}", dataset_info, safe_config, notes)
+    run_id = log_audit(result, run_name=cfg.name, config=safe_config, dataset_info=dataset_info, images_dir=images,
+                       report=report, figures=figures, verdicts=verdicts, model_dirs=model_dirs,
+                       transform_stats=stats, tracking_uri=tracking_uri, experiment=cfg.tracking.experiment)
+    out = RunSummary(cfg.name, result.table(), report, run_id, tracking_uri,
+                     {m: {"passed": v.passed, "reasons": v.reasons} for m, v in verdicts.items()},
+                     ingest=summary.model_dump())
+    if cfg.release.enabled:
+        m = cfg.release.method
+        v = verdicts[m]
+        if not v.passed:
+            raise ReleaseBlocked(f"release of '{m}' blocked by the audit: {'; '.join(v.reasons)} (report: {report})")
+        metrics = result.methods[m].metrics
+        manifest = {"method_params": next(s.params for s in cfg.all_methods() if s.key == m),
+                    "config_name": cfg.name, "code_commit": _commit(), "input_digest": summary.digest,
+                    "mlflow_run_id": run_id, "audit": metrics, "verdict": {"passed": True, "gates": cfg.gates.model_dump()},
+                    "preprocess": ds.preprocess.model_dump()}
+        rel = publish_release(anonymized[m], str(cfg.work_path(base_dir).parent / cfg.release.root
+                                                 if not Path(cfg.release.root).is_absolute() else cfg.release.root),
+                              ds.name, m, manifest, images, cfg.release.seed)
+        out.release = rel
+    log.info("\n%s", out.text())
+    return out
+
+
+def _commit() -> str:
+    from tasks.tracking import git_commit
+
+    return git_commit()
+
+
+def _make_flow(dataset: str):
+    @flow(name=f"anonymize-{dataset}", log_prints=True, validate_parameters=True)
+    def anonymize(config: str = f"configs/{dataset}.yaml", overrides: dict | None = None,
+                  base: str | None = None) -> dict:
+        """Ingest, de-identify, audit and (when the gates pass and release is on) publish one dataset."""
+        s = run_anonymization(config, overrides, base)
+        return {"report": s.report, "mlflow_run_id": s.mlflow_run_id, "verdicts": s.verdicts, "release": s.release,
+                "table": s.table}
+
+    anonymize.__name__ = f"anonymize_{dataset}"
+    return anonymize
+
+
+FLOWS = {d: _make_flow(d) for d in DATASETS}
+anonymize_ferg = FLOWS["ferg"]
+anonymize_lfw = FLOWS["lfw"]
+anonymize_celeba = FLOWS["celeba"]
+anonymize_rafd = FLOWS["rafd"]
+anonymize_jaffe = FLOWS["jaffe"]

@@ -1,0 +1,136 @@
+"""The ``deid`` command: the same entry points as the flows, for people at a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Orchestrator and tracker settings must be in place before either is imported.
+_WORK = Path(os.environ.get("DEID_WORK", "work")).resolve()
+os.environ.setdefault("PREFECT_HOME", str(_WORK / "prefect"))
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import typer  # noqa: E402
+
+from deid.errors import DeidError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="De-identify labelled face datasets and audit the result.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _parse_sets(sets: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for s in sets:
+        if "=" not in s:
+            raise typer.BadParameter(f"--set wants key=value, got '{s}'")
+        k, v = s.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def _run(config: str, sets: list[str]) -> None:
+    from deid.config import load_config
+    from flows.anonymize import FLOWS, ReleaseBlocked, run_anonymization  # noqa: F401
+
+    try:
+        cfg = load_config(config, _parse_sets(sets))
+        flow_fn = FLOWS[cfg.dataset.name]
+        result = flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
+    except (DeidError, ReleaseBlocked) as exc:
+        _fail(exc)
+    from deid.reporting.text import format_table
+
+    rows = [dict(r, verdict=("PASS" if result["verdicts"][r["method"]]["passed"] else "FAIL")
+                 if r["method"] in result["verdicts"] else "reference") for r in result["table"]]
+    typer.echo("\n" + format_table(rows))
+    typer.echo(f"\nreport:  {result['report']}")
+    typer.echo(f"mlflow:  run {result['mlflow_run_id']} — browse with `make ui` (or `deid ui`)")
+    if result.get("release"):
+        typer.echo(f"release: {result['release']['path']}")
+
+
+@app.command()
+def demo(sets: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set audit.cnn_epochs=5")) -> None:
+    """Generate the built-in FERG-like data, de-identify it with the baselines and audit the result."""
+    _run(str(Path("configs/ferg.yaml")), sets)
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="a YAML config from configs/"),
+        sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value")) -> None:
+    """Run the anonymization flow of the config's dataset."""
+    _run(str(config), sets)
+
+
+@app.command()
+def ingest(dataset: str = typer.Argument(..., help="ferg, jaffe, lfw, celeba, rafd"),
+           source: Path = typer.Argument(..., help="the dataset's root folder"),
+           out: Path = typer.Option(None, help="output folder (default work/datasets/<dataset>)"),
+           size: int = 64, grayscale: bool = True, align: str = typer.Option("none", help="none | dlib"),
+           test: float = 0.2, val: float = 0.1, seed: int = 0, identity_disjoint: bool = False) -> None:
+    """Ingest a dataset from its on-disk layout into the Parquet contract."""
+    from deid.ingest import ingest_dataset
+    from deid.preprocessing import PreprocessConfig
+    from deid.splits import SplitConfig
+
+    try:
+        s = ingest_dataset(dataset, source, out or _WORK / "datasets" / dataset,
+                           preprocess=PreprocessConfig(size=size, grayscale=grayscale, align=align),
+                           split=SplitConfig(test=test, val=val, seed=seed, identity_disjoint=identity_disjoint),
+                           progress=True)
+    except (DeidError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(s.model_dump_json(indent=2))
+
+
+@app.command()
+def generate(out: Path = typer.Argument(Path("work/data/ferg-like")), characters: int = 6, per_cell: int = 24,
+             entanglement: float = 0.5, seed: int = 0) -> None:
+    """Draw the FERG-like dataset in FERG-DB's layout."""
+    from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like
+
+    root = generate_ferg_like(out, SyntheticFergConfig(characters, per_cell, entanglement=entanglement, seed=seed),
+                              progress=True)
+    typer.echo(str(root))
+
+
+@app.command()
+def methods() -> None:
+    """List the registered de-identification methods and their parameters."""
+    from deid.methods import available_methods, method_class
+
+    for name in available_methods():
+        cls = method_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        typer.echo(f"{name:16s} {', '.join(cls.param_names()) or '-':40s} {doc}")
+
+
+@app.command()
+def ui(port: int = 5000) -> None:
+    """Open the MLflow UI on the local tracking store (127.0.0.1)."""
+    from tasks.tracking import local_tracking_uri
+
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", local_tracking_uri(_WORK),
+           "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(" ".join(cmd))
+    os.execv(sys.executable, cmd)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

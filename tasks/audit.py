@@ -1,0 +1,70 @@
+"""The audit task, and the one that turns its result into figures and the HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from deid.data import load_image_set
+from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit as _audit
+from deid.evaluation.gates import GateConfig, Verdict, judge
+from deid.reporting.html import render_report
+from deid.reporting.plots import cmc_plot, confusion_plot, privacy_utility_plot, sample_grid
+
+__all__ = ["audit", "render_audit"]
+
+
+@task(tags=["compute-heavy"])
+def audit(images_dir: str, anonymized: dict[str, str], cfg: dict, dataset: str, real_faces: bool,
+          descriptor_cache: str | None) -> AuditResult:
+    log = get_run_logger()
+    original = load_image_set(images_dir)
+    outs = {name: load_image_set(path, anonymized=True) for name, path in anonymized.items()}
+    return _audit(original, outs, AuditConfig(**cfg), dataset=dataset, real_faces=real_faces,
+                  descriptor_cache=descriptor_cache, progress=log.info)
+
+
+@task
+def render_audit(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: dict, out_dir: str,
+                 title: str, dataset_info: dict, config: dict, notes: list[str]) -> tuple[str, dict[str, Verdict], list[str]]:
+    """Figures + report; returns the report path, the verdicts and the figure paths."""
+    import numpy as np
+
+    out = Path(out_dir)
+    gcfg = GateConfig(**gates)
+    verdicts = {m: judge(m, a.metrics, gcfg) for m, a in result.methods.items() if m != ORIGINAL}
+    original = load_image_set(images_dir, splits=("test",))
+    rng = np.random.default_rng(0)
+    pick = []
+    for ident in sorted(set(original.identity)):  # one test image per identity, up to 8
+        idx = np.flatnonzero(original.identity == ident)
+        pick.append(int(rng.choice(idx)))
+    pick = pick[:8]
+    rows = {ORIGINAL: original.X[pick]}
+    for name, path in anonymized.items():
+        a = load_image_set(path, splits=("test",), anonymized=True).align_to(original.image_id[pick])
+        rows[name] = a.X
+    figs = [("Samples: each column one test image, each row a method",
+             sample_grid(rows, out / "samples.png", labels=[str(e) for e in original.expression[pick]]))]
+    pts = {m: (a.metrics["identity_acc_worst"], a.metrics.get("utility_acc_best", float("nan")))
+           for m, a in result.methods.items()}
+    ref = result.methods[ORIGINAL].metrics
+    figs.append(("Privacy–utility: worst informed attacker against utility (original marked ★)",
+                 privacy_utility_plot(pts, out / "privacy_utility.png", id_chance=ref["identity_chance"],
+                                      util_chance=ref.get("utility_chance"), title=f"{title}: privacy–utility")))
+    figs.append(("Linkage CMC: originals as gallery, outputs as probes (identity CNN features)",
+                 cmc_plot({m: a.cmc["critic"] for m, a in result.methods.items()}, out / "cmc.png",
+                          title="CMC, identity-CNN features")))
+    if any("dlib" in a.cmc for a in result.methods.values()):
+        figs.append(("Linkage CMC with dlib's descriptor (independent recognizer)",
+                     cmc_plot({m: a.cmc["dlib"] for m, a in result.methods.items() if "dlib" in a.cmc},
+                              out / "cmc_dlib.png", title="CMC, dlib descriptor")))
+    for m, a in result.methods.items():
+        figs.append((f"Confusion matrices: {m}", confusion_plot(a.confusion, a.classes, out / f"confusion_{m}.png",
+                                                                 title=f"{m}: attackers on test outputs")))
+    report = render_report(out / "report.html", title=title, dataset=dataset_info, rows=result.table(),
+                           verdicts={m: (v.passed, v.reasons) for m, v in verdicts.items()}, figures=figs,
+                           config=config, notes=notes)
+    get_run_logger().info("report: %s", report)
+    return str(report), verdicts, [str(p) for _, p in figs]

@@ -1,0 +1,39 @@
+"""Tasks for getting data into the contract: generate the built-in set, ingest a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like as _generate
+from deid.ingest import IngestSummary, ingest_dataset as _ingest
+from deid.preprocessing import PreprocessConfig
+from deid.splits import SplitConfig
+
+__all__ = ["generate_ferg_like", "ingest_dataset"]
+
+
+@task(retries=2, retry_delay_seconds=[2, 5])
+def generate_ferg_like(out_dir: str, spec: dict) -> str:
+    """Draw the FERG-like tree (idempotent: an existing tree with the same settings is kept)."""
+    root = _generate(out_dir, SyntheticFergConfig(**spec), progress=True)
+    get_run_logger().info("built-in FERG-like data at %s", root)
+    return str(root)
+
+
+@task(retries=2, retry_delay_seconds=[2, 5, 15])
+def ingest_dataset(dataset: str, root: str, out_dir: str, preprocess: dict, split: dict,
+                   loader_options: dict | None = None) -> IngestSummary:
+    """Ingest into Parquet; reuses the output when files and settings are unchanged."""
+    summary = _ingest(dataset, root, out_dir, preprocess=PreprocessConfig(**preprocess), split=SplitConfig(**split),
+                      loader_options=loader_options, progress=True)
+    log = get_run_logger()
+    log.info("%s: input %d = written %d + quarantined %d%s", dataset, summary.input, summary.written,
+             summary.quarantined, " (reused)" if summary.reused else "")
+    if not summary.reconciles():
+        raise RuntimeError(f"ingest of {dataset} does not reconcile: {summary}")
+    if summary.quarantined:
+        log.warning("quarantined %d files: %s (see %s)", summary.quarantined, summary.quarantine_reasons,
+                    Path(out_dir) / "quarantine")
+    return summary

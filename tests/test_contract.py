@@ -1,0 +1,82 @@
+"""The data contract: every write validates, every read checks schema and version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_contracts import (IMAGES_SCHEMA, QUARANTINE_SCHEMA, ContractError, atomic_dir, iter_batches, read_table,
+                            validate_table, write_table)
+from deid.imageio import encode_png
+
+
+def _row(**kw):
+    r = {"image_id": "a" * 16, "dataset": "ferg", "split": "train", "identity": "aia", "expression": "joy",
+         "attributes": None, "image": {"bytes": encode_png(np.zeros((4, 4), np.uint8)), "path": "aia/x.png"},
+         "height": 4, "width": 4, "channels": 1, "source_path": "aia/x.png", "source_sha256": "f" * 64}
+    r.update(kw)
+    return r
+
+
+def _table(rows):
+    return pa.Table.from_pylist(rows, schema=IMAGES_SCHEMA)
+
+
+def test_valid_table_round_trips(tmp_path):
+    t = _table([_row(), _row(image_id="b" * 16, split="test")])
+    write_table(t, tmp_path / "t", IMAGES_SCHEMA)
+    back = read_table(tmp_path / "t", IMAGES_SCHEMA)
+    assert back.num_rows == 2 and back.schema.equals(IMAGES_SCHEMA, check_metadata=False)
+    assert sum(b.num_rows for b in iter_batches(tmp_path / "t", IMAGES_SCHEMA, splits=("test",))) == 1
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"split": "holdout"}, "split"),
+    ({"image": {"bytes": b"GIF89a....", "path": None}}, "not a PNG"),
+    ({"height": 0}, "height"),
+])
+def test_invalid_rows_are_refused(bad, msg):
+    with pytest.raises(ContractError, match=msg):
+        validate_table(_table([_row(**bad)]), IMAGES_SCHEMA)
+
+
+def test_null_in_required_column_is_refused():
+    t = pa.Table.from_pylist([_row()], schema=IMAGES_SCHEMA.remove_metadata())
+    t = t.set_column(3, pa.field("identity", pa.string()), pa.array([None], pa.string()))
+    with pytest.raises(ContractError, match="identity"):
+        validate_table(t, IMAGES_SCHEMA)
+
+
+def test_missing_column_is_named():
+    t = _table([_row()]).drop_columns(["expression"])
+    with pytest.raises(ContractError, match="expression"):
+        validate_table(t, IMAGES_SCHEMA)
+
+
+def test_read_checks_kind_and_version(tmp_path):
+    write_table(_table([_row()]), tmp_path / "t", IMAGES_SCHEMA)
+    with pytest.raises(ContractError, match="expected 'quarantine'"):
+        read_table(tmp_path / "t", QUARANTINE_SCHEMA)
+    f = next((tmp_path / "t").glob("*.parquet"))
+    old = pq.read_table(f)
+    meta = dict(old.schema.metadata)
+    meta[b"deid.schema_version"] = b"0"
+    pq.write_table(old.replace_schema_metadata(meta), f)
+    with pytest.raises(ContractError, match="schema version 0"):
+        read_table(tmp_path / "t", IMAGES_SCHEMA)
+
+
+def test_read_of_missing_table_names_the_path(tmp_path):
+    with pytest.raises(ContractError, match="does not exist"):
+        read_table(tmp_path / "nope", IMAGES_SCHEMA)
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "half.parquet").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
