@@ -16,3 +16,4 @@ from deid.methods import fadenet  # noqa: F401,E402
 from deid.methods import mi_adversarial  # noqa: F401,E402
 from deid.methods import substitution  # noqa: F401,E402
 from deid.methods import latent_shift  # noqa: F401,E402
+from deid.methods import ksame_net  # noqa: F401,E402

@@ -73,12 +73,14 @@ def _neighbours(codes: np.ndarray, n: int, pool: np.ndarray | None = None) -> np
 
 
 def kmeans_targets(codes: np.ndarray, n_clusters: int, random_state: int = 0) -> np.ndarray:
-    """Each code's k-means cluster centre: ``(N, D)`` → ``(N, D)``; ``K = min(n_clusters, N)``."""
-    from sklearn.cluster import KMeans
+    """Each code's k-means cluster centre: ``(N, D)`` → ``(N, D)``; ``K = min(n_clusters, N)``.
+
+    Uses the shared cluster-centre step (:func:`deid.clustering.centre_targets`, in process).
+    """
+    from deid.clustering.centres import centre_targets
 
     k = int(max(1, min(n_clusters, len(codes))))
-    km = KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(codes.astype(np.float64))
-    return km.cluster_centers_[km.labels_].astype(np.float32)
+    return np.asarray(centre_targets(codes, k, random_state=random_state, client="sync").targets, np.float32)
 
 
 def mean_neighbour_targets(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
