@@ -22,6 +22,8 @@ from deid.methods.registry import register_method
 
 __all__ = ["KSamePixel", "KSameEigen", "KSameSelect"]
 
+_PCA_FIT_ROWS = 10_000
+
 
 class _KSame(DeidMethod):
     set_level = True
@@ -40,6 +42,8 @@ class _KSame(DeidMethod):
         if self.k > n_ids:
             raise ConfigError(f"{self.name}: k = {self.k} but the training set holds only {n_ids} identities; "
                               f"lower k to at most {n_ids}")
+        if len(X) > _PCA_FIT_ROWS:  # the search space from a uniform sample: eigenfaces settle long before
+            X = X[np.sort(np.random.default_rng(self.random_state).choice(len(X), _PCA_FIT_ROWS, replace=False))]
         pca = PCAFeatures(self.n_components, self.random_state).fit(X)
         self.pca_mean_, self.pca_components_ = pca.mean_, pca.components_
 
