@@ -20,6 +20,8 @@ share. Targets ``t_i`` (``target=``):
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
@@ -261,23 +263,31 @@ class LatentShift(DeidMethod):
         return self
 
     def _fine_tune(self, xs: torch.Tensor, identity, utility, dev: torch.device) -> None:
+        """Fit the encoder to the targets; keeps the epoch whose codes lie closest to them."""
         ae = self.ae_
         codes = predict(ae.encode, xs, device=dev)
         targets = self._targets(codes, identity, utility)
         before = float(((codes - targets) ** 2).mean())
+        best = {"distance": before, "epoch": -1, "state": copy.deepcopy(ae.encoder.state_dict())}
+
+        def keep_best(epoch: int) -> None:
+            d = float(((predict(ae.encode, xs, device=dev) - targets) ** 2).mean())
+            if d < best["distance"]:
+                best.update(distance=d, epoch=epoch, state=copy.deepcopy(ae.encoder.state_dict()))
+
         for p in ae.decoder.parameters():
             p.requires_grad_(False)
         try:
             self.history_["finetune"] = train_regression(
                 ae.encode, ae.encoder.parameters(), xs, targets, epochs=self.finetune_epochs,
                 seed=int(self.random_state) + 1, modules=[ae.encoder], batch_size=int(self.batch_size),
-                lr=float(self.finetune_lr), device=dev)
+                lr=float(self.finetune_lr), device=dev, on_epoch=keep_best)
         finally:
             for p in ae.decoder.parameters():
                 p.requires_grad_(True)
+        ae.encoder.load_state_dict(best["state"])
         ae.eval()
-        after = float(((predict(ae.encode, xs, device=dev) - targets) ** 2).mean())
-        self.target_distance_ = {"before": before, "after": after}
+        self.target_distance_ = {"before": before, "after": best["distance"], "best_epoch": best["epoch"]}
 
     def _targets(self, codes: np.ndarray, identity, utility) -> np.ndarray:
         """Fine-tuning targets ``z`` with the shape of ``codes`` ``(N, *code_shape)``."""

@@ -228,13 +228,15 @@ def train_regression(
     seed: int = 0,
     input_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     modules: Iterable[nn.Module] = (),
+    on_epoch: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Minimise mean squared error ``‖forward(input_fn(x)) − t‖²`` with Adam and a cosine learning-rate
     decay; returns the per-epoch mean losses.
 
     ``inputs`` ``(N, ...)`` and ``targets`` ``(N, ...)`` (``None``: reconstruct the inputs).
     ``input_fn`` corrupts a batch on the device (e.g. blur for the deblurrer). ``modules`` are put
-    in train mode during the loop and eval mode after. Mixed precision on CUDA.
+    in train mode during the loop and eval mode after; ``on_epoch(epoch)`` runs after each epoch
+    (in eval mode). Mixed precision on CUDA.
     """
     dev = torch.device(device)
     g = torch.Generator().manual_seed(seed)
@@ -266,6 +268,12 @@ def train_regression(
             total += float(loss.detach()) * len(xb)
             count += len(xb)
         history.append(total / max(1, count))
+        if on_epoch is not None:
+            for m in modules:
+                m.eval()
+            on_epoch(epoch)
+            for m in modules:
+                m.train()
     for m in modules:
         m.eval()
     return history

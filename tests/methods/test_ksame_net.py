@@ -113,3 +113,11 @@ def test_without_utility_labels_one_surrogate_per_cluster():
     assert m.expressions_ == ["<none>"] and m.utility_net_ is None
     Y = m.transform(X, ident)
     assert k_anonymity(Y, ident) >= 2
+
+
+@pytest.mark.gpu
+def test_k_anonymous_on_cuda():
+    X, ident, expr = _faces()
+    m = get_method("ksame_net", k=2, device="cuda", **SMALL).fit(X, ident, expr)
+    assert next(m.generator_.parameters()).device.type == "cuda"
+    assert k_anonymity(m.transform(X, ident), ident) >= 2

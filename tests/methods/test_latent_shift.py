@@ -160,3 +160,13 @@ def test_runs_on_an_ingested_ferg_like_table(ferg_images):
     Y = m.transform(te.X)
     assert Y.shape == te.X.shape
     assert m.history_["reconstruction"][-1] < 0.7 * m.history_["reconstruction"][0]
+
+
+@pytest.mark.gpu
+def test_trains_and_transforms_on_cuda_with_mixed_precision():
+    X, _, _ = _faces(per=2)
+    m = get_method("latent_shift", device="cuda", **SMALL).fit(X)
+    assert next(m.ae_.parameters()).device.type == "cuda"
+    Y = m.transform(X)
+    assert Y.shape == X.shape and np.isfinite(Y).all()
+    assert m.history_["reconstruction"][-1] < m.history_["reconstruction"][0]
