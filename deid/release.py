@@ -27,6 +27,7 @@ from deid.errors import DeidError
 __all__ = ["ReleaseResult", "publish_release", "release_version", "find_leaks", "LeakError", "MANIFEST"]
 
 MANIFEST = "manifest.json"
+_RUN_SPECIFIC = ("mlflow_run_id", "audit")
 
 
 class LeakError(DeidError):
@@ -132,7 +133,8 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     from data_contracts import digest_table
 
     digest = digest_table(anonymized_dir)
-    spec = {"method": method, "manifest": {k: v for k, v in manifest.items() if k not in ("mlflow_run_id",)}}
+    # The version names the data and the settings, not the run: run ids and audit timings vary.
+    spec = {"method": method, "manifest": {k: v for k, v in manifest.items() if k not in _RUN_SPECIFIC}}
     version = release_version(digest, spec)
     final = Path(root) / dataset / version
     with _locked(Path(root) / dataset / ".lock"):

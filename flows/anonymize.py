@@ -107,7 +107,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         audit_cfg["device"] = cfg.device
     result = audit(images, anonymized, audit_cfg, ds.name, ds.real_faces, str(work / "cache" / "dlib-descriptors"))
     dataset_info = {"name": ds.name, "digest": summary.digest, "rows": summary.written,
-                    "identities": summary.identities}
+                    "identities": summary.identities, "by_split": summary.by_split}
     report_dir = run_dir / "report"
     safe_config = cfg.model_dump(mode="json")
     safe_config["dataset"].pop("source", None)  # may be a local path; the digest identifies the data

@@ -63,7 +63,11 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
               transform_stats: dict[str, dict], tracking_uri: str, experiment: str) -> str:
     """One parent run (config, dataset, report, figures) and one nested run per method; returns the parent id."""
+    import warnings
+
     import pandas as pd
+
+    summary_rows = [{"split": k, "rows": v} for k, v in dataset_info.get("by_split", {}).items()]
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -71,8 +75,10 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
         mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "deid.dataset": dataset_info["name"],
                          "deid.dataset_digest": dataset_info["digest"]})
         mlflow.log_params(_flatten(config))
-        ds = mlflow.data.from_pandas(pd.DataFrame({"image_id": [], "split": []}), source=dataset_info["name"],
-                                     name=dataset_info["name"], digest=dataset_info["digest"])
+        with warnings.catch_warnings():  # a bare name is a fine source; MLflow warns it could mean several kinds
+            warnings.simplefilter("ignore", UserWarning)
+            ds = mlflow.data.from_pandas(pd.DataFrame(summary_rows), source=str(Path(images_dir).resolve()),
+                                         name=dataset_info["name"], digest=dataset_info["digest"])
         mlflow.log_input(ds, context="evaluation")
         mlflow.log_artifact(report)
         for f in figures:

@@ -57,11 +57,15 @@ class LinearPixelClassifier:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y) -> "LinearPixelClassifier":
+        import warnings
+
         flat = X.reshape(len(X), -1)
         k = int(min(self.n_components, flat.shape[0] - 1, flat.shape[1]))
         self.model_ = make_pipeline(StandardScaler(), PCA(k, random_state=self.random_state),
                                     LogisticRegression(max_iter=2000, C=1.0))
-        self.model_.fit(flat, np.asarray(y))
+        with warnings.catch_warnings():  # constant inputs (blackout) have no variance to explain
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.model_.fit(flat, np.asarray(y))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -79,15 +83,23 @@ def check_split_labels(y_train, y_test, label: str, where: str) -> None:
 
 
 def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *, label: str,
-                    cfg: AttackerConfig = AttackerConfig(), where: str = "audit") -> AttackResult:
-    """Train every configured attacker on (X_train, y_train); accuracy on (X_test, y_test)."""
+                    cfg: AttackerConfig = AttackerConfig(), where: str = "audit",
+                    pretrained: dict | None = None) -> AttackResult:
+    """Train every configured attacker on (X_train, y_train); accuracy on (X_test, y_test).
+
+    ``pretrained`` maps an attacker name to a model already trained on exactly (X_train, y_train)
+    with this configuration (the audit's reference classifiers on the original data), which is
+    then reused instead of trained twice.
+    """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     check_split_labels(y_train, y_test, label, where)
     classes = sorted(set(y_train.tolist()) | set(y_test.tolist()))
     acc: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
     for name in cfg.attackers:
-        if name == "cnn":
+        if pretrained and name in pretrained:
+            model = pretrained[name]
+        elif name == "cnn":
             model = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.random_state,
                                   device=cfg.device).fit(X_train, y_train)
         elif name == "linear":

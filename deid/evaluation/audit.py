@@ -137,7 +137,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                            device=cfg.device).fit(original.X[train_mask], original.identity[train_mask])
     ref_util = None
     if util_ok:
-        ref_util = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed + 1,
+        ref_util = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed,
                                  device=cfg.device).fit(original.X[train_mask], original.expression[train_mask])
     test = original.subset(test_mask)
     orig_feat = ref_id.features(test.X)
@@ -156,8 +156,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
         ma = MethodAudit(name, m)
         Xtr, Xte = out.X[train_mask], out.X[test_mask]
+        is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
         ident = train_attackers(Xtr, original.identity[train_mask], Xte, test.identity, label="identity",
-                                cfg=acfg, where=f"method '{name}'")
+                                cfg=acfg, where=f"method '{name}'", pretrained={"cnn": ref_id} if is_ref else None)
         for a, v in ident.accuracy.items():
             m[f"identity_acc_{a}"] = v
             ma.confusion[f"identity_{a}"] = ident.confusion[a]
@@ -165,7 +166,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         ma.classes["identity"] = ident.classes
         if util_ok:
             util = train_attackers(Xtr, original.expression[train_mask], Xte, test.expression, label="utility",
-                                   cfg=acfg, where=f"method '{name}'")
+                                   cfg=acfg, where=f"method '{name}'", pretrained={"cnn": ref_util} if is_ref else None)
             for a, v in util.accuracy.items():
                 m[f"utility_acc_{a}"] = v
                 ma.confusion[f"utility_{a}"] = util.confusion[a]

@@ -117,8 +117,8 @@ class CNNClassifier:
                 else:
                     bad += 1
             self.history_.append(rec)
-            if n_hold and bad >= self.early_stopping:
-                break
+            if n_hold and bad >= self.early_stopping and epoch + 1 >= self.epochs // 2:
+                break  # patience runs out only after the warm-up half of the one-cycle schedule
         if best_state is not None:
             self.model_.load_state_dict(best_state)
         self.model_.eval()
