@@ -115,8 +115,8 @@ class KSameNet(DeidMethod):
     test_params = {"k": 2, "image_size": 8, "width": 8, "hidden": 32, "epochs": 3, "classifier_epochs": 1,
                    "classifier_width": 4, "n_components": 8}
 
-    def __init__(self, k: int = 2, image_size: int = 32, width: int = 32, hidden: int = 512, epochs: int = 60,
-                 batch_size: int = 32, lr: float = 1e-3, classifier_epochs: int = 10, classifier_width: int = 16,
+    def __init__(self, k: int = 2, image_size: int = 32, width: int = 16, hidden: int = 256, epochs: int = 15,
+                 batch_size: int = 64, lr: float = 2e-3, classifier_epochs: int = 10, classifier_width: int = 16,
                  n_components: int = 32, device: str = "auto", random_state: int = 0) -> None:
         self.k = k
         self.image_size = image_size
