@@ -128,6 +128,41 @@ def ui(port: int = 5000) -> None:
     os.execv(sys.executable, cmd)
 
 
+@app.command()
+def study(quick: bool = typer.Option(False, "--quick", help="budget run: one seed, fewer settings and epochs (< 15 min here)"),
+          datasets: list[str] = typer.Option(["ferg", "jaffe"], "--datasets", help="ferg and/or jaffe (repeat the option)"),
+          out: Path = typer.Option(Path("docs"), "--out", help="where RESULTS.md and its plot are written"),
+          from_mlflow: bool = typer.Option(False, "--from-mlflow", help="only regenerate the files from the MLflow store"),
+          study_id: str = typer.Option(None, "--study-id", help="with --from-mlflow: which study (default the latest)"),
+          tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default the local one under work/)")) -> None:
+    """The privacy–utility study: every method, papers' settings and a sweep, audited; writes RESULTS.md."""
+    from flows.study import command_line, plan, run_study, write_results
+    from tasks.tracking import configure_tracking
+
+    try:
+        if from_mlflow:
+            uri = configure_tracking(tracking_uri, "deid-study", _WORK)
+            path = write_results(uri, study_id, out)
+        else:
+            path = run_study(plan("quick" if quick else "full"), datasets, work=_WORK, out=out,
+                             tracking_uri=tracking_uri, command=command_line(), say=typer.echo)
+    except (DeidError, LookupError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"written: {path}")
+
+
+@app.command()
+def perf(sizes: list[int] = typer.Option([1000, 10000], "--sizes", help="dataset sizes N (repeat the option)"),
+         out: Path = typer.Option(Path("docs"), "--out", help="where PERFORMANCE.md and its plot are written"),
+         demo_time: bool = typer.Option(True, "--demo/--no-demo", help="also time the default demo end to end"),
+         stages: list[str] = typer.Option([], "--stage", help="only these stages (default all)")) -> None:
+    """Each stage's images/s and peak memory at each N, next to its bare-library loop; writes PERFORMANCE.md."""
+    from flows.perf import run_perf
+
+    path = run_perf(sizes, out=out, work=_WORK, demo=demo_time, stages=stages or None, say=typer.echo)
+    typer.echo(f"written: {path}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

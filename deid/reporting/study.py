@@ -1,0 +1,440 @@
+"""The privacy–utility study and the performance table: aggregation, the papers' figures, markdown.
+
+Pure: takes measured records (one per dataset × seed × method setting, as read back from the
+tracking store by ``flows/study.py``) and returns markdown and figures. The papers' numbers are
+transcribed in :data:`LITERATURE`, each with its paper, table, dataset and protocol, so they are
+never confused with ours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Record", "Aggregate", "LitFigure", "LITERATURE", "aggregate", "results_table", "literature_table",
+           "paper_comparison", "frontier_plot", "render_results", "render_performance", "perf_plot", "fmt_ms",
+           "TABLE_COLUMNS"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audited method setting on one dataset and seed: ``metrics`` as the audit named them."""
+
+    dataset: str
+    seed: int
+    key: str            # unique per setting, e.g. "blur[sigma=2]"; "original" for the reference row
+    method: str         # registered name ("original" for the reference row)
+    setting: str        # human-readable parameters, "" for none
+    metrics: dict[str, float]
+    run_id: str = ""
+
+
+@dataclass
+class Aggregate:
+    dataset: str
+    key: str
+    method: str
+    setting: str
+    n: int
+    mean: dict[str, float]
+    std: dict[str, float]
+    run_ids: list[str] = field(default_factory=list)
+
+
+def aggregate(records: list[Record]) -> dict[str, list[Aggregate]]:
+    """Mean and (population) standard deviation over seeds of every metric; per dataset, in first-seen order."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r.dataset, r.key)].append(r)
+    out: dict[str, list[Aggregate]] = defaultdict(list)
+    for (ds, key), rs in groups.items():
+        names = sorted({m for r in rs for m in r.metrics})
+        mean, std = {}, {}
+        for m in names:
+            vals = np.array([r.metrics[m] for r in rs if m in r.metrics and r.metrics[m] is not None], float)
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                mean[m], std[m] = float(vals.mean()), float(vals.std())
+        out[ds].append(Aggregate(ds, key, rs[0].method, rs[0].setting, len({r.seed for r in rs}), mean, std,
+                                 [r.run_id for r in rs]))
+    return dict(out)
+
+
+# -- cells --------------------------------------------------------------------------------------
+def _cell(a: Aggregate, metric: str, digits: int = 3) -> str:
+    if metric not in a.mean:
+        return "–"
+    v, s = a.mean[metric], a.std.get(metric, 0.0)
+    if a.n > 1:
+        return f"{v:.{digits}f} ± {s:.{digits}f}"
+    return f"{v:.{digits}f}"
+
+
+TABLE_COLUMNS = [  # (header, metric)
+    ("id acc, worst informed attacker ↓", "identity_acc_worst"),
+    ("utility acc, trained on anonymized ↑", "utility_acc_best"),
+    ("utility acc, original-trained clf ↑", "utility_orig_clf_acc"),
+    ("linkage Rank-1 ↓", "linkage_rank1"),
+    ("linkage Rank-5 ↓", "linkage_rank5"),
+    ("dlib Rank-1 ↓", "linkage_dlib_rank1"),
+    ("k-anonymity ↑", "k_anonymity"),
+    ("FCNS", "faceness"),
+    ("DEID ↑", "deid"),
+    ("DIV ↑", "div"),
+    ("SSIM", "ssim"),
+]
+
+
+def _columns(aggs: list[Aggregate]) -> list[tuple[str, str]]:
+    present = {m for a in aggs for m in a.mean}
+    return [(h, m) for h, m in TABLE_COLUMNS if m in present]
+
+
+def results_table(aggs: list[Aggregate]) -> str:
+    """Markdown table: chance and original reference rows first, then one row per method setting."""
+    cols = _columns(aggs)
+    head = "| method | setting | seeds | " + " | ".join(h for h, _ in cols) + " |"
+    lines = [head, "|" + "---|" * (3 + len(cols))]
+    orig = next((a for a in aggs if a.key == "original"), None)
+    if orig is not None:
+        chance = {"identity_acc_worst": orig.mean.get("identity_chance"),
+                  "utility_acc_best": orig.mean.get("utility_chance"),
+                  "utility_orig_clf_acc": orig.mean.get("utility_chance"),
+                  "linkage_rank1": orig.mean.get("identity_chance"),
+                  "linkage_dlib_rank1": orig.mean.get("identity_chance")}
+        if orig.mean.get("identity_chance") is not None:
+            chance["linkage_rank5"] = min(1.0, 5 * orig.mean["identity_chance"])
+        cells = [f"{chance[m]:.3f}" if chance.get(m) is not None else "–" for _, m in cols]
+        lines.append("| *chance* | *reference* | – | " + " | ".join(cells) + " |")
+    for a in sorted(aggs, key=lambda a: (a.key != "original",)):
+        name = "*original data*" if a.key == "original" else f"`{a.method}`"
+        setting = "*reference*" if a.key == "original" else (a.setting or "–")
+        lines.append(f"| {name} | {setting} | {a.n} | " + " | ".join(_cell(a, m) for _, m in cols) + " |")
+    return "\n".join(lines)
+
+
+# -- the papers' figures ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LitFigure:
+    """One number printed in a paper: ``value`` as a fraction, ``printed`` exactly as the paper prints it."""
+
+    paper: str
+    table: str
+    dataset: str
+    protocol: str
+    method: str
+    setting: dict
+    metric: str        # the audit metric it corresponds to
+    value: float
+    printed: str
+
+
+def _lit() -> tuple[LitFigure, ...]:
+    rows: list[LitFigure] = []
+    feutry = ("Feutry et al., ICASSP 2020", "Table 1", "FERG (55,767 images, 6 characters)",
+              "MI-adversarial AE, intertwined, then substitution; classifier trained on processed images")
+    for target, ident, emo in [(0, "42.47", "72.45"), (2, "38.25", "77.46"), (3, "36.21", "72.32"),
+                               (4, "32.77", "66.79"), (5, "31.62", "72.95")]:
+        rows.append(LitFigure(*feutry, "mi-adversarial", {"target_identity": target, "substitute": True},
+                              "identity_acc_worst", float(ident) / 100, ident + " %"))
+        rows.append(LitFigure(*feutry, "mi-adversarial", {"target_identity": target, "substitute": True},
+                              "utility_acc_best", float(emo) / 100, emo + " %"))
+    nousi = "Nousi et al., Deep Autoencoders for Attribute Preserving Face De-identification"
+    t5 = (nousi, "Table 5", "CelebA 10K test subset (FC AE trained on LFW)", "FC AE, shift to k-means centre; dlib FCNS/DEID/DIV")
+    for K, f, d, v in [(10, "100", "97.74", "7.42"), (50, "100", "95.76", "27.37"), (180, "99.83", "95.10", "44.93"),
+                       (300, "99.53", "94.91", "44.77")]:
+        for metric, p in (("faceness", f), ("deid", d), ("div", v)):
+            rows.append(LitFigure(*t5, "latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": K},
+                                  metric, float(p) / 100, p + " %"))
+    t6 = (nousi, "Table 6", "CelebA 10K test subset (conv AE)", "conv AE, flattened code shifted to the neighbour nearest the mean face")
+    for a, n, f, d, v in [(0.4, 5, "98.66", "56.14", "87.87"), (0.4, 7, "98.92", "72.46", "78.00"),
+                          (0.4, 9, "99.51", "91.48", "66.08"), (0.8, 5, "98.87", "59.25", "86.75"),
+                          (0.8, 7, "99.15", "76.43", "76.72"), (0.8, 9, "99.80", "93.97", "55.14")]:
+        for metric, p in (("faceness", f), ("deid", d), ("div", v)):
+            rows.append(LitFigure(*t6, "latent_shift", {"architecture": "conv", "target": "mean_neighbour",
+                                                        "alpha": a, "n_neighbors": n}, metric, float(p) / 100, p + " %"))
+    t7 = (nousi, "Table 7", "CelebA 10K test subset (conv AE)", "conv AE, each grid cell shifted to its n-th nearest neighbour")
+    for n, f, d, v in [(1, "98.04", "59.72", "88.76"), (5, "98.48", "61.29", "84.93"), (10, "98.62", "57.55", "87.43"),
+                       (20, "98.15", "65.11", "84.45")]:
+        for metric, p in (("faceness", f), ("deid", d), ("div", v)):
+            rows.append(LitFigure(*t7, "latent_shift", {"architecture": "conv", "target": "grid_neighbour",
+                                                        "n_neighbors": n}, metric, float(p) / 100, p + " %"))
+    fad = ("Meden et al., FaDeNet", "Table I", "RaFD frontal, 57 identities (228 gallery / 228 probe)",
+           "Rank-1/Rank-5 over 5 repetitions, originals as gallery")
+    for rec, metric1, metric5, vals in [
+        ("InceptionV3 (identity critic)", "linkage_rank1", "linkage_rank5", ("0.353", "0.023", "0.946", "0.119")),
+        ("VGG-Face (independent)", "linkage_dlib_rank1", "linkage_dlib_rank5", ("0.902", "0.058", "1.0", "0.254")),
+    ]:
+        for stage, r1, r5 in (("original", vals[0], vals[2]), ("deidentified", vals[1], vals[3])):
+            rows.append(LitFigure(*fad, "fadenet", {"recognizer": rec, "images": stage}, metric1, float(r1), r1))
+            rows.append(LitFigure(*fad, "fadenet", {"recognizer": rec, "images": stage}, metric5, float(r5), r5))
+    return tuple(rows)
+
+
+#: The papers' own figures on their own datasets, transcribed from ``../shared/papers``.
+LITERATURE: tuple[LitFigure, ...] = _lit()
+
+
+def literature_table(figs: tuple[LitFigure, ...] = LITERATURE) -> str:
+    """The papers' figures, grouped by table, exactly as printed."""
+    out = []
+    by_table: dict[tuple[str, str], list[LitFigure]] = defaultdict(list)
+    for f in figs:
+        by_table[(f.paper, f.table)].append(f)
+    for (paper, table), fs in by_table.items():
+        out.append(f"**{paper}, {table}** — dataset: {fs[0].dataset}; protocol: {fs[0].protocol}.\n")
+        metrics = list(dict.fromkeys(f.metric for f in fs))
+        settings = list(dict.fromkeys(tuple(sorted(f.setting.items())) for f in fs))
+        out.append("| setting | " + " | ".join(metrics) + " |")
+        out.append("|" + "---|" * (1 + len(metrics)))
+        for s in settings:
+            vals = {f.metric: f.printed for f in fs if tuple(sorted(f.setting.items())) == s}
+            out.append("| " + ", ".join(f"{k}={v}" for k, v in s) + " | " + " | ".join(vals.get(m, "–") for m in metrics) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _params_of(a: Aggregate) -> dict[str, str]:
+    out = {}
+    for part in a.setting.split(", "):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _match(setting: dict, params: dict[str, str]) -> bool:
+    return all(k in ("recognizer", "images") or (k in params and str(v) == params[k])
+               or (k in params and _num_eq(v, params[k])) for k, v in setting.items())
+
+
+def _num_eq(a, b) -> bool:
+    try:
+        return math.isclose(float(a), float(b))
+    except (TypeError, ValueError):
+        return str(a).lower() == str(b).lower()
+
+
+def paper_comparison(aggs: dict[str, list[Aggregate]], figs: tuple[LitFigure, ...] = LITERATURE) -> list[str]:
+    """One sentence per (our method setting, paper figure) pair that can be compared, with the gap.
+
+    Lower is better for identity accuracy and linkage; higher for utility, DEID, DIV, faceness.
+    For the substitution figures of Feutry et al. the target identity differs by dataset, so our
+    row is compared with the paper's range (best and worst target).
+    """
+    lower_better = {"identity_acc_worst", "linkage_rank1", "linkage_rank5", "linkage_dlib_rank1", "linkage_dlib_rank5"}
+    lines: list[str] = []
+    for ds, rows in aggs.items():
+        for a in rows:
+            params = _params_of(a)
+            if a.method == "mi-adversarial" and params.get("substitute", "").lower() == "true":
+                for metric in ("identity_acc_worst", "utility_acc_best"):
+                    fs = [f for f in figs if f.method == "mi-adversarial" and f.metric == metric]
+                    if metric not in a.mean or not fs:
+                        continue
+                    best = min(f.value for f in fs) if metric in lower_better else max(f.value for f in fs)
+                    worst = max(f.value for f in fs) if metric in lower_better else min(f.value for f in fs)
+                    lines.append(_verdict(ds, a, metric, a.mean[metric], best, worst, fs[0], metric in lower_better))
+            elif a.method == "latent_shift":
+                for metric in ("faceness", "deid", "div"):
+                    if metric not in a.mean:
+                        continue
+                    fs = [f for f in figs if f.method == "latent_shift" and f.metric == metric and _match(f.setting, params)]
+                    for f in fs:
+                        lines.append(_verdict(ds, a, metric, a.mean[metric], f.value, f.value, f, False))
+            elif a.method == "fadenet":
+                for metric in ("linkage_rank1", "linkage_rank5", "linkage_dlib_rank1", "linkage_dlib_rank5"):
+                    fs = [f for f in figs if f.method == "fadenet" and f.metric == metric
+                          and f.setting["images"] == "deidentified"]
+                    if metric not in a.mean or not fs:
+                        continue
+                    lines.append(_verdict(ds, a, metric, a.mean[metric], fs[0].value, fs[0].value, fs[0], True))
+    return lines
+
+
+def _verdict(ds: str, a: Aggregate, metric: str, ours: float, best: float, worst: float, f: LitFigure,
+             lower_better: bool) -> str:
+    rng = f"{best:.3f}" if best == worst else f"{best:.3f} (best) – {worst:.3f} (worst)"
+    where = f"{ds}, `{a.method}` {a.setting}".strip()
+    if lower_better:
+        gap = ours - worst
+        ok = gap <= 1e-12
+        how = (f"reaches it (at or below the paper's {'worst' if best != worst else ''} figure by {-gap:.3f})"
+               if ok else f"**does not reach it**: {gap:.3f} higher (worse) than the paper's {'worst' if best != worst else 'figure'}")
+    else:
+        gap = worst - ours
+        ok = gap <= 1e-12
+        how = (f"reaches it ({-gap:.3f} above the paper's {'worst' if best != worst else ''} figure)"
+               if ok else f"**does not reach it**: {gap:.3f} lower (worse) than the paper's {'worst' if best != worst else 'figure'}")
+    how = how.replace("  ", " ").replace("paper's  figure", "paper's figure")
+    return (f"- {where}: {metric} = {ours:.3f} (ours) vs {rng} ({f.paper}, {f.table}, on {f.dataset}) — {how}.")
+
+
+# -- figures ---------------------------------------------------------------------------------------
+def frontier_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path:
+    """Worst informed attacker (x) against utility (y), mean ± std over seeds, one panel per dataset;
+    the Pareto frontier (low identity, high utility) drawn as a step line; chance as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    n = max(1, len(aggs))
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 5.5), squeeze=False)
+    for ax, (ds, rows) in zip(axes[0], aggs.items()):
+        pts = [(a, a.mean["identity_acc_worst"], a.mean.get("utility_acc_best", float("nan"))) for a in rows
+               if "identity_acc_worst" in a.mean]
+        methods = sorted({a.method for a, _, _ in pts})
+        cmap = plt.get_cmap("tab20")
+        for a, x, y in pts:
+            c = "black" if a.key == "original" else cmap(methods.index(a.method) % 20)
+            ax.errorbar(x, y, xerr=a.std.get("identity_acc_worst", 0), yerr=a.std.get("utility_acc_best", 0),
+                        fmt="*" if a.key == "original" else "o", color=c, ms=10 if a.key == "original" else 6,
+                        capsize=2, alpha=0.9)
+            ax.annotate(a.key, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front = pareto_front([(x, y) for _, x, y in pts if np.isfinite(y)])
+        if front:
+            fx, fy = zip(*front)
+            ax.step(fx, fy, where="post", color="grey", lw=1, label="frontier")
+        orig = next((a for a in rows if a.key == "original"), None)
+        if orig is not None:
+            if "identity_chance" in orig.mean:
+                ax.axvline(orig.mean["identity_chance"], ls="--", color="red", lw=0.8, label="identity chance")
+            if "utility_chance" in orig.mean:
+                ax.axhline(orig.mean["utility_chance"], ls="--", color="blue", lw=0.8, label="utility chance")
+        ax.set_xlabel("identity accuracy, worst informed attacker (lower = more private)")
+        ax.set_ylabel("utility accuracy, trained on anonymized (higher = better)")
+        ax.set_title(f"{ds}: privacy–utility (mean ± std over seeds)")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another with lower-or-equal x and higher-or-equal y, sorted by x."""
+    front, best_y = [], -math.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    return front
+
+
+def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str) -> str:
+    """The whole ``RESULTS.md``: provenance, one table per dataset, the plot, the papers, the comparison."""
+    L = ["# Results: the privacy–utility study", "",
+         "Written by `deid study` from the runs in the MLflow store; nothing here is typed by hand. "
+         "Regenerate from the store with `deid study --from-mlflow`.", "",
+         "## How this file was produced", "",
+         f"- mode: **{meta.get('mode', '?')}**; command: `{meta.get('command', '?')}`",
+         f"- study id: `{meta.get('study_id', '?')}` (MLflow experiment `{meta.get('experiment', '?')}`, "
+         f"tag `deid.study`); code commit `{meta.get('commit', '?')}`",
+         f"- seeds: {meta.get('seeds', '?')}; audit: {meta.get('audit', '?')}",
+         f"- machine: {meta.get('machine', '?')}",
+         f"- load average (1/5/15 min) at start: {meta.get('load_start', '?')}; at end: {meta.get('load_end', '?')}",
+         f"- wall time: {meta.get('wall_time', '?')}", ""]
+    for ds, note in meta.get("datasets", {}).items():
+        L.append(f"- dataset `{ds}`: {note}")
+    for ds, why in meta.get("skipped", {}).items():
+        L.append(f"- dataset `{ds}` **skipped**: {why}")
+    L += ["", "Columns: identity accuracy of the worst (highest-scoring) informed attacker trained on the "
+          "method's anonymized training split and tested on its test split; utility (expression) accuracy "
+          "of a classifier trained on anonymized images, and of one trained on the original images; linkage "
+          "Rank-1/Rank-5 with originals as gallery and anonymized images as probes (identity-CNN features; "
+          "dlib's descriptor on real faces); k-anonymity (smallest group of identities sharing one output); "
+          "FCNS/DEID/DIV (dlib faceness, de-identification rate, diversity; real faces only); SSIM to the "
+          "original. Cells are mean ± std over seeds (one value when a single seed ran).", ""]
+    for ds, rows in aggs.items():
+        L += [f"## {ds}", "", results_table(rows), ""]
+        settings = meta.get("settings", {}).get(ds)
+        if settings:
+            L += ["Settings run: " + "; ".join(f"`{s}`" for s in settings), ""]
+    L += ["## Privacy–utility frontier", "", f"![privacy–utility frontier]({plot_name})", "",
+          "The grey step line joins the settings no other setting beats on both axes.", "",
+          "## The papers' figures (their numbers, on their datasets — not ours)", "",
+          "These are transcribed from the papers in `../shared/papers/`. They were measured on other data "
+          "(full FERG, CelebA, RaFD), other image sizes, GPUs and pretrained recognizers, so they are "
+          "context, not a like-for-like baseline.", "", literature_table(), "",
+          "## Ours against the papers", ""]
+    cmp_lines = paper_comparison(aggs)
+    L += cmp_lines or ["- No method setting in this run has a counterpart in the papers' tables."]
+    L.append("")
+    return "\n".join(L)
+
+
+# -- performance -----------------------------------------------------------------------------------
+def fmt_ms(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 1 else f"{x:.3f}"
+
+
+def render_performance(rows: list[dict], meta: dict, plot_name: str) -> str:
+    """``rows``: stage, n, seconds, images_per_s, peak_mb, ref_seconds, ref_images_per_s, ref_peak_mb, what, ref."""
+    L = ["# Performance: each stage against its bare-library reference", "",
+         "Written by `deid perf` from measured runs; nothing here is typed by hand.", "",
+         f"- command: `{meta.get('command', '?')}`",
+         f"- machine: {meta.get('machine', '?')}",
+         f"- load average (1/5/15 min) at start: {meta.get('load_start', '?')}; at end: {meta.get('load_end', '?')}",
+         f"- sizes run: {meta.get('sizes', '?')}; skipped: {meta.get('skipped', 'none')}",
+         f"- wall time: {meta.get('wall_time', '?')}", "",
+         "Each (stage, N) ran in a fresh process; peak memory is that process's maximum resident set. "
+         "The reference loop does the same work with the bare library in the same run, so the ratio "
+         "(ours / reference time) is what carries over to another machine.", "",
+         "| stage | N | ours: s | ours: images/s | ours: peak MB | reference: s | reference: images/s | "
+         "reference: peak MB | time ratio (ours / ref) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["seconds"] / r["ref_seconds"] if r.get("ref_seconds") else float("nan")
+        L.append(f"| {r['stage']} | {r['n']:,} | {fmt_ms(r['seconds'])} | {fmt_ms(r['images_per_s'])} | "
+                 f"{r['peak_mb']:,.0f} | {fmt_ms(r['ref_seconds'])} | {fmt_ms(r['ref_images_per_s'])} | "
+                 f"{r['ref_peak_mb']:,.0f} | {ratio:.2f} |")
+    L += ["", "What each stage measures:", ""]
+    seen = set()
+    for r in rows:
+        if r["stage"] not in seen:
+            seen.add(r["stage"])
+            L.append(f"- **{r['stage']}** — ours: {r['what']}; reference: {r['ref']}.")
+    demo = meta.get("demo")
+    L += ["", "## End-to-end: the default demo", ""]
+    L.append(demo or "not measured in this run")
+    L += ["", "## Time against N", "", f"![time against N per stage]({plot_name})", ""]
+    return "\n".join(L)
+
+
+def perf_plot(rows: list[dict], path: str | Path) -> Path:
+    """Seconds against N (log–log), ours solid, reference dashed, one colour per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    cmap = plt.get_cmap("tab10")
+    for i, s in enumerate(stages):
+        rs = sorted((r for r in rows if r["stage"] == s), key=lambda r: r["n"])
+        ns = [r["n"] for r in rs]
+        ax.plot(ns, [r["seconds"] for r in rs], "-o", color=cmap(i), label=f"{s} (ours)")
+        ax.plot(ns, [r["ref_seconds"] for r in rs], "--x", color=cmap(i), alpha=0.6, label=f"{s} (reference)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N images")
+    ax.set_ylabel("seconds")
+    ax.set_title("time against N per stage (solid: deid, dashed: bare-library loop)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,313 @@
+"""The privacy–utility study: every registered method, at the papers' settings and a small sweep,
+on the built-in FERG-like set and JAFFE, through the audit, logged to MLflow, written to docs/RESULTS.md.
+
+Each (dataset, seed) is one MLflow parent run (logged by :func:`tasks.tracking.log_audit`) with a
+nested run per method setting; a ``study-<id>`` run holds the study's settings and provenance.
+``docs/RESULTS.md`` is always rendered from what :func:`mlflow.search_runs` reads back, so
+``deid study --from-mlflow`` regenerates it from the store alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+
+from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, render_results
+from tasks.tracking import configure_tracking, git_commit, log_audit
+
+__all__ = ["StudyPlan", "plan", "run_study", "collect", "write_results", "machine", "loadavg", "JAFFE_DIR",
+           "EXPERIMENT"]
+
+JAFFE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffe"
+EXPERIMENT = "deid-study"
+_IGNORE_IN_LABEL = {"device", "random_state"}
+
+
+@dataclass
+class StudyPlan:
+    """What to run. ``methods``: (registered name, params) pairs; ``ferg``: generator size."""
+
+    mode: str
+    seeds: list[int]
+    methods: list[tuple[str, dict]]
+    jaffe_methods: list[tuple[str, dict]] | None = None
+    ferg_characters: int = 6
+    ferg_per_cell: int = 30
+    ferg_size: int = 50
+    jaffe_size: int = 64
+    audit: dict = field(default_factory=lambda: {"cnn_epochs": 15, "cnn_width": 32, "linkage_repeats": 5})
+
+    def methods_for(self, dataset: str) -> list[tuple[str, dict]]:
+        return self.jaffe_methods if dataset == "jaffe" and self.jaffe_methods is not None else self.methods
+
+
+def label(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k not in _IGNORE_IN_LABEL)
+
+
+def key(method: str, params: dict) -> str:
+    s = label(params)
+    return f"{method}[{s}]" if s else method
+
+
+def plan(mode: str) -> StudyPlan:
+    """The settings the papers report, and a small sweep around them; ``quick`` trims epochs and sweep."""
+    from deid.methods import available_methods
+
+    quick = mode == "quick"
+    ls_ep = dict(ae_epochs=6, finetune_epochs=3) if quick else dict(ae_epochs=20, finetune_epochs=10)
+    m: list[tuple[str, dict]] = [
+        ("blur", {"sigma": 2.0}), ("blur", {"sigma": 4.0}),
+        ("pixelate", {"block": 5}), ("pixelate", {"block": 10}),
+        ("blackout", {}),
+        ("ksame-pixel", {"k": 2}), ("ksame-pixel", {"k": 5}),
+        ("ksame-eigen", {"k": 5}),
+        ("ksame-select", {"k": 5}),
+        # Nousi et al. Table 5 (FC AE, k-means centres, K=50) and Table 6 (conv, mean neighbour, α=0.8, n=9)
+        ("latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 50, "alpha": 0.8, **ls_ep}),
+        ("latent_shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.8, "n_neighbors": 9, **ls_ep}),
+        # FaDeNet: λ as the method notes recommend
+        ("fadenet", {"lam": 0.1, **({"epochs": 3, "critic_epochs": 4} if quick else {})}),
+        # Feutry et al.: standard and intertwined+substitution
+        ("mi-adversarial", {"lam": 1.0, **({"epochs": 3} if quick else {})}),
+        ("mi-adversarial", {"lam": 1.0, "target_identity": "@0", "substitute": True, **({"epochs": 3} if quick else {})}),
+        ("substitution", {"target_identity": "@0"}),
+    ]
+    if not quick:
+        m += [("blur", {"sigma": 1.0}), ("pixelate", {"block": 3}), ("ksame-pixel", {"k": 10}),
+              ("ksame-eigen", {"k": 2}), ("ksame-eigen", {"k": 10}), ("ksame-select", {"k": 2}), ("ksame-select", {"k": 10}),
+              ("latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 10, "alpha": 0.8, **ls_ep}),
+              ("latent_shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.4, "n_neighbors": 9, **ls_ep}),
+              ("latent_shift", {"architecture": "conv", "target": "grid_neighbour", "n_neighbors": 5, "alpha": 0.8, **ls_ep}),
+              ("fadenet", {"lam": 0.05}), ("fadenet", {"lam": 0.5}),
+              ("mi-adversarial", {"lam": 4.0}),
+              ("mi-adversarial", {"lam": 1.0, "target_identity": "@2", "substitute": True})]
+    if "ksame_net" in available_methods():
+        m.append(("ksame_net", {"k": 2, **({"epochs": 8, "classifier_epochs": 4} if quick else {})}))
+        if not quick:
+            m.append(("ksame_net", {"k": 5}))
+    known = set(available_methods())
+    m = [(n, p) for n, p in m if n in known]
+    if quick:
+        return StudyPlan("quick", [0], m, ferg_per_cell=16, ferg_size=40,
+                         audit={"cnn_epochs": 8, "cnn_width": 16, "linkage_repeats": 3})
+    return StudyPlan("full", [0, 1, 2], m)
+
+
+def loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unavailable"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 1024 ** 2:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical cores{mem}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+            f"CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+
+
+# -- data -------------------------------------------------------------------------------------------
+def _prepare(dataset: str, p: StudyPlan, seed: int, work: Path, jaffe_dir: Path) -> tuple[str, str, dict]:
+    """Ingest ``dataset`` with split seed ``seed``; returns (images dir, description, dataset info)."""
+    from deid.ingest import ingest_dataset
+    from deid.preprocessing import PreprocessConfig
+    from deid.splits import SplitConfig
+
+    if dataset == "ferg":
+        from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like
+
+        gcfg = SyntheticFergConfig(p.ferg_characters, p.ferg_per_cell)
+        tree = generate_ferg_like(work / "data" / f"ferg-{p.ferg_characters}x{p.ferg_per_cell}", gcfg, workers=1)
+        out = work / "datasets" / f"ferg-{p.ferg_characters}x{p.ferg_per_cell}-{p.ferg_size}px-seed{seed}"
+        s = ingest_dataset("ferg", tree, out, preprocess=PreprocessConfig(size=p.ferg_size),
+                           split=SplitConfig(val=0.1, test=0.2, seed=seed), workers=1)
+        desc = (f"built-in FERG-like generator, {p.ferg_characters} characters × 7 expressions × {p.ferg_per_cell} "
+                f"images = {s.written} images, grayscale {p.ferg_size}×{p.ferg_size}, split train/val/test 0.7/0.1/0.2 "
+                f"(split seed = run seed)")
+    else:
+        out = work / "datasets" / f"jaffe-{p.jaffe_size}px-seed{seed}"
+        s = ingest_dataset("jaffe", jaffe_dir, out, preprocess=PreprocessConfig(size=p.jaffe_size),
+                           split=SplitConfig(val=0.0, test=0.3, seed=seed), workers=1)
+        desc = (f"JAFFE from ../shared/data/jaffe, {s.written} images, {s.identities} identities, grayscale "
+                f"{p.jaffe_size}×{p.jaffe_size}, split train/test 0.7/0.3 (split seed = run seed)")
+    info = {"name": dataset, "digest": s.digest, "rows": s.written, "identities": s.identities, "by_split": s.by_split}
+    return str(out / "images"), desc, info
+
+
+def _resolve(params: dict, identities: list[str], seed: int, method: str) -> dict:
+    """``@i`` in a target identity means the i-th identity of the dataset; seeds go to ``random_state``."""
+    from deid.methods import method_class
+
+    out = {}
+    for k, v in params.items():
+        out[k] = identities[int(v[1:]) % len(identities)] if isinstance(v, str) and v.startswith("@") else v
+    names = method_class(method).param_names()
+    if "random_state" in names:
+        out.setdefault("random_state", seed)
+    if "device" in names:
+        out.setdefault("device", "cpu")
+    return out
+
+
+# -- the run ------------------------------------------------------------------------------------------
+def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, tracking_uri: str | None = None,
+              experiment: str = EXPERIMENT, jaffe_dir: Path = JAFFE_DIR, command: str | None = None,
+              say=print) -> Path:
+    """Run the plan, log every audit, then render ``out/RESULTS.md`` from the store. Returns its path."""
+    from deid.data import load_image_set
+    from deid.evaluation.audit import AuditConfig, audit
+    from deid.evaluation.gates import GateConfig, judge
+    from deid.pipeline import anonymize_table, fit_method
+    from deid.reporting.text import format_table
+
+    t_start = time.perf_counter()
+    uri = configure_tracking(tracking_uri, experiment, work)
+    study_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    meta = {"study_id": study_id, "mode": p.mode, "experiment": experiment, "commit": git_commit(),
+            "command": command or "deid study", "seeds": p.seeds, "machine": machine(), "load_start": loadavg(),
+            "audit": ", ".join(f"{k}={v}" for k, v in p.audit.items()) + ", attackers cnn + linear",
+            "datasets": {}, "skipped": {}, "settings": {}}
+    todo = []
+    for ds in datasets:
+        if ds == "jaffe" and not jaffe_dir.is_dir():
+            msg = f"{jaffe_dir} is absent"
+            meta["skipped"][ds] = msg
+            say(f"skipping jaffe: {msg}")
+            continue
+        if ds not in ("ferg", "jaffe"):
+            raise ValueError(f"study datasets are 'ferg' and 'jaffe', got '{ds}'")
+        todo.append(ds)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"study-{study_id}") as sr:
+        mlflow.set_tags({"deid.kind": "study", "deid.study": study_id, "deid.mode": p.mode})
+        study_run = sr.info.run_id
+    client = mlflow.MlflowClient()
+    acfg = AuditConfig(**p.audit)
+    for ds in todo:
+        for seed in p.seeds:
+            images, desc, info = _prepare(ds, p, seed, work, jaffe_dir)
+            meta["datasets"][ds] = desc
+            original = load_image_set(images)
+            identities = sorted(set(original.identity))
+            anonymized, stats = {}, {}
+            meta["settings"][ds] = []
+            for name, params in p.methods_for(ds):
+                k = key(name, params)
+                meta["settings"][ds].append(k)
+                full = _resolve(params, identities, seed, name)
+                run_dir = work / "study" / study_id / ds / f"seed{seed}" / k.replace("/", "_")
+                say(f"[{ds} seed {seed}] fit + transform {k}")
+                t0 = time.perf_counter()
+                method = fit_method(name, full, images, run_dir / "model", splits=("train", "val"))
+                fit_s = time.perf_counter() - t0
+                st = anonymize_table(method, images, run_dir / "anonymized", label=k)
+                stats[k] = {**st, "fit_seconds": fit_s}
+                anonymized[k] = load_image_set(run_dir / "anonymized", anonymized=True)
+            say(f"[{ds} seed {seed}] audit of {len(anonymized)} settings")
+            result = audit(original, anonymized, acfg.model_copy(update={"seed": seed}), dataset=ds,
+                           real_faces=ds == "jaffe", descriptor_cache=work / "cache" / "dlib-descriptors", progress=say)
+            verdicts = {m: judge(m, a.metrics, GateConfig()) for m, a in result.methods.items() if m != "original"}
+            report = work / "study" / study_id / ds / f"seed{seed}" / "audit.txt"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(format_table(result.table()) + "\n")
+            parent = log_audit.fn(result, run_name=f"study-{study_id}-{ds}-seed{seed}",
+                                  config={"study": study_id, "mode": p.mode, "seed": seed, "audit": p.audit,
+                                          "methods": [key(n, q) for n, q in p.methods_for(ds)]},
+                                  dataset_info=info, images_dir=images, report=str(report), figures=[],
+                                  verdicts=verdicts, model_dirs={}, transform_stats=stats, tracking_uri=uri,
+                                  experiment=experiment)
+            client.set_tag(parent, "deid.study", study_id)
+            client.set_tag(parent, "deid.kind", "dataset-seed")
+            exp = client.get_experiment_by_name(experiment)
+            children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=5000)
+            by_key = {k: n for n, q in p.methods_for(ds) for k in [key(n, q)]}
+            for c in children:
+                k = c.data.tags.get("deid.method", c.info.run_name)
+                for t, v in {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
+                             "deid.key": k, "deid.registered": by_key.get(k, k),
+                             "deid.setting": label(dict(next((q for n, q in p.methods_for(ds) if key(n, q) == k), {})))
+                             }.items():
+                    client.set_tag(c.info.run_id, t, v)
+            say(f"[{ds} seed {seed}] logged parent run {parent}")
+    meta["load_end"] = loadavg()
+    wall = time.perf_counter() - t_start
+    meta["wall_time"] = f"{wall / 60:.1f} min"
+    with mlflow.start_run(run_id=study_run):
+        mlflow.log_dict(meta, "study_meta.json")
+        mlflow.log_metric("wall_seconds", wall)
+    return write_results(uri, study_id, out, experiment)
+
+
+def collect(tracking_uri: str, study_id: str | None = None, experiment: str = EXPERIMENT) -> tuple[list[Record], dict]:
+    """Read one study's method runs and its provenance back from the store (latest study by default)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    studies = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`deid.kind` = 'study'",
+                                 order_by=["start_time DESC"])
+    if study_id is None:
+        if studies.empty:
+            raise LookupError(f"no study runs in experiment '{experiment}' at {tracking_uri}")
+        study_id = studies.iloc[0]["tags.deid.study"]
+    row = studies[studies["tags.deid.study"] == study_id]
+    if row.empty:
+        raise LookupError(f"study '{study_id}' not found in experiment '{experiment}'")
+    meta = mlflow.artifacts.load_dict(f"runs:/{row.iloc[0]['run_id']}/study_meta.json")
+    df = mlflow.search_runs(experiment_names=[experiment], max_results=50000,
+                            filter_string=f"tags.`deid.study` = '{study_id}' and tags.`deid.kind` = 'method'",
+                            order_by=["start_time ASC"])
+    records = []
+    order = {ds: ks for ds, ks in meta.get("settings", {}).items()}
+    for _, r in df.iterrows():
+        metrics = {c[len("metrics."):]: float(r[c]) for c in df.columns if c.startswith("metrics.") and r[c] == r[c]}
+        records.append(Record(r["tags.deid.dataset"], int(r["tags.deid.seed"]), r["tags.deid.key"],
+                              "original" if r["tags.deid.key"] == "original" else r["tags.deid.registered"],
+                              r["tags.deid.setting"] if r["tags.deid.key"] != "original" else "",
+                              metrics, r["run_id"]))
+    rank = {(ds, k): i for ds, ks in order.items() for i, k in enumerate(ks)}
+    records.sort(key=lambda x: (x.dataset != "ferg", rank.get((x.dataset, x.key), -1), x.seed))
+    return records, meta
+
+
+def write_results(tracking_uri: str, study_id: str | None, out: Path, experiment: str = EXPERIMENT) -> Path:
+    records, meta = collect(tracking_uri, study_id, experiment)
+    aggs: dict[str, list[Aggregate]] = aggregate(records)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = frontier_plot(aggs, out / "results_frontier.png")
+    path = out / "RESULTS.md"
+    path.write_text(render_results(aggs, meta, plot.name))
+    return path
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["deid", *sys.argv[1:]])
+
+
+def dump(obj) -> str:  # pragma: no cover - debugging aid
+    return json.dumps(obj, indent=2, default=str)

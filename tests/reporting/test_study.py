@@ -1,0 +1,81 @@
+"""The study generator on a tiny configuration: rows, reference rows, plot, numbers from the store."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deid.reporting.study import LITERATURE, Aggregate, Record, aggregate, pareto_front, paper_comparison
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    recs = [Record("ferg", s, "blur[sigma=2]", "blur", "sigma=2", {"identity_acc_worst": v}) for s, v in
+            [(0, 0.2), (1, 0.4), (2, 0.6)]]
+    (a,) = aggregate(recs)["ferg"]
+    assert a.n == 3
+    assert a.mean["identity_acc_worst"] == pytest.approx(0.4)
+    assert a.std["identity_acc_worst"] == pytest.approx((0.08 / 3) ** 0.5)
+
+
+def test_pareto_front_drops_dominated_points():
+    assert pareto_front([(0.2, 0.5), (0.3, 0.4), (0.5, 0.9), (0.1, 0.1)]) == [(0.1, 0.1), (0.2, 0.5), (0.5, 0.9)]
+
+
+def test_literature_is_transcribed_and_labelled():
+    t1 = [f for f in LITERATURE if f.table == "Table 1" and f.metric == "identity_acc_worst"]
+    assert [f.printed for f in t1] == ["42.47 %", "38.25 %", "36.21 %", "32.77 %", "31.62 %"]
+    assert all(f.dataset.startswith("FERG") for f in t1)
+    fad = [f for f in LITERATURE if f.paper.endswith("FaDeNet") and f.setting["images"] == "deidentified"
+           and f.metric == "linkage_rank1"]
+    assert fad[0].value == pytest.approx(0.023)
+
+
+def test_comparison_says_when_a_paper_figure_is_not_reached():
+    a = Aggregate("ferg", "mi", "mi-adversarial", "lam=1.0, target_identity=@0, substitute=True", 1,
+                  {"identity_acc_worst": 0.60, "utility_acc_best": 0.90}, {})
+    lines = paper_comparison({"ferg": [a]})
+    ident = next(ln for ln in lines if "identity_acc_worst" in ln)
+    assert "does not reach" in ident and "0.175" in ident  # 0.60 − 0.4247
+    util = next(ln for ln in lines if "utility_acc_best" in ln)
+    assert "reaches it" in util and "does not" not in util
+
+
+@pytest.mark.slow
+def test_study_generator_tiny(tmp_path):
+    import mlflow
+
+    from flows.study import StudyPlan, collect, run_study, write_results
+
+    plan = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("pixelate", {"block": 4})],
+                     ferg_characters=3, ferg_per_cell=4, ferg_size=32,
+                     audit={"cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1, "pca_components": 8})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "docs"
+    path = run_study(plan, ["ferg", "jaffe"], work=tmp_path / "work", out=out, tracking_uri=uri,
+                     jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
+    md = path.read_text()
+    assert (out / "results_frontier.png").stat().st_size > 1000
+    assert "](results_frontier.png)" in md
+    assert "mode: **tiny**" in md
+    assert "dataset `jaffe` **skipped**" in md
+    rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    for r in ("*chance*", "*original data*", "`blur`", "`pixelate`"):
+        assert r in rows, r
+    assert "Feutry et al., ICASSP 2020, Table 1" in md and "their numbers, on their datasets" in md
+    assert "load average" in md and "at end:" in md
+
+    # every number of a row is the metric MLflow holds for that run
+    records, meta = collect(uri)
+    blur = next(r for r in records if r.key == "blur[sigma=2.0]")
+    run = mlflow.MlflowClient(uri).get_run(blur.run_id)
+    cells = [c.strip() for c in rows["`blur`"].split("|")[4:-1]]
+    assert cells[0] == f"{run.data.metrics['identity_acc_worst']:.3f}"
+    assert cells[1] == f"{run.data.metrics['utility_acc_best']:.3f}"
+    assert cells[-1] == f"{run.data.metrics['ssim']:.3f}"
+    orig = rows["*original data*"]
+    assert re.search(r"\| 1 \| ", orig)
+
+    # regenerating from the store alone gives the same file
+    again = write_results(uri, meta["study_id"], tmp_path / "again")
+    assert again.read_text() == md
