@@ -39,6 +39,16 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 # -- inside the measuring process ----------------------------------------------------------------------
 def _data(n: int, work: Path) -> tuple[Path, Path]:
     """The generated tree and the ingested images table for about ``n`` images (6 characters × 7 expressions)."""
@@ -228,6 +238,7 @@ def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stag
             row = {"stage": stage, "n": ours["n"], "seconds": ours["seconds"], "peak_mb": ours["peak_mb"],
                    "images_per_s": ours["n"] / ours["seconds"], "ref_seconds": ref["seconds"],
                    "ref_images_per_s": ref["n"] / ref["seconds"], "ref_peak_mb": ref["peak_mb"],
+                   "start_mb": ours.get("start_mb", float("nan")),
                    "what": _WHAT[stage][0], "ref": _WHAT[stage][1]}
             say(f"{stage:10s} N={row['n']:>7,}  ours {row['seconds']:8.2f} s  ref {row['ref_seconds']:8.2f} s  "
                 f"peak {row['peak_mb']:.0f} MB")
@@ -255,7 +266,16 @@ def _one(stage: str, side: str, n: int, work: Path) -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix=f"perf-{stage}-", dir=work))
     try:
+        import cv2  # noqa: F401  the same import floor on both sides
+        import sklearn.decomposition  # noqa: F401
+        import torch  # noqa: F401
+
+        import deid.data  # noqa: F401
+        import deid.pipeline  # noqa: F401
+
+        start = _rss_mb()
         res = _measure(stage, side, tree, ingested, tmp)
+        res["start_mb"] = start
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res))

@@ -343,7 +343,10 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str)
          f"- seeds: {meta.get('seeds', '?')}; audit: {meta.get('audit', '?')}",
          f"- machine: {meta.get('machine', '?')}",
          f"- load average (1/5/15 min) at start: {meta.get('load_start', '?')}; at end: {meta.get('load_end', '?')}",
-         f"- wall time: {meta.get('wall_time', '?')}", ""]
+         f"- wall time: {meta.get('wall_time', '?')}"]
+    if meta.get("full_estimate"):
+        L.append(f"- expected time of the full study (`deid study`): {meta['full_estimate']}")
+    L.append("")
     for ds, note in meta.get("datasets", {}).items():
         L.append(f"- dataset `{ds}`: {note}")
     for ds, why in meta.get("skipped", {}).items():
@@ -389,14 +392,16 @@ def render_performance(rows: list[dict], meta: dict, plot_name: str) -> str:
          f"- wall time: {meta.get('wall_time', '?')}", "",
          "Each (stage, N) ran in a fresh process; peak memory is that process's maximum resident set. "
          "The reference loop does the same work with the bare library in the same run, so the ratio "
-         "(ours / reference time) is what carries over to another machine.", "",
+         "(ours / reference time) is what carries over to another machine. Both processes import the same "
+         "libraries first (numpy, torch, pyarrow, ...): the resident memory before the measured work, "
+         "*start MB*, is that import floor; peak minus start is what the stage itself holds.", "",
          "| stage | N | ours: s | ours: images/s | ours: peak MB | reference: s | reference: images/s | "
-         "reference: peak MB | time ratio (ours / ref) |", "|---|---|---|---|---|---|---|---|---|"]
+         "reference: peak MB | start MB | time ratio (ours / ref) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["seconds"] / r["ref_seconds"] if r.get("ref_seconds") else float("nan")
         L.append(f"| {r['stage']} | {r['n']:,} | {fmt_ms(r['seconds'])} | {fmt_ms(r['images_per_s'])} | "
                  f"{r['peak_mb']:,.0f} | {fmt_ms(r['ref_seconds'])} | {fmt_ms(r['ref_images_per_s'])} | "
-                 f"{r['ref_peak_mb']:,.0f} | {ratio:.2f} |")
+                 f"{r['ref_peak_mb']:,.0f} | {r.get('start_mb', float('nan')):,.0f} | {ratio:.2f} |")
     L += ["", "What each stage measures:", ""]
     seen = set()
     for r in rows:
