@@ -275,12 +275,25 @@ class atomic_dir:
 
     def __init__(self, final: str | Path):
         self.final = Path(final)
-        self.tmp = self.final.parent / f".{self.final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.final.parent / f".{self.final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
         self.tmp.mkdir()
         return self.tmp
+
+    def _remove_stale(self) -> None:
+        """Temporary siblings left by a process that died (kill -9) are removed; live ones kept."""
+        for p in self.final.parent.glob(f".{self.final.name}.tmp-*"):
+            try:
+                pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            except (IndexError, ValueError):
+                continue
+            if not _alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+        for p in self.final.parent.glob(f".{self.final.name}.old-*"):
+            shutil.rmtree(p, ignore_errors=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
@@ -293,6 +306,16 @@ class atomic_dir:
         os.replace(self.tmp, self.final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class TableWriter:

@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deid.errors import ConfigError
-from deid.evaluation.audit import AuditConfig
+from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
 from deid.evaluation.gates import GateConfig
+from deid.faces_dask import DaskConfig
 from deid.preprocessing import PreprocessConfig
 from deid.splits import SplitConfig
 
@@ -51,6 +52,7 @@ class DatasetConfig(_Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     loader_options: dict[str, Any] = Field(default_factory=dict)
+    utility_attribute: str | None = None  # e.g. CelebA's "Smiling" as the utility label
     real_faces: bool = False
 
     @field_validator("name")
@@ -126,6 +128,7 @@ class RunConfig(_Strict):
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     work_dir: str = "work"
+    dask: DaskConfig | None = None  # a scheduler address (or local cluster) for the parallel stages
     batch_size: int = Field(256, ge=1)
     seed: int = 0
     device: str = "auto"
@@ -138,6 +141,11 @@ class RunConfig(_Strict):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"methods {dup} appear twice; give each setting its own 'label'")
+        faces = self.audit.face_metrics == "on" or (self.audit.face_metrics == "auto" and self.dataset.real_faces)
+        face_only = {"faceness", "deid", "div"} | {m for m in AUDIT_METRICS if m.startswith("linkage_dlib")}
+        if not faces and (bad := sorted({g.metric for g in self.gates.extra} & face_only)):
+            raise ValueError(f"gates.extra: {bad} are face metrics, not measured for this dataset "
+                             f"(dataset.real_faces is false and audit.face_metrics is '{self.audit.face_metrics}')")
         if self.release.enabled:
             if self.release.method is None:
                 raise ValueError("release.method must name the method whose output is published")

@@ -110,6 +110,24 @@ def _fingerprint(dataset: str, root: Path, items: list[SourceItem], rejected, pr
     return h.hexdigest()[:20]
 
 
+def _utility_from_attribute(items: list[SourceItem], rejected: list, attr: str, dataset: str):
+    from dataclasses import replace
+
+    from deid.datasets.base import Rejected
+
+    known = {k for it in items for k in (it.attributes or {})}
+    if attr not in known:
+        raise DatasetLayoutError(f"{dataset}: no image has attribute '{attr}'; known attributes: {sorted(known)[:50]}")
+    kept = []
+    for it in items:
+        v = (it.attributes or {}).get(attr)
+        if v is None:
+            rejected.append(Rejected(it.relpath, f"no '{attr}' attribute for the utility label"))
+        else:
+            kept.append(replace(it, expression=attr if v > 0 else f"not {attr}"))
+    return kept, rejected
+
+
 def load_summary(out_dir: str | Path) -> IngestSummary | None:
     f = Path(out_dir) / SUMMARY_FILE
     if not f.exists():
@@ -134,6 +152,7 @@ def ingest_dataset(
     progress: bool = False,
     loader_options: dict | None = None,
     dask: DaskConfig | None = None,
+    utility_attribute: str | None = None,
 ) -> IngestSummary:
     """Ingest ``root`` (in ``dataset``'s layout) into ``out_dir/images`` and ``out_dir/quarantine``.
 
@@ -141,6 +160,8 @@ def ingest_dataset(
     rewrites nothing; a changed input or setting rebuilds the whole directory atomically, with
     byte-identical Parquet for identical input. With ``preprocess.align == "dlib"`` and more than
     one worker (or a ``dask`` config, e.g. a scheduler address), the chunks run on a Dask cluster.
+    ``utility_attribute`` (e.g. CelebA's ``Smiling``) makes a binary attribute the utility label:
+    ``<attr>`` when its score is positive, ``not <attr>`` otherwise; images without it are quarantined.
     """
     t0 = time.perf_counter()
     loader = get_loader(dataset)
@@ -148,6 +169,9 @@ def ingest_dataset(
     root = Path(root)
     scan = loader.scan(root, **options)
     items, rejected = scan.items, scan.rejected
+    if utility_attribute:
+        items, rejected = _utility_from_attribute(items, list(rejected), utility_attribute, dataset)
+        options["utility_attribute"] = utility_attribute
     n_input = len(items) + len(rejected)
     if n_input == 0:
         raise DatasetLayoutError(f"{dataset}: no files found under {root}")

@@ -6,8 +6,6 @@ One flow per dataset (``anonymize-ferg``, ``anonymize-jaffe``, ...), all built f
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +16,12 @@ from deid.config import RunConfig, load_config
 from deid.errors import ConfigError
 from deid.evaluation.audit import ORIGINAL
 from deid.reporting.text import format_table
+from flows.ingest import content_key, resolve_source
 from tasks.audit import audit, render_audit
-from tasks.data import generate_ferg_like, ingest_dataset
+from tasks.data import ingest_dataset
 from tasks.methods import anonymize_table, fit_method
 from tasks.release import publish_release
-from tasks.tracking import configure_tracking, log_audit
+from tasks.tracking import configure_tracking, log_audit, register_release_model
 
 __all__ = ["run_anonymization", "RunSummary", "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
 
@@ -54,16 +53,11 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _preflight(cfg: RunConfig, base: Path) -> Path | None:
+def _preflight(cfg: RunConfig, base: Path) -> None:
     """Everything that can be checked before heavy work: fail fast with the field's name."""
     src = cfg.dataset.source_path(base)
     if src is not None and not src.exists():
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
-    return src
 
 
 def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:
@@ -71,24 +65,22 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     log = get_run_logger()
     base_dir = Path(base) if base else Path.cwd()
     cfg = config if isinstance(config, RunConfig) else load_config(base_dir / config if not Path(config).is_absolute() else config, overrides)
-    src = _preflight(cfg, base_dir)
+    _preflight(cfg, base_dir)
     work = cfg.work_path(base_dir)
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
     ds = cfg.dataset
 
-    if src is None:
-        spec = ds.synthetic.model_dump()
-        src = Path(generate_ferg_like(str(work / "data" / f"ferg-builtin-{_key(spec)}"), spec))
-    ingest_dir = work / "datasets" / f"{ds.name}-{_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(), ds.loader_options)}"
+    src = resolve_source(cfg, base_dir, work)
+    ingest_dir = work / "datasets" / f"{ds.name}-{content_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(), ds.loader_options, ds.utility_attribute)}"
     summary = ingest_dataset(ds.name, str(src), str(ingest_dir), ds.preprocess.model_dump(), ds.split.model_dump(),
-                             ds.loader_options)
+                             ds.loader_options, cfg.dask.model_dump() if cfg.dask else None, ds.utility_attribute)
     images = str(ingest_dir / "images")
 
     run_dir = work / "runs" / cfg.name
     anonymized, model_dirs, stats = {}, {}, {}
     for spec in cfg.all_methods():
         params = dict(spec.params)
-        fit_key = _key(spec.name, params, summary.digest, cfg.seed)
+        fit_key = content_key(spec.name, params, summary.digest, cfg.seed)
         model_dir = run_dir / "models" / spec.key
         out_dir = run_dir / "anonymized" / spec.key
         marker = out_dir / "_inputs.key"
@@ -133,6 +125,8 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         rel = publish_release(anonymized[m], str(cfg.work_path(base_dir).parent / cfg.release.root
                                                  if not Path(cfg.release.root).is_absolute() else cfg.release.root),
                               ds.name, m, manifest, images, cfg.release.seed)
+        if not rel["reused"]:
+            rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
         out.release = rel
     log.info("\n%s", out.text())
     return out

@@ -129,6 +129,33 @@ def ui(port: int = 5000) -> None:
 
 
 @app.command()
+def stack(port: int = 4200, configs: list[Path] = typer.Argument(None, help="configs to serve (default: all)")) -> None:
+    """Start a Prefect server (127.0.0.1, SQLite under work/prefect) and serve the deployments.
+
+    Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api prefect deployment run 'anonymize-ferg/ferg-baselines'
+    """
+    from flows.stack import start_server, start_serving, stop, wait_healthy
+
+    home = Path(os.environ["PREFECT_HOME"])
+    api = f"http://127.0.0.1:{port}/api"
+    logs = _WORK / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = start_server(home, port, logs / "prefect-server.log")
+    try:
+        wait_healthy(api, proc=server)
+        serving = start_serving(home, api, list(configs or []), logs / "deployments.log", base=Path.cwd())
+        typer.echo(f"Prefect server: http://127.0.0.1:{port}  (logs in {logs})")
+        typer.echo(f"run a deployment:  PREFECT_API_URL={api} {Path(sys.executable).with_name('prefect')} "
+                   "deployment run 'anonymize-ferg/ferg-baselines'")
+        typer.echo("Ctrl-C stops both.")
+        serving.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(*[p for p in (locals().get("serving"), server) if p is not None])
+
+
+@app.command()
 def study(quick: bool = typer.Option(False, "--quick", help="budget run: one seed, fewer settings and epochs (< 15 min here)"),
           datasets: list[str] = typer.Option(["ferg", "jaffe"], "--datasets", help="ferg and/or jaffe (repeat the option)"),
           out: Path = typer.Option(Path("docs"), "--out", help="where RESULTS.md and its plot are written"),

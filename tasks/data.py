@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from deid.faces_dask import DaskConfig
 from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like as _generate
 from deid.ingest import IngestSummary, ingest_dataset as _ingest
 from deid.preprocessing import PreprocessConfig
@@ -24,10 +25,12 @@ def generate_ferg_like(out_dir: str, spec: dict) -> str:
 
 @task(retries=2, retry_delay_seconds=[2, 5, 15])
 def ingest_dataset(dataset: str, root: str, out_dir: str, preprocess: dict, split: dict,
-                   loader_options: dict | None = None) -> IngestSummary:
+                   loader_options: dict | None = None, dask: dict | None = None,
+                   utility_attribute: str | None = None) -> IngestSummary:
     """Ingest into Parquet; reuses the output when files and settings are unchanged."""
     summary = _ingest(dataset, root, out_dir, preprocess=PreprocessConfig(**preprocess), split=SplitConfig(**split),
-                      loader_options=loader_options, progress=True)
+                      loader_options=loader_options, progress=True, dask=DaskConfig(**dask) if dask else None,
+                      utility_attribute=utility_attribute)
     log = get_run_logger()
     log.info("%s: input %d = written %d + quarantined %d%s", dataset, summary.input, summary.written,
              summary.quarantined, " (reused)" if summary.reused else "")

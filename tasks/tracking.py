@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from prefect import task
@@ -98,3 +99,35 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                 if name in model_dirs and name != ORIGINAL:
                     mlflow.log_artifacts(model_dirs[name], artifact_path="model")
         return parent.info.run_id
+
+
+class DeidMethodModel(mlflow.pyfunc.PythonModel):
+    """A saved de-identification method as an MLflow model: ``predict`` takes ``(N, C, H, W)`` floats."""
+
+    def load_context(self, context) -> None:
+        from deid.methods import DeidMethod
+
+        self.method = DeidMethod.load(context.artifacts["method"])
+
+    def predict(self, context, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        import numpy as np
+
+        return self.method.transform(np.asarray(model_input, dtype=np.float32))
+
+
+@task(retries=2, retry_delay_seconds=[2, 5])
+def register_release_model(run_id: str, method: str, model_dir: str, dataset: str, release_version: str,
+                           tracking_uri: str) -> str:
+    """Log the released method's model to the run and point the registry alias ``release`` at it.
+
+    Registry aliases (not the deprecated stages) name what is live: ``models:/deid-<dataset>@release``.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    name = f"deid-{dataset}"
+    client = mlflow.MlflowClient()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="release-model", python_model=DeidMethodModel(),
+                                       artifacts={"method": model_dir}, pip_requirements=["deid"])
+    mv = mlflow.register_model(info.model_uri, name, tags={"method": method, "release_version": release_version})
+    client.set_registered_model_alias(name, "release", mv.version)
+    return f"models:/{name}@release"

@@ -7,13 +7,14 @@ with :func:`register_method`, and is imported below; the common test then checks
 
 from deid.methods.base import DeidMethod, check_images, check_output  # noqa: F401
 from deid.methods.registry import available_methods, get_method, method_class, register_method  # noqa: F401
+# Registering imports: one line per method module.
 from deid.methods import baselines  # noqa: F401,E402
+from deid.methods import fadenet  # noqa: F401,E402
+from deid.methods import latent_shift  # noqa: F401,E402
+from deid.methods import ksame  # noqa: F401,E402
+from deid.methods import mi_adversarial  # noqa: F401,E402
+from deid.methods import substitution  # noqa: F401,E402
+from deid.methods import ksame_net  # noqa: F401,E402
 
 __all__ = ["DeidMethod", "available_methods", "get_method", "method_class", "register_method",
            "check_images", "check_output"]
-from deid.methods import ksame  # noqa: F401,E402
-from deid.methods import fadenet  # noqa: F401,E402
-from deid.methods import mi_adversarial  # noqa: F401,E402
-from deid.methods import substitution  # noqa: F401,E402
-from deid.methods import latent_shift  # noqa: F401,E402
-from deid.methods import ksame_net  # noqa: F401,E402

@@ -65,6 +65,17 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == out["mlflow_run_id"]]
     assert sorted(r.data.tags["deid.method"] for r in children) == sorted(methods)
     assert all("identity_acc_worst" in r.data.metrics for r in children)
+    # The released method is in the model registry under the alias 'release', and reproduces the release.
+    assert out["release"]["model_uri"] == "models:/deid-ferg@release"
+    mv = mlflow.MlflowClient().get_model_version_by_alias("deid-ferg", "release")
+    assert mv.tags["release_version"] == out["release"]["version"]
+    import numpy as np
+
+    model = mlflow.pyfunc.load_model(out["release"]["model_uri"])
+    x = np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32)
+    from deid.methods import get_method
+
+    np.testing.assert_allclose(model.predict(x), get_method("blur").fit(x).transform(x), atol=1e-6)
     # A rerun reuses every step and republishes nothing new.
     again = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     assert again["release"]["version"] == out["release"]["version"] and again["release"]["reused"]

@@ -1,0 +1,103 @@
+"""The configuration path to more than one machine, against real servers on loopback: a Dask
+scheduler with a separate worker process, and an MLflow tracking server with a database backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    from flows.stack import free_port, stop
+
+    port, dash = free_port(), free_port()
+    sched = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--dashboard-address", f"127.0.0.1:{dash}"], stdout=open(tmp_path / "sched.log", "w"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_http(f"http://127.0.0.1:{dash}/health", 60, sched)
+    worker = subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1",
+                               "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                               "--local-directory", str(tmp_path / "dask-worker")],
+                              stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    from distributed import Client
+
+    with Client(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+        c.wait_for_workers(1, timeout=60)
+    yield f"tcp://127.0.0.1:{port}"
+    stop(worker, sched)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    from flows.stack import free_port, stop
+
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"],
+                            stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    _wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def test_flow_with_dask_scheduler_and_mlflow_server(dask_cluster, mlflow_server, tmp_path):
+    import mlflow
+
+    from flows.anonymize import run_anonymization
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    cfg = {
+        "name": "remote",
+        "dataset": {"name": "ferg", "source": "builtin",
+                    "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
+                    "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
+        "include_baselines": False, "methods": [{"name": "blur"}],
+        "audit": {"attackers": ["linear"], "linkage_repeats": 1, "cnn_epochs": 1, "cnn_width": 4},
+        "tracking": {"uri": mlflow_server, "experiment": "remote-test"},
+        "dask": {"address": dask_cluster},
+        "work_dir": str(tmp_path / "work"),
+    }
+    p = tmp_path / "remote.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    with prefect_test_harness(server_startup_timeout=180):
+        out = flow(name="anonymize-remote-test")(run_anonymization)(str(p), None, str(tmp_path))
+    assert out.ingest["written"] == 3 * 7 * 5
+    # The scheduler ran the ingest chunks (on its separate worker process).
+    from distributed import Client
+
+    with Client(dask_cluster, timeout=30) as c:
+        prefixes = c.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert any("process_chunk" in x for x in prefixes), prefixes
+    mlflow.set_tracking_uri(mlflow_server)
+    runs = mlflow.search_runs(experiment_names=["remote-test"], output_format="list")
+    assert {r.info.run_id for r in runs} >= {out.mlflow_run_id}
+    parent = mlflow.get_run(out.mlflow_run_id)
+    assert parent.data.tags["deid.dataset"] == "ferg"
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(out.mlflow_run_id)}
+    assert "report.html" in arts

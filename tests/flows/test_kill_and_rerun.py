@@ -1,0 +1,70 @@
+"""kill -9 in the middle of a flow run, run again: the same result, no partial or duplicate output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp: Path) -> Path:
+    cfg = {
+        "name": "tiny-kill",
+        "dataset": {"name": "ferg", "source": "builtin",
+                    "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
+                    "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
+        "methods": [{"name": "none"}],
+        "audit": {"attackers": ["linear", "cnn"], "cnn_epochs": 3, "cnn_width": 8, "linkage_repeats": 1},
+        "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
+        "release": {"enabled": True, "method": "pixelate", "root": str(tmp / "release")},
+        "work_dir": str(tmp / "work"),
+    }
+    p = tmp / "tiny-kill.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _start(tmp: Path) -> subprocess.Popen:
+    from flows.stack import prefect_env
+
+    code = ("from flows.anonymize import anonymize_ferg; import json, sys; "
+            f"r = anonymize_ferg(config={str(_config(tmp))!r}, base={str(tmp)!r}); "
+            "print('RESULT', json.dumps(r['release']))")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT), env=prefect_env(tmp / "prefect"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(p: subprocess.Popen) -> dict:
+    out, _ = p.communicate(timeout=900)
+    assert p.returncode == 0, out[-4000:]
+    return json.loads(out.rsplit("RESULT", 1)[1])
+
+
+def test_killed_run_reruns_to_the_same_release(tmp_path):
+    clean = _finish(_start(tmp_path / "clean"))
+    victim = tmp_path / "victim"
+    p = _start(victim)
+    anon = victim / "work" / "runs" / "tiny-kill" / "anonymized"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (anon.exists() and len(list(anon.iterdir())) >= 2):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # mid-run: some methods written, the audit and release not yet
+    p.wait()
+    assert not any((victim / "release").rglob("manifest.json")) if (victim / "release").exists() else True
+    again = _finish(_start(victim))
+    assert again["version"] == clean["version"] and not again["reused"]
+    third = _finish(_start(victim))
+    assert third["version"] == clean["version"] and third["reused"]
+    leftovers = [q for q in victim.rglob("*") if ".tmp-" in q.name or ".old-" in q.name]
+    assert leftovers == []
+    assert len(list((victim / "release" / "ferg").glob("v-*"))) == 1
