@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
         return parent.info.run_id
 
 
-class DeidMethodModel(mlflow.pyfunc.PythonModel):
+class _DeidMethodModel:
     """A saved de-identification method as an MLflow model: ``predict`` takes ``(N, C, H, W)`` floats."""
 
     def load_context(self, context) -> None:
@@ -109,10 +110,16 @@ class DeidMethodModel(mlflow.pyfunc.PythonModel):
 
         self.method = DeidMethod.load(context.artifacts["method"])
 
-    def predict(self, context, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):
         import numpy as np
 
         return self.method.transform(np.asarray(model_input, dtype=np.float32))
+
+
+# Image arrays are not what MLflow's type-hint schemas describe, so its advice on hints is silenced.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    DeidMethodModel = type("DeidMethodModel", (_DeidMethodModel, mlflow.pyfunc.PythonModel), {"__module__": __name__})
 
 
 @task(retries=2, retry_delay_seconds=[2, 5])
@@ -126,8 +133,10 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
     name = f"deid-{dataset}"
     client = mlflow.MlflowClient()
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="release-model", python_model=DeidMethodModel(),
-                                       artifacts={"method": model_dir}, pip_requirements=["deid"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.pyfunc.log_model(name="release-model", python_model=DeidMethodModel(),
+                                           artifacts={"method": model_dir}, pip_requirements=["deid"])
     mv = mlflow.register_model(info.model_uri, name, tags={"method": method, "release_version": release_version})
     client.set_registered_model_alias(name, "release", mv.version)
     return f"models:/{name}@release"
