@@ -69,7 +69,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
 
     import pandas as pd
 
-    summary_rows = [{"split": k, "rows": v} for k, v in dataset_info.get("by_split", {}).items()]
+    summary_rows = [{"split": k, "rows": float(v)} for k, v in dataset_info.get("by_split", {}).items()]
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
