@@ -53,73 +53,39 @@ def _with_meta(schema: pa.Schema, name: str) -> pa.Schema:
     )
 
 
-IMAGES_SCHEMA = _with_meta(
-    pa.schema(
-        [
-            pa.field("image_id", pa.string(), nullable=False),
-            pa.field("dataset", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
-            pa.field("identity", pa.string(), nullable=False),
-            pa.field("expression", pa.string(), nullable=True),
-            pa.field("attributes", pa.map_(pa.string(), pa.float32()), nullable=True),
-            pa.field("image", _IMAGE_STRUCT, nullable=False),
-            pa.field("height", pa.int32(), nullable=False),
-            pa.field("width", pa.int32(), nullable=False),
-            pa.field("channels", pa.int32(), nullable=False),
-            pa.field("source_path", pa.string(), nullable=False),
-            pa.field("source_sha256", pa.string(), nullable=False),
-        ]
-    ),
-    "images",
-)
+# Every column any table uses, defined once; each schema is an ordered selection of them.
+_FIELDS = {f.name: f for f in [
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("release_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("identity", pa.string(), nullable=False),
+    pa.field("expression", pa.string(), nullable=True),
+    pa.field("attributes", pa.map_(pa.string(), pa.float32()), nullable=True),
+    pa.field("method", pa.string(), nullable=False),
+    pa.field("image", _IMAGE_STRUCT, nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("channels", pa.int32(), nullable=False),
+    pa.field("source_path", pa.string(), nullable=False),
+    pa.field("source_sha256", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+]}
 
+
+def _schema(name: str, columns: str, nullable: tuple[str, ...] = ()) -> pa.Schema:
+    fields = [_FIELDS[c].with_nullable(True) if c in nullable else _FIELDS[c] for c in columns.split()]
+    return _with_meta(pa.schema(fields), name)
+
+
+_PIXELS = "image height width channels"
+IMAGES_SCHEMA = _schema("images", f"image_id dataset split identity expression attributes {_PIXELS} source_path source_sha256")
 # A de-identified table keeps the link to its source row (``image_id``) for the audit; the
 # release step drops it together with every other private column.
-ANONYMIZED_SCHEMA = _with_meta(
-    pa.schema(
-        [
-            pa.field("image_id", pa.string(), nullable=False),
-            pa.field("dataset", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
-            pa.field("identity", pa.string(), nullable=False),
-            pa.field("expression", pa.string(), nullable=True),
-            pa.field("method", pa.string(), nullable=False),
-            pa.field("image", _IMAGE_STRUCT, nullable=False),
-            pa.field("height", pa.int32(), nullable=False),
-            pa.field("width", pa.int32(), nullable=False),
-            pa.field("channels", pa.int32(), nullable=False),
-        ]
-    ),
-    "anonymized",
-)
-
-RELEASE_SCHEMA = _with_meta(
-    pa.schema(
-        [
-            pa.field("release_id", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
-            pa.field("expression", pa.string(), nullable=True),
-            pa.field("image", _IMAGE_STRUCT, nullable=False),
-            pa.field("height", pa.int32(), nullable=False),
-            pa.field("width", pa.int32(), nullable=False),
-            pa.field("channels", pa.int32(), nullable=False),
-        ]
-    ),
-    "release",
-)
-
-QUARANTINE_SCHEMA = _with_meta(
-    pa.schema(
-        [
-            pa.field("dataset", pa.string(), nullable=False),
-            pa.field("source_path", pa.string(), nullable=False),
-            pa.field("stage", pa.string(), nullable=False),
-            pa.field("reason", pa.string(), nullable=False),
-            pa.field("source_sha256", pa.string(), nullable=True),
-        ]
-    ),
-    "quarantine",
-)
+ANONYMIZED_SCHEMA = _schema("anonymized", f"image_id dataset split identity expression method {_PIXELS}")
+RELEASE_SCHEMA = _schema("release", f"release_id split expression {_PIXELS}")
+QUARANTINE_SCHEMA = _schema("quarantine", "dataset source_path stage reason source_sha256", nullable=("source_sha256",))
 
 _BY_NAME = {
     "images": IMAGES_SCHEMA,
