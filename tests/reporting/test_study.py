@@ -36,9 +36,9 @@ def test_comparison_says_when_a_paper_figure_is_not_reached():
                   {"identity_acc_worst": 0.60, "utility_acc_best": 0.90}, {})
     lines = paper_comparison({"ferg": [a]})
     ident = next(ln for ln in lines if "identity_acc_worst" in ln)
-    assert "does not reach" in ident and "0.175" in ident  # 0.60 − 0.4247
+    assert "does not reach" in ident and "0.175 higher" in ident  # 0.60 − 0.4247
     util = next(ln for ln in lines if "utility_acc_best" in ln)
-    assert "reaches it" in util and "does not" not in util
+    assert "reaches the paper" in util and "does not" not in util
 
 
 @pytest.mark.slow
@@ -79,3 +79,15 @@ def test_study_generator_tiny(tmp_path):
     # regenerating from the store alone gives the same file
     again = write_results(uri, meta["study_id"], tmp_path / "again")
     assert again.read_text() == md
+
+
+def test_warns_when_reference_classifiers_did_not_learn():
+    from deid.reporting.study import reference_notes
+
+    orig = Aggregate("ferg", "original", "original", "", 1,
+                     {"identity_acc_worst": 0.9, "identity_chance": 1 / 6, "utility_acc_best": 0.6,
+                      "utility_chance": 1 / 7, "utility_orig_clf_acc": 1 / 7}, {})
+    notes = reference_notes([orig])
+    assert len(notes) == 2 and "utility_orig_clf_acc" in notes[0]
+    orig.mean["utility_orig_clf_acc"] = 0.6
+    assert reference_notes([orig]) == []
