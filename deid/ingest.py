@@ -25,6 +25,7 @@ from data_contracts import IMAGES_SCHEMA, QUARANTINE_SCHEMA, SPLITS, TableWriter
 from deid import __version__
 from deid.datasets import SourceItem, get_loader
 from deid.errors import DatasetLayoutError, DeidError, ImageDecodeError
+from deid.faces import apply_exif_orientation
 from deid.faces_dask import DaskConfig
 from deid.imageio import decode_image, encode_png
 from deid.preprocessing import PreprocessConfig, preprocess_image
@@ -76,11 +77,11 @@ def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
     face_events: list[str] = []
     try:
         img = decode_image(data, where=Path(path).name)
+        if cfg.faces.exif:  # photos stored sideways with an EXIF orientation tag are turned upright
+            img = apply_exif_orientation(img, data)
         if cfg.align != "none":
-            from deid.faces import align_face, apply_exif_orientation  # in-the-wild photos only
+            from deid.faces import align_face  # in-the-wild photos only
 
-            if cfg.faces.exif:
-                img = apply_exif_orientation(img, data)
             img = align_face(img, data_sha256=sha, cfg=cfg, where=Path(path).name, events=face_events)
         out = preprocess_image(img, cfg)
     except (ImageDecodeError, DeidError, ValueError) as exc:

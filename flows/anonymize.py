@@ -15,7 +15,6 @@ from data_contracts import count_rows
 from deid.config import RunConfig, load_config
 from deid.errors import ConfigError
 from deid.evaluation.audit import ORIGINAL
-from deid.reporting.text import format_table
 from flows.ingest import content_key, resolve_source
 from tasks.audit import audit, render_audit
 from tasks.data import ingest_dataset
@@ -42,15 +41,6 @@ class RunSummary:
     verdicts: dict[str, dict]
     release: dict | None = None
     ingest: dict = field(default_factory=dict)
-
-    def text(self) -> str:
-        rows = [dict(r, verdict=("PASS" if self.verdicts[r["method"]]["passed"] else "FAIL")
-                     if r["method"] in self.verdicts else "reference") for r in self.table]
-        lines = [format_table(rows), "", f"report:  {self.report}",
-                 f"mlflow:  run {self.mlflow_run_id} in {self.tracking_uri}"]
-        if self.release:
-            lines.append(f"release: {self.release['path']} ({'reused' if self.release['reused'] else 'new'})")
-        return "\n".join(lines)
 
 
 def _preflight(cfg: RunConfig, base: Path) -> None:
@@ -128,7 +118,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         if not rel["reused"]:
             rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
         out.release = rel
-    log.info("\n%s", out.text())
+    log.info("done: %s", out.report)
     return out
 
 
