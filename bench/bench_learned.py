@@ -263,6 +263,7 @@ def quality(dataset: str, out: Path, cnn_epochs: int, deblur: bool, ae_epochs: i
                                      "generator_loss": m.history_["generator"]}
         print(f"k-Same-Net k={k}: transform {time.perf_counter() - t:.1f}s  {reports}", flush=True)
 
+    np.savez_compressed(out / f"outputs-{dataset}.npz", **{k.replace(" ", "_"): v for k, v in outputs.items()})
     anon = {name: ImageSet(Y, s.image_id, s.split, s.identity, s.expression) for name, Y in outputs.items()}
     cfg = AuditConfig(cnn_epochs=cnn_epochs, linkage_repeats=3)
     res = audit(s, anon, cfg, dataset=dataset, real_faces=dataset == "jaffe",
