@@ -182,11 +182,15 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
 def perf(sizes: list[int] = typer.Option([1000, 10000], "--sizes", help="dataset sizes N (repeat the option)"),
          out: Path = typer.Option(Path("docs"), "--out", help="where PERFORMANCE.md and its plot are written"),
          demo_time: bool = typer.Option(True, "--demo/--no-demo", help="also time the default demo end to end"),
-         stages: list[str] = typer.Option([], "--stage", help="only these stages (default all)")) -> None:
+         stages: list[str] = typer.Option([], "--stage", help="only these stages (default all)"),
+         demo_only: bool = typer.Option(False, "--demo-only", help="re-time only the demo; keep the measured stage rows")) -> None:
     """Each stage's images/s and peak memory at each N, next to its bare-library loop; writes PERFORMANCE.md."""
-    from flows.perf import run_perf
+    from flows.perf import refresh_demo, run_perf
 
-    path = run_perf(sizes, out=out, work=_WORK, demo=demo_time, stages=stages or None, say=typer.echo)
+    if demo_only:
+        path = refresh_demo(out, _WORK, say=typer.echo)
+    else:
+        path = run_perf(sizes, out=out, work=_WORK, demo=demo_time, stages=stages or None, say=typer.echo)
     typer.echo(f"written: {path}")
 
 
