@@ -232,10 +232,10 @@ def refresh_demo(out: Path, work: Path, say=print) -> Path:
     """Re-measure only the demo and re-render ``PERFORMANCE.md`` from the stage rows already measured."""
     from deid.reporting.study import perf_plot, render_performance
 
-    saved = json.loads((out / "performance.json").read_text())
+    saved = json.loads((work / "perf" / "performance.json").read_text())  # written by the last full `deid perf`
     meta, rows = saved["meta"], saved["rows"]
-    meta["demo"] = _demo(work / "perf", say)
-    (out / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    meta["demo"] = _demo(work / "perf", say) + " Re-timed with `deid perf --demo-only`."
+    (work / "perf" / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     plot = perf_plot(rows, out / "performance_scaling.png")
     path = out / "PERFORMANCE.md"
     path.write_text(render_performance(rows, meta, plot.name))
@@ -272,7 +272,7 @@ def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stag
     meta["wall_time"] = f"{(time.perf_counter() - t_start) / 60:.1f} min"
     out.mkdir(parents=True, exist_ok=True)
     plot = perf_plot(rows, out / "performance_scaling.png")
-    (out / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (pw / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     path = out / "PERFORMANCE.md"
     path.write_text(render_performance(rows, meta, plot.name))
     return path

@@ -342,6 +342,11 @@ def reference_notes(rows: list[Aggregate], margin: float = 0.05) -> list[str]:
             out.append(f"> **Note:** on the original data {who} score {m[metric]:.3f} against chance "
                        f"{m[chance]:.3f}: they did not learn in this run, so the column `{metric}` says nothing "
                        f"about the methods here.")
+    if {"utility_orig_clf_acc", "utility_acc_best"} <= m.keys() and m["utility_orig_clf_acc"] > m["utility_acc_best"] + 0.1:
+        out.append(f"> **Note:** on the original data the informed utility attackers score {m['utility_acc_best']:.3f} "
+                   f"while the CNN trained on originals scores {m['utility_orig_clf_acc']:.3f}: the column "
+                   f"`utility_acc_best` understates the utility these images can carry (stronger attackers in the "
+                   f"full mode).")
     return out + ([""] if out else [])
 
 
@@ -382,8 +387,8 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str)
           "The grey step line joins the settings no other setting beats on both axes.", "",
           "## The papers' figures (their numbers, on their datasets — not ours)", "",
           "These are transcribed from the papers in `../shared/papers/`. They were measured on other data "
-          "(full FERG, CelebA, RaFD), other image sizes, GPUs and pretrained recognizers, so they are "
-          "context, not a like-for-like baseline.", "", literature_table(), "",
+          "(the full FERG, CelebA, RaFD), at other image sizes, with other networks, training budgets and "
+          "recognizers, so they are context, not a like-for-like baseline.", "", literature_table(), "",
           "## Ours against the papers", ""]
     cmp_lines = paper_comparison(aggs)
     L += cmp_lines or ["- No method setting in this run has a counterpart in the papers' tables."]
