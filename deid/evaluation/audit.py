@@ -7,8 +7,9 @@ Metric names (per method):
 - ``identity_acc_<attacker>``, ``identity_acc_worst``, ``identity_chance``: informed attackers
   trained on the method's training outputs, tested on its test outputs (lower is more private).
 - ``utility_acc_<attacker>``, ``utility_acc_best``, ``utility_chance``: the same for the utility
-  label; ``utility_orig_clf_acc``: a classifier trained on original images applied to the
-  method's test outputs; ``utility_retention``: ``utility_acc_best`` over the original data's.
+  label; ``utility_orig_clf_acc_<cnn|linear>``: classifiers trained on original images applied
+  to the method's test outputs (``utility_orig_clf_acc`` the better of the two);
+  ``utility_retention``: ``utility_acc_best`` over the original data's.
 - ``linkage_rank1``/``linkage_rank5`` (± ``_std``): originals as gallery, outputs as probes, with
   features of an identity CNN trained on original training images; ``linkage_dlib_*`` the same
   with dlib's descriptor (real faces only).
@@ -39,6 +40,7 @@ ORIGINAL = "original"
 AUDIT_METRICS = (
     "identity_acc_cnn", "identity_acc_linear", "identity_acc_worst", "identity_chance",
     "utility_acc_cnn", "utility_acc_linear", "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
+    "utility_orig_clf_acc_cnn", "utility_orig_clf_acc_linear",
     "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
     "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
     "faceness", "deid", "div", "k_anonymity", "ssim", "psnr", "n_train", "n_test", "seconds",
@@ -139,6 +141,12 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     if util_ok:
         ref_util = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed,
                                  device=cfg.device).fit(original.X[train_mask], original.expression[train_mask])
+    ref_util_clfs = {}
+    if util_ok:  # original-trained utility judges: the CNN and, for small sets where it cannot learn, a linear one
+        from deid.evaluation.attackers import LinearPixelClassifier
+
+        ref_util_clfs = {"cnn": ref_util, "linear": LinearPixelClassifier(cfg.pca_components, cfg.seed).fit(
+            original.X[train_mask], original.expression[train_mask])}
     test = original.subset(test_mask)
     orig_feat = ref_id.features(test.X)
     cache = None
@@ -172,7 +180,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                 ma.confusion[f"utility_{a}"] = util.confusion[a]
             m["utility_acc_best"] = max(util.accuracy.values())
             m["utility_chance"] = util.chance
-            m["utility_orig_clf_acc"] = ref_util.score(Xte, test.expression)
+            for cname, clf in ref_util_clfs.items():
+                m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
+            m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
             ma.classes["utility"] = util.classes
         link = linkage(orig_feat, ref_id.features(Xte), test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
         m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
