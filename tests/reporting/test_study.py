@@ -91,3 +91,10 @@ def test_warns_when_reference_classifiers_did_not_learn():
     assert len(notes) == 2 and "utility_orig_clf_acc" in notes[0]
     orig.mean["utility_orig_clf_acc"] = 0.6
     assert reference_notes([orig]) == []
+
+
+def test_linkage_is_compared_above_chance():
+    orig = Aggregate("ferg", "original", "original", "", 1, {"identity_chance": 1 / 6}, {})
+    fad = Aggregate("ferg", "fadenet[lam=0.1]", "fadenet", "lam=0.1", 1, {"linkage_rank1": 1 / 6}, {})
+    line = next(ln for ln in paper_comparison({"ferg": [orig, fad]}) if "linkage_rank1" in ln)
+    assert "margin +0.000" in line and "reaches the paper's margin" in line  # at chance beats 0.023 − 1/57
