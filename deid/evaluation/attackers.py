@@ -72,6 +72,18 @@ class LinearPixelClassifier:
         return self.model_.predict(X.reshape(len(X), -1))
 
 
+class _MajorityClass:
+    """The most frequent training label, for training sets whose images are all identical."""
+
+    def fit(self, X: np.ndarray, y) -> "_MajorityClass":
+        values, counts = np.unique(np.asarray(y), return_counts=True)
+        self.label_ = values[np.argmax(counts)]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), self.label_, dtype=object)
+
+
 def check_split_labels(y_train, y_test, label: str, where: str) -> None:
     classes = np.unique(y_train)
     if len(classes) < 2:
@@ -96,9 +108,12 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
     classes = sorted(set(y_train.tolist()) | set(y_test.tolist()))
     acc: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
+    constant = bool(np.all(X_train == X_train[:1]))  # every training image identical (e.g. blackout)
     for name in cfg.attackers:
         if pretrained and name in pretrained:
             model = pretrained[name]
+        elif constant:
+            model = _MajorityClass().fit(X_train, y_train)  # all any classifier can learn from one input
         elif name == "cnn":
             model = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.random_state,
                                   device=cfg.device).fit(X_train, y_train)
