@@ -39,6 +39,17 @@ def _restore_rng_state():
     torch.set_rng_state(torch_state)
 
 
+@pytest.fixture
+def torch_one_thread():
+    """Small networks run as fast on one thread, and their results do not depend on the thread count."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def jaffe_dir() -> Path:
     return JAFFE_DIR

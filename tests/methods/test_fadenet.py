@@ -13,12 +13,7 @@ from deid.models.adversarial import random_affine, unit_normalise
 from deid.models.unet import ConvAutoencoder, UNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.parametrize("size", [32, 50, 64, 37])

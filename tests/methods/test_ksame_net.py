@@ -16,12 +16,7 @@ SMALL = dict(image_size=16, width=8, hidden=64, epochs=30, batch_size=16, lr=2e-
              classifier_width=8, n_components=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _faces(n_id: int = 6, n_ex: int = 3, per: int = 4, size: int = 16, seed: int = 0):

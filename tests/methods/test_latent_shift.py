@@ -17,12 +17,7 @@ SMALL = dict(hidden="128-32", image_size=16, width=8, code_channels=16, ae_epoch
              batch_size=16, lr=2e-3, finetune_lr=1e-3, n_clusters=4, n_neighbors=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _faces(n_id: int = 6, n_ex: int = 3, per: int = 4, size: int = 16, seed: int = 0):

@@ -12,12 +12,7 @@ from deid.methods import get_method
 from deid.models.adversarial import mi_surrogate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_surrogate_is_zero_for_a_guessing_classifier_and_positive_for_a_good_one():

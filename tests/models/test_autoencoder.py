@@ -11,12 +11,7 @@ from deid.models.autoencoder import (ConvAutoencoder, Deblurrer, FCAutoencoder, 
                                      iter_image_batches, predict, to_net, train_regression)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _blobs(n: int = 96, size: int = 16, seed: int = 0) -> np.ndarray:
