@@ -11,6 +11,7 @@ from deid.errors import MethodError
 from deid.methods import DeidMethod, get_method
 from deid.models.adversarial import random_affine, unit_normalise
 from deid.models.unet import ConvAutoencoder, UNet
+from toy_faces import templates
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -38,17 +39,6 @@ def test_augmentation_keeps_shape_and_flips():
     torch.testing.assert_close(xn.flatten(1).norm(dim=1), torch.ones(4))
 
 
-def _templates(n_per: int, seed: int):
-    """6 identities, each a smooth random 32×32 template, images = template + noise: easy to recognise."""
-    rng = np.random.default_rng(0)
-    base = rng.random((6, 1, 8, 8)).astype(np.float32)
-    base = torch.nn.functional.interpolate(torch.from_numpy(base), size=32, mode="bilinear").numpy()
-    r = np.random.default_rng(seed)
-    ident = np.repeat(np.arange(6), n_per)
-    X = np.clip(0.2 + 0.6 * base[ident] + 0.08 * r.standard_normal((len(ident), 1, 32, 32)), 0, 1).astype(np.float32)
-    return X, np.array([f"p{i}" for i in ident], dtype=object)
-
-
 @pytest.fixture(scope="module")
 def ferg(ferg_images):
     return load_image_set(ferg_images)
@@ -57,7 +47,7 @@ def ferg(ferg_images):
 @pytest.fixture(scope="module")
 def fitted():
     torch.set_num_threads(1)
-    X, ident = _templates(24, seed=1)
+    X, ident = templates(24, seed=1)
     return get_method("fadenet", lam=0.3, epochs=4, critic_epochs=10, width=4, depth=2, critic_width=8,
                       batch_size=16).fit(X, ident)
 
@@ -66,7 +56,7 @@ def test_critic_loses_identity_on_transformed_images(fitted):
     chk = fitted.critic_check_
     assert chk["critic_acc_original"] > 0.8, chk  # the critic learned identities at all
     assert chk["critic_acc_deid"] < chk["critic_acc_original"] - 0.3, chk
-    X, ident = _templates(10, seed=2)  # unseen images of the same identities
+    X, ident = templates(10, seed=2)  # unseen images of the same identities
     acc_x = np.mean(fitted.critic_predict(X) == ident.astype(str))
     acc_y = np.mean(fitted.critic_predict(fitted.transform(X)) == ident.astype(str))
     assert acc_x > 0.8 and acc_y < acc_x - 0.3, (acc_x, acc_y)

@@ -10,6 +10,7 @@ import torch
 from deid.errors import MethodError
 from deid.methods import get_method
 from deid.models.adversarial import mi_surrogate
+from toy_faces import templates
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -26,20 +27,10 @@ def test_surrogate_is_zero_for_a_guessing_classifier_and_positive_for_a_good_one
     assert float(ce) < 0.1 < float(ce_obj) and float(mi) == pytest.approx(float(ce_obj - ce))
 
 
-def _templates(n_per: int, seed: int):
-    rng = np.random.default_rng(0)
-    base = rng.random((6, 1, 8, 8)).astype(np.float32)
-    base = torch.nn.functional.interpolate(torch.from_numpy(base), size=32, mode="bilinear").numpy()
-    r = np.random.default_rng(seed)
-    ident = np.repeat(np.arange(6), n_per)
-    X = np.clip(0.2 + 0.6 * base[ident] + 0.08 * r.standard_normal((len(ident), 1, 32, 32)), 0, 1).astype(np.float32)
-    return X, np.array([f"p{i}" for i in ident], dtype=object)
-
-
 @pytest.fixture(scope="module")
 def fitted():
     torch.set_num_threads(1)
-    X, ident = _templates(24, seed=1)
+    X, ident = templates(24, seed=1)
     m = get_method("mi-adversarial", target_identity="p3", substitute=True, lam=1.0, epochs=2, pretrain_epochs=2,
                    disc_pretrain_epochs=3, width=8, latent=8, disc_width=8, private_width=8, batch_size=16)
     return m.fit(X, ident), X, ident
@@ -54,7 +45,7 @@ def test_discriminator_and_private_branch_learn(fitted):
 
 def test_substituted_outputs_are_training_images_of_the_target(fitted):
     m, X, ident = fitted
-    Q, _ = _templates(5, seed=7)
+    Q, _ = templates(5, seed=7)
     Y = m.transform(Q)
     bank = X[ident == "p3"].reshape(-1, 32 * 32)
     assert all((np.abs(bank - y.reshape(1, -1)).max(1) == 0).any() for y in Y)
@@ -70,7 +61,7 @@ def test_history_logs_every_phase(fitted):
 
 
 def test_substitute_needs_a_target_identity():
-    X, ident = _templates(4, seed=0)
+    X, ident = templates(4, seed=0)
     with pytest.raises(MethodError, match="target_identity"):
         get_method("mi-adversarial", substitute=True, epochs=1).fit(X, ident)
     with pytest.raises(MethodError, match="no training images"):
