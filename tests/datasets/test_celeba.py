@@ -141,3 +141,14 @@ def test_ingest_aligned_and_wild(celeba_root, tmp_path, make_face):
     wild = _tree(tmp_path / "w", make_face, wild=True)
     s = ingest_dataset("celeba", wild, tmp_path / "b", preprocess=PreprocessConfig(size=64, align="dlib"), workers=1)
     assert s.reconciles() and s.written == 4 and s.faces == {"detected": 4}
+
+
+def test_attribute_as_utility_label(celeba_root, tmp_path):
+    s = ingest_dataset("celeba", celeba_root, tmp_path / "u", preprocess=PreprocessConfig(size=32), workers=1,
+                       utility_attribute="Smiling")
+    assert s.utility_labels == ["Smiling", "not Smiling"] and s.reconciles()
+    t = read_table(tmp_path / "u" / "images", IMAGES_SCHEMA)
+    by = dict(zip(t.column("source_path").to_pylist(), t.column("expression").to_pylist()))
+    assert by["img_align_celeba/000003.jpg"] == "not Smiling" and by["img_align_celeba/000001.jpg"] == "Smiling"
+    with pytest.raises(DatasetLayoutError, match="no image has attribute 'Frowning'"):
+        ingest_dataset("celeba", celeba_root, tmp_path / "v", utility_attribute="Frowning", workers=1)
