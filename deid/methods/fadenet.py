@@ -27,7 +27,7 @@ from deid.errors import MethodError
 from deid.methods.base import DeidMethod
 from deid.methods.registry import register_method
 from deid.models.adversarial import BestState, batches, clip_, random_affine, unit_normalise
-from deid.models.classifier import CNNClassifier, SmallCNN, seed_everything
+from deid.models.classifier import CNNClassifier, SmallCNN, epochs_for, seed_everything
 from deid.models.unet import UNet
 
 __all__ = ["FaDeNet"]
@@ -41,7 +41,9 @@ class FaDeNet(DeidMethod):
     transformer (Adam); ``width``/``depth`` of the U-Net; ``critic_epochs``/``critic_width`` for
     the identity critic (:class:`~deid.models.classifier.SmallCNN`); ``augment`` the paper's
     augmentation; ``val_fraction`` and ``patience`` for early stopping on the validation loss;
-    ``clip`` the gradient-norm bound. Needs identity labels at fit only.
+    ``clip`` the gradient-norm bound; ``min_steps`` the fewest optimiser steps of the critic and of
+    the transformer (epochs are raised on small sets: JAFFE's training split is 5 batches, and 6
+    epochs of it leave the critic at chance). Needs identity labels at fit only.
 
     Learned state: ``transformer_`` (UNet), ``critic_`` (SmallCNN, frozen), ``critic_classes_``,
     ``history_`` (one dict per step and per validation pass), ``critic_check_`` (the critic's
@@ -52,13 +54,15 @@ class FaDeNet(DeidMethod):
     #: settings for a bigger run on a GPU (224 px colour faces, the paper's schedule)
     gpu_params = {"epochs": 40, "lr": 1e-5, "width": 64, "depth": 4, "critic_epochs": 40, "critic_width": 64,
                   "batch_size": 32, "device": "cuda"}
-    test_params = {"epochs": 2, "critic_epochs": 2, "width": 4, "depth": 2, "critic_width": 8, "batch_size": 12}
+    test_params = {"epochs": 2, "critic_epochs": 2, "width": 4, "depth": 2, "critic_width": 8, "batch_size": 12,
+                   "min_steps": 0}
 
     def __init__(self, lam: float = 0.1, epochs: int = 6, batch_size: int = 32, lr: float = 1e-3,
                  width: int = 8, depth: int = 2, critic_epochs: int = 6, critic_width: int = 16,
                  augment: bool = True, val_fraction: float = 0.1, patience: int = 4, clip: float = 1.0,
-                 random_state: int = 0, device: str = "auto") -> None:
+                 min_steps: int = 200, random_state: int = 0, device: str = "auto") -> None:
         self.lam = lam
+        self.min_steps = min_steps
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -109,7 +113,8 @@ class FaDeNet(DeidMethod):
 
         # 1. the identity critic, trained then frozen
         critic = CNNClassifier(epochs=int(self.critic_epochs), width=int(self.critic_width), batch_size=int(self.batch_size),
-                               random_state=int(self.random_state), device=self.device).fit(X[train], identity[train])
+                               min_steps=int(self.min_steps), random_state=int(self.random_state),
+                               device=self.device).fit(X[train], identity[train])
         self.critic_classes_ = np.asarray(critic.classes_).astype(str)
         self.history_ = [{"phase": "critic", **h} for h in critic.history_]
         self._init_modules()
@@ -127,7 +132,7 @@ class FaDeNet(DeidMethod):
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         best = BestState(int(self.patience))
         step = 0
-        for epoch in range(int(self.epochs)):
+        for epoch in range(epochs_for(int(self.epochs), len(train), int(self.batch_size), int(self.min_steps))):
             self.transformer_.train()
             for b in batches(len(train), int(self.batch_size), g):
                 idx = torch.from_numpy(train)[b]

@@ -17,7 +17,9 @@ Training as the paper: (1) autoencoder pre-trained on pixel MSE for ``pretrain_e
 autoencoder frozen and autoencoder updates (adversarial term only) with them frozen, for
 ``disc_pretrain_epochs`` (``disc_steps`` adversary updates per autoencoder update, so the
 discriminator gets ahead); (3) alternating autoencoder (eq. 12) against discriminator + private
-branch for ``epochs``, early-stopped on the eq. 12 loss of a validation slice.
+branch for ``epochs``, early-stopped on the eq. 12 loss of a validation slice. Each phase runs
+at least ``min_steps`` optimiser steps (epochs are raised on small sets: with JAFFE's ~130
+training images, one epoch is 5 batches and the adversaries never learn).
 
 ``target_identity`` (optional) selects the *intertwined* variant: the discriminator's real
 samples are restricted to that identity's training images, which pushes every output toward
@@ -41,7 +43,7 @@ from deid.methods.base import DeidMethod
 from deid.methods.registry import register_method
 from deid.methods.substitution import identity_bank, nearest_in_bank
 from deid.models.adversarial import BestState, Discriminator, PrivateBranch, batches, clip_, mi_surrogate
-from deid.models.classifier import seed_everything
+from deid.models.classifier import epochs_for, seed_everything
 from deid.models.unet import ConvAutoencoder
 
 __all__ = ["MIAdversarial"]
@@ -67,14 +69,16 @@ class MIAdversarial(DeidMethod):
     gpu_params = {"epochs": 30, "pretrain_epochs": 5, "disc_pretrain_epochs": 3, "width": 32, "depth": 3, "latent": 64,
                   "disc_width": 32, "private_width": 32, "batch_size": 128, "device": "cuda"}
     test_params = {"epochs": 1, "pretrain_epochs": 1, "disc_pretrain_epochs": 1, "width": 4, "latent": 4,
-                   "disc_width": 4, "private_width": 4, "batch_size": 12}
+                   "disc_width": 4, "private_width": 4, "batch_size": 12, "min_steps": 0}
 
     def __init__(self, lam: float = 1.0, target_identity: str | None = None, substitute: bool = False,
                  epochs: int = 5, pretrain_epochs: int = 2, disc_pretrain_epochs: int = 1, batch_size: int = 32,
                  lr: float = 1e-3, width: int = 8, depth: int = 2, latent: int = 16, disc_width: int = 8,
                  private_width: int = 8, disc_steps: int = 3, pixel_weight: float = 0.0, val_fraction: float = 0.1,
-                 patience: int = 3, clip: float = 1.0, random_state: int = 0, device: str = "auto") -> None:
+                 patience: int = 3, clip: float = 1.0, min_steps: int = 150, random_state: int = 0,
+                 device: str = "auto") -> None:
         self.lam = lam
+        self.min_steps = min_steps
         self.target_identity = target_identity
         self.substitute = substitute
         self.epochs = epochs
@@ -144,8 +148,11 @@ class MIAdversarial(DeidMethod):
             self.history_.append({"phase": phase, "epoch": epoch, "step": step, **{k: float(x) for k, x in v.items()}})
             step += 1
 
+        def n_epochs(e: int) -> int:  # each phase gets at least ``min_steps`` steps, however small the set
+            return epochs_for(int(e), len(train), int(self.batch_size), int(self.min_steps))
+
         # 1. pixel pre-training
-        for epoch in range(int(self.pretrain_epochs)):
+        for epoch in range(n_epochs(self.pretrain_epochs)):
             ae.train()
             for b in batches(len(train), int(self.batch_size), g):
                 x = Xt[train[b.numpy()]].to(dev)
@@ -157,7 +164,7 @@ class MIAdversarial(DeidMethod):
                 log("pretrain", epoch, mse=loss.detach())
 
         # 2. discriminator pre-training, alternating with adversarial-only autoencoder updates
-        for epoch in range(int(self.disc_pretrain_epochs)):
+        for epoch in range(n_epochs(self.disc_pretrain_epochs)):
             for b in batches(len(train), int(self.batch_size), g):
                 idx = train[b.numpy()]
                 for _ in range(max(1, int(self.disc_steps))):
@@ -167,7 +174,7 @@ class MIAdversarial(DeidMethod):
 
         # 3. alternating autoencoder vs (discriminator + private branch)
         best = BestState(int(self.patience))
-        for epoch in range(int(self.epochs)):
+        for epoch in range(n_epochs(self.epochs)):
             for b in batches(len(train), int(self.batch_size), g):
                 idx = train[b.numpy()]
                 self._adversary_step(ae, D, P, opt_dp, Xt, zt, idx, real_pool, g, dev, log, "adversarial", epoch)

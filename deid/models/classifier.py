@@ -16,7 +16,7 @@ from torch import nn
 
 from deid.device import resolve_device
 
-__all__ = ["SmallCNN", "CNNClassifier", "seed_everything"]
+__all__ = ["SmallCNN", "CNNClassifier", "seed_everything", "epochs_for"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -25,6 +25,16 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def epochs_for(epochs: int, n: int, batch_size: int, min_steps: int = 0) -> int:
+    """``epochs``, raised so that training takes at least ``min_steps`` optimiser steps on ``n`` rows.
+
+    Epochs count passes over the data; what a network needs is updates. On a small set (JAFFE's
+    ~140 training images are 3–5 batches) a fixed epoch budget leaves it untrained.
+    """
+    per_epoch = max(1, -(-int(n) // max(1, int(batch_size))))
+    return max(int(epochs), -(-int(min_steps) // per_epoch))
 
 
 class SmallCNN(nn.Module):
@@ -66,6 +76,7 @@ class CNNClassifier:
     augment: bool = True
     early_stopping: int = 4
     holdout: float = 0.1
+    min_steps: int = 0  # at least this many optimiser steps (epochs raised on small sets)
     random_state: int = 0
     device: str = "auto"
     history_: list[dict] = field(default_factory=list, init=False, repr=False)
@@ -83,14 +94,15 @@ class CNNClassifier:
         n_hold = int(round(n * self.holdout)) if self.early_stopping and n >= 50 else 0
         hold, train = idx[:n_hold], idx[n_hold:]
         self.model_ = SmallCNN(X.shape[1], len(self.classes_), self.width).to(dev)
+        epochs = epochs_for(self.epochs, len(train), self.batch_size, self.min_steps)
         opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.epochs * max(1, -(-len(train) // self.batch_size)))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=epochs * max(1, -(-len(train) // self.batch_size)))
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         yt = torch.from_numpy(yi.astype(np.int64))
         loss_fn = nn.CrossEntropyLoss()
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
-        for epoch in range(self.epochs):
+        for epoch in range(epochs):
             self.model_.train()
             perm = torch.from_numpy(train[torch.randperm(len(train), generator=g).numpy()])
             total = 0.0
@@ -117,7 +129,7 @@ class CNNClassifier:
                 else:
                     bad += 1
             self.history_.append(rec)
-            if n_hold and bad >= self.early_stopping and epoch + 1 >= self.epochs // 2:
+            if n_hold and bad >= self.early_stopping and epoch + 1 >= epochs // 2:
                 break  # patience runs out only after the warm-up half of the one-cycle schedule
         if best_state is not None:
             self.model_.load_state_dict(best_state)

@@ -32,7 +32,8 @@ def fitted():
     torch.set_num_threads(1)
     X, ident = templates(24, seed=1)
     m = get_method("mi-adversarial", target_identity="p3", substitute=True, lam=1.0, epochs=2, pretrain_epochs=2,
-                   disc_pretrain_epochs=3, width=8, latent=8, disc_width=8, private_width=8, batch_size=16)
+                   disc_pretrain_epochs=3, width=8, latent=8, disc_width=8, private_width=8, batch_size=16,
+                   min_steps=0)
     return m.fit(X, ident), X, ident
 
 
