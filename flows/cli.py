@@ -161,7 +161,8 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
           out: Path = typer.Option(Path("docs"), "--out", help="where RESULTS.md and its plot are written"),
           from_mlflow: bool = typer.Option(False, "--from-mlflow", help="only regenerate the files from the MLflow store"),
           study_id: str = typer.Option(None, "--study-id", help="with --from-mlflow: which study (default the latest)"),
-          tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default the local one under work/)")) -> None:
+          tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default the local one under work/)"),
+          workers: int = typer.Option(1, "--workers", min=1, help="(dataset, seed) units run in this many processes")) -> None:
     """The privacy–utility study: every method, papers' settings and a sweep, audited; writes RESULTS.md."""
     from flows.study import command_line, plan, run_study, write_results
     from tasks.tracking import configure_tracking
@@ -172,7 +173,7 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
             path = write_results(uri, study_id, out)
         else:
             path = run_study(plan("quick" if quick else "full"), datasets, work=_WORK, out=out,
-                             tracking_uri=tracking_uri, command=command_line(), say=typer.echo)
+                             tracking_uri=tracking_uri, command=command_line(), say=typer.echo, workers=workers)
     except (DeidError, LookupError, ValueError) as exc:
         _fail(exc)
     typer.echo(f"written: {path}")

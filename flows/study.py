@@ -9,6 +9,7 @@ nested run per method setting; a ``study-<id>`` run holds the study's settings a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, render_results
+from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, lambda_sweep_plot, render_results
 from tasks.tracking import configure_tracking, git_commit, log_audit
 
 __all__ = ["StudyPlan", "plan", "run_study", "collect", "write_results", "machine", "loadavg", "JAFFE_DIR",
@@ -92,8 +93,10 @@ def plan(mode: str) -> StudyPlan:
               ("ksame-eigen", {"k": 10}), ("ksame-select", {"k": 10}),
               ("latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 10, "alpha": 0.8, **ls_ep}),
               ("latent_shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.4, "n_neighbors": 9, **ls_ep}),
-              ("fadenet", {"lam": 0.05}), ("mi-adversarial", {"lam": 4.0}),
-              ("mi-adversarial", {"lam": 1.0, "target_identity": "@2", "substitute": True})]
+              ("fadenet", {"lam": 0.05}),
+              # Feutry et al.: the λ sweep of Fig. 2 and Table 1's targeted identities 0, 2, 3, 4, 5
+              ("mi-adversarial", {"lam": 0.0}), ("mi-adversarial", {"lam": 2.0}), ("mi-adversarial", {"lam": 4.0}),
+              *(("mi-adversarial", {"lam": 1.0, "target_identity": f"@{i}", "substitute": True}) for i in (2, 3, 4, 5))]
     if "ksame_net" in available_methods():
         m.append(("ksame_net", {"k": 2, **({"epochs": 6, "classifier_epochs": 3} if quick else {})}))
         if not quick:
@@ -184,13 +187,14 @@ def _resolve(params: dict, identities: list[str], seed: int, method: str) -> dic
 # -- the run ------------------------------------------------------------------------------------------
 def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, tracking_uri: str | None = None,
               experiment: str = EXPERIMENT, jaffe_dir: Path = JAFFE_DIR, command: str | None = None,
-              say=print) -> Path:
-    """Run the plan, log every audit, then render ``out/RESULTS.md`` from the store. Returns its path."""
-    from deid.data import load_image_set
-    from deid.evaluation.audit import AuditConfig, audit
+              say=print, workers: int = 1) -> Path:
+    """Run the plan, log every audit, then render ``out/RESULTS.md`` from the store. Returns its path.
+
+    Each (dataset, seed) is one unit: fit + transform every setting, then one audit. With
+    ``workers > 1`` units run in that many spawned processes (one torch thread each) and this
+    process logs each to MLflow as it finishes.
+    """
     from deid.evaluation.gates import GateConfig, judge
-    from deid.pipeline import anonymize_table, fit_method
-    from deid.reporting.text import format_table
 
     t_start = time.perf_counter()
     uri = configure_tracking(tracking_uri, experiment, work)
@@ -215,60 +219,99 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
         mlflow.set_tags({"deid.kind": "study", "deid.study": study_id, "deid.mode": p.mode})
         study_run = sr.info.run_id
     client = mlflow.MlflowClient()
-    acfg = AuditConfig(**p.audit)
+    units = []
     for ds in todo:
-        for seed in p.seeds:
+        meta["settings"][ds] = [key(n, q) for n, q in p.methods_for(ds)]
+        for seed in p.seeds:  # data first, in this process: workers never write the same cache
             images, desc, info = _prepare(ds, p, seed, work, jaffe_dir)
             meta["datasets"][ds] = desc
-            original = load_image_set(images)
-            identities = sorted(set(original.identity))
-            anonymized, stats = {}, {}
-            meta["settings"][ds] = []
-            for name, params in p.methods_for(ds):
-                k = key(name, params)
-                meta["settings"][ds].append(k)
-                full = _resolve(params, identities, seed, name)
-                run_dir = work / "study" / study_id / ds / f"seed{seed}" / k.replace("/", "_")
-                say(f"[{ds} seed {seed}] fit + transform {k}")
-                t0 = time.perf_counter()
-                method = fit_method(name, full, images, run_dir / "model", splits=("train", "val"))
-                fit_s = time.perf_counter() - t0
-                st = anonymize_table(method, images, run_dir / "anonymized", label=k)
-                stats[k] = {**st, "fit_seconds": fit_s}
-                anonymized[k] = load_image_set(run_dir / "anonymized", anonymized=True)
-            say(f"[{ds} seed {seed}] audit of {len(anonymized)} settings")
-            result = audit(original, anonymized, acfg.model_copy(update={"seed": seed}), dataset=ds,
-                           real_faces=ds == "jaffe", descriptor_cache=work / "cache" / "dlib-descriptors", progress=say)
-            verdicts = {m: judge(m, a.metrics, GateConfig()) for m, a in result.methods.items() if m != "original"}
-            report = work / "study" / study_id / ds / f"seed{seed}" / "audit.txt"
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(format_table(result.table()) + "\n")
-            parent = log_audit.fn(result, run_name=f"study-{study_id}-{ds}-seed{seed}",
-                                  config={"study": study_id, "mode": p.mode, "seed": seed, "audit": p.audit,
-                                          "methods": [key(n, q) for n, q in p.methods_for(ds)]},
-                                  dataset_info=info, images_dir=images, report=str(report), figures=[],
-                                  verdicts=verdicts, model_dirs={}, transform_stats=stats, tracking_uri=uri,
-                                  experiment=experiment)
-            client.set_tag(parent, "deid.study", study_id)
-            client.set_tag(parent, "deid.kind", "dataset-seed")
-            exp = client.get_experiment_by_name(experiment)
-            children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=5000)
-            by_key = {k: n for n, q in p.methods_for(ds) for k in [key(n, q)]}
-            for c in children:
-                k = c.data.tags.get("deid.method", c.info.run_name)
-                for t, v in {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
-                             "deid.key": k, "deid.registered": by_key.get(k, k),
-                             "deid.setting": label(dict(next((q for n, q in p.methods_for(ds) if key(n, q) == k), {})))
-                             }.items():
-                    client.set_tag(c.info.run_id, t, v)
-            say(f"[{ds} seed {seed}] logged parent run {parent}")
+            units.append((ds, seed, images, info))
+    with mlflow.start_run(run_id=study_run):  # provenance now, so an interrupted study can still be rendered
+        mlflow.log_dict({**meta, "status": "running"}, "study_meta.json")
+    jobs = [dict(ds=ds, seed=seed, p=p, images=images, run_root=str(work / "study" / study_id / ds / f"seed{seed}"),
+                 descriptor_cache=str(work / "cache" / "dlib-descriptors")) for ds, seed, images, _ in units]
+    infos = {(ds, seed): info for ds, seed, _, info in units}
+    meta["workers"] = workers
+    stack = contextlib.ExitStack()
+    if workers <= 1:
+        done = (run_unit(**j, say=say) for j in jobs)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        say(f"running {len(jobs)} (dataset, seed) units on {workers} worker processes")
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                                       initializer=_quiet_worker))
+        done = (f.result() for f in as_completed([pool.submit(run_unit, **j) for j in jobs]))
+    for u in done:
+        ds, seed, result = u["ds"], u["seed"], u["result"]
+        verdicts = {m: judge(m, a.metrics, GateConfig()) for m, a in result.methods.items() if m != "original"}
+        parent = log_audit.fn(result, run_name=f"study-{study_id}-{ds}-seed{seed}",
+                              config={"study": study_id, "mode": p.mode, "seed": seed, "audit": p.audit,
+                                      "methods": meta["settings"][ds]},
+                              dataset_info=infos[(ds, seed)], images_dir=u["images"], report=u["report"], figures=[],
+                              verdicts=verdicts, model_dirs={}, transform_stats=u["stats"], tracking_uri=uri,
+                              experiment=experiment)
+        client.set_tag(parent, "deid.study", study_id)
+        client.set_tag(parent, "deid.kind", "dataset-seed")
+        exp = client.get_experiment_by_name(experiment)
+        children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=5000)
+        by_key = {key(n, q): (n, q) for n, q in p.methods_for(ds)}
+        for c in children:
+            k = c.data.tags.get("deid.method", c.info.run_name)
+            reg, q = by_key.get(k, (k, {}))
+            for t, v in {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
+                         "deid.key": k, "deid.registered": reg, "deid.setting": label(dict(q))}.items():
+                client.set_tag(c.info.run_id, t, v)
+        say(f"[{ds} seed {seed}] logged parent run {parent}")
+    stack.close()
     meta["load_end"] = loadavg()
+    meta["status"] = "done"
     wall = time.perf_counter() - t_start
     meta["wall_time"] = f"{wall / 60:.1f} min"
     with mlflow.start_run(run_id=study_run):
         mlflow.log_dict(meta, "study_meta.json")
         mlflow.log_metric("wall_seconds", wall)
     return write_results(uri, study_id, out, experiment)
+
+
+def _quiet_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_unit(ds: str, seed: int, p: StudyPlan, images: str, run_root: str, descriptor_cache: str,
+             say=None) -> dict:
+    """One (dataset, seed): fit and transform every setting, audit them together. Pure of MLflow."""
+    from deid.data import load_image_set
+    from deid.evaluation.audit import AuditConfig, audit
+    from deid.pipeline import anonymize_table, fit_method
+    from deid.reporting.text import format_table
+
+    say = say or (lambda msg: print(msg, flush=True))
+    root = Path(run_root)
+    original = load_image_set(images)
+    identities = sorted(set(original.identity))
+    anonymized, stats = {}, {}
+    for name, params in p.methods_for(ds):
+        k = key(name, params)
+        full = _resolve(params, identities, seed, name)
+        run_dir = root / k.replace("/", "_")
+        say(f"[{ds} seed {seed}] fit + transform {k}")
+        t0 = time.perf_counter()
+        method = fit_method(name, full, images, run_dir / "model", splits=("train", "val"))
+        fit_s = time.perf_counter() - t0
+        st = anonymize_table(method, images, run_dir / "anonymized", label=k)
+        stats[k] = {**st, "fit_seconds": fit_s}
+        anonymized[k] = load_image_set(run_dir / "anonymized", anonymized=True)
+    say(f"[{ds} seed {seed}] audit of {len(anonymized)} settings")
+    result = audit(original, anonymized, AuditConfig(**p.audit).model_copy(update={"seed": seed}), dataset=ds,
+                   real_faces=ds == "jaffe", descriptor_cache=descriptor_cache, progress=say)
+    report = root / "audit.txt"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(format_table(result.table()) + "\n")
+    return {"ds": ds, "seed": seed, "result": result, "stats": stats, "images": images, "report": str(report)}
 
 
 def full_estimate(quick_seconds: float, quick_seeds: int, quick_settings: int) -> str:
@@ -319,8 +362,9 @@ def write_results(tracking_uri: str, study_id: str | None, out: Path, experiment
     aggs: dict[str, list[Aggregate]] = aggregate(records)
     out.mkdir(parents=True, exist_ok=True)
     plot = frontier_plot(aggs, out / "results_frontier.png")
+    sweep = lambda_sweep_plot(aggs, out / "results_lambda_sweep.png")
     path = out / "RESULTS.md"
-    path.write_text(render_results(aggs, meta, plot.name))
+    path.write_text(render_results(aggs, meta, plot.name, sweep.name if sweep else None))
     return path
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["Record", "Aggregate", "LitFigure", "LITERATURE", "aggregate", "results_table", "literature_table",
            "paper_comparison", "reference_notes", "frontier_plot", "render_results", "render_performance", "perf_plot", "fmt_ms",
-           "TABLE_COLUMNS"]
+           "TABLE_COLUMNS", "feutry_table", "lambda_sweep", "lambda_sweep_plot"]
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,90 @@ def _verdict(ds: str, a: Aggregate, metric: str, ours: float, best: float, worst
     return f"- {where}: {metric} = {ours:.3f} (ours) vs {rng} ({f.paper}, {f.table}, on {f.dataset}) — {how}."
 
 
+# -- the adversarial methods' protocols ------------------------------------------------------------
+def feutry_table(rows: list[Aggregate], figs: tuple[LitFigure, ...] = LITERATURE) -> str | None:
+    """Feutry et al.'s Table 1 protocol (intertwined towards identity ``@i``, then substitution), our
+    rows next to the paper's for the same target index; ``None`` when the run has no such rows."""
+    ours = []
+    for a in rows:
+        p = _params_of(a)
+        t = p.get("target_identity", "")
+        if a.method == "mi-adversarial" and p.get("substitute", "").lower() == "true" and t.startswith("@"):
+            ours.append((int(t[1:]), a))
+    if not ours:
+        return None
+    paper = {(f.setting["target_identity"], f.metric): f for f in figs
+             if f.method == "mi-adversarial" and "target_identity" in f.setting}
+    orig = next((a for a in rows if a.key == "original"), None)
+    lines = ["| targeted identity (index) | seeds | id acc, worst informed attacker ↓ | expression acc, trained on "
+             "outputs ↑ | expression acc, original-trained clf | paper: id acc | paper: expression acc | "
+             "id: ours − paper | expression: ours − paper |", "|" + "---|" * 9]
+    for t, a in sorted(ours, key=lambda x: x[0]):
+        pid, pex = paper.get((t, "identity_acc_worst")), paper.get((t, "utility_acc_best"))
+        d_id = f"{a.mean['identity_acc_worst'] - pid.value:+.3f}" if pid and "identity_acc_worst" in a.mean else "–"
+        d_ex = f"{a.mean['utility_acc_best'] - pex.value:+.3f}" if pex and "utility_acc_best" in a.mean else "–"
+        lines.append(f"| @{t} | {a.n} | {_cell(a, 'identity_acc_worst')} | {_cell(a, 'utility_acc_best')} | "
+                     f"{_cell(a, 'utility_orig_clf_acc')} | {pid.printed if pid else '–'} | {pex.printed if pex else '–'} | "
+                     f"{d_id} | {d_ex} |")
+    if orig is not None and "identity_chance" in orig.mean:
+        lines += ["", f"Chance here: identity {orig.mean['identity_chance']:.3f}, expression "
+                      f"{orig.mean.get('utility_chance', float('nan')):.3f}; in the paper (6 FERG characters, 7 "
+                      "expressions): 0.167 and 0.143. `@i` is the i-th identity in sorted order; the paper's "
+                      "identity i is the i-th FERG character, so the same index is not the same kind of face."]
+    return "\n".join(lines)
+
+
+def lambda_sweep(rows: list[Aggregate], method: str = "mi-adversarial") -> list[tuple[float, Aggregate]]:
+    """The standard-variant settings of ``method`` (no target identity) that differ only in λ, by λ."""
+    groups: dict[tuple, list[tuple[float, Aggregate]]] = defaultdict(list)
+    for a in rows:
+        p = _params_of(a)
+        if a.method != method or "lam" not in p or "target_identity" in p:
+            continue
+        rest = tuple(sorted((k, v) for k, v in p.items() if k != "lam"))
+        groups[rest].append((float(p["lam"]), a))
+    best = max(groups.values(), key=len, default=[])
+    return sorted(best, key=lambda x: x[0]) if len(best) >= 2 else []
+
+
+def lambda_sweep_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path | None:
+    """Identity (worst informed attacker) and expression accuracy against λ, mean ± std over seeds."""
+    sweeps = {ds: lambda_sweep(rows) for ds, rows in aggs.items()}
+    sweeps = {ds: s for ds, s in sweeps.items() if s}
+    if not sweeps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.5 * len(sweeps), 4.2), squeeze=False)
+    for ax, (ds, sw) in zip(axes[0], sweeps.items()):
+        lam = [x for x, _ in sw]
+        for metric, style, lab in (("identity_acc_worst", "o-", "identity, worst informed attacker"),
+                                   ("utility_acc_best", "s-", "expression, trained on outputs"),
+                                   ("utility_orig_clf_acc", "^--", "expression, original-trained clf")):
+            ys = [a.mean.get(metric, float("nan")) for _, a in sw]
+            ax.errorbar(lam, ys, yerr=[a.std.get(metric, 0.0) for _, a in sw], fmt=style, capsize=3, label=lab)
+        orig = next((a for a in aggs[ds] if a.key == "original"), None)
+        if orig is not None:
+            for m, c in (("identity_chance", "C0"), ("utility_chance", "C1")):
+                if m in orig.mean:
+                    ax.axhline(orig.mean[m], ls=":", color=c, lw=1)
+        ax.set_xlabel("λ (weight of the mutual-information term)")
+        ax.set_ylabel("accuracy on the test split")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{ds}: MI adversarial AE against λ (dotted: chance)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # -- figures ---------------------------------------------------------------------------------------
 def frontier_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path:
     """Worst informed attacker (x) against utility (y), mean ± std over seeds, one panel per dataset;
@@ -370,7 +454,7 @@ def reference_notes(rows: list[Aggregate], margin: float = 0.05) -> list[str]:
     return out + ([""] if out else [])
 
 
-def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str) -> str:
+def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str, sweep_plot: str | None = None) -> str:
     """The whole ``RESULTS.md``: provenance, one table per dataset, the plot, the papers, the comparison."""
     L = ["# Results: the privacy–utility study", "",
          "Written by `deid study` from the runs in the MLflow store; nothing here is typed by hand. "
@@ -382,7 +466,9 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str)
          f"- seeds: {meta.get('seeds', '?')}; audit: {meta.get('audit', '?')}",
          f"- machine: {meta.get('machine', '?')}",
          f"- load average (1/5/15 min) at start: {meta.get('load_start', '?')}; at end: {meta.get('load_end', '?')}",
-         f"- wall time: {meta.get('wall_time', '?')}"]
+         f"- wall time: {meta.get('wall_time', '?')}; (dataset, seed) units on {meta.get('workers', 1)} worker process(es)"]
+    if meta.get("status") == "running":
+        L.append("- **this study did not finish**: the tables hold the (dataset, seed) units logged before it stopped")
     if meta.get("full_estimate"):
         L.append(f"- expected time of the full study (`deid study`): {meta['full_estimate']}")
     L.append("")
@@ -404,8 +490,25 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str)
         if settings:
             L += ["Settings run: " + "; ".join(f"`{s}`" for s in settings), ""]
     L += ["## Privacy–utility frontier", "", f"![privacy–utility frontier]({plot_name})", "",
-          "The grey step line joins the settings no other setting beats on both axes.", "",
-          "## The papers' figures (their numbers, on their datasets — not ours)", "",
+          "The grey step line joins the settings no other setting beats on both axes.", ""]
+    feutry = {ds: t for ds, rows in aggs.items() for t in [feutry_table(rows)] if t}
+    if feutry:
+        L += ["## Feutry et al.'s Table 1 protocol, per targeted identity", "",
+              "The MI adversarial autoencoder's intertwined variant towards one identity, then substitution by "
+              "that identity's nearest training image (`mi-adversarial`, `target_identity=@i`, `substitute=True`). "
+              "The paper's columns are its own numbers on the real FERG.", ""]
+        for ds, t in feutry.items():
+            L += [f"**{ds}**", "", t, ""]
+    if sweep_plot:
+        L += ["## λ sweep of the MI adversarial autoencoder (Feutry et al. Fig. 2)", "",
+              f"![identity and expression accuracy against λ]({sweep_plot})", ""]
+        for ds, rows in aggs.items():
+            sw = lambda_sweep(rows)
+            if sw:
+                L.append(f"- {ds}: " + "; ".join(f"λ = {x:g}: identity {_cell(a, 'identity_acc_worst')}, expression "
+                                                  f"{_cell(a, 'utility_acc_best')}" for x, a in sw))
+        L.append("")
+    L += ["## The papers' figures (their numbers, on their datasets — not ours)", "",
           "These are transcribed from the papers in `../shared/papers/`. They were measured on other data "
           "(the full FERG, CelebA, RaFD), at other image sizes, with other networks, training budgets and "
           "recognizers, so they are context, not a like-for-like baseline.", "", literature_table(), "",

@@ -98,3 +98,44 @@ def test_linkage_is_compared_above_chance():
     fad = Aggregate("ferg", "fadenet[lam=0.1]", "fadenet", "lam=0.1", 1, {"linkage_rank1": 1 / 6}, {})
     line = next(ln for ln in paper_comparison({"ferg": [orig, fad]}) if "linkage_rank1" in ln)
     assert "margin +0.000" in line and "reaches the paper's margin" in line  # at chance beats 0.023 − 1/57
+
+
+def test_units_on_worker_processes_log_what_a_sequential_run_logs(tmp_path):
+    from flows.study import StudyPlan, collect, run_study
+
+    plan = StudyPlan("tiny", [0, 1], [("blur", {"sigma": 2.0})], ferg_characters=3, ferg_per_cell=4, ferg_size=24,
+                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
+                            "pca_components": 8})
+    got = {}
+    for workers in (1, 2):
+        uri = f"sqlite:///{tmp_path / f'mlflow{workers}.db'}"
+        run_study(plan, ["ferg"], work=tmp_path / f"work{workers}", out=tmp_path / f"docs{workers}", tracking_uri=uri,
+                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=workers)
+        records, meta = collect(uri)
+        assert meta["workers"] == workers and meta["status"] == "done"
+        got[workers] = {(r.seed, r.key): (r.metrics["identity_acc_linear"], r.metrics["ssim"]) for r in records}
+    assert {s for s, _ in got[2]} == {0, 1}
+    assert got[1] == got[2]
+
+
+def test_feutry_table_and_lambda_sweep_from_records(tmp_path):
+    from deid.reporting.study import Record, aggregate, feutry_table, lambda_sweep, lambda_sweep_plot
+
+    recs = [Record("ferg", 0, "original", "original", "", {"identity_chance": 1 / 6, "utility_chance": 1 / 7,
+                                                           "identity_acc_worst": 1.0, "utility_acc_best": 0.9})]
+    for seed in (0, 1):
+        for t, v in ((0, 0.30), (3, 0.40)):
+            recs.append(Record("ferg", seed, f"mi[{t}]", "mi-adversarial", f"lam=1.0, target_identity=@{t}, substitute=True",
+                               {"identity_acc_worst": v + 0.02 * seed, "utility_acc_best": 0.5}))
+        for lam, v in ((0.0, 0.9), (1.0, 0.6), (4.0, 0.3)):
+            recs.append(Record("ferg", seed, f"mi[{lam}]", "mi-adversarial", f"lam={lam}",
+                               {"identity_acc_worst": v, "utility_acc_best": 0.4}))
+    rows = aggregate(recs)["ferg"]
+    t = feutry_table(rows)
+    line0 = next(ln for ln in t.splitlines() if ln.startswith("| @0 "))
+    assert "0.310 ± 0.010" in line0 and "42.47 %" in line0 and "-0.115" in line0  # 0.310 − 0.4247
+    assert "| @3 " in t and "36.21 %" in t
+    sw = lambda_sweep(rows)
+    assert [x for x, _ in sw] == [0.0, 1.0, 4.0] and [a.mean["identity_acc_worst"] for _, a in sw] == [0.9, 0.6, 0.3]
+    assert lambda_sweep_plot({"ferg": rows}, tmp_path / "s.png").stat().st_size > 1000
+    assert feutry_table([a for a in rows if "target" not in a.setting]) is None
