@@ -194,8 +194,6 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
     ``workers > 1`` units run in that many spawned processes (one torch thread each) and this
     process logs each to MLflow as it finishes.
     """
-    from deid.evaluation.gates import GateConfig, judge
-
     t_start = time.perf_counter()
     uri = configure_tracking(tracking_uri, experiment, work)
     study_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -220,29 +218,61 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
         study_run = sr.info.run_id
     client = mlflow.MlflowClient()
     units = []
+    methods: dict[str, list[tuple[str, dict]]] = {}
+    meta["skipped_settings"] = {}
     for ds in todo:
-        meta["settings"][ds] = [key(n, q) for n, q in p.methods_for(ds)]
         for seed in p.seeds:  # data first, in this process: workers never write the same cache
             images, desc, info = _prepare(ds, p, seed, work, jaffe_dir)
             meta["datasets"][ds] = desc
             units.append((ds, seed, images, info))
+        n_ids = int(info["identities"])  # settings that cannot apply here are named, not run
+        methods[ds] = [(n, q) for n, q in p.methods_for(ds) if int(q.get("k", 0)) <= n_ids]
+        skipped = [f"`{key(n, q)}`: k = {q['k']} > {n_ids} identities" for n, q in p.methods_for(ds)
+                   if int(q.get("k", 0)) > n_ids]
+        if skipped:
+            meta["skipped_settings"][ds] = skipped
+            say(f"{ds}: skipping {len(skipped)} setting(s) whose k exceeds the {n_ids} identities")
+        meta["settings"][ds] = [key(n, q) for n, q in methods[ds]]
     with mlflow.start_run(run_id=study_run):  # provenance now, so an interrupted study can still be rendered
         mlflow.log_dict({**meta, "status": "running"}, "study_meta.json")
-    jobs = [dict(ds=ds, seed=seed, p=p, images=images, run_root=str(work / "study" / study_id / ds / f"seed{seed}"),
+    jobs = [dict(ds=ds, seed=seed, p=p, methods=methods[ds], images=images,
+                 run_root=str(work / "study" / study_id / ds / f"seed{seed}"),
                  descriptor_cache=str(work / "cache" / "dlib-descriptors")) for ds, seed, images, _ in units]
     infos = {(ds, seed): info for ds, seed, _, info in units}
     meta["workers"] = workers
-    stack = contextlib.ExitStack()
+    pool = None
     if workers <= 1:
         done = (run_unit(**j, say=say) for j in jobs)
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         say(f"running {len(jobs)} (dataset, seed) units on {workers} worker processes")
-        pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                                       initializer=_quiet_worker))
-        done = (f.result() for f in as_completed([pool.submit(run_unit, **j) for j in jobs]))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_quiet_worker)
+        done = pool.imap_unordered(_run_unit_job, jobs)
+    try:
+        _log_units(done, p, meta, infos, study_id, uri, experiment, client, say)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # a failed unit stops the study: no worker keeps computing for nothing
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
+    meta["load_end"] = loadavg()
+    meta["status"] = "done"
+    wall = time.perf_counter() - t_start
+    meta["wall_time"] = f"{wall / 60:.1f} min"
+    with mlflow.start_run(run_id=study_run):
+        mlflow.log_dict(meta, "study_meta.json")
+        mlflow.log_metric("wall_seconds", wall)
+    return write_results(uri, study_id, out, experiment)
+
+
+def _log_units(done, p: StudyPlan, meta: dict, infos: dict, study_id: str, uri: str, experiment: str, client,
+               say) -> None:
+    """Log each finished (dataset, seed) unit as an MLflow parent run with tagged nested runs."""
+    from deid.evaluation.gates import GateConfig, judge
+
     for u in done:
         ds, seed, result = u["ds"], u["seed"], u["result"]
         verdicts = {m: judge(m, a.metrics, GateConfig()) for m, a in result.methods.items() if m != "original"}
@@ -264,15 +294,6 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
                          "deid.key": k, "deid.registered": reg, "deid.setting": label(dict(q))}.items():
                 client.set_tag(c.info.run_id, t, v)
         say(f"[{ds} seed {seed}] logged parent run {parent}")
-    stack.close()
-    meta["load_end"] = loadavg()
-    meta["status"] = "done"
-    wall = time.perf_counter() - t_start
-    meta["wall_time"] = f"{wall / 60:.1f} min"
-    with mlflow.start_run(run_id=study_run):
-        mlflow.log_dict(meta, "study_meta.json")
-        mlflow.log_metric("wall_seconds", wall)
-    return write_results(uri, study_id, out, experiment)
 
 
 def _quiet_worker() -> None:
@@ -281,8 +302,12 @@ def _quiet_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_unit(ds: str, seed: int, p: StudyPlan, images: str, run_root: str, descriptor_cache: str,
-             say=None) -> dict:
+def _run_unit_job(job: dict) -> dict:
+    return run_unit(**job)
+
+
+def run_unit(ds: str, seed: int, p: StudyPlan, methods: list[tuple[str, dict]], images: str, run_root: str,
+             descriptor_cache: str, say=None) -> dict:
     """One (dataset, seed): fit and transform every setting, audit them together. Pure of MLflow."""
     from deid.data import load_image_set
     from deid.evaluation.audit import AuditConfig, audit
@@ -294,7 +319,7 @@ def run_unit(ds: str, seed: int, p: StudyPlan, images: str, run_root: str, descr
     original = load_image_set(images)
     identities = sorted(set(original.identity))
     anonymized, stats = {}, {}
-    for name, params in p.methods_for(ds):
+    for name, params in methods:
         k = key(name, params)
         full = _resolve(params, identities, seed, name)
         run_dir = root / k.replace("/", "_")

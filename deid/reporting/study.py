@@ -476,6 +476,8 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str,
         L.append(f"- dataset `{ds}`: {note}")
     for ds, why in meta.get("skipped", {}).items():
         L.append(f"- dataset `{ds}` **skipped**: {why}")
+    for ds, items in meta.get("skipped_settings", {}).items():
+        L.append(f"- settings not run on `{ds}` (they cannot apply): " + "; ".join(items))
     L += ["", "Columns: identity accuracy of the worst (highest-scoring) informed attacker trained on the "
           "method's anonymized training split and tested on its test split; utility (expression) accuracy "
           "of a classifier trained on anonymized images, and of one trained on the original images; linkage "

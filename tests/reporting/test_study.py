@@ -139,3 +139,29 @@ def test_feutry_table_and_lambda_sweep_from_records(tmp_path):
     assert [x for x, _ in sw] == [0.0, 1.0, 4.0] and [a.mean["identity_acc_worst"] for _, a in sw] == [0.9, 0.6, 0.3]
     assert lambda_sweep_plot({"ferg": rows}, tmp_path / "s.png").stat().st_size > 1000
     assert feutry_table([a for a in rows if "target" not in a.setting]) is None
+
+
+def test_settings_that_cannot_apply_are_named_not_run(tmp_path):
+    from flows.study import StudyPlan, collect, run_study
+
+    plan = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("ksame-pixel", {"k": 5})], ferg_characters=3,
+                     ferg_per_cell=4, ferg_size=24,
+                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
+                            "pca_components": 8})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=uri,
+                     jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
+    records, meta = collect(uri)
+    assert {r.key for r in records} == {"original", "blur[sigma=2.0]"}
+    assert "`ksame-pixel[k=5]`: k = 5 > 3 identities" in path.read_text()
+
+
+def test_a_failing_unit_stops_the_study_on_worker_processes(tmp_path):
+    from flows.study import StudyPlan, run_study
+
+    plan = StudyPlan("tiny", [0, 1], [("blur", {"sigma": -1.0})], ferg_characters=3, ferg_per_cell=4, ferg_size=24,
+                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
+                            "pca_components": 8})
+    with pytest.raises(ValueError, match="sigma"):
+        run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=2)
