@@ -196,11 +196,14 @@ def _f(v, d=3) -> str:
     return f"{v:.{d}f}" if isinstance(v, float) else str(v)
 
 
+_SPEED = ("fit_s", "s_per_epoch", "images_per_s")
+
+
 def _table(rows: dict[str, dict], cols: list[tuple[str, str]], first: str = "method") -> list[str]:
     out = ["| " + " | ".join([first] + [c[1] for c in cols]) + " |", "|" + "---|" * (len(cols) + 1)]
     for name, m in rows.items():
         out.append("| " + " | ".join([f"`{name}`" if name != "original" else "*original data*"]
-                                     + [_f(m.get(c[0])) for c in cols]) + " |")
+                                     + [_f(m.get(c[0]), 1 if c[0] in _SPEED else 3) for c in cols]) + " |")
     return out
 
 
@@ -285,8 +288,9 @@ def render(res_dir: Path, docs: Path) -> Path:
             L += _table(sw, audit_cols[:5] + [("ssim", "SSIM"), ("disc_learned", "disc learned"),
                                               ("private_learned", "private learned"), ("fit_s", "fit s")], "λ")
             L += [""]
-    fig, axes = plt.subplots(1, len(found), figsize=(5 * len(found), 3.8), squeeze=False)
-    for ax, (ds, r) in zip(axes[0], found.items()):
+    with_sweep = {ds: r for ds, r in found.items() if r.get("sweep")}
+    fig, axes = plt.subplots(1, max(1, len(with_sweep)), figsize=(5 * max(1, len(with_sweep)), 3.8), squeeze=False)
+    for ax, (ds, r) in zip(axes[0], with_sweep.items()):
         sw = sorted((m for n, m in r.get("sweep", {}).items() if n != "original"), key=lambda m: m["lam"])
         if sw:
             lam = [m["lam"] for m in sw]
@@ -301,8 +305,13 @@ def render(res_dir: Path, docs: Path) -> Path:
         ax.set_title(f"{ds}: MI autoencoder, accuracy against λ (dotted: chance)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, docs / "adversarial_sweep.png")
-    L += ["## λ sweep curves", "", "![identity and expression accuracy against λ](adversarial_sweep.png)", ""]
+    if with_sweep:
+        _save(fig, docs / "adversarial_sweep.png")
+        L += ["## λ sweep curves", "", "![identity and expression accuracy against λ](adversarial_sweep.png)", ""]
+    else:
+        plt.close(fig)
+    L += ["The study (`deid study`, [RESULTS.md](RESULTS.md)) runs the per-target table and the λ sweep on both "
+          "datasets over 3 seeds, with the release audit; this page adds FaDeNet's critic linkage and the speed figures.", ""]
     page = docs / "adversarial-results.md"
     page.write_text("\n".join(L))
     print(f"wrote {page} and {docs / 'adversarial_sweep.png'}")
