@@ -237,6 +237,7 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
             meta["skipped_settings"][ds] = skipped
             say(f"{ds}: skipping {len(skipped)} setting(s) whose k exceeds the {n_ids} identities")
         meta["settings"][ds] = [key(n, q) for n, q in methods[ds]]
+    meta["workers"] = workers
     with mlflow.start_run(run_id=study_run):  # provenance now, so an interrupted study can still be rendered
         mlflow.log_dict({**meta, "status": "running"}, "study_meta.json")
     units.sort(key=lambda u: (u[1], u[0]))  # ferg/jaffe alternate: the two kinds of unit share the workers
@@ -244,7 +245,6 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
                  run_root=str(work / "study" / study_id / ds / f"seed{seed}"),
                  descriptor_cache=str(work / "cache" / "dlib-descriptors")) for ds, seed, images, _ in units]
     infos = {(ds, seed): info for ds, seed, _, info in units}
-    meta["workers"] = workers
     pool = None
     if workers <= 1:
         done = (run_unit(**j, say=say) for j in jobs)
