@@ -369,8 +369,16 @@ def collect(tracking_uri: str, study_id: str | None = None, experiment: str = EX
     meta = mlflow.artifacts.load_dict(f"runs:/{row.iloc[0]['run_id']}/study_meta.json")
     wall = row.iloc[0].get("metrics.wall_seconds")
     if meta.get("mode") == "quick" and wall == wall and wall is not None:
-        meta["full_estimate"] = full_estimate(float(wall), len(meta.get("seeds", [0])),
-                                              max(len(v) for v in meta.get("settings", {"": [0]}).values()))
+        full_runs = studies[(studies["tags.deid.mode"] == "full") & studies["metrics.wall_seconds"].notna()]
+        if not full_runs.empty:  # a measured full study in this store says more than any scaling
+            last = full_runs.iloc[0]
+            fmeta = mlflow.artifacts.load_dict(f"runs:/{last['run_id']}/study_meta.json")
+            meta["full_estimate"] = (f"the last full study in this store (`{last['tags.deid.study']}`) took "
+                                     f"{last['metrics.wall_seconds'] / 60:.0f} min with {fmeta.get('workers', 1)} "
+                                     f"worker process(es), load average at start {fmeta.get('load_start', '?')}")
+        else:
+            meta["full_estimate"] = full_estimate(float(wall), len(meta.get("seeds", [0])),
+                                                  max(len(v) for v in meta.get("settings", {"": [0]}).values()))
     df = mlflow.search_runs(experiment_names=[experiment], max_results=50000,
                             filter_string=f"tags.`deid.study` = '{study_id}' and tags.`deid.kind` = 'method'",
                             order_by=["start_time ASC"])

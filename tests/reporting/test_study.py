@@ -165,3 +165,17 @@ def test_a_failing_unit_stops_the_study_on_worker_processes(tmp_path):
     with pytest.raises(ValueError, match="sigma"):
         run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
                   jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=2)
+
+
+def test_a_quick_run_quotes_the_last_measured_full_study(tmp_path):
+    from flows.study import StudyPlan, run_study
+
+    kw = dict(ferg_characters=3, ferg_per_cell=4, ferg_size=24,
+              audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1, "pca_components": 8})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = dict(work=tmp_path / "work", tracking_uri=uri, jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
+    run_study(StudyPlan("full", [0], [("blur", {"sigma": 2.0})], **kw), ["ferg"], out=tmp_path / "full", **common)
+    md = run_study(StudyPlan("quick", [0], [("blur", {"sigma": 2.0})], **kw), ["ferg"], out=tmp_path / "quick",
+                   **common).read_text()
+    line = next(ln for ln in md.splitlines() if "expected time of the full study" in ln)
+    assert "the last full study in this store" in line and "with 1 worker process(es)" in line
