@@ -21,6 +21,7 @@ share. Targets ``t_i`` (``target=``):
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -288,6 +289,10 @@ class LatentShift(DeidMethod):
         ae.encoder.load_state_dict(best["state"])
         ae.eval()
         self.target_distance_ = {"before": before, "after": best["distance"], "best_epoch": best["epoch"]}
+        if best["epoch"] < 0:
+            warnings.warn(f"latent_shift: fine-tuning never brought the codes closer to their targets than the "
+                          f"unshifted encoder (distance {before:.3g}); the outputs are the plain autoencoder's "
+                          f"reconstructions, with no latent shift", stacklevel=2)
 
     def _targets(self, codes: np.ndarray, identity, utility) -> np.ndarray:
         """Fine-tuning targets ``z`` with the shape of ``codes`` ``(N, *code_shape)``."""

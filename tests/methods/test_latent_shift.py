@@ -165,3 +165,10 @@ def test_trains_and_transforms_on_cuda_with_mixed_precision():
     Y = m.transform(X)
     assert Y.shape == X.shape and np.isfinite(Y).all()
     assert m.history_["reconstruction"][-1] < m.history_["reconstruction"][0]
+
+
+def test_says_so_when_the_shift_never_happened():
+    X, ident, expr = _faces(per=2)
+    with pytest.warns(UserWarning, match="no latent shift"):
+        m = get_method("latent_shift", target="kmeans", **{**SMALL, "finetune_epochs": 0}).fit(X)
+    assert m.target_distance_["best_epoch"] == -1
