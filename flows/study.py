@@ -345,13 +345,19 @@ def run_unit(ds: str, seed: int, p: StudyPlan, methods: list[tuple[str, dict]], 
 
 
 def full_estimate(quick_seconds: float, quick_seeds: int, quick_settings: int) -> str:
-    """The full study's expected time, scaled from a measured quick run."""
+    """The full study's expected time, scaled from a measured quick run (used when the store holds no full study).
+
+    Calibration measured on the 2-core machine of docs/RESULTS.md: a quick run of 13.6 min (1 worker, 20
+    settings, 1 seed) and a full run of 75.7 min (2 workers, 36 settings, 3 seeds), i.e. the full study takes
+    about 1.0 × the quick time × the settings ratio on 2 workers, 2.0 × on one.
+    """
     full = plan("full")
     scale = len(full.seeds) * len(full.methods) / (quick_seeds * quick_settings)
-    return (f"about {quick_seconds * scale * 5 / 3600:.1f} h on this machine under the same load (an estimate, not a "
-            f"measurement): the quick run's wall time × {scale:.1f} (3 seeds × {len(full.methods)} settings instead of "
-            f"{quick_seeds} × {quick_settings}) × 5, an allowance for CNN attackers on every row (quick: linear only) "
-            f"and the full epochs (autoencoders 20, adversarial methods at their defaults)")
+    one = quick_seconds * scale * 2.0
+    return (f"about {one / 3600:.1f} h with one worker, {one / 7200:.1f} h with `--workers 2` (an estimate, not a "
+            f"measurement: the quick run's wall time × {scale:.1f} for 3 seeds × {len(full.methods)} settings instead of "
+            f"{quick_seeds} × {quick_settings}, × 2.0 on one worker for CNN attackers on every row and the full epochs, "
+            f"the ratio measured between a quick and a full run on a 2-core machine)")
 
 
 def collect(tracking_uri: str, study_id: str | None = None, experiment: str = EXPERIMENT) -> tuple[list[Record], dict]:
