@@ -446,6 +446,10 @@ def reference_notes(rows: list[Aggregate], margin: float = 0.05) -> list[str]:
             out.append(f"> **Note:** on the original data {who} score {m[metric]:.3f} against chance "
                        f"{m[chance]:.3f}: they did not learn in this run, so the column `{metric}` says nothing "
                        f"about the methods here.")
+    if orig.n > 1 and orig.std.get("utility_acc_best", 0.0) > 0.1:
+        out.append(f"> **Note:** on the original data the utility classifiers scored {m['utility_acc_best']:.3f} ± "
+                   f"{orig.std['utility_acc_best']:.3f} over seeds: they did not learn reliably in this run, so the "
+                   f"utility columns are uncertain by about as much.")
     if {"utility_orig_clf_acc", "utility_acc_best"} <= m.keys() and m["utility_orig_clf_acc"] > m["utility_acc_best"] + 0.1:
         out.append(f"> **Note:** on the original data the informed utility attackers score {m['utility_acc_best']:.3f} "
                    f"while the CNN trained on originals scores {m['utility_orig_clf_acc']:.3f}: the column "

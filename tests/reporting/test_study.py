@@ -179,3 +179,15 @@ def test_a_quick_run_quotes_the_last_measured_full_study(tmp_path):
                    **common).read_text()
     line = next(ln for ln in md.splitlines() if "expected time of the full study" in ln)
     assert "the last full study in this store" in line and "with 1 worker process(es)" in line
+
+
+def test_unstable_utility_on_the_originals_is_flagged():
+    from deid.reporting.study import reference_notes
+
+    recs = [Record("ferg", s, "original", "original", "", {"utility_acc_best": v, "utility_chance": 1 / 7,
+                                                           "identity_acc_worst": 1.0, "identity_chance": 1 / 6})
+            for s, v in ((0, 0.3), (1, 0.5), (2, 0.7))]
+    notes = " ".join(reference_notes(aggregate(recs)["ferg"]))
+    assert "did not learn reliably" in notes and "0.500 ± 0.163" in notes
+    steady = [Record(r.dataset, r.seed, r.key, r.method, r.setting, {**r.metrics, "utility_acc_best": 0.9}) for r in recs]
+    assert "reliably" not in " ".join(reference_notes(aggregate(steady)["ferg"]))
