@@ -1,18 +1,25 @@
-"""Publishing a release: the de-identified images and utility labels only, shuffled, with fresh
-ids, a manifest with checksums, written atomically under a lock.
+"""Publishing a release: the de-identified images and utility labels only, in an order and with
+ids drawn from the operating system's CSPRNG, a manifest with checksums, written atomically under
+a lock.
 
-Nothing identity-bearing leaves: no identity column, no source path or file name, no original
-pixels, no input row ids. :func:`find_leaks` scans a release for given private strings and
-:func:`publish_release` refuses to finish when it finds any.
+Nothing in a release is a function of the input order or of the private data: the row order, the
+split files' contents, the ``release_id`` values and the version are drawn with :mod:`secrets`,
+and no seed or digest of the private table is kept in it. Reruns find their release again through
+a private index under the work directory (a keyed digest of the content → the version), which
+never leaves it. No identity column, source path or file name, original pixels or input row ids
+leave: :func:`find_leaks` scans a release for given private strings, and
+:func:`publish_release` refuses to finish when it finds any, or when the release policy's floors
+(:mod:`deid.release_policy`) are not met.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import hmac
 import json
+import os
 import re
-from contextlib import contextmanager
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +27,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
+from filelock import FileLock
 
-from data_contracts import ANONYMIZED_SCHEMA, RELEASE_SCHEMA, SPLITS, TableWriter, atomic_dir, read_table
+from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, RELEASE_SCHEMA, SPLITS, TableWriter, atomic_dir,
+                            read_table)
 from deid.errors import DeidError
+from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, privacy_floor
 
-__all__ = ["ReleaseResult", "publish_release", "release_version", "find_leaks", "LeakError", "MANIFEST"]
+__all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST",
+           "DECLARED_FIELDS", "release_order", "new_release_ids"]
 
 MANIFEST = "manifest.json"
 _RUN_SPECIFIC = ("mlflow_run_id", "audit")
+# Manifest fields whose values the run config declares (a template identity named by the config is
+# not a leak of the input): the leak scan reads the manifest without them.
+DECLARED_FIELDS = ("method_params",)
+_KEY_FILE = "release.key"
+_INDEX_FILE = "release-index.json"
 
 
 class LeakError(DeidError):
@@ -42,21 +58,57 @@ class ReleaseResult:
     rows: int
 
 
-def release_version(anonymized_digest: str, spec: dict) -> str:
-    """Content-derived version: the same data and settings give the same version."""
-    h = hashlib.sha256(anonymized_digest.encode() + json.dumps(spec, sort_keys=True, default=str).encode())
-    return "v-" + h.hexdigest()[:12]
+def release_order(n: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` from the OS CSPRNG (never seeded, never stored)."""
+    order = list(range(n))
+    secrets.SystemRandom().shuffle(order)
+    return np.asarray(order, dtype=np.int64)
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def new_release_ids(n: int) -> list[str]:
+    """``n`` distinct 64-bit ids from the OS CSPRNG, as 16 hex digits."""
+    ids: set[str] = set()
+    while len(ids) < n:
+        ids.update(secrets.token_hex(8) for _ in range(n - len(ids)))
+    out = list(ids)
+    secrets.SystemRandom().shuffle(out)  # set order is a function of the values' hashes, not of anything private
+    return out
+
+
+def _private_key(private_dir: Path) -> bytes:
+    """The work directory's secret release key (created once, 0600, never published)."""
+    private_dir.mkdir(parents=True, exist_ok=True)
+    p = private_dir / _KEY_FILE
+    if not p.exists():
+        tmp = private_dir / f".{_KEY_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
         try:
-            yield
+            os.link(tmp, p)  # first writer wins; a concurrent one reads the winner's key
+        except FileExistsError:
+            pass
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            tmp.unlink(missing_ok=True)
+    return p.read_bytes()
+
+
+def _content_key(private_dir: Path, anonymized_digest: str, spec: dict) -> str:
+    """A keyed digest of what is released and how: equal for a rerun, meaningless without the key."""
+    msg = anonymized_digest.encode() + json.dumps(spec, sort_keys=True, default=str).encode()
+    return hmac.new(_private_key(private_dir), msg, hashlib.sha256).hexdigest()
+
+
+def _read_index(private_dir: Path) -> dict[str, str]:
+    p = private_dir / _INDEX_FILE
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _write_index(private_dir: Path, index: dict[str, str]) -> None:
+    p = private_dir / _INDEX_FILE
+    tmp = p.with_name(f".{p.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    os.replace(tmp, p)
 
 
 def _sha256_file(p: Path) -> str:
@@ -67,18 +119,45 @@ def _sha256_file(p: Path) -> str:
     return h.hexdigest()
 
 
-def _scrub(table: pa.Table, version: str, seed: int) -> pa.Table:
+def _scrub(table: pa.Table) -> pa.Table:
+    """The release columns, rows in a fresh random order with fresh random ids."""
     n = table.num_rows
-    key = int.from_bytes(hashlib.sha256(f"{version}|{seed}".encode()).digest()[:8], "little")
-    order = np.random.default_rng(key).permutation(n)
-    t = table.take(pa.array(order))
-    ids = [hashlib.sha256(f"{version}|{i}".encode()).hexdigest()[:16] for i in range(n)]
+    t = table.take(pa.array(release_order(n)))
     images = t.column("image").combine_chunks()
     image = pa.StructArray.from_arrays([images.field("bytes"), pa.nulls(n, pa.string())], ["bytes", "path"])
     return pa.table({
-        "release_id": pa.array(ids, pa.string()), "split": t.column("split"), "expression": t.column("expression"),
-        "image": image, "height": t.column("height"), "width": t.column("width"), "channels": t.column("channels"),
+        "release_id": pa.array(new_release_ids(n), pa.string()), "split": t.column("split"),
+        "expression": t.column("expression"), "image": image, "height": t.column("height"),
+        "width": t.column("width"), "channels": t.column("channels"),
     })
+
+
+def _check_near_copies(table: pa.Table, originals_dir: str | Path, policy: ReleasePolicy, chunk: int = 2048) -> None:
+    """Refuse when any output is a copy (pixel-identical, SSIM, perceptual hash) of its own input."""
+    from deid.imageio import images_to_array
+
+    src = read_table(originals_dir, IMAGES_SCHEMA, columns=["image_id", "image"])
+    pos = {k: i for i, k in enumerate(src.column("image_id").to_pylist())}
+    ids = table.column("image_id").to_pylist()
+    missing = [k for k in ids if k not in pos]
+    if missing:
+        raise ReleaseRefused(f"{len(missing)} released rows have no input image to compare with (e.g. {missing[0]})")
+    reasons: list[str] = []
+    totals = None
+    for s in range(0, len(ids), chunk):
+        out = images_to_array(table.column("image").slice(s, chunk))
+        inp = images_to_array(src.column("image").take(pa.array([pos[k] for k in ids[s:s + chunk]])))
+        if inp.shape != out.shape:
+            raise ReleaseRefused(f"outputs {out.shape[1:]} and inputs {inp.shape[1:]} differ in shape; "
+                                 "cannot check the release for copies of its inputs")
+        nc = near_copies(inp, out, policy)
+        totals = nc if totals is None else type(nc)(
+            totals.checked + nc.checked, totals.identical + nc.identical, totals.ssim_over + nc.ssim_over,
+            totals.phash_match + nc.phash_match, max(totals.max_ssim, nc.max_ssim),
+            min(totals.min_phash_distance, nc.min_phash_distance))
+    if totals is not None and totals.any:
+        reasons = totals.reasons(policy)
+        raise ReleaseRefused("release policy: outputs are copies of their inputs: " + "; ".join(reasons))
 
 
 def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
@@ -116,33 +195,58 @@ def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
                     if paths.null_count != len(paths):
                         found.append(f"{rel} column {name}.path is not empty")
         elif f.suffix in (".json", ".txt", ".md"):
-            if m := pattern.search(f.read_text(errors="replace")):
+            text = f.read_text(errors="replace")
+            if rel == MANIFEST:
+                doc = json.loads(text)
+                text = json.dumps({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, default=str)
+            if m := pattern.search(text):
                 found.append(f"{rel}: '{m.group(1)}'")
     return found
 
 
 def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, *, method: str, manifest: dict,
-                    private: set[str], seed: int = 0) -> ReleaseResult:
+                    private: set[str], private_dir: str | Path, originals_dir: str | Path,
+                    policy: ReleasePolicy | None = None, run_margin: float = 1.0,
+                    audit: dict[str, float] | None = None) -> ReleaseResult:
     """Publish ``anonymized_dir`` as ``<root>/<dataset>/<version>/`` with ``manifest.json``.
 
-    ``manifest`` holds what the release may say about itself (method, settings, audit, digests,
-    run id); it must not hold paths. ``private`` are strings that must not appear anywhere in
-    the release (identities, source file names): if they do, nothing is published.
+    ``manifest`` holds what the release may say about itself (method, settings, audit, run id); it
+    must not hold paths or digests of private data. ``private`` are strings that must not appear
+    anywhere in the release (identities, source file names): if they do, nothing is published.
+    ``private_dir`` (under the work directory, never published) keeps the secret key and the index
+    that lets a rerun find its version; ``originals_dir`` is the ingested ``images`` table every
+    output is compared with. ``policy`` (the release owner's floors, defaults when None) is applied
+    to ``audit`` (the method's audit metrics; the margin is the stricter of ``run_margin`` and the
+    policy's) and to every image, before anything is written.
     Concurrent publishers serialise on a lock; a version that exists is reused, never rewritten.
     """
     from data_contracts import digest_table
 
+    policy = policy or ReleasePolicy()
+    if audit is not None and (reasons := privacy_floor(policy, audit, run_margin)):
+        raise ReleaseRefused("; ".join(reasons))
+    private_dir = Path(private_dir)
     digest = digest_table(anonymized_dir)
-    # The version names the data and the settings, not the run: run ids and audit timings vary.
-    spec = {"method": method, "manifest": {k: v for k, v in manifest.items() if k not in _RUN_SPECIFIC}}
-    version = release_version(digest, spec)
-    final = Path(root) / dataset / version
-    with _locked(Path(root) / dataset / ".lock"):
-        if (final / MANIFEST).exists():
+    # The key names the data and the settings, not the run: run ids and audit timings vary.
+    spec = {"dataset": dataset, "method": method,
+            "manifest": {k: v for k, v in manifest.items() if k not in _RUN_SPECIFIC}}
+    key = _content_key(private_dir, digest, spec)
+    with FileLock(str(private_dir / ".release.lock")):
+        index = _read_index(private_dir)
+        version = index.get(key)
+        if version and (Path(root) / dataset / version / MANIFEST).exists():
+            final = Path(root) / dataset / version
             rows = json.loads((final / MANIFEST).read_text())["rows"]
             return ReleaseResult(final, version, True, rows)
+        if version is None:
+            version = "v-" + secrets.token_hex(6)
+            # Recorded before publishing, so an interrupted run publishes the same version when rerun.
+            _write_index(private_dir, {**index, key: version})
+        final = Path(root) / dataset / version
         table = read_table(anonymized_dir, ANONYMIZED_SCHEMA)
-        scrubbed = _scrub(table, version, seed)
+        _check_near_copies(table, originals_dir, policy)
+        scrubbed = _scrub(table)
+        del table
         with atomic_dir(final) as tmp:
             for s in SPLITS:
                 part = scrubbed.filter(pa.compute.equal(scrubbed.column("split"), s))
@@ -153,8 +257,9 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
             doc = {"dataset": dataset, "version": version, "method": method, "rows": scrubbed.num_rows,
                    "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
                                      for s in SPLITS},
-                   "anonymized_digest": digest, **manifest, "files": files,
-                   "notice": "De-identified images and utility labels only; no identities, source names or original pixels."}
+                   **manifest, "release_policy": policy.model_dump(), "files": files,
+                   "notice": "De-identified images and utility labels only; no identities, source names or "
+                             "original pixels. Row order and ids are random."}
             (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
             leaks = find_leaks(tmp, private)
             if leaks:

@@ -15,6 +15,7 @@ from data_contracts import count_rows
 from deid.config import RunConfig, load_config
 from deid.errors import ConfigError
 from deid.evaluation.audit import ORIGINAL
+from deid.release_policy import load_release_policy
 from flows.ingest import content_key, resolve_source
 from tasks.audit import audit, render_audit
 from tasks.data import ingest_dataset
@@ -109,17 +110,25 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
             raise ReleaseBlocked(f"release of '{m}' blocked by the audit: {'; '.join(v.reasons)} (report: {report})")
         metrics = result.methods[m].metrics
         manifest = {"method_params": next(s.params for s in cfg.all_methods() if s.key == m),
-                    "config_name": cfg.name, "code_commit": _commit(), "input_digest": summary.digest,
+                    "config_name": cfg.name, "code_commit": _commit(),
                     "mlflow_run_id": run_id, "audit": metrics, "verdict": {"passed": True, "gates": cfg.gates.model_dump()},
                     "preprocess": ds.preprocess.model_dump()}
-        rel = publish_release(anonymized[m], str(cfg.work_path(base_dir).parent / cfg.release.root
-                                                 if not Path(cfg.release.root).is_absolute() else cfg.release.root),
-                              ds.name, m, manifest, images, cfg.release.seed)
-        if not rel["reused"]:
-            rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
+        policy = load_release_policy(base_dir)
+        rel = publish_release(anonymized[m], str(_release_root(cfg, base_dir)), ds.name, m, manifest, images,
+                              str(work / "private" / "releases"), policy.model_dump(), cfg.gates.attacker_margin,
+                              metrics)
+        # Every run makes sure the release has its registered model: a run killed between publishing
+        # and registering is healed by the next one.
+        rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
         out.release = rel
     log.info("done: %s", out.report)
     return out
+
+
+def _release_root(cfg: RunConfig, base: Path) -> Path:
+    """``release.root``: absolute as given, otherwise inside the work directory."""
+    root = Path(cfg.release.root).expanduser()
+    return root if root.is_absolute() else cfg.work_path(base) / root
 
 
 def _commit() -> str:

@@ -6,19 +6,23 @@ from prefect import get_run_logger, task
 
 from data_contracts import IMAGES_SCHEMA, read_table
 from deid.release import publish_release as _publish
+from deid.release_policy import ReleasePolicy
 
 __all__ = ["publish_release"]
 
 
 @task(retries=2, retry_delay_seconds=[2, 5, 15])
 def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, manifest: dict, images_dir: str,
-                    seed: int) -> dict:
-    """Publish; the input's identities and source file names are checked not to appear anywhere."""
+                    private_dir: str, policy: dict, run_margin: float, audit: dict) -> dict:
+    """Publish under the release policy; the input's identities and source file names are checked
+    not to appear anywhere."""
     src = read_table(images_dir, IMAGES_SCHEMA, columns=["identity", "source_path"])
     private = set(src.column("identity").to_pylist())
     for p in src.column("source_path").to_pylist():
         name = p.rsplit("/", 1)[-1]
         private |= {name, name.rsplit(".", 1)[0]}
-    res = _publish(anonymized_dir, root, dataset, method=method, manifest=manifest, private=private, seed=seed)
+    res = _publish(anonymized_dir, root, dataset, method=method, manifest=manifest, private=private,
+                   private_dir=private_dir, originals_dir=images_dir, policy=ReleasePolicy.model_validate(policy),
+                   run_margin=run_margin, audit=audit)
     get_run_logger().info("release %s %s (%d rows) at %s", dataset, res.version, res.rows, res.path)
     return {"path": str(res.path), "version": res.version, "reused": res.reused, "rows": res.rows}

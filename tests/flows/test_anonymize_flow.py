@@ -31,7 +31,7 @@ def _config(tmp: Path, **release) -> Path:
         "methods": [{"name": "none"}],
         "audit": {"attackers": ["linear", "cnn"], "cnn_epochs": 2, "cnn_width": 8, "linkage_repeats": 2},
         "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
-        "release": {"enabled": True, "method": "blur", "root": str(tmp / "release"), **release},
+        "release": {"enabled": True, "method": "blackout", "root": str(tmp / "release"), **release},
         "work_dir": str(tmp / "work"),
     }
     p = tmp / "tiny.yaml"
@@ -52,7 +52,7 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     assert Path(out["report"]).read_text().startswith("<!doctype html>")
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["method"] == "blur" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
+    assert manifest["method"] == "blackout" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
     assert set(manifest["files"]) and all(len(v) == 64 for v in manifest["files"].values())
     # Nothing private in the release: identities and source file names of the input.
     images = next((tmp_path / "work" / "datasets").glob("ferg-*")) / "images"
@@ -75,10 +75,17 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     x = np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32)
     from deid.methods import get_method
 
-    np.testing.assert_allclose(model.predict(x), get_method("blur").fit(x).transform(x), atol=1e-6)
+    np.testing.assert_allclose(model.predict(x), get_method("blackout").fit(x).transform(x), atol=1e-6)
     # A rerun reuses every step and republishes nothing new.
     again = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     assert again["release"]["version"] == out["release"]["version"] and again["release"]["reused"]
+    # The same run config asking to publish the unchanged images, with its gates wide open, is refused
+    # by the release policy (the run's own gates cannot loosen it), and nothing new is published.
+    from deid.release import ReleaseRefused
+
+    with pytest.raises(ReleaseRefused):
+        anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path), overrides={"release.method": "none"})
+    assert len(list((tmp_path / "release" / "ferg").glob("v-*"))) == 1
 
 
 def test_failing_gate_blocks_the_release(prefect_server, tmp_path):

@@ -21,10 +21,10 @@ def _tiny_config(tmp: Path) -> Path:
                     "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
                     "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
         "include_baselines": False,
-        "methods": [{"name": "blur"}],
+        "methods": [{"name": "blackout"}],
         "audit": {"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1},
         "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
-        "release": {"enabled": True, "method": "blur", "root": str(tmp / "release")},
+        "release": {"enabled": True, "method": "blackout", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
         "schedule": "0 3 * * 1",
     }
@@ -62,7 +62,7 @@ def test_served_deployment_runs_from_the_cli(tmp_path):
         assert run.returncode == 0 and "Completed" in run.stdout, (run.stdout[-3000:], run.stderr[-3000:],
                                                                   (tmp_path / "serve.log").read_text()[-3000:])
         manifests = list((tmp_path / "release" / "ferg").glob("v-*/manifest.json"))
-        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "blur"
+        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "blackout"
         assert (tmp_path / "work" / "runs" / "tiny-served" / "report" / "report.html").exists()
     finally:
         stop(*[p for p in (serving, server) if p is not None])

@@ -1,0 +1,144 @@
+"""The release policy: floors that protect every release and that no run config can loosen.
+
+Two files decide whether a method's output may be published, and they have different owners:
+
+- the **run config** (``configs/*.yaml``, the pipeline operator's) asks for a release and sets
+  the audit's gates, which may be as strict as the operator likes;
+- the **release policy** (``policy/release.yaml`` beside ``configs/``, the release owner's) sets
+  the privacy floor: the largest margin above chance the worst informed attacker may keep, and
+  how close an output may be to its own input. A run config cannot point elsewhere, and a margin
+  in the run config wider than the policy's is ignored for the release.
+
+On top of the policy, two checks hold whatever any file says (:data:`HARD_MAX_SSIM`): a release
+is refused when any output is pixel-identical to its own input, has SSIM at or above 0.95 with it,
+or has the same perceptual hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deid.errors import ConfigError, DeidError
+
+__all__ = ["ReleasePolicy", "ReleaseRefused", "load_release_policy", "POLICY_FILE", "HARD_MAX_SSIM",
+           "HARD_MAX_ATTACKER_MARGIN", "NearCopies", "near_copies", "perceptual_hash", "privacy_floor"]
+
+POLICY_FILE = Path("policy") / "release.yaml"
+HARD_MAX_SSIM = 0.95
+HARD_MAX_ATTACKER_MARGIN = 0.10
+
+
+class ReleaseRefused(DeidError):
+    """The release policy refuses to publish; the message says which floor and by how much."""
+
+
+class ReleasePolicy(BaseModel):
+    """The release owner's floors. Each may be made stricter than the default, never looser than
+    the hard limits in this module."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attacker_margin: float = Field(0.05, ge=0.0, le=HARD_MAX_ATTACKER_MARGIN,
+                                       description="worst informed attacker at most chance + this")
+    max_ssim: float = Field(HARD_MAX_SSIM, gt=0.0, le=HARD_MAX_SSIM,
+                            description="an output with SSIM at or above this against its own input is a near copy")
+    min_phash_distance: int = Field(1, ge=1, le=32,
+                                    description="an output whose 63-bit perceptual hash is closer than this to "
+                                                "its input's is a near copy")
+
+
+def load_release_policy(base: str | Path) -> ReleasePolicy:
+    """The policy in ``<base>/policy/release.yaml``, or the defaults when that file does not exist."""
+    p = Path(base) / POLICY_FILE
+    if not p.exists():
+        return ReleasePolicy()
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+        return ReleasePolicy.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{p}: invalid release policy: {exc}") from None
+
+
+def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: float) -> list[str]:
+    """Reasons the audit's privacy figures fall short of the policy (empty when they meet it).
+
+    The margin applied is the stricter of the run's gate and the policy's: a run can tighten it,
+    never widen it.
+    """
+    margin = min(run_margin, policy.max_attacker_margin)
+    worst, chance = metrics.get("identity_acc_worst"), metrics.get("identity_chance")
+    if worst is None or chance is None:
+        return ["the audit measured no informed attacker for this method"]
+    if worst > chance + margin + 1e-12:
+        return [f"release policy: worst attacker {worst:.1%} > chance {chance:.1%} + {margin:.0%}"]
+    return []
+
+
+def perceptual_hash(img: np.ndarray) -> np.ndarray:
+    """63-bit DCT hash of a ``(H, W)`` or ``(C, H, W)`` image in ``[0, 1]``: the signs of the 8×8
+    lowest frequencies (DC left out) against their median, as a boolean vector."""
+    import cv2
+
+    x = np.asarray(img, dtype=np.float32)
+    if x.ndim == 3:
+        x = x.mean(axis=0)
+    small = cv2.resize(x, (32, 32), interpolation=cv2.INTER_AREA)
+    d = cv2.dct(small)[:8, :8].ravel()[1:]
+    return d > np.median(d)
+
+
+@dataclass
+class NearCopies:
+    """How many outputs are copies of their own inputs, by which test."""
+
+    checked: int
+    identical: int
+    ssim_over: int
+    phash_match: int
+    max_ssim: float
+    min_phash_distance: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.identical or self.ssim_over or self.phash_match)
+
+    def reasons(self, policy: ReleasePolicy) -> list[str]:
+        out = []
+        if self.identical:
+            out.append(f"{self.identical}/{self.checked} outputs are pixel-identical to their inputs")
+        if self.ssim_over:
+            out.append(f"{self.ssim_over}/{self.checked} outputs have SSIM ≥ {policy.max_ssim:.2f} with their inputs "
+                       f"(max {self.max_ssim:.3f})")
+        if self.phash_match:
+            out.append(f"{self.phash_match}/{self.checked} outputs share their input's perceptual hash "
+                       f"(distance < {policy.min_phash_distance})")
+        return out
+
+
+def near_copies(originals: np.ndarray, outputs: np.ndarray, policy: ReleasePolicy) -> NearCopies:
+    """Compare each output ``(N, C, H, W)`` with its own input ``(N, C, H, W)``, both in ``[0, 1]``."""
+    from skimage.metrics import structural_similarity
+
+    if originals.shape != outputs.shape:
+        raise ValueError(f"originals {originals.shape} and outputs {outputs.shape} differ in shape")
+    identical = ssim_over = phash_match = 0
+    max_ssim, min_dist = -1.0, 64
+    win = min(7, originals.shape[-1], originals.shape[-2])
+    win -= 1 - win % 2  # odd
+    for a, b in zip(originals, outputs):
+        if np.array_equal(a, b):
+            identical += 1
+            max_ssim, min_dist = 1.0, 0
+            continue
+        s = float(structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=win))
+        max_ssim = max(max_ssim, s)
+        ssim_over += s >= policy.max_ssim
+        dist = int((perceptual_hash(a) != perceptual_hash(b)).sum())
+        min_dist = min(min_dist, dist)
+        phash_match += dist < policy.min_phash_distance
+    return NearCopies(len(originals), identical, ssim_over, phash_match, max_ssim, min_dist)
