@@ -3,11 +3,23 @@
 A loader only *scans*: it walks the on-disk layout, reads labels from paths and annotation
 files, and returns one :class:`SourceItem` per image plus a :class:`Rejected` entry for
 every file it cannot label. Decoding, preprocessing and writing are shared (``deid.ingest``).
+
+Every entry a scan looks at is accounted for: it becomes an item, a rejection, or a count in
+``ScanResult.skipped`` under the rule that left it out, so ``seen = items + rejected + skipped``.
+The folders a loader walks through as its layout are not entries. :func:`list_dir` and
+:func:`walk_files` do the walking for every loader: hidden entries, FIFOs, sockets and devices,
+and folders named like image files are skipped by rule; symlinks are followed only to targets
+inside the dataset root, others are rejected (``outside root``), as are broken or looping ones.
+Labels (identity, expression, attribute names) are NFKC-normalised (:func:`label_text`), so
+names that differ only by Unicode look-alikes (KELVIN SIGN vs ``K``) are one label.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import stat
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +34,37 @@ __all__ = [
     "get_loader",
     "available_loaders",
     "require_dir",
+    "label_text",
+    "list_dir",
+    "walk_files",
+    "IMAGE_SUFFIXES",
+    "SKIP_HIDDEN",
+    "SKIP_SPECIAL",
+    "SKIP_IMAGE_NAMED_DIR",
+    "SKIP_DIRECTORY",
+    "SKIP_DOCUMENTATION",
+    "SKIP_CYCLE",
+    "OUTSIDE_ROOT",
+    "BROKEN_SYMLINK",
 ]
+
+# Suffixes of the image files any loader reads; a folder named like one is not walked into.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm"})
+# Rules under which a scan leaves an entry out without a quarantine row (keys of ScanResult.skipped).
+SKIP_HIDDEN = "hidden"
+SKIP_SPECIAL = "not a regular file"  # FIFO, socket, device
+SKIP_IMAGE_NAMED_DIR = "directory named like an image"
+SKIP_DIRECTORY = "directory"  # a sub-folder where the layout has only files
+SKIP_DOCUMENTATION = "documentation"
+SKIP_CYCLE = "folder already walked (symlink cycle)"
+# Reasons (prefixes) of scan rejections the walker makes.
+OUTSIDE_ROOT = "outside root"
+BROKEN_SYMLINK = "broken symlink"
+
+
+def label_text(text: str) -> str:
+    """A label as the library compares it: Unicode NFKC (``"\u212aA"`` and ``"KA"`` are one name)."""
+    return unicodedata.normalize("NFKC", text)
 
 
 @dataclass(frozen=True)
@@ -36,6 +78,13 @@ class SourceItem:
     attributes: dict[str, float] | None = None
     split: str | None = None  # a split the dataset itself defines (CelebA's partition file)
 
+    def __post_init__(self) -> None:  # every loader's labels meet here: one normal form for all
+        object.__setattr__(self, "identity", label_text(self.identity))
+        if self.expression is not None:
+            object.__setattr__(self, "expression", label_text(self.expression))
+        if self.attributes:
+            object.__setattr__(self, "attributes", {label_text(k): v for k, v in self.attributes.items()})
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -47,8 +96,19 @@ class Rejected:
 
 @dataclass
 class ScanResult:
+    """Items to ingest, rejections to quarantine, and the entries left out, counted by rule."""
+
     items: list[SourceItem] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, rule: str, n: int = 1) -> None:
+        self.skipped[rule] = self.skipped.get(rule, 0) + n
+
+    @property
+    def seen(self) -> int:
+        """Every entry the scan accounted for: ``items + rejected + skipped``."""
+        return len(self.items) + len(self.rejected) + sum(self.skipped.values())
 
 
 @dataclass(frozen=True)
@@ -99,3 +159,107 @@ def require_dir(root: str | Path, what: str) -> Path:
     if not p.is_dir():
         raise DatasetLayoutError(f"{what}: {p} is not a directory")
     return p
+
+
+def _inside(target: Path, roots: tuple[Path, ...]) -> bool:
+    return any(target == r or target.is_relative_to(r) for r in roots)
+
+
+def _resolved_roots(roots: Sequence[str | Path]) -> tuple[Path, ...]:
+    return tuple(Path(r).resolve() for r in roots)
+
+
+def _classify(entry: os.DirEntry, result: ScanResult, base: Path, roots: tuple[Path, ...]) -> str | None:
+    """``"dir"``, ``"file"`` or ``None`` (the entry was recorded as skipped or rejected)."""
+
+    def rel() -> str:
+        return Path(entry.path).relative_to(base).as_posix()
+
+    if entry.name.startswith("."):
+        result.skip(SKIP_HIDDEN)
+        return None
+    try:
+        if entry.is_symlink():
+            try:
+                target = Path(entry.path).resolve(strict=True)
+            except (OSError, RuntimeError):  # dangling, or a loop
+                result.rejected.append(Rejected(rel(), f"{BROKEN_SYMLINK}: the link's target does not exist or loops"))
+                return None
+            if not _inside(target, roots):
+                result.rejected.append(Rejected(rel(), f"{OUTSIDE_ROOT}: symlink to a target outside the dataset root"))
+                return None
+            mode = os.stat(entry.path).st_mode
+        elif entry.is_dir(follow_symlinks=False):  # the file type from the directory listing, no stat call
+            return "dir"
+        elif entry.is_file(follow_symlinks=False):
+            return "file"
+        else:
+            mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError as exc:
+        result.rejected.append(Rejected(rel(), f"unreadable: {exc.strerror or exc}"))
+        return None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    result.skip(SKIP_SPECIAL)
+    return None
+
+
+def list_dir(directory: str | Path, result: ScanResult, *, base: str | Path,
+             roots: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """One level of ``directory``: (folders, regular files), each sorted by name.
+
+    Every other entry is recorded in ``result``: hidden ones, FIFOs, sockets and devices, and
+    folders named like image files are counted in ``skipped``; symlinks whose target lies outside
+    every folder in ``roots`` are rejected (``outside root``), dangling or looping ones too
+    (``broken symlink``). Rejections are named by their path relative to ``base``.
+    """
+    directory = Path(directory)
+    base = Path(base)
+    rroots = _resolved_roots(roots)
+    dirs: list[Path] = []
+    files: list[Path] = []
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        rel = directory.relative_to(base).as_posix() if directory != base else "."
+        result.rejected.append(Rejected(rel, f"unreadable: folder cannot be listed ({exc.strerror or exc})"))
+        return dirs, files
+    for e in entries:
+        kind = _classify(e, result, base, rroots)
+        if kind == "dir":
+            if Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
+                result.skip(SKIP_IMAGE_NAMED_DIR)
+            else:
+                dirs.append(Path(e.path))
+        elif kind == "file":
+            files.append(Path(e.path))
+    return dirs, files
+
+
+def walk_files(directory: str | Path, result: ScanResult, *, base: str | Path,
+               roots: Sequence[str | Path]) -> list[Path]:
+    """Every regular file under ``directory`` (recursively), in sorted path order.
+
+    Entries are classified as :func:`list_dir` does; a folder reached twice through symlinks
+    (a cycle) is walked once.
+    """
+    out: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    stack = [Path(directory)]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            result.skip(SKIP_CYCLE)
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs, files = list_dir(d, result, base=base, roots=roots)
+        out.extend(files)
+        stack.extend(reversed(dirs))
+    return sorted(out)

@@ -11,7 +11,16 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from deid.datasets.base import Loader, Rejected, ScanResult, SourceItem, register_loader, require_dir
+from deid.datasets.base import (
+    SKIP_DIRECTORY,
+    Loader,
+    Rejected,
+    ScanResult,
+    SourceItem,
+    list_dir,
+    register_loader,
+    require_dir,
+)
 from deid.errors import DatasetLayoutError
 
 __all__ = ["CELEBA_PARTITIONS", "read_identities", "read_attributes", "read_partition", "scan_celeba"]
@@ -171,13 +180,15 @@ def scan_celeba(root: str | Path, *, images: Literal["auto", "aligned", "wild"] 
             parts = read_partition(f)
     result = ScanResult()
     on_disk: set[str] = set()
-    with os.scandir(img_dir) as it:
-        entries = sorted((e for e in it if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name)
-    if not entries:
+    dirs, files = list_dir(img_dir, result, base=img_dir.parent, roots=(root, img_dir))
+    result.skip(SKIP_DIRECTORY, len(dirs))  # the image folder is flat
+    if not files and not result.rejected:
         raise DatasetLayoutError(f"CelebA: {img_dir} holds no files")
-    for e in entries:
-        rel = f"{img_dir.name}/{e.name}"
-        stem, ext = os.path.splitext(e.name)
+    # names already quarantined by the walk (a link out of the root, ...) are on disk, not missing
+    on_disk.update(os.path.splitext(r.relpath.rsplit("/", 1)[-1])[0] for r in result.rejected)
+    for f in files:
+        rel = f"{img_dir.name}/{f.name}"
+        stem, ext = os.path.splitext(f.name)
         if ext.lower() not in _IMAGE_EXT:
             result.rejected.append(Rejected(rel, f"not an image file name (suffix '{ext}')"))
             continue
@@ -197,7 +208,7 @@ def scan_celeba(root: str | Path, *, images: Literal["auto", "aligned", "wild"] 
             if split is None:
                 result.rejected.append(Rejected(rel, "no row for this image in list_eval_partition.txt"))
                 continue
-        result.items.append(SourceItem(path=Path(e.path), relpath=rel, identity=ids[stem],
+        result.items.append(SourceItem(path=f, relpath=rel, identity=ids[stem],
                                        attributes=dict(attrs) if attrs else None, split=split))
     missing = sorted(set(ids) - on_disk)
     if missing and missing_images == "error":

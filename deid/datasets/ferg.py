@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deid.datasets.base import Loader, Rejected, ScanResult, SourceItem, register_loader, require_dir
+from deid.datasets.base import (
+    Loader,
+    Rejected,
+    ScanResult,
+    SourceItem,
+    label_text,
+    list_dir,
+    register_loader,
+    require_dir,
+    walk_files,
+)
 from deid.errors import DatasetLayoutError
 
 __all__ = ["FERG_CHARACTERS", "FERG_EXPRESSIONS", "scan_ferg"]
@@ -30,30 +40,31 @@ def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
     Files that break the naming pattern, sit in the wrong folder, or carry an unknown
     expression become :class:`Rejected` entries with the reason.
     """
-    root = require_dir(root, "FERG-DB")
+    root = given = require_dir(root, "FERG-DB")
     if (root / "FERG_DB_256").is_dir():
         root = root / "FERG_DB_256"
-    char_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    result = ScanResult()
+    roots = (given, root)
+    char_dirs, loose = list_dir(root, result, base=root, roots=roots)
     if not char_dirs:
         raise DatasetLayoutError(
             f"FERG-DB: {root} has no character folders; expected FERG_DB_256/<character>/<character>_<expression>/"
         )
-    result = ScanResult()
-    wanted = set(characters) if characters else None
+    result.skip("not in a character folder", len(loose))
+    wanted = {label_text(c) for c in characters} if characters else None
     for cdir in char_dirs:
-        char = cdir.name
+        char = label_text(cdir.name)
         if wanted is not None and char not in wanted:
+            result.skip("character not selected")
             continue
         if not allow_unknown_characters and char not in FERG_CHARACTERS:
             raise DatasetLayoutError(f"FERG-DB: unknown character folder '{cdir}'; known: {list(FERG_CHARACTERS)}")
-        for f in sorted(cdir.rglob("*")):
-            if f.is_dir() or f.name.startswith("."):
-                continue
+        for f in walk_files(cdir, result, base=root, roots=roots):
             rel = f.relative_to(root).as_posix()
             if f.suffix.lower() not in _IMAGE_EXT:
                 result.rejected.append(Rejected(rel, f"not an image file name (suffix '{f.suffix}')"))
                 continue
-            m = _NAME.match(f.stem)
+            m = _NAME.match(label_text(f.stem))
             if not m:
                 result.rejected.append(Rejected(rel, "file name does not match <character>_<expression>_<n>"))
                 continue
@@ -61,7 +72,7 @@ def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
             if expr not in FERG_EXPRESSIONS:
                 result.rejected.append(Rejected(rel, f"unknown expression '{expr}'; known: {list(FERG_EXPRESSIONS)}"))
                 continue
-            if m["char"] != char or f.parent.name != f"{char}_{expr}" or f.parent.parent != cdir:
+            if m["char"] != char or label_text(f.parent.name) != f"{char}_{expr}" or f.parent.parent != cdir:
                 result.rejected.append(
                     Rejected(rel, f"file is not in its folder {char}/{char}_{expr}/ (character or expression mismatch)")
                 )

@@ -8,7 +8,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deid.datasets.base import Loader, Rejected, ScanResult, SourceItem, register_loader, require_dir
+from deid.datasets.base import (
+    SKIP_DIRECTORY,
+    SKIP_DOCUMENTATION,
+    Loader,
+    Rejected,
+    ScanResult,
+    SourceItem,
+    label_text,
+    list_dir,
+    register_loader,
+    require_dir,
+)
 from deid.errors import DatasetLayoutError
 
 __all__ = ["JAFFE_EXPRESSIONS", "scan_jaffe"]
@@ -23,14 +34,16 @@ _NAME = re.compile(r"^(?P<id>[A-Z]{2})\.(?P<ex>[A-Z]{2})(?P<k>\d+)\.(?P<serial>\
 
 def scan_jaffe(root: str | Path) -> ScanResult:
     root = require_dir(root, "JAFFE")
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DatasetLayoutError(f"JAFFE: {root} is empty; expected files like KA.AN1.39.tiff")
     result = ScanResult()
+    dirs, files = list_dir(root, result, base=root, roots=(root,))
+    result.skip(SKIP_DIRECTORY, len(dirs))  # the layout is flat
+    if not files and not result.rejected:
+        raise DatasetLayoutError(f"JAFFE: {root} is empty; expected files like KA.AN1.39.tiff")
     for f in files:
         if f.suffix.lower() in {".md", ".txt"} or f.name.upper().startswith("README"):
-            continue  # documentation next to the images is not data
-        m = _NAME.match(f.name)
+            result.skip(SKIP_DOCUMENTATION)  # documentation next to the images is not data
+            continue
+        m = _NAME.match(label_text(f.name))
         if not m:
             result.rejected.append(Rejected(f.name, "file name does not match <ID>.<EX><k>.<serial>.tiff"))
             continue

@@ -14,7 +14,17 @@ import math
 import re
 from pathlib import Path
 
-from deid.datasets.base import Loader, Rejected, ScanResult, SourceItem, register_loader, require_dir
+from deid.datasets.base import (
+    Loader,
+    Rejected,
+    ScanResult,
+    SourceItem,
+    label_text,
+    list_dir,
+    register_loader,
+    require_dir,
+    walk_files,
+)
 from deid.errors import DatasetLayoutError
 
 __all__ = ["LFW_VARIANTS", "ATTRIBUTES_FILE", "read_lfw_attributes", "scan_lfw"]
@@ -60,7 +70,7 @@ def read_lfw_attributes(path: str | Path) -> tuple[list[str], dict[tuple[str, in
                 f"LFW attributes: {path} line {lineno} has {len(cols)} tab-separated columns, expected {width} "
                 f"(person, imagenum and {len(names)} scores)"
             )
-        person = cols[0].strip().replace(" ", "_")
+        person = label_text(cols[0].strip().replace(" ", "_"))
         try:
             num = int(cols[1])
             scores = [float(c) for c in cols[2:]]
@@ -105,7 +115,9 @@ def scan_lfw(root: str | Path, *, variant: str | None = None, attributes: str | 
     """
     root = require_dir(root, "LFW")
     img_root = _image_root(root, variant)
-    people = sorted(p for p in img_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    result = ScanResult()
+    roots = (root, img_root)
+    people, loose = list_dir(img_root, result, base=img_root, roots=roots)
     if not people:
         raise DatasetLayoutError(f"LFW: {img_root} has no person folders; expected lfw/<First_Last>/<First_Last>_0001.jpg")
     attr_table: dict[tuple[str, int], dict[str, float]] = {}
@@ -121,25 +133,27 @@ def scan_lfw(root: str | Path, *, variant: str | None = None, attributes: str | 
                 raise DatasetLayoutError(f"LFW: attributes file {found} does not exist")
         if found is not None:
             _, attr_table = read_lfw_attributes(found)
-    result = ScanResult()
+    result.skip("not in a person folder", len(loose))  # e.g. lfw_attributes.txt next to the person folders
     for pdir in people:
-        files = sorted(f for f in pdir.rglob("*") if f.is_file() and not f.name.startswith("."))
+        person = label_text(pdir.name)
+        files = walk_files(pdir, result, base=img_root, roots=roots)
         if len(files) < min_images_per_person:
+            result.skip("fewer than min_images_per_person", len(files))
             continue
         for f in files:
             rel = f.relative_to(img_root).as_posix()
             if f.suffix.lower() not in _IMAGE_EXT:
                 result.rejected.append(Rejected(rel, f"not an image file name (suffix '{f.suffix}')"))
                 continue
-            m = _NAME.match(f.stem)
+            m = _NAME.match(label_text(f.stem))
             if not m:
                 result.rejected.append(Rejected(rel, "file name does not match <First_Last>_<NNNN>"))
                 continue
-            if m["person"] != pdir.name or f.parent != pdir:
+            if m["person"] != person or f.parent != pdir:
                 result.rejected.append(Rejected(rel, "file is not in its person folder (name and folder differ)"))
                 continue
-            attrs = attr_table.get((pdir.name, int(m["num"])))
-            result.items.append(SourceItem(path=f, relpath=rel, identity=pdir.name,
+            attrs = attr_table.get((person, int(m["num"])))
+            result.items.append(SourceItem(path=f, relpath=rel, identity=person,
                                            attributes=dict(attrs) if attrs else None))
     if not result.items and not result.rejected:
         raise DatasetLayoutError(f"LFW: no image files under {img_root}")

@@ -13,7 +13,17 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from deid.datasets.base import Loader, Rejected, ScanResult, SourceItem, register_loader, require_dir
+from deid.datasets.base import (
+    SKIP_DOCUMENTATION,
+    Loader,
+    Rejected,
+    ScanResult,
+    SourceItem,
+    label_text,
+    register_loader,
+    require_dir,
+    walk_files,
+)
 from deid.errors import DatasetLayoutError
 
 __all__ = ["RAFD_EXPRESSIONS", "RAFD_CAMERAS", "RAFD_GAZES", "scan_rafd"]
@@ -45,19 +55,19 @@ def scan_rafd(root: str | Path, *, cameras: Sequence[str] | None = ("090",), gaz
     for what, sel, known in (("camera", cameras, RAFD_CAMERAS), ("gaze", gazes, RAFD_GAZES)):
         if sel is not None and (bad := sorted(set(sel) - set(known))):
             raise DatasetLayoutError(f"RaFD: unknown {what} {bad} in the configuration; known: {list(known)}")
-    files = sorted(f for f in root.rglob("*") if f.is_file() and not any(
-        p.startswith(".") for p in f.relative_to(root).parts))
-    if not files:
-        raise DatasetLayoutError(f"RaFD: no files under {root}; expected Rafd090_01_Caucasian_female_angry_frontal.jpg")
     result = ScanResult()
+    files = walk_files(root, result, base=root, roots=(root,))
+    if not files and not result.rejected:
+        raise DatasetLayoutError(f"RaFD: no files under {root}; expected Rafd090_01_Caucasian_female_angry_frontal.jpg")
     for f in files:
         rel = f.relative_to(root).as_posix()
         if f.suffix.lower() in {".txt", ".md", ".pdf", ".csv"} or f.name.upper().startswith("README"):
-            continue  # documentation next to the images is not data
+            result.skip(SKIP_DOCUMENTATION)  # documentation next to the images is not data
+            continue
         if f.suffix.lower() not in _IMAGE_EXT:
             result.rejected.append(Rejected(rel, f"not an image file name (suffix '{f.suffix}')"))
             continue
-        m = _NAME.match(f.stem)
+        m = _NAME.match(label_text(f.stem))
         if not m:
             result.rejected.append(Rejected(rel, "file name does not match Rafd<camera>_<id>_<ethnicity>_<gender>_<expression>_<gaze>"))
             continue
@@ -74,6 +84,7 @@ def scan_rafd(root: str | Path, *, cameras: Sequence[str] | None = ("090",), gaz
         child = m["eth"].lower() == "kid"
         if (cameras is not None and cam not in cameras) or (gazes is not None and gaze not in gazes) \
                 or (adults_only and child):
+            result.skip("not selected (camera, gaze or adults_only)")
             continue
         attrs = {"camera_deg": float(int(cam)), "gaze": _GAZE_VALUE[gaze],
                  "male": 1.0 if m["gender"] == "male" else 0.0, "child": 1.0 if child else 0.0}
