@@ -6,6 +6,12 @@ images on their way in and out of files are ``uint8`` ``(H, W)`` or ``(H, W, C)`
 
 from __future__ import annotations
 
+import io
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import pyarrow as pa
@@ -13,6 +19,10 @@ import pyarrow as pa
 from deid.errors import ImageDecodeError
 
 __all__ = [
+    "ImageHeader",
+    "ImageRefusedError",
+    "read_header",
+    "check_header",
     "decode_image",
     "encode_png",
     "decode_png",
@@ -24,20 +34,105 @@ __all__ = [
 cv2.setNumThreads(1)
 
 
+class ImageRefusedError(ImageDecodeError):
+    """An image that could be decoded but is refused by a rule read from its header.
+
+    ``str(exc)`` is the quarantine reason and starts with the rule: ``too many pixels``,
+    ``too small`` or ``multi-page``.
+    """
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding any pixel."""
+
+    format: str
+    width: int
+    height: int
+    frames: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
+
+
+def read_header(data: bytes, *, where: str = "<bytes>", max_pixels: int | None = None) -> ImageHeader:
+    """Format, size and page count of image file bytes, from the header only (Pillow's parsers).
+
+    Raises :class:`ImageRefusedError` (``too many pixels``) when Pillow itself refuses the size as
+    a decompression bomb (above ``2 * PIL.Image.MAX_IMAGE_PIXELS``), and :class:`ImageDecodeError`
+    naming ``where`` when the bytes are empty or no header can be read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) == 0:
+        raise ImageDecodeError(f"{where}: file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                fmt = im.format or "?"
+                frames = int(getattr(im, "n_frames", 1) or 1)
+    except Image.DecompressionBombError as exc:
+        m = _BOMB_SIZE.search(str(exc))
+        n = f"{int(m[1]):,}" if m else "more than Pillow's limit of"
+        limit = f" > max_pixels {max_pixels:,}" if max_pixels is not None else ""
+        raise ImageRefusedError(f"too many pixels: {where}: {n} pixels{limit}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageDecodeError(f"{where}: not a decodable image (unreadable header: {_one_line(exc)})") from None
+    return ImageHeader(fmt, int(w), int(h), frames)
+
+
+def check_header(data: bytes, *, where: str = "<bytes>", max_pixels: int | None = None, min_side: int | None = None,
+                 multipage: str = "first") -> ImageHeader:
+    """:func:`read_header`, then the size and page rules, before any pixel is decoded.
+
+    ``max_pixels`` refuses ``width * height`` above it (``too many pixels``); ``min_side``
+    refuses images whose shorter side is below it (``too small``); ``multipage="quarantine"``
+    refuses files with more than one page or frame (``multi-page``), ``"first"`` lets the
+    decoder take page 1. Refusals raise :class:`ImageRefusedError`.
+    """
+    hdr = read_header(data, where=where, max_pixels=max_pixels)
+    if max_pixels is not None and hdr.pixels > max_pixels:
+        raise ImageRefusedError(
+            f"too many pixels: {where}: {hdr.pixels:,} pixels ({hdr.width}×{hdr.height}) > max_pixels {max_pixels:,}"
+        )
+    if min_side is not None and min(hdr.width, hdr.height) < min_side:
+        raise ImageRefusedError(f"too small: {where}: {hdr.width}×{hdr.height}, shorter side below min_side {min_side}")
+    if multipage == "quarantine" and hdr.frames > 1:
+        raise ImageRefusedError(
+            f"multi-page: {where}: {hdr.format} file with {hdr.frames} pages or frames (multipage='first' keeps page 1)"
+        )
+    return hdr
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def decode_image(data: bytes, *, where: str = "<bytes>") -> np.ndarray:
     """Decode file bytes to ``uint8`` ``(H, W)`` gray or ``(H, W, 3)`` RGB.
 
     16-bit images are scaled to 8 bits, alpha is composited on white, palette images are
-    expanded. Raises :class:`ImageDecodeError` naming ``where`` for empty, truncated or
-    non-image bytes.
+    expanded; of a multi-page file only page 1 is read. Raises :class:`ImageDecodeError` naming
+    ``where`` for empty, truncated or non-image bytes and for any error of the decoder. Nothing
+    here limits the size: call :func:`check_header` first on untrusted files.
     """
     if len(data) == 0:
         raise ImageDecodeError(f"{where}: file is empty (0 bytes)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        # OpenCV's TIFF reader refuses some palette files that Pillow-style readers take; try once more.
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if img is None:
+            # OpenCV's TIFF reader refuses some palette files that Pillow-style readers take; try once more.
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's own pixel limit
+        raise ImageDecodeError(f"{where}: the decoder failed: {_one_line(exc)}") from None
     if img is None:
         raise ImageDecodeError(f"{where}: not a decodable image (truncated or unknown format)")
     if img.dtype == np.uint16:

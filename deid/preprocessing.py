@@ -18,7 +18,8 @@ class PreprocessConfig(BaseModel):
 
     FERG in the literature: grayscale 50×50. JAFFE, LFW, CelebA: grayscale 64×64.
     ``align`` = ``"dlib"`` detects, aligns and crops faces (in-the-wild photos); ``"none"``
-    takes the image as a face crop already.
+    takes the image as a face crop already. ``max_pixels``, ``min_side`` and ``multipage`` are
+    checked from each file's header before it is decoded.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +28,16 @@ class PreprocessConfig(BaseModel):
     grayscale: bool = True
     align: Literal["none", "dlib"] = "none"
     faces: FacePolicy = Field(default_factory=FacePolicy, description="detector and face policy when align='dlib'")
+    max_pixels: int = Field(
+        40_000_000, ge=1, le=150_000_000,
+        description="source images whose header claims more pixels (width × height) are quarantined undecoded; "
+                    "at most 150 M, below Pillow's own decompression-bomb limit",
+    )
+    min_side: int = Field(16, ge=1, description="source images whose shorter side is below this are quarantined")
+    multipage: Literal["quarantine", "first"] = Field(
+        "quarantine", description="multi-page or animated files: quarantine them, or keep page 1 and count it in "
+                                  "the ingest summary's notes",
+    )
 
 
 def preprocess_image(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
