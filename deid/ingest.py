@@ -1,9 +1,13 @@
 """Ingest a dataset from its on-disk layout into the Parquet image contract.
 
-``scan`` (the dataset's loader) → split assignment → decode / preprocess / PNG-encode in worker
-processes → validated, row-group-streamed Parquet, written atomically. Every input file ends as
-exactly one written row or one quarantine row with its reason; :class:`IngestSummary` carries
-the reconciliation ``input = written + quarantined``.
+``scan`` (the dataset's loader) → content hashes → label-conflict check → split assignment →
+header check / decode / preprocess / PNG-encode in worker processes → validated,
+row-group-streamed Parquet, written atomically. Every input file ends as exactly one written row
+or one quarantine row with its reason, and a file that breaks its decoder never stops the batch;
+every other entry the scan saw is counted by the rule that skipped it. :class:`IngestSummary`
+carries both reconciliations: ``input = written + quarantined`` and ``seen = input + skipped``.
+
+Reuse is keyed on the files' content (sha256), not on their size and modification time.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -27,7 +32,7 @@ from deid.datasets import SourceItem, get_loader
 from deid.errors import DatasetLayoutError, DeidError, ImageDecodeError
 from deid.faces import apply_exif_orientation
 from deid.faces_dask import DaskConfig
-from deid.imageio import decode_image, encode_png
+from deid.imageio import ImageRefusedError, check_header, decode_image, encode_png
 from deid.preprocessing import PreprocessConfig, preprocess_image
 from deid.splits import SplitConfig, assign_splits
 
@@ -37,6 +42,16 @@ SUMMARY_FILE = "summary.json"
 
 
 class IngestSummary(BaseModel):
+    """What one ingest did. ``input = written + quarantined``; ``seen = input + sum(skipped)``.
+
+    ``input`` counts the files the loader offered as images (each is written or quarantined);
+    ``seen`` counts every entry the scan looked at, and ``skipped`` the ones it left out on
+    purpose, by rule (hidden files, documentation, FIFOs, folders named like images, ...).
+    ``identities`` and ``utility_labels`` describe the written rows only. ``notes`` counts
+    written rows that were changed on the way in (e.g. page 1 kept of a multi-page file).
+    ``seen`` is ``None`` in summaries written before it existed.
+    """
+
     dataset: str
     source: str
     input: int
@@ -52,9 +67,15 @@ class IngestSummary(BaseModel):
     images_per_s: float
     reused: bool = False
     faces: dict[str, int] = {}  # face-stage events (detected, cached, kept largest, ...) when align="dlib"
+    seen: int | None = None
+    skipped: dict[str, int] = {}
+    notes: dict[str, int] = {}
 
     def reconciles(self) -> bool:
-        return self.input == self.written + self.quarantined
+        ok = self.input == self.written + self.quarantined
+        if self.seen is not None:
+            ok = ok and self.seen == self.input + sum(self.skipped.values())
+        return ok
 
 
 @dataclass(frozen=True)
@@ -65,29 +86,61 @@ class Processed:
     width: int
     channels: int
     face_events: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what was changed on the way in, counted in IngestSummary.notes
+
+
+NOTE_FIRST_PAGE = "kept page 1 of a multi-page file"
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
-    """Read, hash, decode, preprocess and encode one file; a string is the quarantine reason."""
+    """Read, hash, check, decode, preprocess and encode one file; a string is the quarantine reason.
+
+    The header is checked against ``cfg.max_pixels``, ``cfg.min_side`` and ``cfg.multipage``
+    before any pixel is decoded; refusals read ``too many pixels: ...``, ``too small: ...`` or
+    ``multi-page: ...``. Any exception of a decoder or of preprocessing becomes a reason naming
+    the file, so one file never stops a batch.
+    """
+    name = Path(path).name
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            return "unreadable: not a regular file"
         data = Path(path).read_bytes()
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
     sha = hashlib.sha256(data).hexdigest()
     face_events: list[str] = []
+    notes: list[str] = []
     try:
-        img = decode_image(data, where=Path(path).name)
+        header = check_header(data, where=name, max_pixels=cfg.max_pixels, min_side=cfg.min_side,
+                              multipage=cfg.multipage)
+        if header.frames > 1:
+            notes.append(NOTE_FIRST_PAGE)
+        img = decode_image(data, where=name)
+        h, w = img.shape[:2]
+        if h * w > cfg.max_pixels or min(h, w) < cfg.min_side:  # the decoder read another size than the header
+            raise ImageRefusedError(f"{'too small' if min(h, w) < cfg.min_side else 'too many pixels'}: {name}: "
+                                    f"decoded {w}×{h}, the header said {header.width}×{header.height}")
         if cfg.faces.exif:  # photos stored sideways with an EXIF orientation tag are turned upright
             img = apply_exif_orientation(img, data)
         if cfg.align != "none":
             from deid.faces import align_face  # in-the-wild photos only
 
-            img = align_face(img, data_sha256=sha, cfg=cfg, where=Path(path).name, events=face_events)
+            img = align_face(img, data_sha256=sha, cfg=cfg, where=name, events=face_events)
         out = preprocess_image(img, cfg)
+    except ImageRefusedError as exc:
+        return str(exc)
     except (ImageDecodeError, DeidError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises stays with its file
+        return f"{type(exc).__name__}: {name}: {_one_line(exc)}"
     h, w = out.shape[:2]
-    return Processed(sha, encode_png(out), h, w, 1 if out.ndim == 2 else out.shape[2], tuple(face_events))
+    return Processed(sha, encode_png(out), h, w, 1 if out.ndim == 2 else out.shape[2], tuple(face_events),
+                     tuple(notes))
 
 
 def _process_chunk(args: tuple[list[str], dict]) -> list[Processed | str]:
@@ -96,19 +149,63 @@ def _process_chunk(args: tuple[list[str], dict]) -> list[Processed | str]:
     return [process_file(p, cfg) for p in paths]
 
 
-def _fingerprint(dataset: str, root: Path, items: list[SourceItem], rejected, preprocess: PreprocessConfig,
-                 split: SplitConfig, options: dict) -> str:
+def _sha256_file(path: Path) -> str | None:
+    """The file's sha256, or ``None`` when it is not a regular file or cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _content_hashes(items: list[SourceItem], workers: int) -> list[str | None]:
+    """sha256 of every item's bytes (threads: hashing and reading release the GIL)."""
+    paths = [it.path for it in items]
+    if workers <= 1 or len(paths) < 256:
+        return [_sha256_file(p) for p in paths]
+    with ThreadPoolExecutor(min(workers, 8)) as pool:
+        return list(pool.map(_sha256_file, paths, chunksize=64))
+
+
+def _fingerprint(dataset: str, items: list[SourceItem], hashes: list[str | None], rejected,
+                 skipped: dict[str, int], preprocess: PreprocessConfig, split: SplitConfig, options: dict) -> str:
+    """Everything the output depends on: settings, and each file's path, labels and content hash."""
     h = hashlib.sha256()
     h.update(json.dumps({"dataset": dataset, "preprocess": preprocess.model_dump(), "split": split.model_dump(),
-                         "options": options, "version": __version__}, sort_keys=True, default=str).encode())
-    for it in items:
-        st = it.path.stat()
-        h.update(f"{it.relpath}|{st.st_size}|{st.st_mtime_ns}|{it.identity}|{it.expression}|{it.split}\n".encode())
+                         "options": options, "version": __version__, "skipped": skipped},
+                        sort_keys=True, default=str).encode())
+    for it, sha in zip(items, hashes):
+        h.update(f"{it.relpath}|{sha or 'unreadable'}|{it.identity}|{it.expression}|{it.split}\n".encode())
         if it.attributes:
             h.update(json.dumps(it.attributes, sort_keys=True).encode())
     for r in rejected:
         h.update(f"R|{r.relpath}|{r.reason}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _label_conflicts(items: list[SourceItem], hashes: list[str | None]) -> dict[int, str]:
+    """Items whose bytes also sit under another identity: ``{index: quarantine reason}``.
+
+    Every copy is quarantined, since no copy's label can be trusted over the others'.
+    Copies under one identity are plain duplicates and are left to the dedupe step.
+    """
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for i, sha in enumerate(hashes):
+        if sha is not None:
+            by_sha[sha].append(i)
+    out: dict[int, str] = {}
+    for idx in by_sha.values():
+        n_ids = len({items[i].identity for i in idx})
+        if n_ids < 2:
+            continue
+        for i in idx:
+            others = [items[j].relpath for j in idx if j != i]
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            out[i] = (f"label conflict: the same bytes are filed under {n_ids} identities "
+                      f"(also {', '.join(others[:3])}{more})")
+    return out
 
 
 def _utility_from_attribute(items: list[SourceItem], rejected: list, attr: str, dataset: str):
@@ -157,9 +254,11 @@ def ingest_dataset(
 ) -> IngestSummary:
     """Ingest ``root`` (in ``dataset``'s layout) into ``out_dir/images`` and ``out_dir/quarantine``.
 
-    Rerunning with the same files and settings reuses the existing output (``reused=True``) and
-    rewrites nothing; a changed input or setting rebuilds the whole directory atomically, with
-    byte-identical Parquet for identical input. With ``preprocess.align == "dlib"`` and more than
+    Rerunning with the same files (compared by sha256 of their bytes, so a rewrite that keeps
+    size and modification time is seen) and settings reuses the existing output (``reused=True``)
+    and rewrites nothing; a changed input or setting rebuilds the whole directory atomically, with
+    byte-identical Parquet for identical input. Identical bytes filed under two identities are a
+    label conflict: every copy is quarantined. With ``preprocess.align == "dlib"`` and more than
     one worker (or a ``dask`` config, e.g. a scheduler address), the chunks run on a Dask cluster.
     ``utility_attribute`` (e.g. CelebA's ``Smiling``) makes a binary attribute the utility label:
     ``<attr>`` when its score is positive, ``not <attr>`` otherwise; images without it are quarantined.
@@ -170,17 +269,32 @@ def ingest_dataset(
     root = Path(root)
     scan = loader.scan(root, **options)
     items, rejected = scan.items, scan.rejected
+    skipped = dict(sorted(getattr(scan, "skipped", {}).items()))
     if utility_attribute:
         items, rejected = _utility_from_attribute(items, list(rejected), utility_attribute, dataset)
         options["utility_attribute"] = utility_attribute
     n_input = len(items) + len(rejected)
+    n_seen = n_input + sum(skipped.values())
     if n_input == 0:
-        raise DatasetLayoutError(f"{dataset}: no files found under {root}")
-    fp = _fingerprint(dataset, root, items, rejected, preprocess, split, options)
+        raise DatasetLayoutError(f"{dataset}: no files found under {root} (skipped: {skipped or 'nothing'})")
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    hashes = _content_hashes(items, workers)
+    fp = _fingerprint(dataset, items, hashes, rejected, skipped, preprocess, split, options)
     out_dir = Path(out_dir)
     prev = load_summary(out_dir)
     if prev is not None and prev.fingerprint == fp and (out_dir / "images").is_dir():
         return prev.model_copy(update={"reused": True})
+
+    quarantine_rows: list[dict] = []
+    for r in rejected:
+        quarantine_rows.append({"dataset": dataset, "source_path": r.relpath, "stage": "scan",
+                                "reason": r.reason, "source_sha256": None})
+    conflicts = _label_conflicts(items, hashes)
+    for i in sorted(conflicts):
+        quarantine_rows.append({"dataset": dataset, "source_path": items[i].relpath, "stage": "dedupe",
+                                "reason": conflicts[i], "source_sha256": hashes[i]})
+    items = [it for i, it in enumerate(items) if i not in conflicts]
+    hashes = [h for i, h in enumerate(hashes) if i not in conflicts]
 
     splits = assign_splits([it.relpath for it in items], [it.identity for it in items],
                            [it.expression for it in items], split)
@@ -189,7 +303,6 @@ def ingest_dataset(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc=f"ingest {dataset}", unit="img", disable=not progress)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
     if len(items) < 4 * chunk:
         workers = 1
     from deid.faces import with_default_cache
@@ -197,14 +310,13 @@ def ingest_dataset(
     job_cfg = with_default_cache(preprocess, out_dir)
     jobs = [([str(it.path) for it in c], job_cfg.model_dump()) for c in _chunks(items, chunk)]
     face_counts: Counter[str] = Counter()
+    note_counts: Counter[str] = Counter()
 
-    seen: dict[str, str] = {}
+    first_of: dict[str, str] = {}  # sha256 → the relpath written for it
     reasons: Counter[str] = Counter()
     by_split: Counter[str] = Counter()
-    quarantine_rows: list[dict] = []
-    for r in rejected:
-        quarantine_rows.append({"dataset": dataset, "source_path": r.relpath, "stage": "scan",
-                                "reason": r.reason, "source_sha256": None})
+    identities: set[str] = set()
+    labels: set[str] = set()
     with atomic_dir(out_dir) as tmp:
         writers = {s: TableWriter(tmp / "images" / f"split={s}", IMAGES_SCHEMA) for s in SPLITS}
 
@@ -224,18 +336,28 @@ def ingest_dataset(
         for res in results():
             rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
             for out in res:
-                it, sp = items[pos], splits[pos]
+                it, sp, sha = items[pos], splits[pos], hashes[pos]
                 pos += 1
                 if isinstance(out, str):
                     quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "decode",
-                                            "reason": out, "source_sha256": None})
+                                            "reason": out, "source_sha256": sha})
                     continue
-                if out.sha256 in seen:
+                if out.sha256 != sha:  # rewritten between the hash pass and the decode
+                    quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "decode",
+                                            "reason": "changed during ingest: the bytes decoded differ from the "
+                                                      "bytes hashed at the start", "source_sha256": out.sha256})
+                    continue
+                if out.sha256 in first_of:
                     quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "dedupe",
-                                            "reason": f"duplicate of {seen[out.sha256]}", "source_sha256": out.sha256})
+                                            "reason": f"duplicate of {first_of[out.sha256]}",
+                                            "source_sha256": out.sha256})
                     continue
-                seen[out.sha256] = it.relpath
+                first_of[out.sha256] = it.relpath
                 face_counts.update(out.face_events)
+                note_counts.update(out.notes)
+                identities.add(it.identity)
+                if it.expression is not None:
+                    labels.add(it.expression)
                 rows[sp].append({
                     "image_id": out.sha256[:16], "dataset": dataset, "split": sp, "identity": it.identity,
                     "expression": it.expression,
@@ -269,11 +391,11 @@ def ingest_dataset(
         summary = IngestSummary(
             dataset=dataset, source=root.name, input=n_input, written=written, quarantined=len(quarantine_rows),
             by_split={s: by_split.get(s, 0) for s in SPLITS}, quarantine_reasons=dict(sorted(reasons.items())),
-            identities=len({it.identity for it, s in zip(items, splits)}),
-            utility_labels=sorted({it.expression for it in items if it.expression is not None}),
+            identities=len(identities), utility_labels=sorted(labels),
             digest=digest_table(tmp / "images"), fingerprint=fp, seconds=round(seconds, 3),
             images_per_s=round(len(items) / seconds, 1) if seconds > 0 else 0.0,
-            faces=dict(sorted(face_counts.items())),
+            faces=dict(sorted(face_counts.items())), seen=n_seen, skipped=skipped,
+            notes=dict(sorted(note_counts.items())),
         )
         (tmp / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
     return summary
