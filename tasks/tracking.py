@@ -2,30 +2,76 @@
 
 The local default needs no server: a SQLite store and an artifact folder under the work
 directory. ``tracking.uri`` in the config points at a real server instead.
+
+What is private stays marked private. A method whose saved state holds original training images
+(``DeidMethod.holds_training_images``: substitution's image bank, k-Same's mean face and
+eigenfaces, ...) is still logged and registered, because the team needs it to reproduce a
+release, but its nested run, its logged model and its model version carry ``deid.private=true``
+and ``deid.holds_training_images=true`` and the version's description says it must not be
+shared. The audit report and the figures that show original faces or identity names are logged
+as before and the parent run says so: ``deid.report=internal (shows original faces)`` and
+``deid.internal_artifacts`` lists them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
+from filelock import FileLock
+from mlflow.exceptions import MlflowException
 from prefect import task
 
 from deid.evaluation.audit import ORIGINAL, AuditResult
 
-__all__ = ["configure_tracking", "log_audit", "git_commit", "local_tracking_uri"]
+__all__ = ["configure_tracking", "log_audit", "git_commit", "local_tracking_uri", "register_release_model",
+           "holds_training_images", "privacy_tags", "PRIVATE_MODEL_DESCRIPTION", "INTERNAL_REPORT"]
+
+#: How long a process waits for another one creating or migrating the same SQLite store.
+STORE_LOCK_TIMEOUT_S = 600.0
+#: The parent run's ``deid.report`` tag: the report shows original faces next to their outputs.
+INTERNAL_REPORT = "internal (shows original faces)"
+PRIVATE_MODEL_DESCRIPTION = (
+    "PRIVATE: this model's saved state holds original training images (faces of real people). "
+    "Keep it inside the team allowed to see the source dataset; do not share, export or serve it."
+)
 
 
 def local_tracking_uri(work: Path) -> str:
     return f"sqlite:///{(work / 'mlflow' / 'mlflow.db').resolve()}"
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other store."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite" or parsed.path in ("", "/", "/:memory:"):
+        return None
+    return Path(unquote(parsed.path))
+
+
+def _store_lock(uri: str):
+    """A file lock next to a SQLite store (``.store.lock``); servers serialise by themselves."""
+    db = _sqlite_path(uri)
+    if db is None:
+        return nullcontext()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(db.parent / ".store.lock"), timeout=STORE_LOCK_TIMEOUT_S)
+
+
 def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
-    """Point MLflow at ``uri`` (or the local store) and make sure the experiment exists."""
+    """Point MLflow at ``uri`` (or the local store) and make sure the experiment exists.
+
+    Creating a SQLite store runs MLflow's schema migrations; two processes doing it at once fail
+    (``duplicate column name``, alembic's ``expected to match one row``), so creation and the
+    experiment check happen under a file lock next to the database.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if uri is None:
         (work / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -33,10 +79,15 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
         artifacts = (work / "mlflow" / "artifacts").resolve().as_uri()
     else:
         artifacts = None
+    with _store_lock(uri):
+        client = mlflow.MlflowClient(uri)  # the first query creates or migrates the store
+        if client.get_experiment_by_name(experiment) is None:
+            try:
+                client.create_experiment(experiment, artifact_location=artifacts)
+            except MlflowException as exc:  # a concurrent client on a server won
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(experiment) is None:
+                    raise
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(experiment) is None:
-        client.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
     return uri
 
@@ -47,6 +98,31 @@ def git_commit() -> str:
                               cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def holds_training_images(model_dir: str | Path) -> bool:
+    """Whether the method saved in ``model_dir`` keeps original training images in its state.
+
+    Unknown or unreadable methods count as private: a missing marker must never make a model shareable.
+    """
+    from deid.methods import method_class
+
+    try:
+        name = json.loads((Path(model_dir) / "method.json").read_text())["name"]
+        return bool(method_class(name).holds_training_images)
+    except Exception:  # noqa: BLE001 - anything unreadable is treated as private
+        return True
+
+
+def privacy_tags(private: bool) -> dict[str, str]:
+    value = "true" if private else "false"
+    return {"deid.private": value, "deid.holds_training_images": value}
+
+
+def _internal_figure(path: str) -> bool:
+    """Figures that show original faces (the sample grid) or identity names (confusion matrices)."""
+    name = Path(path).name
+    return name.startswith("samples") or name.startswith("confusion_")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -65,17 +141,17 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
               transform_stats: dict[str, dict], tracking_uri: str, experiment: str) -> str:
     """One parent run (config, dataset, report, figures) and one nested run per method; returns the parent id."""
-    import warnings
-
     import pandas as pd
 
     summary_rows = [{"split": k, "rows": float(v)} for k, v in dataset_info.get("by_split", {}).items()]
+    internal = [Path(report).name] + [f"figures/{Path(f).name}" for f in figures if _internal_figure(f)]
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as parent:
         mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "deid.dataset": dataset_info["name"],
-                         "deid.dataset_digest": dataset_info["digest"]})
+                         "deid.dataset_digest": dataset_info["digest"], "deid.report": INTERNAL_REPORT,
+                         "deid.internal_artifacts": ", ".join(internal)[:5000]})
         mlflow.log_params(_flatten(config))
         with warnings.catch_warnings():  # a bare name is a fine source; MLflow warns it could mean several kinds
             warnings.simplefilter("ignore", UserWarning)
@@ -98,6 +174,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                     mlflow.log_metrics({f"transform_{k}": float(v) for k, v in transform_stats[name].items()
                                         if isinstance(v, (int, float))})
                 if name in model_dirs and name != ORIGINAL:
+                    mlflow.set_tags(privacy_tags(holds_training_images(model_dirs[name])))
                     mlflow.log_artifacts(model_dirs[name], artifact_path="model")
         return parent.info.run_id
 
@@ -121,22 +198,81 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     DeidMethodModel = type("DeidMethodModel", (_DeidMethodModel, mlflow.pyfunc.PythonModel), {"__module__": __name__})
 
+_RELEASE_MODEL = "release-model"
+_RELEASE_TAG = "release_version"
+
+
+def _versions_of_release(client: mlflow.MlflowClient, name: str, release_version: str) -> list[Any]:
+    """Model versions of ``name`` tagged with ``release_version``, oldest first."""
+    found = client.search_model_versions(f"name = '{name}' AND tags.{_RELEASE_TAG} = '{release_version}'")
+    return sorted(found, key=lambda mv: int(mv.version))
+
+
+def _logged_release_model(client: mlflow.MlflowClient, run_id: str, release_version: str) -> str | None:
+    """The URI of a complete ``release-model`` already logged for ``release_version`` (a run that
+    died before registering it), so a retry does not log a second copy."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"name = '{_RELEASE_MODEL}' AND tags.`deid.{_RELEASE_TAG}` = '{release_version}'")
+    ready = [m for m in found if str(getattr(m.status, "value", m.status)) == "READY"]
+    return ready[0].model_uri if ready else None
+
 
 @task(retries=2, retry_delay_seconds=[2, 5])
 def register_release_model(run_id: str, method: str, model_dir: str, dataset: str, release_version: str,
                            tracking_uri: str) -> str:
-    """Log the released method's model to the run and point the registry alias ``release`` at it.
+    """Make sure ``release_version`` has one registered model version; returns its URI.
 
-    Registry aliases (not the deprecated stages) name what is live: ``models:/deid-<dataset>@release``.
+    Safe to call on every run, also for a release that already existed: a version tagged
+    ``release_version=<v>`` is reused (its tags, description and alias repaired if a run died
+    half-way), otherwise the model is logged to ``run_id`` and registered. Two concurrent calls
+    converge on the oldest version. Registry aliases (not the deprecated stages) name what is live:
+    ``models:/deid-<dataset>@release`` follows the newest registered release; the URI returned is
+    that alias when it points at this release, else ``models:/deid-<dataset>/<version>``.
+
+    Methods whose state holds training images are registered with ``deid.private=true``,
+    ``deid.holds_training_images=true`` and a description saying they must not be shared.
     """
-    mlflow.set_tracking_uri(tracking_uri)
     name = f"deid-{dataset}"
-    client = mlflow.MlflowClient()
-    with mlflow.start_run(run_id=run_id):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            info = mlflow.pyfunc.log_model(name="release-model", python_model=DeidMethodModel(),
-                                           artifacts={"method": model_dir}, pip_requirements=["deid"])
-    mv = mlflow.register_model(info.model_uri, name, tags={"method": method, "release_version": release_version})
-    client.set_registered_model_alias(name, "release", mv.version)
-    return f"models:/{name}@release"
+    client = mlflow.MlflowClient(tracking_uri)
+    private = holds_training_images(model_dir)
+    tags = {"method": method, _RELEASE_TAG: release_version, **privacy_tags(private)}
+    description = PRIVATE_MODEL_DESCRIPTION if private else None
+
+    existing = _versions_of_release(client, name, release_version)
+    if existing:
+        mv = existing[0]
+    else:
+        source = _logged_release_model(client, run_id, release_version)
+        if source is None:
+            mlflow.set_tracking_uri(tracking_uri)
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                source = mlflow.pyfunc.log_model(
+                    name=_RELEASE_MODEL, python_model=DeidMethodModel(), artifacts={"method": model_dir},
+                    pip_requirements=["deid"], tags={f"deid.{_RELEASE_TAG}": release_version, **privacy_tags(private)},
+                ).model_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        mine = mlflow.register_model(source, name, tags=tags)
+        # Another run may have registered the same release meanwhile: keep the oldest, drop ours.
+        versions = _versions_of_release(client, name, release_version)
+        mv = versions[0] if versions else mine
+        if int(mine.version) != int(mv.version):
+            try:
+                client.delete_model_version(name, mine.version)
+            except MlflowException:
+                pass
+    for k, v in tags.items():
+        if mv.tags.get(k) != v:
+            client.set_model_version_tag(name, mv.version, k, v)
+    if description and (mv.description or "") != description:
+        client.update_model_version(name, mv.version, description=description)
+
+    newest = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    aliases = client.get_registered_model(name).aliases
+    if "release" not in aliases or (int(mv.version) == newest and int(aliases["release"]) != newest):
+        client.set_registered_model_alias(name, "release", mv.version)
+        aliases["release"] = mv.version
+    return f"models:/{name}@release" if int(aliases["release"]) == int(mv.version) else f"models:/{name}/{mv.version}"
+

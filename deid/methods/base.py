@@ -75,12 +75,15 @@ class DeidMethod:
     - ``needs_utility``: they use the utility labels (k-Same-Select, supervised shift).
     - ``set_level``: ``transform`` looks at the whole set at once (k-Same clusters); otherwise
       it may be applied batch by batch.
+    - ``holds_training_images``: the saved state keeps original training images or pixels
+      derived from few of them (an image bank, a mean face, eigenfaces): the model is private.
     """
 
     name: ClassVar[str] = "?"
     needs_identity: ClassVar[bool] = False
     needs_utility: ClassVar[bool] = False
     set_level: ClassVar[bool] = False
+    holds_training_images: ClassVar[bool] = False
 
     # -- parameters ---------------------------------------------------------------------
     @classmethod

@@ -28,6 +28,7 @@ _PCA_FIT_ROWS = 10_000
 class _KSame(DeidMethod):
     set_level = True
     needs_identity = True
+    holds_training_images = True  # pca_mean_ and pca_components_: the training set's mean face and eigenfaces
     test_params = {"k": 3, "n_components": 8}
 
     def __init__(self, k: int = 2, n_components: int = 32, random_state: int = 0) -> None:

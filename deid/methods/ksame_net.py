@@ -112,6 +112,7 @@ class KSameNet(DeidMethod):
 
     set_level = True
     needs_identity = True
+    holds_training_images = True  # pca_mean_ and pca_components_: the training set's mean face and eigenfaces
     test_params = {"k": 2, "image_size": 8, "width": 8, "hidden": 32, "epochs": 3, "classifier_epochs": 1,
                    "classifier_width": 4, "n_components": 8}
 

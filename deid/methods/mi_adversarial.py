@@ -65,6 +65,7 @@ class MIAdversarial(DeidMethod):
     """
 
     needs_identity = False  # needed to fit (checked in _fit), not to transform
+    holds_training_images = True  # bank_ (substitute=True) is real training images
     #: settings for a bigger run on a GPU (full FERG, 55k images)
     gpu_params = {"epochs": 30, "pretrain_epochs": 5, "disc_pretrain_epochs": 3, "width": 32, "depth": 3, "latent": 64,
                   "disc_width": 32, "private_width": 32, "batch_size": 128, "device": "cuda"}

@@ -56,6 +56,7 @@ class Substitution(DeidMethod):
     or by running that method's ``transform`` first and this one's on its output.
     """
 
+    holds_training_images = True  # bank_ is real training images of target_identity
     test_params = {"target_identity": "id0"}
 
     def __init__(self, target_identity: str | None = None) -> None:

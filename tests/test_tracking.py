@@ -1,0 +1,199 @@
+"""MLflow tracking: concurrent store creation, idempotent release registration, private markers.
+
+Every test uses its own SQLite store under ``tmp_path``; task logic runs through ``.fn()``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deid.evaluation.audit import ORIGINAL, AuditResult, MethodAudit
+from deid.methods import get_method
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _faces(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    X = np.random.default_rng(0).random((n, 1, 16, 16), dtype=np.float32)
+    return X, np.array([f"id{i % 3}" for i in range(n)], dtype=object)
+
+
+def _saved(name: str, directory: Path, **params) -> str:
+    X, ident = _faces()
+    get_method(name, **params).fit(X, ident).save(directory)
+    return str(directory)
+
+
+def _store(tmp_path: Path) -> tuple[str, str]:
+    """A fresh local store and one finished run in it: (tracking URI, run id)."""
+    import mlflow
+
+    from tasks.tracking import configure_tracking
+
+    uri = configure_tracking(None, "deid", tmp_path / "work")
+    with mlflow.start_run(run_name="audit") as run:
+        pass
+    return uri, run.info.run_id
+
+
+def _versions(uri: str, name: str) -> list:
+    import mlflow
+
+    return sorted(mlflow.MlflowClient(uri).search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+
+
+def test_registering_a_release_twice_keeps_one_model_version(tmp_path):
+    import mlflow
+
+    from tasks.tracking import register_release_model
+
+    uri, run_id = _store(tmp_path)
+    blur = _saved("blur", tmp_path / "blur")
+    first = register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri)
+    again = register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri)
+    assert first == again == "models:/deid-ferg@release"
+    versions = _versions(uri, "deid-ferg")
+    assert [v.tags["release_version"] for v in versions] == ["v-aaa"]
+    client = mlflow.MlflowClient(uri)
+    assert client.get_model_version_by_alias("deid-ferg", "release").version == versions[0].version
+    # A newer release takes the alias; re-running the older one points at its own version, alias unmoved.
+    assert register_release_model.fn(run_id, "blur", blur, "ferg", "v-bbb", uri) == "models:/deid-ferg@release"
+    older = register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri)
+    assert older == f"models:/deid-ferg/{versions[0].version}"
+    assert client.get_model_version_by_alias("deid-ferg", "release").tags["release_version"] == "v-bbb"
+    assert len(_versions(uri, "deid-ferg")) == 2
+    model = mlflow.pyfunc.load_model(older)
+    X, _ = _faces(2)
+    np.testing.assert_allclose(model.predict(X), get_method("blur").fit(X).transform(X), atol=1e-6)
+
+
+def test_a_run_killed_during_registration_is_healed_by_the_next_call(tmp_path, monkeypatch):
+    import mlflow
+
+    from tasks.tracking import register_release_model
+
+    uri, run_id = _store(tmp_path)
+    blur = _saved("blur", tmp_path / "blur")
+    client = mlflow.MlflowClient(uri)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    # Killed after logging the model, before registering it: the next call registers, logs nothing twice.
+    monkeypatch.setattr(mlflow, "register_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri)
+    monkeypatch.undo()
+    assert _versions(uri, "deid-ferg") == []
+    assert register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri) == "models:/deid-ferg@release"
+    logged = client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])
+    assert len([m for m in logged if m.name == "release-model"]) == 1
+    # Killed after registering, before the alias: the next call sets the alias on the same version.
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", killed)
+    with pytest.raises(KeyboardInterrupt):
+        register_release_model.fn(run_id, "blur", blur, "ferg", "v-bbb", uri)
+    monkeypatch.undo()
+    assert client.get_model_version_by_alias("deid-ferg", "release").tags["release_version"] == "v-aaa"
+    assert register_release_model.fn(run_id, "blur", blur, "ferg", "v-bbb", uri) == "models:/deid-ferg@release"
+    versions = _versions(uri, "deid-ferg")
+    assert [v.tags["release_version"] for v in versions] == ["v-aaa", "v-bbb"]
+    assert client.get_model_version_by_alias("deid-ferg", "release").version == versions[1].version
+
+
+def test_models_holding_training_images_are_registered_as_private(tmp_path):
+    import mlflow
+
+    from tasks.tracking import register_release_model
+
+    uri, run_id = _store(tmp_path)
+    private = _saved("substitution", tmp_path / "substitution", target_identity="id0")
+    shareable = _saved("blur", tmp_path / "blur")
+    register_release_model.fn(run_id, "substitution", private, "ferg", "v-sub", uri)
+    register_release_model.fn(run_id, "blur", shareable, "jaffe", "v-blur", uri)
+    (sub,), (blur,) = _versions(uri, "deid-ferg"), _versions(uri, "deid-jaffe")
+    assert sub.tags["deid.private"] == "true" and sub.tags["deid.holds_training_images"] == "true"
+    assert "original training images" in sub.description and "do not share" in sub.description
+    assert blur.tags["deid.private"] == "false" and blur.tags["deid.holds_training_images"] == "false"
+    assert not blur.description
+    client = mlflow.MlflowClient(uri)
+    logged = {m.tags["deid.release_version"]: m for m in
+              client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])}
+    assert logged["v-sub"].tags["deid.private"] == "true" and logged["v-blur"].tags["deid.private"] == "false"
+
+
+def test_audit_run_marks_the_report_and_private_models_internal(tmp_path):
+    import mlflow
+
+    from tasks.tracking import INTERNAL_REPORT, configure_tracking, log_audit
+
+    uri = configure_tracking(None, "deid", tmp_path / "work")
+    report = tmp_path / "report.html"
+    report.write_text("<!doctype html><p>originals next to outputs</p>")
+    figures = []
+    for f in ("samples.png", "confusion_blur.png", "cmc.png"):
+        (tmp_path / f).write_bytes(b"png")
+        figures.append(str(tmp_path / f))
+    metrics = {"identity_acc_worst": 0.5}
+    result = AuditResult("ferg", {m: MethodAudit(m, metrics) for m in (ORIGINAL, "blur", "substitution")}, {}, False)
+    model_dirs = {"blur": _saved("blur", tmp_path / "blur"),
+                  "substitution": _saved("substitution", tmp_path / "substitution", target_identity="id0")}
+    run_id = log_audit.fn(result, run_name="tiny", config={"name": "tiny"},
+                          dataset_info={"name": "ferg", "digest": "abc", "by_split": {"train": 8}},
+                          images_dir=str(tmp_path), report=str(report), figures=figures, verdicts={},
+                          model_dirs=model_dirs, transform_stats={}, tracking_uri=uri, experiment="deid")
+    client = mlflow.MlflowClient(uri)
+    tags = client.get_run(run_id).data.tags
+    assert tags["deid.report"] == INTERNAL_REPORT
+    internal = tags["deid.internal_artifacts"].split(", ")
+    assert set(internal) == {"report.html", "figures/samples.png", "figures/confusion_blur.png"}
+    children = {r.data.tags["deid.method"]: r for r in
+                mlflow.search_runs(experiment_names=["deid"], output_format="list",
+                                   filter_string=f"tags.mlflow.parentRunId = '{run_id}'")}
+    assert children["substitution"].data.tags["deid.private"] == "true"
+    assert children["blur"].data.tags["deid.private"] == "false"
+    assert "deid.private" not in children[ORIGINAL].data.tags
+
+
+_CONFIGURE = """
+import sys, time
+from pathlib import Path
+from tasks.tracking import configure_tracking
+go, work = Path(sys.argv[1]), Path(sys.argv[2])
+(go.parent / ("ready-" + sys.argv[3])).touch()
+while not go.exists():
+    time.sleep(0.002)
+print(configure_tracking(None, "deid", work))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_runs_create_the_local_store_once(tmp_path):
+    import mlflow
+
+    work, go = tmp_path / "work", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _CONFIGURE, str(go), str(work), str(i)], cwd=str(ROOT),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
+            time.sleep(0.05)
+        go.touch()  # all three imported and waiting: create the store at the same moment
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[-3000:] for o in outs]
+    uri = outs[0].strip().splitlines()[-1]
+    assert all(o.strip().splitlines()[-1] == uri for o in outs)
+    experiments = mlflow.MlflowClient(uri).search_experiments(filter_string="name = 'deid'")
+    assert len(experiments) == 1
+    assert (work / "mlflow" / ".store.lock").exists()
