@@ -133,26 +133,17 @@ def stack(port: int = 4200, configs: list[Path] = typer.Argument(None, help="con
     """Start a Prefect server (127.0.0.1, SQLite under work/prefect) and serve the deployments.
 
     Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api prefect deployment run 'anonymize-ferg/ferg-baselines'
+    Ctrl-C, SIGTERM or SIGHUP stops both; they also die with this process if it is killed.
     """
-    from flows.stack import start_server, start_serving, stop, wait_healthy
+    from flows.stack import run_stack
 
-    home = Path(os.environ["PREFECT_HOME"])
-    api = f"http://127.0.0.1:{port}/api"
-    logs = _WORK / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    server = start_server(home, port, logs / "prefect-server.log")
     try:
-        wait_healthy(api, proc=server)
-        serving = start_serving(home, api, list(configs or []), logs / "deployments.log", base=Path.cwd())
-        typer.echo(f"Prefect server: http://127.0.0.1:{port}  (logs in {logs})")
-        typer.echo(f"run a deployment:  PREFECT_API_URL={api} {Path(sys.executable).with_name('prefect')} "
-                   "deployment run 'anonymize-ferg/ferg-baselines'")
-        typer.echo("Ctrl-C stops both.")
-        serving.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop(*[p for p in (locals().get("serving"), server) if p is not None])
+        code = run_stack(Path(os.environ["PREFECT_HOME"]), port, list(configs or []), _WORK / "logs", Path.cwd(),
+                         say=typer.echo)
+    except (RuntimeError, TimeoutError) as exc:  # the server did not come up; both are stopped already
+        _fail(exc)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

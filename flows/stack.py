@@ -1,19 +1,31 @@
 """The local stack: a Prefect server on its SQLite database, bound to 127.0.0.1, and the process
-that serves the deployments. Used by ``deid stack`` and by the deployment test."""
+that serves the deployments. Used by ``deid stack`` and by the deployment test.
+
+Nothing it starts outlives it. Each child runs in its own process group (so a terminal's Ctrl-C
+reaches only ``deid stack``, which then stops them in order), and on Linux each child is also
+asked to receive SIGKILL when the process that started it dies, so even ``kill -9`` of the parent
+leaves no server listening. SIGTERM and SIGHUP are handled like Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["free_port", "prefect_env", "start_server", "wait_healthy", "start_serving", "stop"]
+__all__ = ["free_port", "prefect_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
+           "die_with_parent"]
 
 ROOT = Path(__file__).resolve().parents[1]
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -33,12 +45,33 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies, even by ``kill -9``.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); None elsewhere. The signal follows the thread that
+    started the child, so start children from the main thread. Everything the child calls is
+    resolved here, before the fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
 def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
     """``prefect server start`` on 127.0.0.1:port with its database under ``home``."""
     exe = Path(sys.executable).with_name("prefect")
-    return subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=prefect_env(home), stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log, "w") as out:
+        return subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                env=prefect_env(home), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=die_with_parent())
 
 
 def wait_healthy(api_url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
@@ -58,27 +91,90 @@ def wait_healthy(api_url: str, timeout: float = 120.0, proc: subprocess.Popen | 
 
 def start_serving(home: Path, api_url: str, configs: list[Path], log: Path, base: Path = ROOT) -> subprocess.Popen:
     """``python -m flows.deployments`` against the server at ``api_url``."""
-    return subprocess.Popen([sys.executable, "-m", "flows.deployments", "--base", str(base), *map(str, configs)],
-                            cwd=str(ROOT), env=prefect_env(home, api_url), stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "flows.deployments", "--base", str(base), *map(str, configs)],
+                                cwd=str(ROOT), env=prefect_env(home, api_url), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent())
 
 
-def stop(*procs: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM each process group, then SIGKILL what is left (a served runner wants two signals)."""
-    import signal
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
+
+def stop(*procs: subprocess.Popen | None, timeout: float = 20.0, second_signal_after: float = 3.0) -> None:
+    """Stop each child and its whole process group.
+
+    SIGTERM to every group; SIGINT after ``second_signal_after`` seconds to the groups still alive
+    (a served runner ignores the first signal); SIGKILL at ``timeout``; then SIGKILL once more to
+    every group, for processes its leader left behind (flow runs of a runner).
+    """
+    procs = tuple(p for p in procs if p is not None)
     for p in procs:
         if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(p, signal.SIGTERM)
+    start = time.monotonic()
+    second_sent = False
+    while any(p.poll() is None for p in procs) and time.monotonic() - start < timeout:
+        if not second_sent and time.monotonic() - start >= second_signal_after:
+            for p in procs:
+                if p.poll() is None:
+                    _signal_group(p, signal.SIGINT)
+            second_sent = True
+        time.sleep(0.1)
+    for p in procs:
+        _signal_group(p, signal.SIGKILL)
     for p in procs:
         try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             p.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not delivered in 10 s
+            pass
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C does."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def run_stack(home: Path, port: int, configs: list[Path], logs: Path, base: Path,
+              say: Callable[[str], None] = print, health_timeout: float = 180.0) -> int:
+    """Start the server, then the serving process; run until Ctrl-C, SIGTERM or SIGHUP, or until
+    either child exits; stop both (whole process groups) in every case. Returns an exit code:
+    0 after a signal, 1 if a child ended by itself."""
+    api = f"http://127.0.0.1:{port}/api"
+    logs.mkdir(parents=True, exist_ok=True)
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    previous.update({s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)})
+    server = serving = None
+    code = 0
+    try:
+        server = start_server(home, port, logs / "prefect-server.log")
+        wait_healthy(api, timeout=health_timeout, proc=server)
+        serving = start_serving(home, api, configs, logs / "deployments.log", base=base)
+        say(f"Prefect server: http://127.0.0.1:{port}  (logs in {logs})")
+        say(f"run a deployment:  PREFECT_API_URL={api} {Path(sys.executable).with_name('prefect')} "
+            "deployment run 'anonymize-ferg/ferg-baselines'")
+        say("Ctrl-C (or SIGTERM) stops both.")
+        while server.poll() is None and serving.poll() is None:
+            time.sleep(0.5)
+        ended, log = (server, "prefect-server.log") if server.poll() is not None else (serving, "deployments.log")
+        say(f"{'the Prefect server' if ended is server else 'the serving process'} exited with code "
+            f"{ended.returncode}; see {logs / log}")
+        code = 1
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        # No second signal may interrupt the cleanup; stop() escalates to SIGKILL by itself.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            stop(serving, server)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+    return code

@@ -1,17 +1,24 @@
 """A real Prefect server on a free loopback port, the deployments served, and a run started the
-way users start it: ``prefect deployment run 'anonymize-ferg/<name>'``."""
+way users start it: ``prefect deployment run 'anonymize-ferg/<name>'``. And ``deid stack`` stopped
+by SIGTERM or killed with ``kill -9``: nothing it started may stay running or listening."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny_config(tmp: Path) -> Path:
@@ -67,3 +74,87 @@ def test_served_deployment_runs_from_the_cli(tmp_path):
     finally:
         stop(*[p for p in (serving, server) if p is not None])
     assert server.poll() is not None
+    assert not _listening(port)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _deployments(api: str) -> list:
+    req = urllib.request.Request(f"{api}/deployments/filter", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; dying with the parent is Linux-only")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_stopping_deid_stack_leaves_nothing_running(tmp_path, sig):
+    from flows.stack import free_port, prefect_env, wait_healthy
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(prefect_env(tmp_path / "prefect"), DEID_WORK=str(tmp_path / "work"))
+    log = tmp_path / "stack.log"
+    with open(log, "w") as out:
+        stack = subprocess.Popen([sys.executable, "-m", "flows.cli", "stack", "--port", str(port),
+                                  str(_tiny_config(tmp_path))], cwd=str(ROOT), env=env, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    children: set[int] = set()
+    try:
+        wait_healthy(api, timeout=180, proc=stack)
+        deadline = time.monotonic() + 180
+        while not _deployments(api) and time.monotonic() < deadline:  # the serving process is up
+            assert stack.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+        assert _deployments(api), (tmp_path / "work" / "logs" / "deployments.log").read_text()[-3000:]
+        children = _descendants(stack.pid)
+        assert len(children) >= 2, children  # the server and the serving process
+        os.kill(stack.pid, sig)  # only the parent, as a service manager or a user does
+        stack.wait(timeout=60)
+        if sig == signal.SIGTERM:
+            assert stack.returncode == 0, log.read_text()[-3000:]
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in children if _alive(p)], log.read_text()[-3000:]
+        assert not _listening(port)
+    finally:
+        for p in [stack.pid, *children, *_descendants(stack.pid)]:
+            if _alive(p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        stack.wait(timeout=10)
