@@ -6,6 +6,9 @@ generator. It writes the FERG-DB tree ``FERG_DB_256/<character>/<character>_<exp
 
 Identity lives in face shape, skin and hair tone, eye and nose geometry and accessories;
 expression in brows, eyes and mouth; nuisance in pose, scale, rotation, lighting and noise.
+Binned nuisance factors (:data:`NUISANCE_BINS`) are recorded per image in the tree's optional
+``attributes.csv``, which the FERG loader reads into ``attributes``: labels no method is given,
+for auditing how much unrelated information an output keeps.
 ``entanglement`` makes each character express an emotion its own way (0: all characters share
 one expression geometry; 1: strong per-character styles), the property that makes FERG hard.
 """
@@ -23,9 +26,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deid.datasets.ferg import FERG_CHARACTERS, FERG_EXPRESSIONS
+from deid.datasets.ferg import ATTRIBUTES_FILE, FERG_CHARACTERS, FERG_EXPRESSIONS, write_ferg_attributes
 
-__all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits"]
+__all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits", "NUISANCE_BINS"]
+
+# Nuisance attributes recorded for every image: name → (the draw it bins, thresholds). The
+# thresholds cut each uniform draw into equal thirds, so the three bins are balanced in expectation.
+NUISANCE_BINS: dict[str, tuple[str, tuple[float, float]]] = {
+    "pose_bin": ("angle", (-8 / 3, 8 / 3)),  # in-plane head rotation of ±8°: one way, upright, the other
+    "light_bin": ("light_x", (-6.0, 6.0)),  # side light: brighter on the left, even, brighter on the right
+    "scale_bin": ("scale", (0.96, 1.02)),  # face size: small, medium, large
+}
 
 # Expression geometry: brow_raise, brow_tilt (inner end up > 0), eye_open, mouth_curve
 # (smile > 0), mouth_open, mouth_width, asymmetry.
@@ -114,19 +125,53 @@ def _pl(img, pts, color, thick):
     cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, color, thick, cv2.LINE_AA, shift=4)
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """One image's random numbers except pixel noise, in the order they are drawn."""
+
+    background: float  # background grey offset
+    intensity: float  # how strongly the expression shows
+    jitter: np.ndarray  # (7,) expression-geometry jitter
+    angle: float  # in-plane head rotation, degrees
+    scale: float
+    tx: float  # shift in pixels of the 256-pixel canvas
+    ty: float
+    light_x: float  # left-to-right lighting gradient (grey levels at the right edge)
+    light_y: float  # top-to-bottom lighting gradient
+    light_level: float  # overall brightness offset
+
+
+def _draw(r: np.random.Generator) -> _Draws:
+    background = r.uniform(-8, 8)
+    intensity = r.uniform(0.7, 1.0)
+    jitter = r.normal(0, 0.04, size=7)
+    angle = r.uniform(-8, 8)
+    scale = r.uniform(0.9, 1.08)
+    tx, ty = r.uniform(-10, 10, size=2)
+    light_x = r.uniform(-18, 18)
+    light_y = r.uniform(-12, 12)
+    light_level = r.uniform(-10, 10)
+    return _Draws(background, intensity, jitter, angle, scale, float(tx), float(ty), light_x, light_y, light_level)
+
+
 def render_face(traits: dict, expression: str, r: np.random.Generator, size: int = 256,
                 noise: float = 4.0) -> np.ndarray:
     """Draw one ``(size, size)`` uint8 grayscale cartoon face."""
+    return _render(traits, expression, r, size, noise)[0]
+
+
+def _render(traits: dict, expression: str, r: np.random.Generator, size: int, noise: float
+            ) -> tuple[np.ndarray, _Draws]:
     S = 256
-    img = np.full((S, S), traits["background"] + r.uniform(-8, 8), dtype=np.float32)
+    d = _draw(r)
+    img = np.full((S, S), traits["background"] + d.background, dtype=np.float32)
     canvas = np.zeros((S, S), dtype=np.uint8)
     canvas[:] = np.clip(img, 0, 255).astype(np.uint8)
     base = np.array(_EXPRESSION_PARAMS["neutral"])
     target = np.array(_EXPRESSION_PARAMS[expression]) + np.array(traits["style"][expression])
     if expression == "neutral":
         target = base + np.array(traits["style"]["neutral"]) * 0.5
-    intensity = r.uniform(0.7, 1.0)
-    p = base + intensity * (target - base) + r.normal(0, 0.04, size=7)
+    p = base + d.intensity * (target - base) + d.jitter
     brow_raise, brow_tilt, eye_open, curve, mopen, mwidth, asym = p
     eye_open = max(eye_open, 0.25)
     mopen = max(mopen, 0.0)
@@ -219,40 +264,49 @@ def render_face(traits: dict, expression: str, r: np.random.Generator, size: int
             cv2.circle(canvas, (int(cx - 40 + k * 20), int(cy + 20 + (k % 2) * 6)), 3, max(skin - 60, 0), -1, cv2.LINE_AA)
 
     # Nuisance: pose (shift, rotation, scale), lighting gradient, noise.
-    angle = r.uniform(-8, 8)
-    scale = r.uniform(0.9, 1.08)
-    tx, ty = r.uniform(-10, 10, size=2)
-    m = cv2.getRotationMatrix2D((S / 2, S / 2), angle, scale)
-    m[:, 2] += (tx, ty)
+    m = cv2.getRotationMatrix2D((S / 2, S / 2), d.angle, d.scale)
+    m[:, 2] += (d.tx, d.ty)
     canvas = cv2.warpAffine(canvas, m, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out = canvas.astype(np.float32)
     gx = np.linspace(-1, 1, S, dtype=np.float32)[None, :]
     gy = np.linspace(-1, 1, S, dtype=np.float32)[:, None]
-    light = r.uniform(-18, 18) * gx + r.uniform(-12, 12) * gy + r.uniform(-10, 10)
+    light = d.light_x * gx + d.light_y * gy + d.light_level
     out = out + light + r.normal(0.0, noise, size=out.shape).astype(np.float32)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if size != S:
         out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-    return out
+    return out, d
 
 
-def _draw_cell(args: tuple) -> int:
-    root, cfg_dict, index, name, expression = args
+def _bins(d: _Draws) -> dict[str, float]:
+    return {k: float(np.searchsorted(th, getattr(d, draw), side="right")) for k, (draw, th) in NUISANCE_BINS.items()}
+
+
+def _draw_cell(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
+    """Draw one character × expression folder; returns the image count and each image's nuisance bins.
+
+    With ``render`` false nothing is written: the bins are replayed from the same random numbers.
+    """
+    root, cfg_dict, index, name, expression, render = args
     cfg = SyntheticFergConfig(**cfg_dict)
     traits = character_traits(index, cfg.n_characters, cfg.seed, cfg.entanglement)
     d = Path(root) / name / f"{name}_{expression}"
-    d.mkdir(parents=True, exist_ok=True)
+    if render:
+        d.mkdir(parents=True, exist_ok=True)
+    bins: dict[str, dict[str, float]] = {}
     for n in range(1, cfg.images_per_cell + 1):
         path = d / f"{name}_{expression}_{n}.png"
-        if path.exists():
-            continue
         r = _rng("image", cfg.seed, index, expression, n)
-        img = render_face(traits, expression, r, cfg.size, cfg.noise)
-        ok, buf = cv2.imencode(".png", img)
-        tmp = path.with_suffix(".png.tmp")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    return cfg.images_per_cell
+        if not render or path.exists():
+            draws = _draw(r)
+        else:
+            img, draws = _render(traits, expression, r, cfg.size, cfg.noise)
+            ok, buf = cv2.imencode(".png", img)
+            tmp = path.with_suffix(".png.tmp")
+            tmp.write_bytes(buf.tobytes())
+            os.replace(tmp, path)
+        bins[f"{name}/{d.name}/{path.name}"] = _bins(draws)
+    return cfg.images_per_cell, bins
 
 
 def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = SyntheticFergConfig(),
@@ -260,29 +314,38 @@ def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = Synthetic
     """Write the FERG-layout tree ``<out_dir>/FERG_DB_256`` and return its path.
 
     Idempotent: a tree already generated with the same config is kept as it is (a marker file
-    records the config); images missing from a partial run are drawn, existing ones kept.
+    records the config); images missing from a partial run are drawn, existing ones kept. Each
+    image's nuisance bins (:data:`NUISANCE_BINS`) go to ``attributes.csv`` at the root; a tree
+    made before that file existed gets it on the next call, its images untouched.
     """
     root = Path(out_dir) / "FERG_DB_256"
     marker = root / ".deid-synthetic.json"
     want = json.dumps(asdict(cfg), sort_keys=True)
-    if marker.exists() and marker.read_text() == want:
+    complete = marker.exists() and marker.read_text() == want
+    if complete and (root / ATTRIBUTES_FILE).exists():
         return root
-    if marker.exists():
+    if marker.exists() and not complete:
         raise FileExistsError(
             f"{root} was generated with another config ({marker.read_text()}); remove it or choose another directory"
         )
     names = character_names(cfg.n_characters)
-    jobs = [(str(root), asdict(cfg), i, name, e) for i, name in enumerate(names) for e in FERG_EXPRESSIONS]
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    bar = _progress(total=len(jobs) * cfg.images_per_cell, desc="generate FERG-like", enabled=progress)
+    jobs = [(str(root), asdict(cfg), i, name, e, not complete)
+            for i, name in enumerate(names) for e in FERG_EXPRESSIONS]
+    workers = 1 if complete else workers or min(len(jobs), os.cpu_count() or 1)
+    bar = _progress(total=len(jobs) * cfg.images_per_cell, desc="generate FERG-like", enabled=progress and not complete)
+    bins: dict[str, dict[str, float]] = {}
     if workers <= 1:
-        for j in jobs:
-            bar.update(_draw_cell(j))
+        for n, b in map(_draw_cell, jobs):
+            bins.update(b)
+            bar.update(n)
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for n in pool.map(_draw_cell, jobs):
+            for n, b in pool.map(_draw_cell, jobs):
+                bins.update(b)
                 bar.update(n)
     bar.close()
+    root.mkdir(parents=True, exist_ok=True)
+    write_ferg_attributes(root / ATTRIBUTES_FILE, bins)
     marker.write_text(want)
     return root
 

@@ -58,3 +58,57 @@ def test_it_is_a_fair_test(tmp_path):
     expr = CNNClassifier(epochs=15).fit(train.X, train.expression).score(test.X, test.expression)
     assert ident >= 0.95, ident
     assert expr >= 0.85, expr
+
+
+def test_nuisance_bins_are_recorded_balanced_and_read_by_the_loader(tmp_path):
+    import numpy as np
+
+    from deid.datasets.ferg import ATTRIBUTES_FILE, read_ferg_attributes
+    from deid.datasets.synthetic import NUISANCE_BINS
+
+    cfg = SyntheticFergConfig(n_characters=3, images_per_cell=10, size=32)
+    root = generate_ferg_like(tmp_path, cfg, workers=1)
+    table = read_ferg_attributes(root / ATTRIBUTES_FILE)
+    assert set(table) == {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
+    for name in NUISANCE_BINS:
+        counts = np.bincount([int(a[name]) for a in table.values()], minlength=3)
+        assert len(counts) == 3 and counts.min() >= 0.2 * len(table), (name, counts)
+    scan = scan_ferg(root)
+    assert all(it.attributes == table[it.relpath] for it in scan.items)
+    assert scan.skipped["attribute file"] == 1 and not scan.skipped.get("not in a character folder")
+    assert all(it.attributes is None for it in scan_ferg(root, attributes=False).items)
+
+
+def test_a_tree_without_the_attribute_file_gets_it_back_and_keeps_its_images(tmp_path):
+    from deid.datasets.ferg import ATTRIBUTES_FILE
+
+    cfg = SyntheticFergConfig(n_characters=2, images_per_cell=2, size=32)
+    root = generate_ferg_like(tmp_path, cfg, workers=1)
+    sidecar = (root / ATTRIBUTES_FILE).read_text()
+    before = _digest(root)
+    mtime = (root / "aia" / "aia_joy" / "aia_joy_1.png").stat().st_mtime_ns
+    (root / ATTRIBUTES_FILE).unlink()  # a tree made before the file existed
+    assert all(it.attributes is None for it in scan_ferg(root).items)
+    generate_ferg_like(tmp_path, cfg, workers=1)
+    assert (root / ATTRIBUTES_FILE).read_text() == sidecar
+    assert _digest(root) == before and (root / "aia" / "aia_joy" / "aia_joy_1.png").stat().st_mtime_ns == mtime
+    # the bins of images drawn in another process, or only replayed, are the same
+    generate_ferg_like(tmp_path / "again", cfg, workers=2)
+    assert (tmp_path / "again" / "FERG_DB_256" / ATTRIBUTES_FILE).read_text() == sidecar
+
+
+@pytest.mark.parametrize("text, match", [
+    ("name,pose_bin\nx.png,1\n", "header"),
+    ("file,pose_bin,pose_bin\nx.png,1,2\n", "repeated"),
+    ("file,pose_bin\nx.png,1,2\n", "line 2 has 3 columns"),
+    ("file,pose_bin\nx.png,high\n", "line 2 has a value that is not a number"),
+    ("file,pose_bin\nx.png,nan\n", "non-finite"),
+    ("file,pose_bin\nx.png,1\nx.png,2\n", "line 3 repeats file x.png"),
+])
+def test_a_malformed_attribute_file_is_refused_with_its_line(tmp_path, text, match):
+    from deid.datasets.ferg import read_ferg_attributes
+    from deid.errors import DatasetLayoutError
+
+    (tmp_path / "attributes.csv").write_text(text)
+    with pytest.raises(DatasetLayoutError, match=match):
+        read_ferg_attributes(tmp_path / "attributes.csv")
