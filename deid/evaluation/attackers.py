@@ -3,45 +3,69 @@ training images with their true labels and tested on de-identified test images.
 
 Used for the private label (identity: lower is better) and the utility label (expression:
 higher is better). Several attackers run and the worst case is reported, because a weak
-attacker flatters privacy.
+attacker flatters privacy. Attackers are registered by name
+(:mod:`deid.evaluation.attacker_registry`): ``cnn``, ``linear``, ``knn-pixels``, ``knn-hog``, ``hog-svm``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix
-from sklearn.pipeline import make_pipeline
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
 from deid.errors import EvaluationError
+from deid.evaluation.attacker_registry import attacker_class, available_attackers, get_attacker, register_attacker
 from deid.models import CNNClassifier
 
-__all__ = ["AttackerConfig", "AttackResult", "train_attackers", "LinearPixelClassifier", "check_split_labels"]
+__all__ = ["AttackerConfig", "AttackResult", "train_attackers", "check_split_labels", "DEFAULT_ATTACKERS",
+           "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker", "HogSVMAttacker",
+           "hog_features", "majority_rate", "register_attacker", "available_attackers", "get_attacker"]
+
+DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm")
 
 
 @dataclass(frozen=True)
 class AttackerConfig:
-    """Which attackers to train and how. ``cnn`` is a small CNN, ``linear`` PCA + logistic regression."""
+    """Which attackers to train and how (names from :func:`available_attackers`)."""
 
-    attackers: tuple[str, ...] = ("cnn", "linear")
+    attackers: tuple[str, ...] = DEFAULT_ATTACKERS
     cnn_epochs: int = 15
     cnn_width: int = 32
     pca_components: int = 64
     random_state: int = 0
     device: str = "auto"
+    cnn_min_steps: int = 150  # at least this many optimiser steps (epochs raised on small sets)
+    cnn_augment: bool = True  # random shifts, brightness jitter and left-right flips while training
+    cnn_shift: int = 2  # largest shift in pixels when augmenting
+    cnn_flip: bool = True  # left-right flips when augmenting
+    knn_pca_components: int | None = None  # PCA before 1-NN on pixels; None: standardised pixels as they are
+    hog_cell: int = 8  # HOG cell size in pixels (8×8 cells, 2×2-cell blocks, 9 orientations)
+    svm_c: float = 1.0
 
 
 @dataclass
 class AttackResult:
+    """Per attacker: test accuracy, confusion matrix and the count of correct test predictions.
+
+    ``chance`` is the majority-class rate of the test split (1/classes only when it is balanced).
+    """
+
     label: str
     accuracy: dict[str, float]
     chance: float
     classes: list[str]
     confusion: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    correct: dict[str, int] = field(default_factory=dict)
+    n_test: int = 0
 
     @property
     def worst(self) -> float:
@@ -49,6 +73,22 @@ class AttackResult:
         return max(self.accuracy.values())
 
 
+def _flat(X: np.ndarray) -> np.ndarray:
+    return np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+
+
+@register_attacker("cnn")
+class CNNAttacker(CNNClassifier):
+    """A small CNN (:class:`~deid.models.SmallCNN`) with light augmentation and a floor on optimiser steps."""
+
+    @classmethod
+    def from_config(cls, cfg: AttackerConfig) -> "CNNAttacker":
+        return cls(epochs=cfg.cnn_epochs, width=cfg.cnn_width, augment=cfg.cnn_augment, shift=cfg.cnn_shift,
+                   flip=cfg.cnn_augment and cfg.cnn_flip, min_steps=cfg.cnn_min_steps,
+                   random_state=cfg.random_state, device=cfg.device)
+
+
+@register_attacker("linear")
 class LinearPixelClassifier:
     """Standardised pixels → PCA → multinomial logistic regression."""
 
@@ -56,10 +96,12 @@ class LinearPixelClassifier:
         self.n_components = n_components
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y) -> "LinearPixelClassifier":
-        import warnings
+    @classmethod
+    def from_config(cls, cfg: AttackerConfig) -> "LinearPixelClassifier":
+        return cls(cfg.pca_components, cfg.random_state)
 
-        flat = X.reshape(len(X), -1)
+    def fit(self, X: np.ndarray, y) -> "LinearPixelClassifier":
+        flat = _flat(X)
         k = int(min(self.n_components, flat.shape[0] - 1, flat.shape[1]))
         self.model_ = make_pipeline(StandardScaler(), PCA(k, random_state=self.random_state),
                                     LogisticRegression(max_iter=2000, C=1.0))
@@ -69,7 +111,109 @@ class LinearPixelClassifier:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(X.reshape(len(X), -1))
+        return self.model_.predict(_flat(X))
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """PCA coordinates ``(N, n_components)`` of the standardised pixels."""
+        return self.model_[:-1].transform(_flat(X))
+
+
+@register_attacker("knn-pixels")
+class KNNPixelAttacker:
+    """1-nearest neighbour on standardised pixels, optionally PCA-reduced."""
+
+    def __init__(self, n_components: int | None = None, random_state: int = 0):
+        self.n_components = n_components
+        self.random_state = random_state
+
+    @classmethod
+    def from_config(cls, cfg: AttackerConfig) -> "KNNPixelAttacker":
+        return cls(cfg.knn_pca_components, cfg.random_state)
+
+    def fit(self, X: np.ndarray, y) -> "KNNPixelAttacker":
+        flat = _flat(X)
+        steps = [StandardScaler()]
+        if self.n_components:
+            steps.append(PCA(int(min(self.n_components, flat.shape[0] - 1, flat.shape[1])),
+                             random_state=self.random_state))
+        self.model_ = make_pipeline(*steps, KNeighborsClassifier(n_neighbors=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.model_.fit(flat, np.asarray(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(_flat(X))
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """The space the neighbours are found in ``(N, D)``: standardised (PCA-reduced) pixels."""
+        return self.model_[:-1].transform(_flat(X))
+
+
+def hog_features(X: np.ndarray, cell: int = 8, orientations: int = 9) -> np.ndarray:
+    """HOG descriptors (:func:`skimage.feature.hog`, 2×2-cell blocks, L2-Hys) of ``(N, C, H, W)`` images → ``(N, D)``.
+
+    The cell shrinks on images smaller than two cells a side.
+    """
+    from skimage.feature import hog
+
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 4:
+        raise ValueError(f"expected images (N, C, H, W), got shape {X.shape}")
+    cell = int(max(1, min(cell, min(X.shape[2:]) // 2)))
+    kw = dict(orientations=orientations, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
+              block_norm="L2-Hys", feature_vector=True)
+    if X.shape[1] == 1:
+        out = [hog(x[0], **kw) for x in X]
+    else:
+        out = [hog(x, channel_axis=0, **kw) for x in X]
+    return np.stack(out).astype(np.float32)
+
+
+class _HogAttacker:
+    """Shared by the HOG attackers: a classifier on :func:`hog_features`."""
+
+    def __init__(self, cell: int = 8, c: float = 1.0, random_state: int = 0):
+        self.cell = cell
+        self.c = c
+        self.random_state = random_state
+
+    @classmethod
+    def from_config(cls, cfg: AttackerConfig):
+        return cls(cfg.hog_cell, cfg.svm_c, cfg.random_state)
+
+    def _pipeline(self) -> Pipeline:
+        raise NotImplementedError
+
+    def fit(self, X: np.ndarray, y):
+        self.model_ = self._pipeline()
+        with warnings.catch_warnings():  # a LinearSVC that has not converged in max_iter still separates
+            warnings.simplefilter("ignore")
+            self.model_.fit(hog_features(X, self.cell), np.asarray(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(hog_features(X, self.cell))
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """The HOG descriptors ``(N, D)`` the classifier works on."""
+        return hog_features(X, self.cell)
+
+
+@register_attacker("knn-hog")
+class KNNHogAttacker(_HogAttacker):
+    """1-nearest neighbour on HOG descriptors."""
+
+    def _pipeline(self) -> Pipeline:
+        return make_pipeline(KNeighborsClassifier(n_neighbors=1))
+
+
+@register_attacker("hog-svm")
+class HogSVMAttacker(_HogAttacker):
+    """Linear SVM (one-vs-rest) on standardised HOG descriptors."""
+
+    def _pipeline(self) -> Pipeline:
+        return make_pipeline(StandardScaler(), LinearSVC(C=self.c, max_iter=5000, random_state=self.random_state))
 
 
 class _MajorityClass:
@@ -83,6 +227,9 @@ class _MajorityClass:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.full(len(X), self.label_, dtype=object)
 
+    def features(self, X: np.ndarray) -> np.ndarray:
+        return np.zeros((len(X), 1), dtype=np.float32)
+
 
 def check_split_labels(y_train, y_test, label: str, where: str) -> None:
     classes = np.unique(y_train)
@@ -94,35 +241,54 @@ def check_split_labels(y_train, y_test, label: str, where: str) -> None:
         raise EvaluationError(f"{where}: {label} classes {unseen} occur in the test split but not in training")
 
 
+def _hyperparameters(model: CNNClassifier) -> dict:
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(CNNClassifier) if f.init}
+
+
+def _reusable(built, model) -> bool:
+    """Whether a pretrained ``model`` stands for the attacker ``built`` from this configuration: a CNN only
+    when it was trained with the same hyperparameters (augmentation, step floor, ...)."""
+    if isinstance(built, CNNClassifier):
+        return isinstance(model, CNNClassifier) and _hyperparameters(model) == _hyperparameters(built)
+    return True
+
+
+def majority_rate(y) -> float:
+    """The share of the most frequent label in ``y`` (what always guessing it scores)."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
 def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *, label: str,
                     cfg: AttackerConfig = AttackerConfig(), where: str = "audit",
                     pretrained: dict | None = None) -> AttackResult:
     """Train every configured attacker on (X_train, y_train); accuracy on (X_test, y_test).
 
     ``pretrained`` maps an attacker name to a model already trained on exactly (X_train, y_train)
-    with this configuration (the audit's reference classifiers on the original data), which is
-    then reused instead of trained twice.
+    (the audit's reference classifiers on the original data), which is then reused instead of
+    trained twice; a pretrained CNN whose hyperparameters differ from ``cfg``'s is not reused.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     check_split_labels(y_train, y_test, label, where)
+    for name in cfg.attackers:
+        attacker_class(name)  # unknown names fail before any training
     classes = sorted(set(y_train.tolist()) | set(y_test.tolist()))
     acc: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
+    correct: dict[str, int] = {}
     constant = bool(np.all(X_train == X_train[:1]))  # every training image identical (e.g. blackout)
     for name in cfg.attackers:
-        if pretrained and name in pretrained:
+        built = get_attacker(name, cfg)
+        if pretrained and name in pretrained and _reusable(built, pretrained[name]):
             model = pretrained[name]
         elif constant:
             model = _MajorityClass().fit(X_train, y_train)  # all any classifier can learn from one input
-        elif name == "cnn":
-            model = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.random_state,
-                                  device=cfg.device).fit(X_train, y_train)
-        elif name == "linear":
-            model = LinearPixelClassifier(cfg.pca_components, cfg.random_state).fit(X_train, y_train)
         else:
-            raise EvaluationError(f"unknown attacker '{name}'; known: cnn, linear")
-        pred = model.predict(X_test)
-        acc[name] = float((pred == y_test).mean())
+            model = built.fit(X_train, y_train)
+        pred = np.asarray(model.predict(X_test))
+        hits = pred == y_test
+        correct[name] = int(hits.sum())
+        acc[name] = float(hits.mean())
         conf[name] = confusion_matrix(y_test, pred, labels=classes)
-    chance = 1.0 / len(np.unique(y_train))
-    return AttackResult(label=label, accuracy=acc, chance=chance, classes=classes, confusion=conf)
+    return AttackResult(label=label, accuracy=acc, chance=majority_rate(y_test), classes=classes,
+                        confusion=conf, correct=correct, n_test=int(len(y_test)))

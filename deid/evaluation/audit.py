@@ -21,14 +21,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from deid.data import ImageSet
 from deid.errors import EvaluationError
-from deid.evaluation.attackers import AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.attacker_registry import available_attackers
+from deid.evaluation.attackers import DEFAULT_ATTACKERS, AttackerConfig, check_split_labels, train_attackers
 from deid.evaluation.fidelity import fidelity
 from deid.evaluation.linkage import linkage
 from deid.models import CNNClassifier
@@ -37,9 +38,9 @@ __all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AU
 
 ORIGINAL = "original"
 
-AUDIT_METRICS = (
-    "identity_acc_cnn", "identity_acc_linear", "identity_acc_worst", "identity_chance",
-    "utility_acc_cnn", "utility_acc_linear", "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
+AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<name>
+    *(f"identity_acc_{a}" for a in available_attackers()), "identity_acc_worst", "identity_chance",
+    *(f"utility_acc_{a}" for a in available_attackers()), "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
     "utility_orig_clf_acc_cnn", "utility_orig_clf_acc_linear",
     "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
     "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
@@ -47,12 +48,22 @@ AUDIT_METRICS = (
 )
 
 
+def _known_attacker(name: str) -> str:
+    if name not in available_attackers():
+        raise ValueError(f"unknown attacker '{name}'; registered attackers: {available_attackers()}")
+    return name
+
+
 class AuditConfig(BaseModel):
     """How the audit trains its attackers and which protocols run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    attackers: list[Literal["cnn", "linear"]] = Field(default_factory=lambda: ["cnn", "linear"], min_length=1)
+    attackers: list[Annotated[str, AfterValidator(_known_attacker)]] = Field(
+        default_factory=lambda: list(DEFAULT_ATTACKERS), min_length=1)
+    cnn_min_steps: int = Field(150, ge=0)  # the CNN attacker trains at least this many optimiser steps, fewer than
+    # 15 epochs give on the built-in set (~720 training images, 180 steps): only smaller sets train longer
+    cnn_augment: bool = True  # the CNN attacker sees random shifts, brightness jitter and left-right flips
     cnn_epochs: int = Field(15, ge=1)
     cnn_width: int = Field(32, ge=4)
     pca_components: int = Field(64, ge=2)
@@ -64,8 +75,9 @@ class AuditConfig(BaseModel):
     device: str = "auto"
 
     def attacker_config(self) -> AttackerConfig:
-        return AttackerConfig(tuple(self.attackers), self.cnn_epochs, self.cnn_width, self.pca_components,
-                              self.seed, self.device)
+        return AttackerConfig(attackers=tuple(self.attackers), cnn_epochs=self.cnn_epochs, cnn_width=self.cnn_width,
+                              pca_components=self.pca_components, random_state=self.seed, device=self.device,
+                              cnn_min_steps=self.cnn_min_steps, cnn_augment=self.cnn_augment)
 
 
 @dataclass

@@ -74,6 +74,8 @@ class CNNClassifier:
     width: int = 32
     weight_decay: float = 1e-4
     augment: bool = True
+    shift: int = 2  # augmentation: random shift of up to this many pixels (one per batch)
+    flip: bool = False  # augmentation: mirror each image left-right with probability 1/2
     early_stopping: int = 4
     holdout: float = 0.1
     min_steps: int = 0  # at least this many optimiser steps (epochs raised on small sets)
@@ -112,7 +114,7 @@ class CNNClassifier:
                     continue
                 xb = Xt[b].to(dev, non_blocking=True)
                 if self.augment:
-                    xb = _augment(xb, g)
+                    xb = _augment(xb, g, self.shift, self.flip)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(dev.type, enabled=dev.type == "cuda"):
                     loss = loss_fn(self.model_(xb), yt[b].to(dev))
@@ -176,10 +178,15 @@ class CNNClassifier:
         return np.concatenate(out)
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Small random shifts (±2 px) and brightness jitter; keeps shape ``(B, C, H, W)``."""
+def _augment(x: torch.Tensor, g: torch.Generator, shift: int = 2, flip: bool = False) -> torch.Tensor:
+    """Random shifts (±``shift`` px), brightness jitter and, with ``flip``, each image mirrored
+    left-right with probability 1/2; keeps shape ``(B, C, H, W)``."""
     b = x.shape[0]
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
     x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
     gain = 1.0 + 0.1 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5).to(x.device)
-    return (x * gain).clamp(0, 1)
+    x = (x * gain).clamp(0, 1)
+    if flip:
+        mirror = (torch.rand(b, generator=g) < 0.5).to(x.device).view(b, 1, 1, 1)
+        x = torch.where(mirror, x.flip(3), x)
+    return x
