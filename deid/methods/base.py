@@ -12,14 +12,55 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from deid.errors import MethodError, NotFittedError
+from deid.errors import ConfigError, MethodError, NotFittedError
 
-__all__ = ["DeidMethod", "check_images", "check_output", "check_labels"]
+__all__ = ["DeidMethod", "check_images", "check_output", "check_labels", "DEVICE_PATTERN", "check_device", "Device",
+           "PositiveInt", "NonNegativeInt", "AnonymityK", "PositiveFloat", "NonNegativeFloat", "UnitInterval",
+           "Fraction", "Seed", "PowerOfTwo"]
+
+# -- parameter types ----------------------------------------------------------------------
+# A method declares each hyperparameter's type and constraint in its ``__init__`` signature with
+# these aliases (or its own ``Annotated[...]``); :meth:`DeidMethod.validate_params` checks a
+# config against them when it loads, before any work.
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:(0|[1-9][0-9]{0,2}))$"
+
+
+def check_device(v: str) -> str:
+    """``v`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; whether GPU ``N`` exists is checked at run time."""
+    if not re.fullmatch(DEVICE_PATTERN, v):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
+    return v
+
+
+Device = Annotated[str, AfterValidator(check_device)]
+PositiveInt = Annotated[int, Field(ge=1)]  # epochs, widths, batch sizes, block sizes
+NonNegativeInt = Annotated[int, Field(ge=0)]
+AnonymityK = Annotated[int, Field(ge=2)]  # k of k-anonymity: k = 1 protects nobody
+PositiveFloat = Annotated[float, Field(gt=0)]  # sigma, learning rates, gradient-norm bounds
+NonNegativeFloat = Annotated[float, Field(ge=0)]  # loss weights (λ)
+UnitInterval = Annotated[float, Field(ge=0, le=1)]  # probabilities, mixing weights, pixel values
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # a held-out share of the training set
+Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse negative seeds
+
+
+def _power_of_two(v: int) -> int:
+    if v & (v - 1):
+        raise ValueError(f"must be a power of two, got {v}")
+    return v
+
+
+PowerOfTwo = Annotated[int, Field(ge=4), AfterValidator(_power_of_two)]  # image sizes of conv networks
+
+_PARAM_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
 
 _STATE_JSON = "state.json"
 _STATE_NPZ = "state.npz"
@@ -90,6 +131,55 @@ class DeidMethod:
     def param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
         return [p for p in sig.parameters if p != "self" and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+
+    @classmethod
+    def param_model(cls) -> type[BaseModel]:
+        """A strict pydantic model of the hyperparameters, built from the ``__init__`` annotations and defaults.
+
+        Strict: nothing is coerced (``'six'`` or ``2.5`` for an ``int`` is an error; an ``int`` for a
+        ``float`` is accepted), NaN and infinities are refused, and the defaults must satisfy the
+        constraints too.
+        """
+        model = cls.__dict__.get("_param_model")
+        if model is None:
+            hints = typing.get_type_hints(cls.__init__, include_extras=True)
+            sig = inspect.signature(cls.__init__)
+            fields: dict[str, Any] = {}
+            for p in cls.param_names():
+                default = sig.parameters[p].default
+                fields[p] = (hints.get(p, Any), ... if default is inspect.Parameter.empty else default)
+            model = create_model(f"{cls.__name__}Params", __config__=_PARAM_CONFIG, **fields)
+            cls._param_model = model
+        return model
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``params`` against the declared types and constraints; returns every parameter's value.
+
+        Raises :class:`ConfigError` naming each bad parameter, its problem and the value given.
+        """
+        try:
+            values = cls.param_model().model_validate(dict(params)).model_dump()
+        except ValidationError as exc:
+            problems = []
+            for e in exc.errors():
+                where = ".".join(str(x) for x in e["loc"]) or "params"
+                got = "" if e["type"] == "missing" else f" (got {e['input']!r:.60})"
+                if e["type"] == "extra_forbidden":
+                    problems.append(f"{where}: no such parameter; allowed: {cls.param_names()}")
+                elif e["type"] == "value_error":  # our own validators' messages already say what was given
+                    problems.append(f"{where}: {e['ctx']['error']}")
+                else:
+                    problems.append(f"{where}: {e['msg']}{got}")
+            raise ConfigError(f"method '{cls.name}': " + "; ".join(problems)) from None
+        try:
+            cls(**values)._validate()
+        except (ConfigError, MethodError) as exc:
+            raise ConfigError(str(exc)) from None
+        return values
+
+    def _validate(self) -> None:
+        """Checks that involve several hyperparameters; run at config load and by methods that call it in ``fit``."""
 
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in self.param_names()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from deid.methods.base import DeidMethod
+from deid.methods.base import DeidMethod, PositiveFloat, PositiveInt, UnitInterval
 from deid.methods.registry import register_method
 
 __all__ = ["NoOp", "GaussianBlur", "Pixelate", "Blackout"]
@@ -31,7 +31,7 @@ class NoOp(DeidMethod):
 class GaussianBlur(DeidMethod):
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel covers ±3σ)."""
 
-    def __init__(self, sigma: float = 3.0) -> None:
+    def __init__(self, sigma: PositiveFloat = 3.0) -> None:
         self.sigma = sigma
 
     def _fit(self, X, identity, utility):
@@ -51,7 +51,7 @@ class GaussianBlur(DeidMethod):
 class Pixelate(DeidMethod):
     """Average over ``block`` × ``block`` pixel cells (mosaic)."""
 
-    def __init__(self, block: int = 8) -> None:
+    def __init__(self, block: PositiveInt = 8) -> None:
         self.block = block
 
     def _fit(self, X, identity, utility):
@@ -74,7 +74,7 @@ class Pixelate(DeidMethod):
 class Blackout(DeidMethod):
     """Replace every pixel with ``value``: nothing of the face survives (nor its expression)."""
 
-    def __init__(self, value: float = 0.0) -> None:
+    def __init__(self, value: UnitInterval = 0.0) -> None:
         self.value = value
 
     def _fit(self, X, identity, utility):

@@ -24,7 +24,8 @@ from torch.nn import functional as F
 
 from deid.device import resolve_device
 from deid.errors import MethodError
-from deid.methods.base import DeidMethod
+from deid.methods.base import (DeidMethod, Device, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                               PositiveInt, Seed)
 from deid.methods.registry import register_method
 from deid.models.adversarial import BestState, batches, clip_, random_affine, unit_normalise
 from deid.models.classifier import CNNClassifier, SmallCNN, epochs_for, seed_everything
@@ -57,10 +58,11 @@ class FaDeNet(DeidMethod):
     test_params = {"epochs": 2, "critic_epochs": 2, "width": 4, "depth": 2, "critic_width": 8, "batch_size": 12,
                    "min_steps": 0}
 
-    def __init__(self, lam: float = 0.1, epochs: int = 6, batch_size: int = 32, lr: float = 1e-3,
-                 width: int = 8, depth: int = 2, critic_epochs: int = 6, critic_width: int = 16,
-                 augment: bool = True, val_fraction: float = 0.1, patience: int = 4, clip: float = 1.0,
-                 min_steps: int = 200, random_state: int = 0, device: str = "auto") -> None:
+    def __init__(self, lam: NonNegativeFloat = 0.1, epochs: PositiveInt = 6, batch_size: PositiveInt = 32,
+                 lr: PositiveFloat = 1e-3, width: PositiveInt = 8, depth: PositiveInt = 2,
+                 critic_epochs: PositiveInt = 6, critic_width: PositiveInt = 16, augment: bool = True,
+                 val_fraction: Fraction = 0.1, patience: NonNegativeInt = 4, clip: NonNegativeFloat = 1.0,
+                 min_steps: NonNegativeInt = 200, random_state: Seed = 0, device: Device = "auto") -> None:
         self.lam = lam
         self.min_steps = min_steps
         self.epochs = epochs

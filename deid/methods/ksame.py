@@ -11,13 +11,15 @@ order alone would re-identify records. ``fit`` learns the PCA space that "neares
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from deid.clustering.features import PCAFeatures
 from deid.clustering.ksame import cluster_means, ksame_clusters
 from deid.errors import ConfigError, MethodError
 from deid.evaluation.anonymity import group_report
-from deid.methods.base import DeidMethod
+from deid.methods.base import AnonymityK, DeidMethod, PositiveInt, Seed
 from deid.methods.registry import register_method
 
 __all__ = ["KSamePixel", "KSameEigen", "KSameSelect"]
@@ -31,7 +33,7 @@ class _KSame(DeidMethod):
     holds_training_images = True  # pca_mean_ and pca_components_: the training set's mean face and eigenfaces
     test_params = {"k": 3, "n_components": 8}
 
-    def __init__(self, k: int = 2, n_components: int = 32, random_state: int = 0) -> None:
+    def __init__(self, k: AnonymityK = 2, n_components: PositiveInt = 32, random_state: Seed = 0) -> None:
         self.k = k
         self.n_components = n_components
         self.random_state = random_state
@@ -92,7 +94,8 @@ class KSameSelect(_KSame):
     needs_utility = True
     test_params = {"k": 2, "n_components": 8}
 
-    def __init__(self, k: int = 2, n_components: int = 32, space: str = "pixel", random_state: int = 0) -> None:
+    def __init__(self, k: AnonymityK = 2, n_components: PositiveInt = 32, space: Literal["pixel", "eigen"] = "pixel",
+                 random_state: Seed = 0) -> None:
         super().__init__(k, n_components, random_state)
         self.space = space
 

@@ -29,16 +29,18 @@ those images take their next most likely expression that can (counted in
 from __future__ import annotations
 
 import itertools
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from deid.clustering.features import PCAFeatures
 from deid.clustering.ksame import ksame_clusters
 from deid.device import resolve_device
 from deid.errors import ConfigError, MethodError
 from deid.evaluation.anonymity import group_report
-from deid.methods.base import DeidMethod
+from deid.methods.base import AnonymityK, DeidMethod, Device, PositiveFloat, PositiveInt, PowerOfTwo, Seed
 from deid.methods.registry import register_method
 from deid.models.autoencoder import from_net, predict, to_net, train_regression
 from deid.models.classifier import CNNClassifier, SmallCNN
@@ -116,9 +118,10 @@ class KSameNet(DeidMethod):
     test_params = {"k": 2, "image_size": 8, "width": 8, "hidden": 32, "epochs": 3, "classifier_epochs": 1,
                    "classifier_width": 4, "n_components": 8}
 
-    def __init__(self, k: int = 2, image_size: int = 32, width: int = 16, hidden: int = 256, epochs: int = 15,
-                 batch_size: int = 64, lr: float = 2e-3, classifier_epochs: int = 10, classifier_width: int = 16,
-                 n_components: int = 32, device: str = "auto", random_state: int = 0) -> None:
+    def __init__(self, k: AnonymityK = 2, image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,
+                 hidden: PositiveInt = 256, epochs: PositiveInt = 15, batch_size: PositiveInt = 64,
+                 lr: PositiveFloat = 2e-3, classifier_epochs: PositiveInt = 10, classifier_width: PositiveInt = 16,
+                 n_components: PositiveInt = 32, device: Device = "auto", random_state: Seed = 0) -> None:
         self.k = k
         self.image_size = image_size
         self.width = width

@@ -21,15 +21,19 @@ share. Targets ``t_i`` (``target=``):
 from __future__ import annotations
 
 import copy
+import typing
 import warnings
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import AfterValidator
 from sklearn.neighbors import NearestNeighbors
 
 from deid.device import resolve_device
 from deid.errors import ConfigError, MethodError
-from deid.methods.base import DeidMethod
+from deid.methods.base import (DeidMethod, Device, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                               Seed, UnitInterval)
 from deid.methods.registry import register_method
 from deid.models.autoencoder import (ConvAutoencoder, Deblurrer, FCAutoencoder, Smoother, from_net, gaussian_blur,
                                      predict, to_net, train_regression)
@@ -44,7 +48,8 @@ __all__ = [
     "parse_hidden",
 ]
 
-TARGETS = ("kmeans", "mean_neighbour", "grid_neighbour", "supervised", "none")
+Target = Literal["kmeans", "mean_neighbour", "grid_neighbour", "supervised", "none"]
+TARGETS = typing.get_args(Target)
 
 
 def parse_hidden(hidden: str) -> list[int]:
@@ -56,6 +61,15 @@ def parse_hidden(hidden: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"latent_shift: hidden must list positive widths, got {hidden!r}")
     return sizes
+
+
+def _check_hidden(hidden: str) -> str:
+    parse_hidden(hidden)
+    return hidden
+
+
+#: the FC encoder's layer widths, e.g. "1024-768-512"
+Hidden = Annotated[str, AfterValidator(_check_hidden)]
 
 
 # -- targets (pure functions over codes) --------------------------------------------------
@@ -155,12 +169,13 @@ class LatentShift(DeidMethod):
                    "finetune_epochs": 2, "post_epochs": 1, "n_clusters": 4, "n_neighbors": 3,
                    "deblur": True, "smooth": True}
 
-    def __init__(self, architecture: str = "fc", target: str = "kmeans", alpha: float = 0.8, beta: float = 0.5,
-                 n_clusters: int = 50, n_neighbors: int = 9, image_size: int = 32, hidden: str = "1024-768-512",
-                 width: int = 16, code_channels: int = 256, ae_epochs: int = 20, finetune_epochs: int = 10,
-                 deblur: bool = False, smooth: bool = False, post_epochs: int = 5, blur_sigma: float = 1.0,
-                 batch_size: int = 64, lr: float = 1e-3, finetune_lr: float = 3e-4, device: str = "auto",
-                 random_state: int = 0) -> None:
+    def __init__(self, architecture: Literal["fc", "conv"] = "fc", target: Target = "kmeans", alpha: UnitInterval = 0.8,
+                 beta: NonNegativeFloat = 0.5, n_clusters: PositiveInt = 50, n_neighbors: PositiveInt = 9,
+                 image_size: PositiveInt = 32, hidden: Hidden = "1024-768-512", width: PositiveInt = 16,
+                 code_channels: PositiveInt = 256, ae_epochs: NonNegativeInt = 20, finetune_epochs: NonNegativeInt = 10,
+                 deblur: bool = False, smooth: bool = False, post_epochs: NonNegativeInt = 5,
+                 blur_sigma: PositiveFloat = 1.0, batch_size: PositiveInt = 64, lr: PositiveFloat = 1e-3,
+                 finetune_lr: PositiveFloat = 3e-4, device: Device = "auto", random_state: Seed = 0) -> None:
         self.architecture = architecture
         self.target = target
         self.alpha = alpha
@@ -197,6 +212,9 @@ class LatentShift(DeidMethod):
             raise ConfigError(f"latent_shift: beta must be >= 0, got {self.beta}")
         if int(self.n_clusters) < 1 or int(self.n_neighbors) < 1:
             raise ConfigError("latent_shift: n_clusters and n_neighbors must be >= 1")
+        s = int(self.image_size)
+        if self.architecture == "conv" and (s < 4 or s & (s - 1)):
+            raise ConfigError(f"latent_shift: architecture 'conv' needs image_size a power of two >= 4, got {s}")
         parse_hidden(self.hidden)
 
     def _build_ae(self) -> torch.nn.Module:

@@ -38,8 +38,9 @@ import torch
 from torch.nn import functional as F
 
 from deid.device import resolve_device
-from deid.errors import MethodError
-from deid.methods.base import DeidMethod
+from deid.errors import ConfigError, MethodError
+from deid.methods.base import (DeidMethod, Device, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                               PositiveInt, Seed)
 from deid.methods.registry import register_method
 from deid.methods.substitution import identity_bank, nearest_in_bank
 from deid.models.adversarial import BestState, Discriminator, PrivateBranch, batches, clip_, mi_surrogate
@@ -72,12 +73,13 @@ class MIAdversarial(DeidMethod):
     test_params = {"epochs": 1, "pretrain_epochs": 1, "disc_pretrain_epochs": 1, "width": 4, "latent": 4,
                    "disc_width": 4, "private_width": 4, "batch_size": 12, "min_steps": 0}
 
-    def __init__(self, lam: float = 1.0, target_identity: str | None = None, substitute: bool = False,
-                 epochs: int = 5, pretrain_epochs: int = 2, disc_pretrain_epochs: int = 1, batch_size: int = 32,
-                 lr: float = 1e-3, width: int = 8, depth: int = 2, latent: int = 16, disc_width: int = 8,
-                 private_width: int = 8, disc_steps: int = 3, pixel_weight: float = 0.0, val_fraction: float = 0.1,
-                 patience: int = 3, clip: float = 1.0, min_steps: int = 150, random_state: int = 0,
-                 device: str = "auto") -> None:
+    def __init__(self, lam: NonNegativeFloat = 1.0, target_identity: str | None = None, substitute: bool = False,
+                 epochs: PositiveInt = 5, pretrain_epochs: NonNegativeInt = 2, disc_pretrain_epochs: NonNegativeInt = 1,
+                 batch_size: PositiveInt = 32, lr: PositiveFloat = 1e-3, width: PositiveInt = 8, depth: PositiveInt = 2,
+                 latent: PositiveInt = 16, disc_width: PositiveInt = 8, private_width: PositiveInt = 8,
+                 disc_steps: PositiveInt = 3, pixel_weight: NonNegativeFloat = 0.0, val_fraction: Fraction = 0.1,
+                 patience: NonNegativeInt = 3, clip: NonNegativeFloat = 1.0, min_steps: NonNegativeInt = 150,
+                 random_state: Seed = 0, device: Device = "auto") -> None:
         self.lam = lam
         self.min_steps = min_steps
         self.target_identity = target_identity
@@ -105,6 +107,11 @@ class MIAdversarial(DeidMethod):
         self.autoencoder_ = ConvAutoencoder(c, int(self.width), int(self.depth), int(self.latent))
         self.discriminator_ = Discriminator(c, int(self.disc_width), int(self.depth) + 1)
         self.private_ = PrivateBranch(c, len(self.classes_), width=int(self.private_width))
+
+    def _validate(self) -> None:
+        if self.substitute and self.target_identity is None:
+            raise ConfigError("mi-adversarial: substitute=True needs target_identity (the consenting or "
+                              "artificial template identity whose real images are released)")
 
     # -- fit -----------------------------------------------------------------------------
     def _fit(self, X, identity, utility):

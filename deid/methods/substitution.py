@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deid.errors import MethodError
+from deid.errors import ConfigError, MethodError
 from deid.methods.base import DeidMethod
 from deid.methods.registry import register_method
 
@@ -61,6 +61,11 @@ class Substitution(DeidMethod):
 
     def __init__(self, target_identity: str | None = None) -> None:
         self.target_identity = target_identity
+
+    def _validate(self) -> None:
+        if self.target_identity is None:
+            raise ConfigError("substitution: target_identity must name the consenting or artificial template "
+                              "identity whose real images will be released")
 
     def _fit(self, X, identity, utility):
         self.bank_ = identity_bank(X, identity, self.target_identity, "substitution.fit")
