@@ -6,23 +6,66 @@ before any heavy work starts; errors name the field and the allowed values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from deid.errors import ConfigError
 from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
 from deid.evaluation.gates import GateConfig
 from deid.faces_dask import DaskConfig
+from deid.methods.base import Device
 from deid.preprocessing import PreprocessConfig
 from deid.splits import SplitConfig
 
 __all__ = ["SyntheticSpec", "DatasetConfig", "MethodSpec", "TrackingConfig", "ReleaseConfig", "RunConfig",
-           "load_config", "BASELINES"]
+           "load_config", "validate_config", "check_devices", "check_name", "check_cron", "Name", "BASELINES",
+           "NAME_PATTERN"]
 
 BASELINES = ("blur", "pixelate", "blackout")
+
+#: names that become folder names (run name, method label, dataset): one plain path component
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,63}"
+
+
+def check_name(v: str) -> str:
+    """``v`` if it is a plain lower-case name usable as one folder name, else a ``ValueError``."""
+    if not re.fullmatch(NAME_PATTERN, v) or ".." in v:
+        raise ValueError(f"{v!r} is not a plain name: use 1-64 of a-z, 0-9, '_', '.', '-', "
+                         "starting with a letter or digit, without '..'")
+    return v
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+
+_CRON_NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELD = r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*"
+
+
+def check_cron(v: str) -> str:
+    """``v`` if it is a cron expression (five fields, or a nickname such as ``@daily``), else a ``ValueError``."""
+    expr = " ".join(v.split())
+    if expr in _CRON_NICKNAMES:
+        return v
+    if len(expr.split(" ")) != 5:
+        raise ValueError(f"{v!r} is not a cron expression: it needs 5 fields (minute hour day month weekday)")
+    try:
+        from cronsim import CronSim, CronSimError
+    except ImportError:  # no parser here: the shape of each field at least
+        if not all(re.fullmatch(_CRON_FIELD, f) for f in expr.split(" ")):
+            raise ValueError(f"{v!r} is not a cron expression") from None
+        return v
+    import datetime
+
+    try:
+        CronSim(expr, datetime.datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"{v!r} is not a cron expression: {exc}") from None
+    return v
 
 
 class _Strict(BaseModel):
@@ -46,7 +89,7 @@ class DatasetConfig(_Strict):
     ``source: builtin`` generates the FERG-like set under the work directory (dataset ``ferg``).
     """
 
-    name: str
+    name: Name
     source: str = "builtin"
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
@@ -80,7 +123,7 @@ class DatasetConfig(_Strict):
 class MethodSpec(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = None  # a display name when the same method runs with several settings
+    label: Name | None = None  # a name when the same method runs with several settings (a folder name too)
 
     @model_validator(mode="after")
     def _known_method(self) -> "MethodSpec":
@@ -93,6 +136,10 @@ class MethodSpec(_Strict):
         unknown = sorted(set(self.params) - set(cls.param_names()))
         if unknown:
             raise ValueError(f"method '{self.name}' has no parameter(s) {unknown}; allowed: {cls.param_names()}")
+        try:  # types and constraints as the method declares them
+            cls.validate_params(self.params)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -119,7 +166,7 @@ class ReleaseConfig(_Strict):
 class RunConfig(_Strict):
     """One anonymization run: dataset → methods → audit → gates → (release)."""
 
-    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    name: Name
     dataset: DatasetConfig
     methods: list[MethodSpec] = Field(default_factory=list)
     include_baselines: bool = True
@@ -131,8 +178,8 @@ class RunConfig(_Strict):
     dask: DaskConfig | None = None  # a scheduler address (or local cluster) for the parallel stages
     batch_size: int = Field(256, ge=1)
     seed: int = 0
-    device: str = "auto"
-    schedule: str | None = None
+    device: Device = "auto"
+    schedule: Annotated[str, AfterValidator(check_cron)] | None = None
     schedule_enabled: bool = False
 
     @model_validator(mode="after")
@@ -163,11 +210,35 @@ class RunConfig(_Strict):
         return p if p.is_absolute() else (base or Path.cwd()) / p
 
 
+def check_devices(cfg: RunConfig) -> None:
+    """The run-time half of the device check: every ``cuda``/``cuda:N`` the config names exists on this machine.
+
+    Loading checks only the form (``auto``, ``cpu``, ``cuda``, ``cuda:N``); this imports torch, and only
+    when a CUDA device is asked for. Raises :class:`ConfigError` naming the field.
+    """
+    asked = {"device": cfg.device, "audit.device": cfg.audit.device}
+    for i, m in enumerate(cfg.methods):
+        if isinstance(m.params.get("device"), str):
+            asked[f"methods.{i}.params.device"] = m.params["device"]
+    cuda = {where: dev for where, dev in asked.items() if dev.startswith("cuda")}
+    if not cuda:
+        return
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for where, dev in cuda.items():
+        index = int(dev.split(":", 1)[1]) if ":" in dev else 0
+        if index >= n:
+            have = f"{n} CUDA device(s), cuda:0 to cuda:{n - 1}" if n else "no CUDA device"
+            raise ConfigError(f"{where}: '{dev}' was asked for but this machine has {have}; use 'auto' or 'cpu'")
+
+
 def _format_validation(exc: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid configuration"]
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  - {loc}: {e['msg']}")
+        msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]  # without "Value error, "
+        lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,103 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_overrides_use_dotted_keys(tmp_path):
     cfg = load_config(CONFIGS[0], {"audit.cnn_epochs": 2, "methods": [{"name": "ksame-select", "params": {"k": 3}}]})
     assert cfg.audit.cnn_epochs == 2 and [m.key for m in cfg.all_methods()][-1] == "ksame-select"
+
+
+# -- method parameters: typed and constrained where each method declares them ------------------
+@pytest.mark.parametrize("method, params, message", [
+    ("blur", {"sigma": "abc"}, r"methods\.0: method 'blur': sigma: Input should be a valid number \(got 'abc'\)"),
+    ("blur", {"sigma": -5}, r"sigma: Input should be greater than 0 \(got -5\)"),
+    ("blur", {"sigma": float("nan")}, "sigma: Input should be a finite number"),
+    ("pixelate", {"block": 0}, r"block: Input should be greater than or equal to 1 \(got 0\)"),
+    ("pixelate", {"block": 2.0}, "block: Input should be a valid integer"),
+    ("blackout", {"value": 1.5}, "value: Input should be less than or equal to 1"),
+    ("ksame-select", {"k": "six"}, r"k: Input should be a valid integer \(got 'six'\)"),
+    ("ksame-select", {"k": 2.5}, r"k: Input should be a valid integer \(got 2.5\)"),
+    ("ksame-pixel", {"k": 1}, "k: Input should be greater than or equal to 2"),
+    ("ksame-pixel", {"k": True}, "k: Input should be a valid integer"),
+    ("ksame-select", {"space": "colour"}, "space: Input should be 'pixel' or 'eigen'"),
+    ("latent_shift", {"target": "centre"}, "target: Input should be 'kmeans', "),
+    ("latent_shift", {"alpha": 1.2}, "alpha: Input should be less than or equal to 1"),
+    ("latent_shift", {"hidden": "wide"}, "hidden must look like '1024-768-512'"),
+    ("latent_shift", {"architecture": "conv", "image_size": 48}, "needs image_size a power of two"),
+    ("fadenet", {"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
+    ("fadenet", {"val_fraction": 1.0}, "val_fraction: Input should be less than 1"),
+    ("fadenet", {"augment": "yes"}, "augment: Input should be a valid boolean"),
+    ("fadenet", {"random_state": -1}, "random_state: Input should be greater than or equal to 0"),
+    ("fadenet", {"device": "gpu0"}, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"),
+    ("mi-adversarial", {"substitute": True}, "substitute=True needs target_identity"),
+    ("ksame_net", {"image_size": 24}, "image_size: must be a power of two, got 24"),
+    ("substitution", {}, "substitution: target_identity must name"),
+])
+def test_method_params_are_typed_and_constrained(method, params, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_base(methods=[{"name": method, "params": params}]))
+
+
+@pytest.mark.parametrize("method, params", [
+    ("blur", {"sigma": 3}),  # an int where a float is declared is a number all the same
+    ("ksame-select", {"k": 6, "space": "eigen"}),
+    ("latent_shift", {"architecture": "conv", "target": "grid_neighbour", "image_size": 32}),
+    ("mi-adversarial", {"lam": 0.0, "target_identity": "@0", "substitute": True, "device": "cuda:1"}),
+])
+def test_valid_method_params_pass_unchanged(method, params):
+    cfg = validate_config(_base(methods=[{"name": method, "params": dict(params)}]))
+    assert cfg.methods[0].params == params
+
+
+def test_every_method_declares_parameters_its_defaults_satisfy():
+    from deid.methods import available_methods, method_class
+
+    for name in available_methods():
+        cls = method_class(name)
+        declared = cls.param_model().model_fields
+        assert list(declared) == cls.param_names(), name
+        for p, f in declared.items():
+            assert f.annotation is not None and f.annotation is not Any, f"{name}.{p} has no type"
+        cls.validate_params(getattr(cls, "test_params", {}))
+        if name != "substitution":  # it has no default target identity
+            assert set(cls.validate_params({})) == set(cls.param_names())
+
+
+# -- path components, devices, schedule, audit splits ---------------------------------------------
+@pytest.mark.parametrize("data, message", [
+    (_base(methods=[{"name": "blur", "label": "/srv/data/victim"}]),
+     "methods.0.label: '/srv/data/victim' is not a plain name"),
+    (_base(methods=[{"name": "blur", "label": "../../../x"}]), "methods.0.label: '../../../x' is not a plain name"),
+    (_base(methods=[{"name": "blur", "label": "a/b"}]), "methods.0.label: 'a/b' is not a plain name"),
+    (_base(name="../escape"), "name: '../escape' is not a plain name"),
+    (_base(name="run..1"), "name: 'run..1' is not a plain name"),
+    (_base(name="x" * 65), "name: 'x{65}' is not a plain name"),
+    (_base(device="gpu"), "device: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    (_base(device="cuda:x"), "device: device must be"),
+    (_base(audit={"device": "cuda:-1"}), "audit.device: device must be"),
+    (_base(schedule="61 * * * *"), "schedule: '61 \\* \\* \\* \\*' is not a cron expression"),
+    (_base(schedule="every monday"), "schedule: 'every monday' is not a cron expression"),
+    (_base(audit={"test_split": "nonexistent"}), "audit.test_split: 'nonexistent' is not a split; splits are \\['train', 'val', 'test'\\]"),
+    (_base(audit={"train_splits": ["train", "holdout"]}), "audit.train_splits: 'holdout' is not a split"),
+    (_base(audit={"train_splits": ["train", "test"]}), "test_split 'test' is also among train_splits"),
+])
+def test_paths_devices_schedule_and_splits_are_checked_at_load(data, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(data)
+
+
+def test_plain_names_devices_and_schedules_that_are_valid_load():
+    cfg = validate_config(_base(name="ferg-run_2.b", device="cuda:0", schedule="0 3 * * 1",
+                                methods=[{"name": "blur", "label": "blur-strong", "params": {"sigma": 6.0}}],
+                                audit={"device": "cpu", "test_split": "val", "train_splits": ["train"]}))
+    assert cfg.methods[0].key == "blur-strong" and cfg.audit.test_split == "val"
+    assert validate_config(_base(schedule="@daily")).schedule == "@daily"
+
+
+def test_a_gpu_this_machine_lacks_is_refused_before_any_work():
+    import torch
+
+    from deid.config import check_devices
+
+    check_devices(validate_config(_base(device="cpu")))  # nothing asked of CUDA: no check
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for field in ({"device": f"cuda:{n}"}, {"audit": {"device": f"cuda:{n}"}},
+                  {"methods": [{"name": "fadenet", "params": {"device": f"cuda:{n}"}}]}):
+        with pytest.raises(ConfigError, match=f"'cuda:{n}' was asked for but this machine has"):
+            check_devices(validate_config(_base(**field)))

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from data_contracts import SPLITS
 from deid.data import ImageSet
 from deid.errors import EvaluationError
 from deid.evaluation.attacker_registry import available_attackers
 from deid.evaluation.attackers import DEFAULT_ATTACKERS, AttackerConfig, check_split_labels, train_attackers
 from deid.evaluation.fidelity import fidelity
 from deid.evaluation.linkage import linkage
+from deid.methods.base import Device
 from deid.models import CNNClassifier
 
 __all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
@@ -69,10 +71,25 @@ class AuditConfig(BaseModel):
     pca_components: int = Field(64, ge=2)
     linkage_repeats: int = Field(5, ge=1)
     face_metrics: Literal["auto", "on", "off"] = "auto"
-    train_splits: list[str] = Field(default_factory=lambda: ["train", "val"])
+    train_splits: list[str] = Field(default_factory=lambda: ["train", "val"], min_length=1)
     test_split: str = "test"
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
+
+    @field_validator("train_splits", "test_split")
+    @classmethod
+    def _known_splits(cls, v: str | list[str]) -> str | list[str]:
+        bad = [s for s in ([v] if isinstance(v, str) else v) if s not in SPLITS]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a split; splits are {list(SPLITS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _test_split_held_out(self) -> "AuditConfig":
+        if self.test_split in self.train_splits:
+            raise ValueError(f"test_split '{self.test_split}' is also among train_splits {self.train_splits}; "
+                             "the attackers would be tested on what they were trained on")
+        return self
 
     def attacker_config(self) -> AttackerConfig:
         return AttackerConfig(attackers=tuple(self.attackers), cnn_epochs=self.cnn_epochs, cnn_width=self.cnn_width,
