@@ -45,10 +45,21 @@ class RunSummary:
 
 
 def _preflight(cfg: RunConfig, base: Path) -> None:
-    """Everything that can be checked before heavy work: fail fast with the field's name."""
+    """Everything that can be checked before heavy work: fail fast with the field's name.
+
+    The dataset source exists; the work directory and release root are folders the pipeline may
+    write to (:func:`deid.workspace.check_workspace`), then claimed; the CUDA devices named exist.
+    The ``deid`` command runs it too, before it starts a flow.
+    """
+    from deid.config import check_devices
+    from deid.workspace import check_workspace, claim_workspace
+
     src = cfg.dataset.source_path(base)
     if src is not None and not src.exists():
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
+    workspace = check_workspace(cfg, base)
+    check_devices(cfg)
+    claim_workspace(workspace)
 
 
 def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:

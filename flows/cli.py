@@ -42,10 +42,11 @@ def _parse_sets(sets: list[str]) -> dict:
 
 def _run(config: str, sets: list[str]) -> None:
     from deid.config import load_config
-    from flows.anonymize import FLOWS, ReleaseBlocked, run_anonymization  # noqa: F401
+    from flows.anonymize import FLOWS, ReleaseBlocked, _preflight
 
     try:
         cfg = load_config(config, _parse_sets(sets))
+        _preflight(cfg, Path.cwd())  # the flow's own checks, before any flow (and its server) starts
         flow_fn = FLOWS[cfg.dataset.name]
         result = flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
     except (DeidError, ReleaseBlocked) as exc:

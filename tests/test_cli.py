@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -28,3 +32,65 @@ def test_ingest_reports_and_errors(ferg_tree, tmp_path):
 def test_run_with_bad_override_fails_before_work(tmp_path):
     r = runner.invoke(app, ["run", "configs/ferg.yaml", "--set", "methods=[{name: nope}]"])
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
+
+
+def _config_file(tmp_path, **fields):
+    import yaml
+
+    cfg = {"name": "t", "dataset": {"name": "ferg"}, "work_dir": str(tmp_path / "work"), **fields}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.fixture
+def no_flow(monkeypatch):
+    """Every flow replaced by one that records it was called: a check that fails must come first."""
+    from flows import anonymize
+
+    calls = []
+    for name in anonymize.FLOWS:
+        monkeypatch.setitem(anonymize.FLOWS, name, lambda **kw: calls.append(kw) or pytest.fail("a flow started"))
+    return calls
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"dataset": {"name": "jaffe", "source": "missing/jaffe"}}, r"dataset.source: .*missing/jaffe does not exist"),
+    ({"work_dir": "/etc"}, "work_dir: /etc is a system directory"),
+    ({"release": {"enabled": True, "method": "blur", "root": "/etc/cron.d"}}, "release.root: /etc/cron.d is a system"),
+    ({"device": "cuda:99"}, "device: 'cuda:99' was asked for but this machine has"),
+    ({"methods": [{"name": "blur", "params": {"sigma": "abc"}}]}, "sigma: Input should be a valid number"),
+    ({"methods": [{"name": "blur", "label": "../../x"}]}, "methods.0.label: '../../x' is not a plain name"),
+])
+def test_run_fails_in_one_line_before_any_flow(tmp_path, no_flow, fields, message):
+    r = runner.invoke(app, ["run", str(_config_file(tmp_path, **fields))])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: ") and re.search(message, r.output), r.output
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit)
+    assert no_flow == []
+
+
+def test_run_claims_the_work_dir_then_starts_the_flow(tmp_path, monkeypatch):
+    from flows import anonymize
+
+    started = []
+    result = {"table": [], "verdicts": {}, "report": "r", "mlflow_run_id": "m"}
+    monkeypatch.setitem(anonymize.FLOWS, "ferg", lambda **kw: started.append(kw) or result)
+    r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert len(started) == 1 and (tmp_path / "work" / ".deid-workspace").is_file()
+
+
+@pytest.mark.slow
+def test_missing_dataset_is_one_line_from_the_real_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config_file(tmp_path, dataset={"name": "jaffe", "source": str(tmp_path / "nowhere")})
+    env = {**os.environ, "DEID_WORK": str(tmp_path / "work"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg)], capture_output=True, text=True,
+                       env=env, timeout=300, cwd=str(Path(__file__).resolve().parents[1]))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [f"error: dataset.source: {tmp_path / 'nowhere'} does not exist (dataset 'jaffe')"]
+    assert r.stdout == "" and not (tmp_path / "prefect" / "prefect.db").exists()

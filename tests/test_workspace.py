@@ -1,0 +1,119 @@
+"""Where a run may write: system directories and other people's folders are refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deid.config import MethodSpec, validate_config
+from deid.errors import ConfigError
+from deid.workspace import (MARKER, check_root, check_workspace, claim_workspace, ensure_inside, inside,
+                            release_root, work_root)
+
+
+def _cfg(work_dir, **kw):
+    return validate_config({"name": "t", "dataset": {"name": "ferg"}, "work_dir": str(work_dir), **kw})
+
+
+def _release(root, **kw):
+    return {"enabled": True, "method": "blur", "root": str(root), **kw}
+
+
+@pytest.mark.parametrize("work_dir", ["/", "/etc", "/etc/deid", "/usr/local/work", "/proc/self", "/sys", "/dev",
+                                      "/boot", "/bin", "/lib", "/var", "/root", "/home", "/tmp", "/tmp/../etc"])
+def test_system_directories_are_refused_as_work_dir(work_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"^work_dir: .* is a system directory; choose a folder of its own$"):
+        check_workspace(_cfg(work_dir), tmp_path)
+
+
+def test_release_root_in_a_system_directory_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"^release.root: /etc/cron.d is a system directory"):
+        check_workspace(_cfg(tmp_path / "work", release=_release("/etc/cron.d")), tmp_path)
+
+
+def test_the_home_directory_itself_is_refused(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(ConfigError, match="is a system directory"):
+        check_workspace(_cfg("~"), tmp_path)
+    check_workspace(_cfg("~/deid-work"), tmp_path)  # a folder of its own below it is fine
+
+
+def test_a_symlink_to_a_system_directory_is_refused(tmp_path):
+    (tmp_path / "work").symlink_to("/etc")
+    with pytest.raises(ConfigError, match="is a system directory"):
+        check_workspace(_cfg("work"), tmp_path)
+
+
+def test_a_non_empty_folder_deid_did_not_create_is_refused(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=r"^work_dir: .*victim is not empty and was not created by deid"):
+        check_workspace(_cfg(victim), tmp_path)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(ConfigError, match=r"^release.root: .*victim is not empty and was not created by deid"):
+        check_workspace(_cfg(tmp_path / "work", release=_release(victim)), tmp_path)
+    assert sorted(p.name for p in victim.iterdir()) == ["thesis.tex"]  # nothing was written
+
+
+def test_a_file_is_refused(tmp_path):
+    (tmp_path / "work").write_text("")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        check_workspace(_cfg("work"), tmp_path)
+
+
+def test_missing_or_empty_roots_are_claimed_and_then_recognised(tmp_path):
+    cfg = _cfg("work", release=_release(tmp_path / "out" / "releases"))
+    ws = check_workspace(cfg, tmp_path)
+    assert not (tmp_path / "work").exists()  # the check writes nothing
+    claim_workspace(ws)
+    assert (tmp_path / "work" / MARKER).is_file() and (tmp_path / "out" / "releases" / MARKER).is_file()
+    (tmp_path / "work" / "notes.txt").write_text("anything")  # ours now: whatever it holds
+    (tmp_path / "out" / "releases" / "ferg").mkdir()
+    assert check_workspace(cfg, tmp_path) == ws
+
+
+def test_a_work_dir_written_before_the_marker_is_recognised(tmp_path):
+    work = tmp_path / "work"
+    for d in ("prefect", "datasets", "runs", "mlflow"):
+        (work / d).mkdir(parents=True)
+    assert check_workspace(_cfg(work), tmp_path).work == work
+    (work / "other").mkdir()
+    with pytest.raises(ConfigError, match="not created by deid"):
+        check_workspace(_cfg(work), tmp_path)
+
+
+def test_a_relative_release_root_is_inside_the_work_dir(tmp_path):
+    cfg = _cfg("w", release=_release("release"))
+    assert work_root(cfg, tmp_path) == tmp_path / "w"
+    assert release_root(cfg, tmp_path) == tmp_path / "w" / "release"
+    assert check_workspace(cfg, tmp_path).release == tmp_path / "w" / "release"
+    assert release_root(_cfg("w"), tmp_path) == tmp_path / "w" / "release"  # the default
+    for bad in (".", "runs", "datasets/x"):
+        with pytest.raises(ConfigError, match="release.root: .* is the work directory or one of its own folders"):
+            check_workspace(_cfg("w", release=_release(bad)), tmp_path)
+
+
+def test_computed_paths_must_stay_inside_their_root(tmp_path):
+    assert inside(tmp_path, tmp_path / "a" / "b") and inside(tmp_path, tmp_path)
+    assert not inside(tmp_path / "a", tmp_path / "a" / ".." / "b")
+    assert not inside(tmp_path / "a", tmp_path / "ab")
+    with pytest.raises(ConfigError, match=r"^label: .* is outside .*; refusing to write there$"):
+        ensure_inside(tmp_path / "runs", tmp_path / "runs" / ".." / ".." / "x", "label")
+    # a label that escaped validation (built without it) is still caught before any work
+    cfg = _cfg("work")
+    cfg.methods.append(MethodSpec.model_construct(name="blur", params={}, label="../../../x"))
+    with pytest.raises(ConfigError, match="method '../../../x': .* is outside"):
+        check_workspace(cfg, tmp_path)
+
+
+def test_check_root_reports_one_line(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "y").write_text("")
+    with pytest.raises(ConfigError) as info:
+        check_root(tmp_path / "x", "work_dir")
+    assert "\n" not in str(info.value)
+    assert Path(str(info.value).split(": ")[1].split(" ")[0]) == tmp_path / "x"
