@@ -11,11 +11,12 @@ from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like as _
 from deid.ingest import IngestSummary, ingest_dataset as _ingest
 from deid.preprocessing import PreprocessConfig
 from deid.splits import SplitConfig
+from tasks._retry import retry_unless_deterministic
 
 __all__ = ["generate_ferg_like", "ingest_dataset"]
 
 
-@task(retries=2, retry_delay_seconds=[2, 5])
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def generate_ferg_like(out_dir: str, spec: dict) -> str:
     """Draw the FERG-like tree (idempotent: an existing tree with the same settings is kept)."""
     root = _generate(out_dir, SyntheticFergConfig(**spec), progress=True)
@@ -23,7 +24,7 @@ def generate_ferg_like(out_dir: str, spec: dict) -> str:
     return str(root)
 
 
-@task(retries=2, retry_delay_seconds=[2, 5, 15])
+@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
 def ingest_dataset(dataset: str, root: str, out_dir: str, preprocess: dict, split: dict,
                    loader_options: dict | None = None, dask: dict | None = None,
                    utility_attribute: str | None = None) -> IngestSummary:

@@ -8,11 +8,12 @@ from prefect import get_run_logger, task
 
 from deid.methods import DeidMethod
 from deid.pipeline import anonymize_table as _anonymize, fit_method as _fit
+from tasks._retry import retry_unless_deterministic
 
 __all__ = ["fit_method", "anonymize_table"]
 
 
-@task(retries=1, tags=["compute-heavy"])
+@task(retries=1, tags=["compute-heavy"], retry_condition_fn=retry_unless_deterministic)
 def fit_method(name: str, params: dict, images_dir: str, model_dir: str) -> str:
     """Fit on the training split and save; returns the model directory."""
     _fit(name, params, images_dir, model_dir)
@@ -20,7 +21,7 @@ def fit_method(name: str, params: dict, images_dir: str, model_dir: str) -> str:
     return model_dir
 
 
-@task(retries=1, tags=["compute-heavy"])
+@task(retries=1, tags=["compute-heavy"], retry_condition_fn=retry_unless_deterministic)
 def anonymize_table(model_dir: str, images_dir: str, out_dir: str, label: str, batch_size: int) -> dict:
     """Load the saved method and transform every split into an anonymized table."""
     method = DeidMethod.load(model_dir)

@@ -7,11 +7,12 @@ from prefect import get_run_logger, task
 from data_contracts import IMAGES_SCHEMA, read_table
 from deid.release import publish_release as _publish
 from deid.release_policy import ReleasePolicy
+from tasks._retry import retry_unless_deterministic
 
 __all__ = ["publish_release"]
 
 
-@task(retries=2, retry_delay_seconds=[2, 5, 15])
+@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
 def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, manifest: dict, images_dir: str,
                     private_dir: str, policy: dict, run_margin: float, audit: dict) -> dict:
     """Publish under the release policy; the input's identities and source file names are checked
