@@ -84,6 +84,9 @@ def png_bomb() -> bytes:
 # --- sizes read from the header --------------------------------------------------------------
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='TIFF header (~140 bytes) claiming 60000×60000',
+                         before='whole ingest crashed (cv2.error), nothing written, file not named',
+                         after="quarantined 'decode: too many pixels' from the header, batch continues")
 def test_tiff_header_claiming_60000_squared_is_quarantined_and_batch_continues(tmp_path):
     root = _jaffe(tmp_path / "jaffe")
     bomb = _tiff_header(60000, 60000)
@@ -96,6 +99,9 @@ def test_tiff_header_claiming_60000_squared_is_quarantined_and_batch_continues(t
     assert s.quarantine_reasons == {"decode: too many pixels": 1}
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='valid PNG of 30000×30000 (~110 kB on disk)',
+                         before='accepted at 1.87 GB peak',
+                         after='refused from its header, never decoded')
 def test_png_bomb_is_refused_from_its_header(tmp_path, png_bomb):
     assert len(png_bomb) < 200_000
     root = _ferg(tmp_path / "raw")
@@ -106,6 +112,9 @@ def test_png_bomb_is_refused_from_its_header(tmp_path, png_bomb):
     assert s.written == 8 and s.quarantine_reasons == {"decode: too many pixels": 1}
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='pixel limit set in config (preprocess.max_pixels)',
+                         before="no limit but OpenCV's own",
+                         after='exactly at the limit passes, one over is quarantined; limits above 150 M refused at load')
 def test_pixel_limit_is_configurable(tmp_path):
     root = _ferg(tmp_path / "raw", chars=("aia",), n=1)
     _png(root / "aia" / "aia_joy" / "aia_joy_5.png", np.full((40, 50), 7, np.uint8))
@@ -120,6 +129,9 @@ def test_pixel_limit_is_configurable(tmp_path):
         PreprocessConfig(max_pixels=200_000_000)
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='1×1 image',
+                         before="became a flat 64×64 'face'",
+                         after="quarantined 'too small' (min_side, default 16)")
 def test_one_by_one_image_is_quarantined_not_stretched(tmp_path):
     root = _ferg(tmp_path / "raw", chars=("aia",), n=1)
     _png(root / "aia" / "aia_joy" / "aia_joy_5.png", np.full((1, 1), 200, np.uint8))
@@ -144,6 +156,9 @@ def _multipage_tiff(path: Path, levels=(40, 120, 200)) -> Path:
     return path
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='multi-page TIFF',
+                         before='page 1 taken silently',
+                         after='quarantined by default; multipage: first keeps page 1 with a note in the summary')
 def test_multipage_tiff_is_quarantined_by_default_or_page_one_kept_with_a_note(tmp_path):
     root = _jaffe(tmp_path / "jaffe")
     _multipage_tiff(root / "KA.SU1.7.tiff")
@@ -166,6 +181,9 @@ def test_multipage_tiff_is_quarantined_by_default_or_page_one_kept_with_a_note(t
 
 @pytest.mark.parametrize("exc", [RuntimeError("decoder blew up"), cv2.error("decoder blew up"),
                                  MemoryError("decoder blew up")], ids=["RuntimeError", "cv2.error", "MemoryError"])
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='decoder raises (RuntimeError, cv2.error, MemoryError)',
+                         before='the batch aborted',
+                         after='quarantine row naming the file and the error; batch continues')
 def test_any_decoder_exception_quarantines_the_file_by_name(tmp_path, monkeypatch, exc):
     import deid.ingest as ingest
 
@@ -184,6 +202,9 @@ def test_any_decoder_exception_quarantines_the_file_by_name(tmp_path, monkeypatc
     assert (s.written, s.quarantined) == (7, 1)
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='file rewritten between hashing and decoding',
+                         before='untracked',
+                         after="quarantined 'changed during ingest'")
 def test_file_rewritten_during_ingest_is_quarantined(tmp_path, monkeypatch):
     import deid.ingest as ingest
 
@@ -198,6 +219,9 @@ def test_file_rewritten_during_ingest_is_quarantined(tmp_path, monkeypatch):
 # --- what the scan sees --------------------------------------------------------------------
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='symlink pointing outside the dataset root',
+                         before='followed and ingested',
+                         after="quarantined 'outside root'; target never read")
 def test_symlink_out_of_the_root_is_refused(tmp_path):
     secret = _png(tmp_path / "elsewhere" / "secret.png", np.full((30, 30), 99, np.uint8))
     root = _ferg(tmp_path / "raw")
@@ -214,6 +238,9 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
     assert s.quarantine_reasons == {"dedupe: duplicate of ray/ray_joy/ray_joy_1.png": 1, "scan: outside root": 2}
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='symlink loop, dangling link, FIFO, folder named x.png, hidden files',
+                         before='skipped without being counted',
+                         after='counted: seen = written + quarantined + skipped by rule, in summary.json')
 def test_every_entry_seen_is_counted_and_the_summary_says_so(tmp_path):
     root = _ferg(tmp_path / "raw")
     d = root / "aia" / "aia_joy"
@@ -245,6 +272,9 @@ def test_every_entry_seen_is_counted_and_the_summary_says_so(tmp_path):
 # --- labels ---------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='same bytes filed under two identities',
+                         before='whichever sorted first was kept',
+                         after="every copy quarantined 'label conflict'")
 def test_same_bytes_under_two_identities_is_a_label_conflict(tmp_path):
     root = _ferg(tmp_path / "raw")
     same = (root / "aia" / "aia_joy" / "aia_joy_1.png").read_bytes()
@@ -264,6 +294,9 @@ def test_same_bytes_under_two_identities_is_a_label_conflict(tmp_path):
     assert "aia/aia_joy/aia_joy_1.png" not in t.column("source_path").to_pylist()
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='identity names differing by a Unicode look-alike (Kelvin sign)',
+                         before='two identities',
+                         after='NFKC-normalised: one identity')
 def test_lookalike_identity_names_are_one_identity(tmp_path):
     root = _jaffe(tmp_path / "jaffe", ids=("KA",))
     ok, buf = cv2.imencode(".tiff", np.random.default_rng(5).integers(0, 255, (24, 24), np.uint8))
@@ -274,6 +307,9 @@ def test_lookalike_identity_names_are_one_identity(tmp_path):
     assert set(t.column("identity").to_pylist()) == {"KA"}
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='identities in summary.json',
+                         before='counted scanned items (30 reported, 22 written)',
+                         after='counts identities of written rows')
 def test_identities_count_written_rows_only(tmp_path):
     root = _ferg(tmp_path / "raw", chars=("aia", "ray", "mery"))
     for f in (root / "mery").rglob("*.png"):
@@ -293,6 +329,9 @@ def _stored_png(path: Path, img: np.ndarray) -> Path:
     return path
 
 
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='content changed with the same size and mtime (cp -p, rsync -t)',
+                         before='stale ingest reused',
+                         after='reuse keyed on content hashes: re-ingested')
 def test_rewrite_with_same_size_and_mtime_is_not_reused(tmp_path):
     root = _ferg(tmp_path / "raw")
     f = root / "aia" / "aia_joy" / "aia_joy_1.png"

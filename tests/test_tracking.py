@@ -48,6 +48,9 @@ def _versions(uri: str, name: str) -> list:
     return sorted(mlflow.MlflowClient(uri).search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='release model registered twice',
+                         before='two model versions',
+                         after='one version, same URI')
 def test_registering_a_release_twice_keeps_one_model_version(tmp_path):
     import mlflow
 
@@ -73,6 +76,9 @@ def test_registering_a_release_twice_keeps_one_model_version(tmp_path):
     np.testing.assert_allclose(model.predict(X), get_method("blur").fit(X).transform(X), atol=1e-6)
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='kill -9 between publish and model registration',
+                         before='release without a registered model forever',
+                         after='the next run registers it (registration runs on every run)')
 def test_a_run_killed_during_registration_is_healed_by_the_next_call(tmp_path, monkeypatch):
     import mlflow
 
@@ -106,6 +112,9 @@ def test_a_run_killed_during_registration_is_healed_by_the_next_call(tmp_path, m
     assert client.get_model_version_by_alias("deid-ferg", "release").version == versions[1].version
 
 
+@pytest.mark.reliability(section='3. Gates a run cannot loosen', case='model state holding original training images (substitution, mi-adversarial, k-Same)',
+                         before='registered as an ordinary shareable model',
+                         after='registered with deid.private=true and a do-not-share description')
 def test_models_holding_training_images_are_registered_as_private(tmp_path):
     import mlflow
 
@@ -127,6 +136,9 @@ def test_models_holding_training_images_are_registered_as_private(tmp_path):
     assert logged["v-sub"].tags["deid.private"] == "true" and logged["v-blur"].tags["deid.private"] == "false"
 
 
+@pytest.mark.reliability(section='3. Gates a run cannot loosen', case='HTML report and confusion matrices in MLflow',
+                         before='untagged',
+                         after='tagged internal (they show identities)')
 def test_audit_run_marks_the_report_and_private_models_internal(tmp_path):
     import mlflow
 
@@ -173,6 +185,9 @@ print(configure_tracking(None, "deid", work))
 
 
 @pytest.mark.slow
+@pytest.mark.reliability(section='6. Crash and concurrency', case='three concurrent runs on a fresh work dir',
+                         before='two crashed creating the MLflow store (duplicate column, alembic)',
+                         after='store created under a file lock: all three succeed')
 def test_concurrent_runs_create_the_local_store_once(tmp_path):
     import mlflow
 

@@ -49,6 +49,9 @@ LAYOUTS = {"jaffe": _jaffe, "rafd": _rafd, "lfw": _lfw, "celeba": _celeba, "ferg
 
 
 @pytest.mark.parametrize("dataset", sorted(LAYOUTS), ids=lambda d: f"{d}-layout")  # a bare "jaffe" id is the marker
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='outside-root link, hidden file, FIFO, image-named folder, in every loader',
+                         before='followed or dropped uncounted',
+                         after='rejected or counted by rule in every loader')
 def test_scan_refuses_links_out_of_the_root_and_counts_every_entry(dataset, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
