@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 from deid.evaluation.audit import ORIGINAL, AuditResult
+from tasks._retry import retry_unless_deterministic
 
 __all__ = ["configure_tracking", "log_audit", "git_commit", "local_tracking_uri", "register_release_model",
            "holds_training_images", "privacy_tags", "PRIVATE_MODEL_DESCRIPTION", "INTERNAL_REPORT"]
@@ -136,7 +137,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-@task(retries=2, retry_delay_seconds=[2, 5])
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info: dict, images_dir: str,
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
               transform_stats: dict[str, dict], tracking_uri: str, experiment: str) -> str:
@@ -219,7 +220,7 @@ def _logged_release_model(client: mlflow.MlflowClient, run_id: str, release_vers
     return ready[0].model_uri if ready else None
 
 
-@task(retries=2, retry_delay_seconds=[2, 5])
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def register_release_model(run_id: str, method: str, model_dir: str, dataset: str, release_version: str,
                            tracking_uri: str) -> str:
     """Make sure ``release_version`` has one registered model version; returns its URI.

@@ -55,6 +55,9 @@ def test_overrides_use_dotted_keys(tmp_path):
 
 
 # -- method parameters: typed and constrained where each method declares them ------------------
+@pytest.mark.reliability(section='5. Config types checked before any work', case="blur sigma 'abc' or -5, k 'six' or 2.5, block 0, ...",
+                         before='passed validation, died in fit with a raw traceback after ingest and a retry',
+                         after='ConfigError at load naming the parameter')
 @pytest.mark.parametrize("method, params, message", [
     ("blur", {"sigma": "abc"}, r"methods\.0: method 'blur': sigma: Input should be a valid number \(got 'abc'\)"),
     ("blur", {"sigma": -5}, r"sigma: Input should be greater than 0 \(got -5\)"),
@@ -111,6 +114,12 @@ def test_every_method_declares_parameters_its_defaults_satisfy():
 
 
 # -- path components, devices, schedule, audit splits ---------------------------------------------
+@pytest.mark.reliability(section='5. Config types checked before any work', case="device gpu or cuda:x, schedule '61 * * * *', audit.test_split: nonexistent",
+                         before='accepted',
+                         after='refused at config load')
+@pytest.mark.reliability(section='2. Paths from config are validated', case="method label '/srv/data/victim' or '../../../x', run name '../escape'",
+                         before='used as a folder name: a run deleted and overwrote folders outside work_dir',
+                         after='refused at config load: not a plain name')
 @pytest.mark.parametrize("data, message", [
     (_base(methods=[{"name": "blur", "label": "/srv/data/victim"}]),
      "methods.0.label: '/srv/data/victim' is not a plain name"),
@@ -141,6 +150,9 @@ def test_plain_names_devices_and_schedules_that_are_valid_load():
     assert validate_config(_base(schedule="@daily")).schedule == "@daily"
 
 
+@pytest.mark.reliability(section='5. Config types checked before any work', case='device: cuda:99',
+                         before='accepted',
+                         after='refused in preflight, before any work')
 def test_a_gpu_this_machine_lacks_is_refused_before_any_work():
     import torch
 

@@ -11,6 +11,9 @@ from deid.errors import ConfigError, DatasetLayoutError, ImageDecodeError, Metho
 from tasks._retry import retry_unless_deterministic
 
 
+@pytest.mark.reliability(section='5. Config types checked before any work', case='deterministic errors in tasks (config, method, leak)',
+                         before='retried twice',
+                         after='not retried; transient OS and network errors still are')
 @pytest.mark.parametrize("exc, retried", [
     (ConfigError("blur: sigma must be a number"), False),
     (DatasetLayoutError("no such folder"), False),

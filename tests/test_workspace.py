@@ -20,6 +20,9 @@ def _release(root, **kw):
     return {"enabled": True, "method": "blur", "root": str(root), **kw}
 
 
+@pytest.mark.reliability(section='2. Paths from config are validated', case='work_dir: /, /etc, /usr/local/work, /proc/self, /var, /root, /tmp/../etc, ...',
+                         before='accepted',
+                         after='refused: a system directory')
 @pytest.mark.parametrize("work_dir", ["/", "/etc", "/etc/deid", "/usr/local/work", "/proc/self", "/sys", "/dev",
                                       "/boot", "/bin", "/lib", "/var", "/root", "/home", "/tmp", "/tmp/../etc"])
 def test_system_directories_are_refused_as_work_dir(work_dir, tmp_path):
@@ -27,6 +30,9 @@ def test_system_directories_are_refused_as_work_dir(work_dir, tmp_path):
         check_workspace(_cfg(work_dir), tmp_path)
 
 
+@pytest.mark.reliability(section='2. Paths from config are validated', case='release.root: /etc/cron.d',
+                         before='accepted',
+                         after='refused: a system directory')
 def test_release_root_in_a_system_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"^release.root: /etc/cron.d is a system directory"):
         check_workspace(_cfg(tmp_path / "work", release=_release("/etc/cron.d")), tmp_path)
@@ -47,6 +53,9 @@ def test_a_symlink_to_a_system_directory_is_refused(tmp_path):
         check_workspace(_cfg("work"), tmp_path)
 
 
+@pytest.mark.reliability(section='2. Paths from config are validated', case='work_dir or release.root a non-empty folder deid did not create',
+                         before='written into',
+                         after='refused (no .deid-workspace marker), nothing written')
 def test_a_non_empty_folder_deid_did_not_create_is_refused(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -86,6 +95,9 @@ def test_a_work_dir_written_before_the_marker_is_recognised(tmp_path):
         check_workspace(_cfg(work), tmp_path)
 
 
+@pytest.mark.reliability(section='2. Paths from config are validated', case='default release root',
+                         before='work_dir/../release, outside work/',
+                         after="<work_dir>/release; release root inside the pipeline's own folders refused")
 def test_a_relative_release_root_is_inside_the_work_dir(tmp_path):
     cfg = _cfg("w", release=_release("release"))
     assert work_root(cfg, tmp_path) == tmp_path / "w"
@@ -97,6 +109,9 @@ def test_a_relative_release_root_is_inside_the_work_dir(tmp_path):
             check_workspace(_cfg("w", release=_release(bad)), tmp_path)
 
 
+@pytest.mark.reliability(section='2. Paths from config are validated', case='a computed output path escaping its root',
+                         before='not checked',
+                         after='refused before any work')
 def test_computed_paths_must_stay_inside_their_root(tmp_path):
     assert inside(tmp_path, tmp_path / "a" / "b") and inside(tmp_path, tmp_path)
     assert not inside(tmp_path / "a", tmp_path / "a" / ".." / "b")
