@@ -67,15 +67,17 @@ def load_release_policy(base: str | Path) -> ReleasePolicy:
 def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: float) -> list[str]:
     """Reasons the audit's privacy figures fall short of the policy (empty when they meet it).
 
-    The margin applied is the stricter of the run's gate and the policy's: a run can tighten it,
-    never widen it.
+    The worst attacker's 95 % upper bound is judged, so a test too small to certify the margin
+    cannot release. The margin applied is the stricter of the run's gate and the policy's: a run
+    can tighten it, never widen it.
     """
     margin = min(run_margin, policy.max_attacker_margin)
     worst, chance = metrics.get("identity_acc_worst"), metrics.get("identity_chance")
     if worst is None or chance is None:
         return ["the audit measured no informed attacker for this method"]
-    if worst > chance + margin + 1e-12:
-        return [f"release policy: worst attacker {worst:.1%} > chance {chance:.1%} + {margin:.0%}"]
+    hi = metrics.get("identity_acc_worst_hi", worst)  # the 95 % upper bound: a small test cannot certify privacy
+    if hi > chance + margin + 1e-12:
+        return [f"release policy: worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {margin:.0%}"]
     return []
 
 

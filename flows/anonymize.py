@@ -7,20 +7,25 @@ One flow per dataset (``anonymize-ferg``, ``anonymize-jaffe``, ...), all built f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from data_contracts import count_rows
 from deid.config import RunConfig, load_config
-from deid.errors import ConfigError
+from deid.errors import ConfigError, DeidError
 from deid.evaluation.audit import ORIGINAL
+from deid.evaluation.gates import CONTROLS
+from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release_policy import load_release_policy
+from deid.workspace import release_root
 from flows.ingest import content_key, resolve_source
-from tasks.audit import audit, render_audit
+from tasks.audit import audit, judge_and_plot, write_report
 from tasks.data import ingest_dataset
 from tasks.methods import anonymize_table, fit_method
 from tasks.release import publish_release
+from tasks.outcome import record_outcome
 from tasks.tracking import configure_tracking, log_audit, register_release_model
 
 __all__ = ["run_anonymization", "RunSummary", "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
@@ -42,6 +47,7 @@ class RunSummary:
     verdicts: dict[str, dict]
     release: dict | None = None
     ingest: dict = field(default_factory=dict)
+    summary: str | None = None
 
 
 def _preflight(cfg: RunConfig, base: Path) -> None:
@@ -100,46 +106,88 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     if cfg.device != "auto" and audit_cfg.get("device") == "auto":
         audit_cfg["device"] = cfg.device
     result = audit(images, anonymized, audit_cfg, ds.name, ds.real_faces, str(work / "cache" / "dlib-descriptors"))
-    dataset_info = {"name": ds.name, "digest": summary.digest, "rows": summary.written,
-                    "identities": summary.identities, "by_split": summary.by_split}
+    dataset_info = {"name": ds.name, "rows": summary.written, "identities": summary.identities,
+                    "by_split": summary.by_split}
     report_dir = run_dir / "report"
     safe_config = cfg.model_dump(mode="json")
     safe_config["dataset"].pop("source", None)  # may be a local path; the digest identifies the data
     notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
-    report, verdicts, figures = render_audit(result, images, anonymized, cfg.gates.model_dump(), str(report_dir),
-                                             f"deid audit — {cfg.name}", dataset_info, safe_config, notes)
-    run_id = log_audit(result, run_name=cfg.name, config=safe_config, dataset_info=dataset_info, images_dir=images,
-                       report=report, figures=figures, verdicts=verdicts, model_dirs=model_dirs,
-                       transform_stats=stats, tracking_uri=tracking_uri, experiment=cfg.tracking.experiment)
+    title = f"deid audit — {cfg.name}"
+    judgement, figures = judge_and_plot(result, images, anonymized, cfg.gates.model_dump(), str(report_dir), title)
+    header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": _commit(),
+              "prefect_flow_run_id": _flow_run_id(),
+              "release_status": "requested" if cfg.release.enabled else "not requested",
+              "release_method": cfg.release.method if cfg.release.enabled else None}
+    report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config, notes, header)
+    verdicts = {m: v for m, v in judgement.verdicts.items() if m != ORIGINAL}
+    run_id = log_audit(result, run_name=cfg.name, config=safe_config, dataset_info={**dataset_info, "digest": summary.digest},
+                       images_dir=images, report=report, figures=[p for _, p in figures], verdicts=verdicts,
+                       model_dirs=model_dirs, transform_stats=stats, tracking_uri=tracking_uri,
+                       experiment=cfg.tracking.experiment)
+    header["mlflow_run_id"] = run_id
     out = RunSummary(cfg.name, result.table(), report, run_id, tracking_uri,
-                     {m: {"passed": v.passed, "reasons": v.reasons} for m, v in verdicts.items()},
+                     {m: {"passed": v.passed, "status": v.status, "reasons": v.reasons} for m, v in verdicts.items()},
                      ingest=summary.model_dump())
+    release, blocked = ReleaseSummary(status="not requested"), None
     if cfg.release.enabled:
         m = cfg.release.method
         v = verdicts[m]
         if not v.passed:
-            raise ReleaseBlocked(f"release of '{m}' blocked by the audit: {'; '.join(v.reasons)} (report: {report})")
-        metrics = result.methods[m].metrics
-        manifest = {"method_params": next(s.params for s in cfg.all_methods() if s.key == m),
-                    "config_name": cfg.name, "code_commit": _commit(),
-                    "mlflow_run_id": run_id, "audit": metrics, "verdict": {"passed": True, "gates": cfg.gates.model_dump()},
-                    "preprocess": ds.preprocess.model_dump()}
-        policy = load_release_policy(base_dir)
-        rel = publish_release(anonymized[m], str(_release_root(cfg, base_dir)), ds.name, m, manifest, images,
-                              str(work / "private" / "releases"), policy.model_dump(), cfg.gates.attacker_margin,
-                              metrics)
-        # Every run makes sure the release has its registered model: a run killed between publishing
-        # and registering is healed by the next one.
-        rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
-        out.release = rel
+            blocked = ReleaseBlocked(f"release of '{m}' blocked: the audit's verdict is {v.status}: "
+                                     f"{'; '.join(v.reasons)} (report: {report})")
+            release = ReleaseSummary(status="blocked", method=m, reason=f"verdict {v.status}: {'; '.join(v.reasons)}")
+        else:
+            metrics = result.methods[m].metrics
+            manifest = {"method_params": next(s.params for s in cfg.all_methods() if s.key == m),
+                        "config_name": cfg.name, "code_commit": header["code_commit"], "mlflow_run_id": run_id,
+                        "audit": metrics, "verdict": {"status": v.status, "gates": cfg.gates.model_dump()},
+                        "preprocess": ds.preprocess.model_dump()}
+            policy = load_release_policy(base_dir)
+            try:
+                rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest, images,
+                                      str(work / "private" / "releases"), policy.model_dump(),
+                                      cfg.gates.attacker_margin, metrics)
+            except DeidError as exc:  # the release policy's floors, a leak: nothing was published
+                blocked = exc
+                release = ReleaseSummary(status="blocked", method=m, reason=str(exc))
+            else:
+                # Every run makes sure the release has its registered model: a run killed between
+                # publishing and registering is healed by the next one.
+                rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"],
+                                                          tracking_uri)
+                out.release = rel
+                release = ReleaseSummary(status="reused" if rel["reused"] else "published", method=m,
+                                         version=rel["version"], path=rel["path"])
+        header.update(release_status=release.status, release_version=release.version, release_path=release.path)
+        report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config, notes,
+                              header)
+        out.report = report
+    doc = build_summary(config_name=cfg.name, dataset=dataset_info, date=header["date"],
+                        code_commit=header["code_commit"], methods={n: a.metrics for n, a in result.methods.items()},
+                        judgement=judgement, gates=cfg.gates.model_dump(), release=release,
+                        used_utility_label=_uses_utility(cfg), controls=CONTROLS, reference=ORIGINAL,
+                        mlflow_run_id=run_id, prefect_flow_run_id=header["prefect_flow_run_id"], report=report)
+    out.summary = str(write_summary(doc, run_dir))
+    record_outcome(run_id, tracking_uri, doc.model_dump(mode="json"), report, out.summary)
+    if blocked is not None:
+        raise blocked
     log.info("done: %s", out.report)
     return out
 
 
-def _release_root(cfg: RunConfig, base: Path) -> Path:
-    """``release.root``: absolute as given, otherwise inside the work directory."""
-    root = Path(cfg.release.root).expanduser()
-    return root if root.is_absolute() else cfg.work_path(base) / root
+def _uses_utility(cfg: RunConfig) -> dict[str, bool]:
+    """Which methods used the utility label when fitting (their utility is partly by construction)."""
+    from deid.methods import method_class
+
+    out = {spec.key: bool(method_class(spec.name).needs_utility) for spec in cfg.all_methods()}
+    out.setdefault("blackout", False)
+    return out
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
 
 
 def _commit() -> str:
@@ -154,7 +202,7 @@ def _make_flow(dataset: str):
         """Ingest, de-identify, audit and (when the gates pass and release is on) publish one dataset."""
         s = run_anonymization(config, overrides, base)
         return {"report": s.report, "mlflow_run_id": s.mlflow_run_id, "verdicts": s.verdicts, "release": s.release,
-                "table": s.table}
+                "table": s.table, "summary": s.summary}
 
     # A module-level name, so a served deployment finds the flow as flows/anonymize.py:anonymize_<dataset>.
     anonymize.__name__ = anonymize.__qualname__ = f"anonymize_{dataset}"

@@ -41,26 +41,65 @@ def _parse_sets(sets: list[str]) -> dict:
 
 
 def _run(config: str, sets: list[str]) -> None:
+    """Run a config's flow, then print the verdict table from the run's ``summary.json`` and exit with
+    the outcome: 0 done (and released when asked), 3 the audit is inconclusive, 4 the release was
+    refused, 2 a configuration error (before any work)."""
+    import time
+
     from deid.config import load_config
+    from deid.reporting.summary import EXIT_CODES, read_summary
     from flows.anonymize import FLOWS, ReleaseBlocked, _preflight
 
+    started = time.time()
+    blocked: Exception | None = None
     try:
         cfg = load_config(config, _parse_sets(sets))
         _preflight(cfg, Path.cwd())  # the flow's own checks, before any flow (and its server) starts
-        flow_fn = FLOWS[cfg.dataset.name]
-        result = flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
-    except (DeidError, ReleaseBlocked) as exc:
+    except DeidError as exc:
         _fail(exc)
-    from deid.reporting.text import format_table
+    try:
+        FLOWS[cfg.dataset.name](config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
+    except ReleaseBlocked as exc:
+        blocked = exc
+    except DeidError as exc:
+        if _summary_since(cfg, started) is None:  # failed before the audit concluded
+            _fail(exc)
+        blocked = exc  # the release policy refused after the audit
+    path = _summary_since(cfg, started)
+    if path is None:
+        _fail(blocked or RuntimeError("the run wrote no summary"))
+    doc = read_summary(path)
+    _print_summary(doc, path)
+    if blocked is not None:
+        typer.secho(f"release refused: {blocked}", fg="red", err=True)
+    if doc.outcome != "ok":
+        raise typer.Exit(EXIT_CODES[doc.outcome])
 
-    rows = [dict(r, verdict=("PASS" if result["verdicts"][r["method"]]["passed"] else "FAIL")
-                 if r["method"] in result["verdicts"] else "reference") for r in result["table"]]
-    typer.echo("\n" + format_table(rows))
-    typer.echo(f"\nreport:  {result['report']}")
-    typer.echo(f"mlflow:  run {result['mlflow_run_id']} — browse with `make ui` (or `deid ui`)")
-    if result.get("release"):
-        typer.echo(f"release: {result['release']['path']}")
 
+def _summary_since(cfg, started: float) -> Path | None:
+    """The run's summary.json, if this run wrote it."""
+    from deid.reporting.summary import SUMMARY_FILE
+
+    p = cfg.work_path(Path.cwd()) / "runs" / cfg.name / SUMMARY_FILE
+    return p if p.exists() and p.stat().st_mtime >= started - 1 else None
+
+
+def _print_summary(doc, path: Path) -> None:
+    from rich.console import Console
+
+    from deid.reporting.text import summary_table
+
+    Console().print(summary_table(doc))
+    if not doc.audit.sound:
+        typer.secho("INCONCLUSIVE: no verdict can be trusted", fg="yellow")
+        for r in doc.audit.inconclusive:
+            typer.echo(f"  - {r}")
+    typer.echo(f"summary: {path}")
+    typer.echo(f"report:  {doc.report}")
+    typer.echo(f"mlflow:  run {doc.mlflow_run_id} — browse with `make ui` (or `deid ui`)")
+    rel = doc.release
+    typer.echo(f"release: {rel.status}" + (f" — {rel.version} at {rel.path}" if rel.version else "")
+               + (f" — {rel.reason}" if rel.reason and rel.status == "blocked" else ""))
 
 @app.command()
 def demo(sets: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set audit.cnn_epochs=5")) -> None:

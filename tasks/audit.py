@@ -8,11 +8,11 @@ from prefect import get_run_logger, task
 
 from deid.data import load_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit as _audit
-from deid.evaluation.gates import GateConfig, Verdict, judge
+from deid.evaluation.gates import AuditJudgement, GateConfig, judge_audit
 from deid.reporting.html import render_report
 from deid.reporting.plots import cmc_plot, confusion_plot, privacy_utility_plot, sample_grid
 
-__all__ = ["audit", "render_audit"]
+__all__ = ["audit", "judge_and_plot", "write_report"]
 
 
 @task(tags=["compute-heavy"])
@@ -26,14 +26,15 @@ def audit(images_dir: str, anonymized: dict[str, str], cfg: dict, dataset: str, 
 
 
 @task
-def render_audit(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: dict, out_dir: str,
-                 title: str, dataset_info: dict, config: dict, notes: list[str]) -> tuple[str, dict[str, Verdict], list[str]]:
-    """Figures + report; returns the report path, the verdicts and the figure paths."""
+def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: dict, out_dir: str,
+                   title: str) -> tuple[AuditJudgement, list[tuple[str, str]]]:
+    """The audit judged (itself first, then every method) and its figures; returns the judgement
+    and (caption, path) per figure."""
     import numpy as np
 
     out = Path(out_dir)
     gcfg = GateConfig(**gates)
-    verdicts = {m: judge(m, a.metrics, gcfg) for m, a in result.methods.items() if m != ORIGINAL}
+    judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gcfg)
     original = load_image_set(images_dir, splits=("test",))
     rng = np.random.default_rng(0)
     pick = []
@@ -50,9 +51,11 @@ def render_audit(result: AuditResult, images_dir: str, anonymized: dict[str, str
     pts = {m: (a.metrics["identity_acc_worst"], a.metrics.get("utility_acc_best", float("nan")))
            for m, a in result.methods.items()}
     ref = result.methods[ORIGINAL].metrics
-    figs.append(("Privacy–utility: worst informed attacker against utility (original marked ★)",
+    figs.append(("Privacy–utility: worst informed attacker against utility (original marked ★); "
+                 "the shaded corner is where the gates pass",
                  privacy_utility_plot(pts, out / "privacy_utility.png", id_chance=ref["identity_chance"],
-                                      util_chance=ref.get("utility_chance"), title=f"{title}: privacy–utility")))
+                                      util_chance=ref.get("utility_chance"), title=f"{title}: privacy–utility",
+                                      gate=_gate_region(ref, gcfg))))
     figs.append(("Linkage CMC: originals as gallery, outputs as probes (identity CNN features)",
                  cmc_plot({m: a.cmc["critic"] for m, a in result.methods.items()}, out / "cmc.png",
                           title="CMC, identity-CNN features")))
@@ -63,8 +66,33 @@ def render_audit(result: AuditResult, images_dir: str, anonymized: dict[str, str
     for m, a in result.methods.items():
         figs.append((f"Confusion matrices: {m}", confusion_plot(a.confusion, a.classes, out / f"confusion_{m}.png",
                                                                  title=f"{m}: attackers on test outputs")))
-    report = render_report(out / "report.html", title=title, dataset=dataset_info, rows=result.table(),
-                           verdicts={m: (v.passed, v.reasons) for m, v in verdicts.items()}, figures=figs,
-                           config=config, notes=notes)
-    get_run_logger().info("report: %s", report)
-    return str(report), verdicts, [str(p) for _, p in figs]
+    return judgement, [(cap, str(p)) for cap, p in figs]
+
+
+@task
+def write_report(result: AuditResult, judgement: AuditJudgement, figures: list[tuple[str, str]], out_dir: str,
+                 title: str, dataset_info: dict, config: dict, notes: list[str], header: dict) -> str:
+    """The HTML report, kept per run under ``reports/`` with ``report.html`` the latest; returns its path."""
+    import shutil
+    from datetime import datetime, timezone
+
+    out = Path(out_dir)
+    verdicts = {m: (v.status, v.reasons) for m, v in judgement.verdicts.items() if m != ORIGINAL}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    kept = render_report(out / "reports" / f"report-{stamp}.html", title=title, dataset=dataset_info,
+                         rows=result.table(), verdicts=verdicts, figures=figures, config=config, notes=notes,
+                         judgement=judgement, header=header)
+    latest = out / "report.html"
+    tmp = latest.with_suffix(".html.tmp")
+    shutil.copyfile(kept, tmp)
+    tmp.replace(latest)
+    get_run_logger().info("report: %s", latest)
+    return str(latest)
+
+
+def _gate_region(ref: dict, gates: GateConfig) -> tuple[float, float]:
+    """The (max identity, min utility) corner a method must reach, for shading the plot."""
+    util = ref.get("utility_acc_best")
+    need_u = max(gates.min_utility_retention * util, ref.get("utility_chance", 0.0) + gates.min_utility_above_chance) \
+        if util is not None else 0.0
+    return (ref["identity_chance"] + gates.attacker_margin, need_u)

@@ -54,6 +54,9 @@ def no_flow(monkeypatch):
     return calls
 
 
+@pytest.mark.reliability(section='5. Config types checked before any work', case='bad parameter, label, work_dir, device, missing dataset through deid run',
+                         before='tracebacks after seconds of work',
+                         after="one 'error:' line, exit 2, no flow started")
 @pytest.mark.parametrize("fields, message", [
     ({"dataset": {"name": "jaffe", "source": "missing/jaffe"}}, r"dataset.source: .*missing/jaffe does not exist"),
     ({"work_dir": "/etc"}, "work_dir: /etc is a system directory"),
@@ -70,17 +73,49 @@ def test_run_fails_in_one_line_before_any_flow(tmp_path, no_flow, fields, messag
     assert no_flow == []
 
 
-def test_run_claims_the_work_dir_then_starts_the_flow(tmp_path, monkeypatch):
+def _fake_flow(tmp_path, started, *, sound=True, release="not requested"):
+    """A flow that writes the run's summary.json as the real one does, and records its call."""
+    from deid.evaluation.gates import AuditJudgement, Verdict
+    from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
+
+    def flow(**kw):
+        started.append(kw)
+        metrics = {"identity_acc_worst": 1.0, "identity_chance": 0.5, "n_test": 10.0}
+        verdict = "PASS" if sound else "INCONCLUSIVE"
+        j = AuditJudgement({"m": Verdict("m", verdict, [])}, [] if sound else ["the reference did not learn"], [])
+        doc = build_summary(config_name="t", dataset={"name": "ferg"}, date="2026-01-01", code_commit="x",
+                            methods={"original": metrics, "m": metrics}, judgement=j, gates={},
+                            release=ReleaseSummary(status=release), used_utility_label={"m": False},
+                            controls=("original", "blackout"), reference="original")
+        write_summary(doc, tmp_path / "work" / "runs" / "t")
+        return {}
+
+    return flow
+
+
+def test_run_claims_the_work_dir_then_starts_the_flow_and_prints_its_summary(tmp_path, monkeypatch):
     from flows import anonymize
 
     started = []
-    result = {"table": [], "verdicts": {}, "report": "r", "mlflow_run_id": "m"}
-    monkeypatch.setitem(anonymize.FLOWS, "ferg", lambda **kw: started.append(kw) or result)
+    monkeypatch.setitem(anonymize.FLOWS, "ferg", _fake_flow(tmp_path, started))
     r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
     assert r.exit_code == 0, r.output
     assert len(started) == 1 and (tmp_path / "work" / ".deid-workspace").is_file()
+    assert "PASS" in r.output and "summary.json" in r.output and "release: not requested" in r.output
 
 
+def test_an_inconclusive_audit_exits_3(tmp_path, monkeypatch):
+    from flows import anonymize
+
+    monkeypatch.setitem(anonymize.FLOWS, "ferg", _fake_flow(tmp_path, [], sound=False))
+    r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
+    assert r.exit_code == 3, r.output
+    assert "INCONCLUSIVE" in r.output and "the reference did not learn" in r.output
+
+
+@pytest.mark.reliability(section='5. Config types checked before any work', case='missing dataset path',
+                         before='reported after 31 s with a Prefect traceback',
+                         after='one stderr line, exit 2, no Prefect database created')
 @pytest.mark.slow
 def test_missing_dataset_is_one_line_from_the_real_command(tmp_path):
     import os

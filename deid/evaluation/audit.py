@@ -18,6 +18,7 @@ Metric names (per method):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +30,19 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from data_contracts import SPLITS
 from deid.data import ImageSet
 from deid.errors import EvaluationError
-from deid.evaluation.attacker_registry import available_attackers
+from deid.evaluation.attacker_registry import available_attackers, get_attacker
 from deid.evaluation.attackers import DEFAULT_ATTACKERS, AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.diversity import diversity_ratio
 from deid.evaluation.fidelity import fidelity
+from deid.evaluation.intervals import add_intervals
 from deid.evaluation.linkage import linkage
+from deid.evaluation.unseen import unseen_attributes, unseen_retention
 from deid.methods.base import Device
-from deid.models import CNNClassifier
 
 __all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
 
 ORIGINAL = "original"
+NEGATIVE_CONTROL = "blackout"
 
 AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<name>
     *(f"identity_acc_{a}" for a in available_attackers()), "identity_acc_worst", "identity_chance",
@@ -47,6 +51,7 @@ AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<
     "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
     "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
     "faceness", "deid", "div", "k_anonymity", "ssim", "psnr", "n_train", "n_test", "seconds",
+    "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention",
 )
 
 
@@ -75,6 +80,12 @@ class AuditConfig(BaseModel):
     test_split: str = "test"
     seed: int = 0
     device: Device = "auto"
+    folds: int | None = Field(None, ge=2, le=20)  # pool the informed attackers' predictions over k folds of
+    # train + test (every image tested once): for small sets whose test split cannot decide the gates
+    unseen_attributes: list[str] | Literal["auto"] = "auto"  # attributes the methods never used ("auto": every
+    # attribute the dataset records for all images), predicted from the outputs by `unseen_attackers`
+    unseen_attackers: list[Annotated[str, AfterValidator(_known_attacker)]] = Field(
+        default_factory=lambda: ["linear"], min_length=1)
 
     @field_validator("train_splits", "test_split")
     @classmethod
@@ -135,6 +146,34 @@ def _check_aligned(name: str, original: ImageSet, anon: ImageSet) -> ImageSet:
     return anon
 
 
+def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: AttackerConfig, where: str,
+                   seed: int):
+    """Every attacker trained on k-1 folds and tested on the k-th, predictions pooled over the folds:
+    each image is tested once, so the interval is over all of them. Stratified by ``y``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    if counts.min() < folds:
+        raise EvaluationError(f"{where}: audit.folds={folds} but a {label} class has only {counts.min()} images")
+    correct: dict[str, float] = {}
+    confusion: dict[str, np.ndarray] = {}
+    first = None
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        r = train_attackers(X[tr], y[tr], X[te], y[te], label=label, cfg=acfg, where=f"{where} (fold)")
+        first = first or r
+        for a, c in r.correct.items():
+            correct[a] = correct.get(a, 0) + c
+            if r.classes == first.classes:
+                confusion[a] = confusion.get(a, 0) + r.confusion[a]
+    _, counts = np.unique(y, return_counts=True)
+    first.accuracy = {a: c / len(y) for a, c in correct.items()}
+    first.correct, first.n_test = correct, len(y)
+    first.confusion = confusion
+    first.chance = float(counts.max() / len(y))
+    return first
+
+
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
           dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
           progress=None) -> AuditResult:
@@ -155,6 +194,10 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     check_split_labels(original.identity[train_mask], original.identity[test_mask], "identity", "audit")
     if util_ok:
         check_split_labels(original.expression[train_mask], original.expression[test_mask], "utility", "audit")
+    for label, y in (("identity", original.identity), ("utility", original.expression if util_ok else None)):
+        if y is not None and len(set(y[test_mask].tolist())) < 2:
+            raise EvaluationError(f"audit: the test split has a single {label} class ({y[test_mask][0]!r}); "
+                                  "every method would score 100% on it")
     face = cfg.face_metrics == "on" or (cfg.face_metrics == "auto" and real_faces)
     acfg = cfg.attacker_config()
     outputs = {ORIGINAL: original}
@@ -164,12 +207,11 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         outputs[name] = _check_aligned(name, original, anon)
 
     say("training reference classifiers on original images")
-    ref_id = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed,
-                           device=cfg.device).fit(original.X[train_mask], original.identity[train_mask])
+    # The reference classifiers are built as the CNN attacker is, so the original row reuses them.
+    ref_id = get_attacker("cnn", acfg).fit(original.X[train_mask], original.identity[train_mask])
     ref_util = None
     if util_ok:
-        ref_util = CNNClassifier(epochs=cfg.cnn_epochs, width=cfg.cnn_width, random_state=cfg.seed,
-                                 device=cfg.device).fit(original.X[train_mask], original.expression[train_mask])
+        ref_util = get_attacker("cnn", acfg).fit(original.X[train_mask], original.expression[train_mask])
     ref_util_clfs = {}
     if util_ok:  # original-trained utility judges: the CNN and, for small sets where it cannot learn, a linear one
         from deid.evaluation.attackers import LinearPixelClassifier
@@ -186,24 +228,48 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         cache = DescriptorCache(descriptor_cache)
         orig_desc = describe(test.X, cache)
 
+    if NEGATIVE_CONTROL not in outputs:  # the negative control runs in every audit
+        from deid.methods import get_method
+
+        outputs[NEGATIVE_CONTROL] = ImageSet(get_method(NEGATIVE_CONTROL).fit(original.X[:1]).transform(original.X),
+                                             original.image_id, original.split, original.identity, original.expression)
+    pool_mask = train_mask | test_mask
+    recorded = sorted(original.attributes or {})
+    unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)
+    if missing := sorted(set(unseen) - set(recorded)):
+        raise EvaluationError(f"audit.unseen_attributes: {missing} are not recorded for every image; "
+                              f"recorded: {recorded}")
+    ucfg = dataclasses.replace(acfg, attackers=tuple(cfg.unseen_attackers))
+
+    def attack_unseen(Xtr, ytr, Xte, yte, label):
+        return train_attackers(Xtr, ytr, Xte, yte, label=label, cfg=ucfg, where="unseen attributes")
+
+    def attack(out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained):
+        if not cfg.folds:
+            return train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
+                                   cfg=acfg, where=where, pretrained=pretrained)
+        return _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed)
+
     results: dict[str, MethodAudit] = {}
     for name, out in outputs.items():
         t0 = time.perf_counter()
         say(f"auditing '{name}'")
         m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
         ma = MethodAudit(name, m)
-        Xtr, Xte = out.X[train_mask], out.X[test_mask]
+        Xte = out.X[test_mask]
         is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
-        ident = train_attackers(Xtr, original.identity[train_mask], Xte, test.identity, label="identity",
-                                cfg=acfg, where=f"method '{name}'", pretrained={"cnn": ref_id} if is_ref else None)
+        ident = attack(out.X, original.identity, test.identity, "identity", f"method '{name}'",
+                       {"cnn": ref_id} if is_ref else None)
+        if cfg.folds:
+            m["n_eval"] = float(pool_mask.sum())
         for a, v in ident.accuracy.items():
             m[f"identity_acc_{a}"] = v
             ma.confusion[f"identity_{a}"] = ident.confusion[a]
         m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
         ma.classes["identity"] = ident.classes
         if util_ok:
-            util = train_attackers(Xtr, original.expression[train_mask], Xte, test.expression, label="utility",
-                                   cfg=acfg, where=f"method '{name}'", pretrained={"cnn": ref_util} if is_ref else None)
+            util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
+                          {"cnn": ref_util} if is_ref else None)
             for a, v in util.accuracy.items():
                 m[f"utility_acc_{a}"] = v
                 ma.confusion[f"utility_{a}"] = util.confusion[a]
@@ -226,12 +292,19 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                      linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
                      faceness=faceness(Xte), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
             ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
+        groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
+        m.update(diversity_ratio(test.X, Xte, groups, features=ref_id.features, random_state=cfg.seed))
+        if unseen:
+            m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))
         m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
         m.update(fidelity(test.X, Xte))
         m["seconds"] = time.perf_counter() - t0
         results[name] = ma
     base = results[ORIGINAL].metrics.get("utility_acc_best")
     for ma in results.values():
-        if base:
-            ma.metrics["utility_retention"] = ma.metrics["utility_acc_best"] / base
+        if base:  # capped: a method cannot be more useful than the data it came from
+            ma.metrics["utility_retention"] = min(1.0, ma.metrics["utility_acc_best"] / base)
+        if unseen and (r := unseen_retention(ma.metrics, results[ORIGINAL].metrics, unseen)) is not None:
+            ma.metrics["unseen_retention"] = r
+        ma.metrics = add_intervals(ma.metrics)
     return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)

@@ -1,14 +1,38 @@
-"""Release gates: plain rules over audit metrics, and a verdict a person can read."""
+"""Release gates and the verdict: an audit that judges itself before it judges a method.
+
+Every accuracy carries a 95 % Wilson interval (:func:`wilson`; ``<metric>_lo`` / ``<metric>_hi``
+beside each ``*_acc_*`` metric). A method's gates are judged on the cautious side of each
+interval: the **upper** bound of the worst informed attacker against chance + margin, the
+**lower** bound of utility against the original's and against chance.
+
+Before any method is judged, :func:`judge_audit` checks the audit itself, and when a check fails
+every verdict is ``INCONCLUSIVE`` (never ``PASS``), with the reason:
+
+- **the reference learned**: on the original images, the identity attackers and the utility
+  classifiers reach chance + ``reference_min_gain`` of the way to 100 % (and their lower bound is
+  above chance);
+- **the controls behave**: the unchanged originals (positive control) fail the privacy gate and
+  blackout (negative control) fails the utility gate;
+- **the test split can decide**: a method exactly at chance could pass the privacy gate at this
+  test size (its Wilson upper bound is within the margin), and a method exactly as useful as the
+  original could pass the utility gate.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deid.evaluation.audit import AUDIT_METRICS
+from deid.evaluation.intervals import Z95, add_intervals, wilson
 
-__all__ = ["Gate", "GateConfig", "Verdict", "judge"]
+__all__ = ["Gate", "GateConfig", "Verdict", "AuditJudgement", "judge", "judge_audit", "wilson", "add_intervals",
+           "PASS", "FAIL", "INCONCLUSIVE", "CONTROLS"]
+
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+POSITIVE_CONTROL, NEGATIVE_CONTROL = "original", "blackout"
+CONTROLS = (POSITIVE_CONTROL, NEGATIVE_CONTROL)
 
 
 class Gate(BaseModel):
@@ -27,16 +51,27 @@ class Gate(BaseModel):
             raise ValueError(f"gate metric '{v}' is not produced by the audit; allowed: {list(AUDIT_METRICS)}")
         return v
 
+    @field_validator("max", "min")
+    @classmethod
+    def _in_range(cls, v: float | None, info) -> float | None:
+        if v is not None and "_acc" in info.data.get("metric", "") and not 0.0 <= v <= 1.0:
+            raise ValueError(f"an accuracy gate must lie in [0, 1], got {v}")
+        return v
+
 
 class GateConfig(BaseModel):
-    """The release gates (defaults follow the audit issue): worst informed attacker within
-    ``attacker_margin`` of chance, utility at least ``min_utility_retention`` of the original's,
-    k-anonymity at least ``min_k`` (when set), linkage Rank-1 at most ``max_linkage_rank1``."""
+    """The release gates, judged on interval bounds: worst informed attacker's upper bound within
+    ``attacker_margin`` of chance; utility's lower bound at least ``min_utility_retention`` of the
+    original's and ``min_utility_above_chance`` above chance; k-anonymity at least ``min_k`` (when
+    set); linkage Rank-1 at most ``max_linkage_rank1``. ``reference_min_gain``: how far from chance
+    toward 100 % the reference classifiers on the originals must get before anything is judged."""
 
     model_config = ConfigDict(extra="forbid")
 
     attacker_margin: float = Field(0.05, ge=0.0, le=1.0)
-    min_utility_retention: float = Field(0.9, ge=0.0, le=2.0)
+    min_utility_retention: float = Field(0.9, ge=0.0, le=1.0)
+    min_utility_above_chance: float = Field(0.05, ge=0.0, le=1.0)
+    reference_min_gain: float = Field(0.5, gt=0.0, le=1.0)
     min_k: int | None = Field(None, ge=1)
     max_linkage_rank1: float | None = Field(None, ge=0.0, le=1.0)
     extra: list[Gate] = Field(default_factory=list)
@@ -45,32 +80,150 @@ class GateConfig(BaseModel):
 @dataclass
 class Verdict:
     method: str
-    passed: bool
+    status: str  # PASS, FAIL or INCONCLUSIVE
     reasons: list[str]
+    checks: list[dict] = field(default_factory=list)  # each gate: what, value, threshold, ok
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
 
     def __str__(self) -> str:
-        return f"{self.method}: {'PASS' if self.passed else 'FAIL'}" + ("" if self.passed else " — " + "; ".join(self.reasons))
+        return f"{self.method}: {self.status}" + ("" if self.passed else " — " + "; ".join(self.reasons))
 
 
-def judge(method: str, metrics: dict[str, float], gates: GateConfig) -> Verdict:
-    reasons: list[str] = []
+def _check(checks: list[dict], reasons: list[str], what: str, value: float, op: str, threshold: float, text: str):
+    ok = value <= threshold + 1e-12 if op == "<=" else value >= threshold - 1e-12
+    checks.append({"gate": what, "value": value, "op": op, "threshold": threshold, "ok": bool(ok)})
+    if not ok:
+        reasons.append(text)
+
+
+def _privacy(metrics: dict[str, float], gates: GateConfig, checks: list, reasons: list) -> None:
     worst, chance = metrics["identity_acc_worst"], metrics["identity_chance"]
-    if worst > chance + gates.attacker_margin + 1e-12:
-        reasons.append(f"worst attacker {worst:.1%} > chance {chance:.1%} + {gates.attacker_margin:.0%}")
-    ret = metrics.get("utility_retention")
-    if ret is not None and ret < gates.min_utility_retention - 1e-12:
-        reasons.append(f"utility retention {ret:.1%} < {gates.min_utility_retention:.0%}")
-    if gates.min_k is not None and metrics["k_anonymity"] < gates.min_k:
-        reasons.append(f"k-anonymity {metrics['k_anonymity']:.0f} < {gates.min_k}")
-    if gates.max_linkage_rank1 is not None and metrics["linkage_rank1"] > gates.max_linkage_rank1:
-        reasons.append(f"linkage Rank-1 {metrics['linkage_rank1']:.1%} > {gates.max_linkage_rank1:.0%}")
+    hi = metrics.get("identity_acc_worst_hi", worst)
+    _check(checks, reasons, "identity_acc_worst_hi", hi, "<=", chance + gates.attacker_margin,
+           f"worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {gates.attacker_margin:.0%}")
+
+
+def _utility(metrics: dict[str, float], ref_utility: float | None, gates: GateConfig, checks: list, reasons: list) -> None:
+    best = metrics.get("utility_acc_best")
+    if best is None:
+        return
+    lo = metrics.get("utility_acc_best_lo", best)
+    chance = metrics.get("utility_chance", 0.0)
+    if ref_utility is not None:
+        need = gates.min_utility_retention * ref_utility
+        _check(checks, reasons, "utility_acc_best_lo", lo, ">=", need,
+               f"utility {best:.1%} (lower bound {lo:.1%}) < {gates.min_utility_retention:.0%} of the original's "
+               f"{ref_utility:.1%} = {need:.1%}")
+    _check(checks, reasons, "utility_acc_best_lo", lo, ">=", chance + gates.min_utility_above_chance,
+           f"utility lower bound {lo:.1%} < chance {chance:.1%} + {gates.min_utility_above_chance:.0%}")
+
+
+def judge(method: str, metrics: dict[str, float], gates: GateConfig, ref_utility: float | None = None) -> Verdict:
+    """PASS or FAIL of one method's metrics against the gates (bounds, not point estimates).
+
+    ``ref_utility``: the original data's utility accuracy (the retention gate's reference).
+    """
+    reasons: list[str] = []
+    checks: list[dict] = []
+    _privacy(metrics, gates, checks, reasons)
+    _utility(metrics, ref_utility, gates, checks, reasons)
+    if gates.min_k is not None:
+        _check(checks, reasons, "k_anonymity", metrics["k_anonymity"], ">=", gates.min_k,
+               f"k-anonymity {metrics['k_anonymity']:.0f} < {gates.min_k}")
+    if gates.max_linkage_rank1 is not None:
+        _check(checks, reasons, "linkage_rank1", metrics["linkage_rank1"], "<=", gates.max_linkage_rank1,
+               f"linkage Rank-1 {metrics['linkage_rank1']:.1%} > {gates.max_linkage_rank1:.0%}")
     for g in gates.extra:
         v = metrics.get(g.metric)
         if v is None:
             reasons.append(f"{g.metric} was not measured (protocol off for this dataset)")
             continue
-        if g.max is not None and v > g.max:
-            reasons.append(f"{g.metric} {v:.4g} > {g.max:.4g}")
-        if g.min is not None and v < g.min:
-            reasons.append(f"{g.metric} {v:.4g} < {g.min:.4g}")
-    return Verdict(method, not reasons, reasons)
+        if g.max is not None:
+            _check(checks, reasons, g.metric, v, "<=", g.max, f"{g.metric} {v:.4g} > {g.max:.4g}")
+        if g.min is not None:
+            _check(checks, reasons, g.metric, v, ">=", g.min, f"{g.metric} {v:.4g} < {g.min:.4g}")
+    return Verdict(method, FAIL if reasons else PASS, reasons, checks)
+
+
+@dataclass
+class AuditJudgement:
+    """The audit's checks of itself and every method's verdict."""
+
+    verdicts: dict[str, Verdict]
+    inconclusive: list[str]  # why no verdict can be trusted (empty when the audit is sound)
+    checks: list[dict]
+
+    @property
+    def sound(self) -> bool:
+        return not self.inconclusive
+
+
+def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig) -> AuditJudgement:
+    """Check the audit (reference learned, controls, decidability), then judge every method.
+
+    ``methods``: name → metrics, including the positive control ``original`` and the negative
+    control ``blackout`` (the audit adds it when the run did not). The controls get verdicts of
+    their own when the audit is sound; when it is not, every verdict but the reference's is INCONCLUSIVE.
+    """
+    why: list[str] = []
+    checks: list[dict] = []
+    ref = methods.get(POSITIVE_CONTROL)
+    if ref is None:
+        raise ValueError(f"the audit has no '{POSITIVE_CONTROL}' row to judge itself with")
+    ref_util = ref.get("utility_acc_best")
+    gain = gates.reference_min_gain
+    # 1. The reference classifiers learned.
+    for what, acc_key, chance_key in (("identity attackers", "identity_acc_worst", "identity_chance"),
+                                      ("utility classifiers", "utility_acc_best", "utility_chance")):
+        acc, chance = ref.get(acc_key), ref.get(chance_key)
+        if acc is None or chance is None:
+            if acc_key.startswith("utility"):
+                why.append("the dataset has no utility label: utility cannot be judged")
+            continue
+        need = chance + gain * (1 - chance)
+        lo = ref.get(f"{acc_key}_lo", acc)
+        ok = acc >= need - 1e-12 and lo > chance
+        checks.append({"check": f"reference {what} learned", "value": acc, "lower": lo, "threshold": need, "ok": ok})
+        if not ok:
+            why.append(f"the reference {what} did not learn on the original images: {acc:.1%} (lower bound {lo:.1%}) "
+                       f"< {need:.1%} (chance {chance:.1%} + {gain:.0%} of the way to 100%)")
+    # 2. The test split can decide the gates.
+    n = ref.get("n_eval", ref.get("n_test"))
+    chance = ref.get("identity_chance")
+    if n and chance is not None:
+        hi = wilson(round(chance * n), n)[1]
+        ok = hi <= chance + gates.attacker_margin + 1e-12
+        checks.append({"check": "privacy gate decidable", "n": n, "chance_upper": hi,
+                       "threshold": chance + gates.attacker_margin, "ok": ok})
+        if not ok:
+            why.append(f"{n:.0f} test images cannot certify chance + {gates.attacker_margin:.0%}: an attacker exactly "
+                       f"at chance {chance:.1%} has upper bound {hi:.1%}; use more images or audit.folds")
+    if n and ref_util is not None:
+        lo = wilson(round(ref_util * n), n)[0]
+        need = max(gates.min_utility_retention * ref_util, ref.get("utility_chance", 0.0) + gates.min_utility_above_chance)
+        ok = lo >= need - 1e-12
+        checks.append({"check": "utility gate decidable", "n": n, "original_lower": lo, "threshold": need, "ok": ok})
+        if not ok:
+            why.append(f"{n:.0f} test images cannot certify utility: a method as useful as the original "
+                       f"({ref_util:.1%}) has lower bound {lo:.1%} < {need:.1%}")
+    # 3. The controls fail where they must.
+    verdicts = {m: judge(m, metrics, gates, ref_util) for m, metrics in methods.items()}
+    pos = verdicts[POSITIVE_CONTROL]
+    pos_private = not any(c["gate"] == "identity_acc_worst_hi" and not c["ok"] for c in pos.checks)
+    checks.append({"check": "positive control (originals) fails privacy", "ok": not pos_private})
+    if pos_private:
+        why.append("the unchanged originals pass the privacy gate: the attackers cannot tell identities apart")
+    neg = verdicts.get(NEGATIVE_CONTROL)
+    if neg is not None and ref_util is not None:
+        neg_useful = not any(c["gate"] == "utility_acc_best_lo" and not c["ok"] for c in neg.checks)
+        checks.append({"check": "negative control (blackout) fails utility", "ok": not neg_useful})
+        if neg_useful:
+            why.append("blackout passes the utility gate: the utility label is not learnable from images on this split")
+    if why:
+        for m, v in verdicts.items():
+            if m != POSITIVE_CONTROL:
+                verdicts[m] = Verdict(m, INCONCLUSIVE, ["audit inconclusive: " + r for r in why] + v.reasons, v.checks)
+    return AuditJudgement(verdicts, why, checks)

@@ -86,9 +86,14 @@ def cmc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
 
 
 def privacy_utility_plot(points: dict[str, tuple[float, float]], path: str | Path, *, id_chance: float,
-                         util_chance: float | None, title: str = "privacy–utility") -> Path:
-    """x: worst informed attacker's identity accuracy (lower is more private); y: utility accuracy."""
+                         util_chance: float | None, title: str = "privacy–utility",
+                         gate: tuple[float, float] | None = None) -> Path:
+    """x: worst informed attacker's identity accuracy (lower is more private); y: utility accuracy.
+    ``gate``: (largest identity, smallest utility) a method must reach; that corner is shaded."""
     fig, ax = plt.subplots(figsize=(5.2, 4))
+    if gate is not None:
+        ax.fill_between([0, gate[0]], gate[1], 1.02, color="#2e7d32", alpha=0.12, lw=0, zorder=0)
+        ax.text(0.01, 1.0, "gates pass here (on interval bounds)", fontsize=7, color="#2e7d32", va="top")
     for name, (x, y) in points.items():
         style = dict(marker="*", s=140, c="crimson") if name == "original" else dict(marker="o", s=40)
         ax.scatter([x], [y], zorder=3, **style)

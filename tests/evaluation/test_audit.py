@@ -11,7 +11,8 @@ from deid.evaluation.audit import ORIGINAL, AuditConfig, audit
 from deid.evaluation.gates import Gate, GateConfig, judge
 from deid.methods import get_method
 
-FAST = AuditConfig(cnn_epochs=4, cnn_width=8, pca_components=16, linkage_repeats=2)
+FAST = AuditConfig(attackers=["cnn", "linear"], cnn_epochs=4, cnn_width=8, cnn_min_steps=0, cnn_augment=False,
+                   pca_components=16, linkage_repeats=2)
 
 
 def _apply(s: ImageSet, name: str, **params) -> ImageSet:
@@ -46,12 +47,38 @@ def test_blackout_scores_chance(result):
 
 def test_gates_pass_blackout_on_privacy_and_fail_it_on_utility(result):
     b, o = result.methods["blackout"].metrics, result.methods[ORIGINAL].metrics
-    v = judge("blackout", b, GateConfig())
-    assert not v.passed and any("utility retention" in r for r in v.reasons)
+    ref_util = o["utility_acc_best"]
+    wide = GateConfig(attacker_margin=0.3)  # ~34 test images: the upper bound of chance is far above chance
+    v = judge("blackout", b, wide, ref_util)
+    assert not v.passed and any("of the original's" in r for r in v.reasons)
     assert not any("worst attacker" in r for r in v.reasons)
-    v = judge("original", o, GateConfig())
+    assert any("worst attacker" in r for r in judge("blackout", b, GateConfig(), ref_util).reasons)
+    v = judge("original", o, GateConfig(), ref_util)
     assert any("worst attacker" in r for r in v.reasons)
-    assert judge("blackout", b, GateConfig(min_utility_retention=0.0)).passed
+    loose = judge("blackout", b, GateConfig(attacker_margin=0.3, min_utility_retention=0.0, min_utility_above_chance=0.0),
+                  ref_util)
+    assert loose.reasons == [r for r in loose.reasons if "utility lower bound" in r and "< chance" in r] != []
+
+
+def test_every_accuracy_has_its_interval(result):
+    for name, ma in result.methods.items():
+        m = ma.metrics
+        accs = [k for k in m if "_acc_" in k and not k.endswith(("_lo", "_hi"))]
+        assert accs, name
+        for k in accs:
+            assert m[f"{k}_lo"] <= m[k] <= m[f"{k}_hi"], (name, k)
+    o, n = result.methods[ORIGINAL].metrics, result.methods["none"].metrics
+    assert n["identity_acc_worst_hi"] >= o["identity_acc_worst_lo"]  # known answer: unchanged output
+
+
+def test_the_negative_control_runs_in_every_audit(ferg_images):
+    s = load_image_set(ferg_images)
+    r = audit(s, {"none": _apply(s, "none")}, AuditConfig(attackers=["linear"], cnn_epochs=1, cnn_width=4,
+                                                        pca_components=8, linkage_repeats=1))
+    assert "blackout" in r.methods
+    b = r.methods["blackout"].metrics
+    assert b["identity_acc_linear"] == pytest.approx(b["identity_chance"])
+    assert b["identity_acc_worst_lo"] <= b["identity_chance"] <= b["identity_acc_worst_hi"]
 
 
 def test_gate_on_unknown_metric_is_refused():
@@ -75,6 +102,15 @@ def test_nan_pixels_name_the_method(ferg_images):
     X[3, 0, 1, 1] = np.nan
     with pytest.raises(EvaluationError, match="method 'broken'.*NaN"):
         audit(s, {"broken": ImageSet(X, s.image_id, s.split, s.identity, s.expression)}, FAST)
+
+
+def test_single_class_test_split_is_refused(ferg_images):
+    s = load_image_set(ferg_images)
+    expr = s.expression.copy()
+    expr[s.split == "test"] = expr[s.split == "test"][0]
+    one = ImageSet(s.X, s.image_id, s.split, s.identity, expr)
+    with pytest.raises(EvaluationError, match="single utility class"):
+        audit(one, {}, FAST)
 
 
 def test_single_class_split_is_refused(ferg_images):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+
 pytestmark = pytest.mark.slow
 
 
@@ -26,12 +28,12 @@ def _config(tmp: Path, **release) -> Path:
     cfg = {
         "name": "tiny",
         "dataset": {"name": "ferg", "source": "builtin",
-                    "synthetic": {"n_characters": 3, "images_per_cell": 6, "size": 64},
-                    "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.34}},
-        "methods": [{"name": "none"}],
-        "audit": {"attackers": ["linear", "cnn"], "cnn_epochs": 2, "cnn_width": 8, "linkage_repeats": 2},
-        "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
-        "release": {"enabled": True, "method": "blackout", "root": str(tmp / "release"), **release},
+                    "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
+        "include_baselines": False,
+        "methods": [{"name": "ksame-select", "params": {"k": 6}}, {"name": "none"}],
+        "audit": FAST_POOLED_AUDIT,
+        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release"), **release},
         "work_dir": str(tmp / "work"),
     }
     p = tmp / "tiny.yaml"
@@ -48,43 +50,51 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
 
     out = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     methods = [r["method"] for r in out["table"]]
-    assert methods == ["original", "blur", "pixelate", "blackout", "none"]
+    assert methods == ["original", "ksame-select", "none", "blackout"]  # blackout: the audit's negative control
     assert Path(out["report"]).read_text().startswith("<!doctype html>")
+    # The audit judged itself sound and passed k-Same-Select (k = all identities) on interval bounds.
+    from deid.reporting.summary import read_summary
+
+    doc = read_summary(out["summary"])
+    assert doc.audit.sound, doc.audit.inconclusive
+    assert doc.methods["ksame-select"].verdict == "PASS" and doc.methods["none"].verdict == "FAIL"
+    assert doc.methods["ksame-select"].used_utility_label is True
+    assert doc.release.status == "published" and doc.release.version == out["release"]["version"]
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["method"] == "blackout" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
+    assert manifest["method"] == "ksame-select" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
     assert set(manifest["files"]) and all(len(v) == 64 for v in manifest["files"].values())
+    assert rel.is_relative_to(tmp_path / "release")
     # Nothing private in the release: identities and source file names of the input.
     images = next((tmp_path / "work" / "datasets").glob("ferg-*")) / "images"
     src = read_table(images, IMAGES_SCHEMA, columns=["identity", "source_path"])
     private = set(src.column("identity").to_pylist()) | {p.rsplit("/", 1)[-1] for p in src.column("source_path").to_pylist()}
     assert find_leaks(rel, private) == []
-    # MLflow: one parent run with a nested run per method, metrics logged.
+    # MLflow: one parent run with a nested run per method, metrics logged, the outcome tagged.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'work' / 'mlflow' / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["deid"], output_format="list")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == out["mlflow_run_id"]]
     assert sorted(r.data.tags["deid.method"] for r in children) == sorted(methods)
     assert all("identity_acc_worst" in r.data.metrics for r in children)
-    # The released method is in the model registry under the alias 'release', and reproduces the release.
+    parent = mlflow.get_run(out["mlflow_run_id"])
+    assert parent.data.tags["deid.audit"] == "sound" and parent.data.tags["deid.release"] == "published"
+    # The released method is in the model registry under the alias 'release', marked private (its
+    # state holds averages of training faces), and loads back as the fitted method.
     assert out["release"]["model_uri"] == "models:/deid-ferg@release"
     mv = mlflow.MlflowClient().get_model_version_by_alias("deid-ferg", "release")
-    assert mv.tags["release_version"] == out["release"]["version"]
-    import numpy as np
-
+    assert mv.tags["release_version"] == out["release"]["version"] and mv.tags["deid.private"] == "true"
     model = mlflow.pyfunc.load_model(out["release"]["model_uri"])
-    x = np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32)
-    from deid.methods import get_method
-
-    np.testing.assert_allclose(model.predict(x), get_method("blackout").fit(x).transform(x), atol=1e-6)
+    assert model.unwrap_python_model().method.name == "ksame-select"
     # A rerun reuses every step and republishes nothing new.
     again = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     assert again["release"]["version"] == out["release"]["version"] and again["release"]["reused"]
-    # The same run config asking to publish the unchanged images, with its gates wide open, is refused
-    # by the release policy (the run's own gates cannot loosen it), and nothing new is published.
-    from deid.release import ReleaseRefused
+    # The same run asking to publish the unchanged images with its privacy gate wide open gets no
+    # verdict (the originals then pass privacy: a control that passes) and publishes nothing new.
+    from flows.anonymize import ReleaseBlocked
 
-    with pytest.raises(ReleaseRefused):
-        anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path), overrides={"release.method": "none"})
+    with pytest.raises(ReleaseBlocked, match="INCONCLUSIVE"):
+        anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path),
+                       overrides={"release.method": "none", "gates.attacker_margin": 1.0})
     assert len(list((tmp_path / "release" / "ferg").glob("v-*"))) == 1
 
 
@@ -95,7 +105,7 @@ def test_failing_gate_blocks_the_release(prefect_server, tmp_path):
     cfg = yaml.safe_load(p.read_text())
     cfg["gates"] = {"attacker_margin": 0.0, "min_utility_retention": 0.99, "min_k": 2}
     p.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ReleaseBlocked, match="k-anonymity"):
+    with pytest.raises(ReleaseBlocked, match="blocked"):
         anonymize_ferg(config=str(p), base=str(tmp_path))
     assert not (tmp_path / "release").exists() or not any((tmp_path / "release").rglob("manifest.json"))
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,13 +27,12 @@ def _tiny_config(tmp: Path) -> Path:
     cfg = {
         "name": "tiny-served",
         "dataset": {"name": "ferg", "source": "builtin",
-                    "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
-                    "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
+                    "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
         "include_baselines": False,
-        "methods": [{"name": "blackout"}],
-        "audit": {"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1},
-        "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
-        "release": {"enabled": True, "method": "blackout", "root": str(tmp / "release")},
+        "methods": [{"name": "ksame-select", "params": {"k": 6}}],
+        "audit": FAST_POOLED_AUDIT,
+        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
         "schedule": "0 3 * * 1",
     }
@@ -69,7 +70,7 @@ def test_served_deployment_runs_from_the_cli(tmp_path):
         assert run.returncode == 0 and "Completed" in run.stdout, (run.stdout[-3000:], run.stderr[-3000:],
                                                                   (tmp_path / "serve.log").read_text()[-3000:])
         manifests = list((tmp_path / "release" / "ferg").glob("v-*/manifest.json"))
-        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "blackout"
+        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "ksame-select"
         assert (tmp_path / "work" / "runs" / "tiny-served" / "report" / "report.html").exists()
     finally:
         stop(*[p for p in (serving, server) if p is not None])
@@ -120,6 +121,9 @@ def _deployments(api: str) -> list:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; dying with the parent is Linux-only")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+@pytest.mark.reliability(section='6. Crash and concurrency', case='SIGTERM or kill -9 of deid stack',
+                         before='Prefect server and runner left listening',
+                         after='children stopped (SIGTERM) or killed with their parent (kill -9); port closed')
 def test_stopping_deid_stack_leaves_nothing_running(tmp_path, sig):
     from flows.stack import free_port, prefect_env, wait_healthy
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,12 +23,11 @@ def _config(tmp: Path) -> Path:
     cfg = {
         "name": "tiny-kill",
         "dataset": {"name": "ferg", "source": "builtin",
-                    "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
-                    "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
-        "methods": [{"name": "none"}],
-        "audit": {"attackers": ["linear", "cnn"], "cnn_epochs": 3, "cnn_width": 8, "linkage_repeats": 1},
-        "gates": {"attacker_margin": 1.0, "min_utility_retention": 0.0},
-        "release": {"enabled": True, "method": "blackout", "root": str(tmp / "release")},
+                    "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
+        "methods": [{"name": "ksame-select", "params": {"k": 6}}],
+        "audit": FAST_POOLED_AUDIT,
+        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
     }
     tmp.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,58 @@
+"""95 % intervals for every accuracy the audit reports."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["wilson", "add_intervals", "Z95"]
+
+Z95 = 1.959963984540054
+
+
+def wilson(correct: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``correct / n`` (95 % by default)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = correct / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if correct <= 0 else min(lo, p), 1.0 if correct >= n else max(hi, p))  # exact at the ends
+
+
+def _is_accuracy(name: str) -> bool:
+    return "_acc_" in name and not name.endswith(("_lo", "_hi"))
+
+
+def add_intervals(metrics: dict[str, float], n_key: str = "n_test") -> dict[str, float]:
+    """``metrics`` with ``<name>_lo`` / ``<name>_hi`` (95 % Wilson) beside every accuracy, over
+    ``metrics[n_key]`` test images (``n_eval`` when the audit pooled predictions over folds)."""
+    n = metrics.get("n_eval", metrics.get(n_key))
+    if not n:
+        return metrics
+    out = dict(metrics)
+    for k, v in metrics.items():
+        if _is_accuracy(k) and v is not None and not math.isnan(v):
+            out[f"{k}_lo"], out[f"{k}_hi"] = wilson(round(v * n), n)
+    # The worst attacker's upper bound is the largest upper bound over attackers.
+    his = [v for k, v in out.items() if k.startswith("identity_acc_") and k.endswith("_hi") and "worst" not in k]
+    if his:
+        out["identity_acc_worst_hi"] = max(his)
+    return out
+
+
+def decidable_margin(n: int, chance: float) -> float:
+    """The smallest privacy margin a test of ``n`` images can certify: how far above chance the 95 %
+    upper bound of an attacker exactly at chance lies."""
+    return wilson(round(chance * n), n)[1] - chance
+
+
+def decidability_table(sizes=(64, 100, 213, 302, 500, 1008, 5000, 55767), classes=(2, 6, 10, 100)) -> str:
+    """Markdown: for each test size and number of balanced identity classes, the smallest margin above
+    chance the privacy gate can decide."""
+    head = "| test images | " + " | ".join(f"{c} identities (chance {100 / c:.1f}%)" for c in classes) + " |"
+    lines = [head, "|---:|" + "---:|" * len(classes)]
+    for n in sizes:
+        lines.append(f"| {n:,} | " + " | ".join(f"{100 * decidable_margin(n, 1 / c):.1f} points" for c in classes) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""How each audit metric is shown: one table for the HTML report, the terminal and Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Column", "COLUMNS", "fmt", "chance_for"]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str  # the report's header
+    short: str  # the terminal's header
+    kind: str  # pct, int, f3, f1
+    terminal: bool = True  # shown in the terminal table too
+
+
+COLUMNS = (
+    Column("identity_acc_worst", "identity, worst attacker", "id worst", "pct"),
+    Column("identity_acc_cnn", "identity, CNN", "id cnn", "pct", False),
+    Column("identity_acc_linear", "identity, linear", "id lin", "pct", False),
+    Column("utility_acc_best", "utility, trained on output", "utility", "pct"),
+    Column("utility_orig_clf_acc", "utility, original-trained", "util(orig clf)", "pct"),
+    Column("utility_retention", "utility retention", "retention", "pct", False),
+    Column("linkage_rank1", "linkage Rank-1", "rank-1", "pct"),
+    Column("linkage_rank5", "linkage Rank-5", "rank-5", "pct", False),
+    Column("linkage_dlib_rank1", "dlib Rank-1", "dlib rank-1", "pct", False),
+    Column("faceness", "faceness", "faceness", "pct", False),
+    Column("deid", "DEID", "deid", "pct", False),
+    Column("div", "DIV", "div", "pct", False),
+    Column("unseen_retention", "unseen attributes kept (above chance)", "unseen", "pct"),
+    Column("diversity_pixels", "diversity ratio (pixels)", "div", "f3"),
+    Column("diversity_features", "diversity ratio (identity features)", "div feat", "f3", False),
+    Column("distinct_outputs", "distinct outputs", "distinct", "pct", False),
+    Column("k_anonymity", "k", "k", "int"),
+    Column("ssim", "SSIM", "ssim", "f3"),
+    Column("psnr", "PSNR dB", "psnr", "f1", False),
+)
+
+
+def fmt(v, kind: str) -> str:
+    if v is None:
+        return "—"
+    if kind == "pct":
+        return f"{100 * v:.1f}%"
+    if kind == "int":
+        return f"{v:.0f}"
+    if kind == "f3":
+        return f"{v:.3f}"
+    return f"{v:.1f}"
+
+
+def chance_for(key: str, row: dict) -> float | None:
+    """The chance level a column is read against (identity or utility), from a row's metrics."""
+    if key.startswith(("identity_acc", "linkage")):
+        return row.get("identity_chance")
+    if key.startswith(("utility_acc", "utility_orig")):
+        return row.get("utility_chance")
+    return None
