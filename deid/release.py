@@ -80,7 +80,7 @@ def _private_key(private_dir: Path) -> bytes:
     private_dir.mkdir(parents=True, exist_ok=True)
     p = private_dir / _KEY_FILE
     if not p.exists():
-        tmp = private_dir / f".{_KEY_FILE}.{os.getpid()}"
+        tmp = private_dir / f".{_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
@@ -106,7 +106,7 @@ def _read_index(private_dir: Path) -> dict[str, str]:
 
 def _write_index(private_dir: Path, index: dict[str, str]) -> None:
     p = private_dir / _INDEX_FILE
-    tmp = p.with_name(f".{p.name}.{os.getpid()}")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}")
     tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
     os.replace(tmp, p)
 

@@ -278,11 +278,12 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
 def _log_units(done, p: StudyPlan, meta: dict, infos: dict, study_id: str, uri: str, experiment: str, client,
                say) -> None:
     """Log each finished (dataset, seed) unit as an MLflow parent run with tagged nested runs."""
-    from deid.evaluation.gates import GateConfig, judge
+    from deid.evaluation.gates import GateConfig, judge_audit
 
     for u in done:
         ds, seed, result = u["ds"], u["seed"], u["result"]
-        verdicts = {m: judge(m, a.metrics, GateConfig()) for m, a in result.methods.items() if m != "original"}
+        judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, GateConfig())
+        verdicts = {m: v for m, v in judgement.verdicts.items() if m != "original"}
         parent = log_audit.fn(result, run_name=f"study-{study_id}-{ds}-seed{seed}",
                               config={"study": study_id, "mode": p.mode, "seed": seed, "audit": p.audit,
                                       "methods": meta["settings"][ds]},

@@ -22,7 +22,7 @@ def audit(images_dir: str, anonymized: dict[str, str], cfg: dict, dataset: str, 
     original = load_image_set(images_dir)
     outs = {name: load_image_set(path, anonymized=True) for name, path in anonymized.items()}
     return _audit(original, outs, AuditConfig(**cfg), dataset=dataset, real_faces=real_faces,
-                  descriptor_cache=descriptor_cache, progress=log.info)
+                  descriptor_cache=descriptor_cache, progress=log.info, progress_bar=True)
 
 
 @task

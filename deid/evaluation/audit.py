@@ -176,12 +176,14 @@ def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: A
 
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
           dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
-          progress=None) -> AuditResult:
+          progress=None, progress_bar: bool = False) -> AuditResult:
     """Audit ``anonymized`` (method name → outputs row-aligned by ``image_id``) against ``original``.
 
     The original data is audited as the reference row :data:`ORIGINAL`. ``progress`` is an
-    optional callable ``progress(message)``.
+    optional callable ``progress(message)``; ``progress_bar`` shows a bar over methods and stages.
     """
+    from tqdm.auto import tqdm
+
     from deid.evaluation.anonymity import k_anonymity
 
     say = progress or (lambda msg: None)
@@ -251,9 +253,17 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         return _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed)
 
     results: dict[str, MethodAudit] = {}
+    stages = ("identity attackers", "utility attackers", "linkage", "diversity", "unseen attributes", "fidelity")
+    bar = tqdm(total=len(outputs) * len(stages), desc="audit", unit="stage", disable=not progress_bar)
+
+    def stage(name: str, what: str) -> None:
+        bar.set_postfix_str(f"{name}: {what}", refresh=False)
+        bar.update(1)
+
     for name, out in outputs.items():
         t0 = time.perf_counter()
         say(f"auditing '{name}'")
+        bar.set_postfix_str(f"{name}: identity attackers")
         m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
         ma = MethodAudit(name, m)
         Xte = out.X[test_mask]
@@ -267,6 +277,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             ma.confusion[f"identity_{a}"] = ident.confusion[a]
         m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
         ma.classes["identity"] = ident.classes
+        stage(name, "utility attackers")
         if util_ok:
             util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
                           {"cnn": ref_util} if is_ref else None)
@@ -279,6 +290,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                 m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
             m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
             ma.classes["utility"] = util.classes
+        stage(name, "linkage")
         link = linkage(orig_feat, ref_id.features(Xte), test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
         m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
                  linkage_rank5_std=link.rank5_std)
@@ -292,14 +304,19 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                      linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
                      faceness=faceness(Xte), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
             ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
+        stage(name, "diversity")
         groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
         m.update(diversity_ratio(test.X, Xte, groups, features=ref_id.features, random_state=cfg.seed))
+        stage(name, "unseen attributes")
         if unseen:
             m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))
+        stage(name, "fidelity")
         m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
         m.update(fidelity(test.X, Xte))
         m["seconds"] = time.perf_counter() - t0
         results[name] = ma
+        bar.update(1)
+    bar.close()
     base = results[ORIGINAL].metrics.get("utility_acc_best")
     for ma in results.values():
         if base:  # capped: a method cannot be more useful than the data it came from

@@ -120,7 +120,7 @@ def test_bad_config_fails_before_any_work(prefect_server, tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="unknown method 'blurr'"):
         anonymize_ferg(config=str(p), base=str(tmp_path))
-    cfg["methods"] = []
+    cfg["methods"], cfg["release"] = [], {"enabled": False}
     cfg["dataset"] = {"name": "jaffe", "source": str(tmp_path / "missing")}
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="dataset.source"):

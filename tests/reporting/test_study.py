@@ -152,7 +152,7 @@ def test_settings_that_cannot_apply_are_named_not_run(tmp_path):
     path = run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=uri,
                      jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
     records, meta = collect(uri)
-    assert {r.key for r in records} == {"original", "blur[sigma=2.0]"}
+    assert {r.key for r in records} == {"original", "blur[sigma=2.0]", "blackout"}  # blackout: the control
     assert "`ksame-pixel[k=5]`: k = 5 > 3 identities" in path.read_text()
 
 
