@@ -88,8 +88,38 @@ class CNNAttacker(CNNClassifier):
                    random_state=cfg.random_state, device=cfg.device)
 
 
+class _PipelineAttacker:
+    """Shared by the scikit-learn attackers: an input representation (:meth:`_inputs`) and a pipeline
+    fitted on it; :meth:`features` is what the pipeline's last step sees."""
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        return _flat(X)
+
+    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
+        raise NotImplementedError
+
+    def fit(self, X: np.ndarray, y):
+        inputs = self._inputs(X)
+        self.model_ = self._pipeline(inputs)
+        with warnings.catch_warnings():  # constant inputs (blackout) have no variance to explain; a LinearSVC
+            warnings.simplefilter("ignore")  # that has not converged in max_iter still separates
+            self.model_.fit(inputs, np.asarray(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(self._inputs(X))
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """The representation the classifier works on ``(N, D)``."""
+        return self.model_[:-1].transform(self._inputs(X)) if len(self.model_) > 1 else self._inputs(X)
+
+
+def _components(n: int, inputs: np.ndarray) -> int:
+    return int(min(n, inputs.shape[0] - 1, inputs.shape[1]))
+
+
 @register_attacker("linear")
-class LinearPixelClassifier:
+class LinearPixelClassifier(_PipelineAttacker):
     """Standardised pixels → PCA → multinomial logistic regression."""
 
     def __init__(self, n_components: int = 64, random_state: int = 0):
@@ -100,26 +130,13 @@ class LinearPixelClassifier:
     def from_config(cls, cfg: AttackerConfig) -> "LinearPixelClassifier":
         return cls(cfg.pca_components, cfg.random_state)
 
-    def fit(self, X: np.ndarray, y) -> "LinearPixelClassifier":
-        flat = _flat(X)
-        k = int(min(self.n_components, flat.shape[0] - 1, flat.shape[1]))
-        self.model_ = make_pipeline(StandardScaler(), PCA(k, random_state=self.random_state),
-                                    LogisticRegression(max_iter=2000, C=1.0))
-        with warnings.catch_warnings():  # constant inputs (blackout) have no variance to explain
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.model_.fit(flat, np.asarray(y))
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(_flat(X))
-
-    def features(self, X: np.ndarray) -> np.ndarray:
-        """PCA coordinates ``(N, n_components)`` of the standardised pixels."""
-        return self.model_[:-1].transform(_flat(X))
+    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
+        return make_pipeline(StandardScaler(), PCA(_components(self.n_components, inputs), random_state=self.random_state),
+                             LogisticRegression(max_iter=2000, C=1.0))
 
 
 @register_attacker("knn-pixels")
-class KNNPixelAttacker:
+class KNNPixelAttacker(_PipelineAttacker):
     """1-nearest neighbour on standardised pixels, optionally PCA-reduced."""
 
     def __init__(self, n_components: int | None = None, random_state: int = 0):
@@ -130,24 +147,11 @@ class KNNPixelAttacker:
     def from_config(cls, cfg: AttackerConfig) -> "KNNPixelAttacker":
         return cls(cfg.knn_pca_components, cfg.random_state)
 
-    def fit(self, X: np.ndarray, y) -> "KNNPixelAttacker":
-        flat = _flat(X)
+    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
         steps = [StandardScaler()]
         if self.n_components:
-            steps.append(PCA(int(min(self.n_components, flat.shape[0] - 1, flat.shape[1])),
-                             random_state=self.random_state))
-        self.model_ = make_pipeline(*steps, KNeighborsClassifier(n_neighbors=1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.model_.fit(flat, np.asarray(y))
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(_flat(X))
-
-    def features(self, X: np.ndarray) -> np.ndarray:
-        """The space the neighbours are found in ``(N, D)``: standardised (PCA-reduced) pixels."""
-        return self.model_[:-1].transform(_flat(X))
+            steps.append(PCA(_components(self.n_components, inputs), random_state=self.random_state))
+        return make_pipeline(*steps, KNeighborsClassifier(n_neighbors=1))
 
 
 def hog_features(X: np.ndarray, cell: int = 8, orientations: int = 9) -> np.ndarray:
@@ -170,7 +174,7 @@ def hog_features(X: np.ndarray, cell: int = 8, orientations: int = 9) -> np.ndar
     return np.stack(out).astype(np.float32)
 
 
-class _HogAttacker:
+class _HogAttacker(_PipelineAttacker):
     """Shared by the HOG attackers: a classifier on :func:`hog_features`."""
 
     def __init__(self, cell: int = 8, c: float = 1.0, random_state: int = 0):
@@ -182,21 +186,7 @@ class _HogAttacker:
     def from_config(cls, cfg: AttackerConfig):
         return cls(cfg.hog_cell, cfg.svm_c, cfg.random_state)
 
-    def _pipeline(self) -> Pipeline:
-        raise NotImplementedError
-
-    def fit(self, X: np.ndarray, y):
-        self.model_ = self._pipeline()
-        with warnings.catch_warnings():  # a LinearSVC that has not converged in max_iter still separates
-            warnings.simplefilter("ignore")
-            self.model_.fit(hog_features(X, self.cell), np.asarray(y))
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(hog_features(X, self.cell))
-
-    def features(self, X: np.ndarray) -> np.ndarray:
-        """The HOG descriptors ``(N, D)`` the classifier works on."""
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
         return hog_features(X, self.cell)
 
 
@@ -204,7 +194,7 @@ class _HogAttacker:
 class KNNHogAttacker(_HogAttacker):
     """1-nearest neighbour on HOG descriptors."""
 
-    def _pipeline(self) -> Pipeline:
+    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
         return make_pipeline(KNeighborsClassifier(n_neighbors=1))
 
 
@@ -212,7 +202,7 @@ class KNNHogAttacker(_HogAttacker):
 class HogSVMAttacker(_HogAttacker):
     """Linear SVM (one-vs-rest) on standardised HOG descriptors."""
 
-    def _pipeline(self) -> Pipeline:
+    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
         return make_pipeline(StandardScaler(), LinearSVC(C=self.c, max_iter=5000, random_state=self.random_state))
 
 
@@ -225,7 +215,7 @@ class _MajorityClass:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.full(len(X), self.label_, dtype=object)
+        return np.full(len(X), self.label_, dtype=np.asarray([self.label_]).dtype)
 
     def features(self, X: np.ndarray) -> np.ndarray:
         return np.zeros((len(X), 1), dtype=np.float32)
