@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import time
+import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,12 +30,20 @@ from pydantic import BaseModel
 from data_contracts import IMAGES_SCHEMA, QUARANTINE_SCHEMA, SPLITS, TableWriter, atomic_dir, digest_table
 from deid import __version__
 from deid.datasets import SourceItem, get_loader
+from deid.datasets.base import GROUP_PATTERN, apply_group_pattern, compile_group_pattern
 from deid.errors import DatasetLayoutError, DeidError, ImageDecodeError
 from deid.faces import apply_exif_orientation
 from deid.faces_dask import DaskConfig
 from deid.imageio import ImageRefusedError, check_header, decode_image, encode_png
 from deid.preprocessing import PreprocessConfig, preprocess_image
-from deid.splits import SplitConfig, assign_splits
+from deid.splits import (
+    NEAR_DUPLICATE_BITS,
+    SplitConfig,
+    SplitLeakWarning,
+    assign_splits,
+    image_hash64,
+    near_duplicates_across_splits,
+)
 
 __all__ = ["IngestSummary", "ingest_dataset", "process_file", "load_summary"]
 
@@ -50,6 +59,9 @@ class IngestSummary(BaseModel):
     ``identities`` and ``utility_labels`` describe the written rows only. ``notes`` counts
     written rows that were changed on the way in (e.g. page 1 kept of a multi-page file).
     ``seen`` is ``None`` in summaries written before it existed.
+    ``near_duplicates_across_splits`` counts (train or val, test) pairs of written images of one
+    identity whose perceptual hashes differ in at most 2 bits, and ``notes`` how many test images
+    have such a copy; ``None`` in summaries written before the check existed.
     """
 
     dataset: str
@@ -70,6 +82,7 @@ class IngestSummary(BaseModel):
     seen: int | None = None
     skipped: dict[str, int] = {}
     notes: dict[str, int] = {}
+    near_duplicates_across_splits: int | None = None
 
     def reconciles(self) -> bool:
         ok = self.input == self.written + self.quarantined
@@ -87,9 +100,13 @@ class Processed:
     channels: int
     face_events: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what was changed on the way in, counted in IngestSummary.notes
+    phash: int = 0  # perceptual hash of the written image (deid.splits.image_hash64)
 
 
 NOTE_FIRST_PAGE = "kept page 1 of a multi-page file"
+NOTE_NEAR_DUPLICATE = (f"test images with a near-duplicate of the same identity in train/val "
+                       f"(perceptual hash within {NEAR_DUPLICATE_BITS} bits)")
+NOTE_NEAR_DUPLICATE_CAPPED = "near-duplicate search stopped at its work cap (the counts are lower bounds)"
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -140,7 +157,7 @@ def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
         return f"{type(exc).__name__}: {name}: {_one_line(exc)}"
     h, w = out.shape[:2]
     return Processed(sha, encode_png(out), h, w, 1 if out.ndim == 2 else out.shape[2], tuple(face_events),
-                     tuple(notes))
+                     tuple(notes), image_hash64(out))
 
 
 def _process_chunk(args: tuple[list[str], dict]) -> list[Processed | str]:
@@ -177,7 +194,8 @@ def _fingerprint(dataset: str, items: list[SourceItem], hashes: list[str | None]
                          "options": options, "version": __version__, "skipped": skipped},
                         sort_keys=True, default=str).encode())
     for it, sha in zip(items, hashes):
-        h.update(f"{it.relpath}|{sha or 'unreadable'}|{it.identity}|{it.expression}|{it.split}\n".encode())
+        group = f"|{it.group}" if it.group is not None else ""
+        h.update(f"{it.relpath}|{sha or 'unreadable'}|{it.identity}|{it.expression}|{it.split}{group}\n".encode())
         if it.attributes:
             h.update(json.dumps(it.attributes, sort_keys=True).encode())
     for r in rejected:
@@ -267,8 +285,13 @@ def ingest_dataset(
     loader = get_loader(dataset)
     options = dict(loader_options or {})
     root = Path(root)
-    scan = loader.scan(root, **options)
+    group_pattern = options.get(GROUP_PATTERN)
+    if group_pattern is not None:
+        compile_group_pattern(group_pattern)
+    scan = loader.scan(root, **{k: v for k, v in options.items() if k != GROUP_PATTERN})
     items, rejected = scan.items, scan.rejected
+    if group_pattern is not None:
+        items = apply_group_pattern(items, group_pattern)
     skipped = dict(sorted(getattr(scan, "skipped", {}).items()))
     if utility_attribute:
         items, rejected = _utility_from_attribute(items, list(rejected), utility_attribute, dataset)
@@ -283,6 +306,7 @@ def ingest_dataset(
     out_dir = Path(out_dir)
     prev = load_summary(out_dir)
     if prev is not None and prev.fingerprint == fp and (out_dir / "images").is_dir():
+        _warn_near_duplicates(prev)
         return prev.model_copy(update={"reused": True})
 
     quarantine_rows: list[dict] = []
@@ -297,7 +321,7 @@ def ingest_dataset(
     hashes = [h for i, h in enumerate(hashes) if i not in conflicts]
 
     splits = assign_splits([it.relpath for it in items], [it.identity for it in items],
-                           [it.expression for it in items], split)
+                           [it.expression for it in items], split, groups=[it.group for it in items])
     splits = [it.split or s for it, s in zip(items, splits)]
 
     from tqdm.auto import tqdm
@@ -317,6 +341,7 @@ def ingest_dataset(
     by_split: Counter[str] = Counter()
     identities: set[str] = set()
     labels: set[str] = set()
+    written_hashes: list[tuple[int, str, str]] = []  # (perceptual hash, split, identity) per written row
     with atomic_dir(out_dir) as tmp:
         writers = {s: TableWriter(tmp / "images" / f"split={s}", IMAGES_SCHEMA) for s in SPLITS}
 
@@ -367,6 +392,7 @@ def ingest_dataset(
                     "source_path": it.relpath, "source_sha256": out.sha256,
                 })
                 by_split[sp] += 1
+                written_hashes.append((out.phash, sp, it.identity))
             for s, rs in rows.items():
                 if rs:
                     writers[s].write(pa.Table.from_pylist(rs, schema=IMAGES_SCHEMA))
@@ -387,6 +413,12 @@ def ingest_dataset(
             )
         if written + len(quarantine_rows) != n_input:  # pragma: no cover - an internal invariant
             raise RuntimeError(f"reconciliation failed: {n_input} in, {written} written, {len(quarantine_rows)} quarantined")
+        near = near_duplicates_across_splits([h for h, _, _ in written_hashes], [s for _, s, _ in written_hashes],
+                                             [i for _, _, i in written_hashes])
+        if near.test_items:
+            note_counts[NOTE_NEAR_DUPLICATE] = near.test_items
+        if not near.complete:
+            note_counts[NOTE_NEAR_DUPLICATE_CAPPED] = 1
         seconds = time.perf_counter() - t0
         summary = IngestSummary(
             dataset=dataset, source=root.name, input=n_input, written=written, quarantined=len(quarantine_rows),
@@ -395,7 +427,20 @@ def ingest_dataset(
             digest=digest_table(tmp / "images"), fingerprint=fp, seconds=round(seconds, 3),
             images_per_s=round(len(items) / seconds, 1) if seconds > 0 else 0.0,
             faces=dict(sorted(face_counts.items())), seen=n_seen, skipped=skipped,
-            notes=dict(sorted(note_counts.items())),
+            notes=dict(sorted(note_counts.items())), near_duplicates_across_splits=near.pairs,
         )
         (tmp / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
+    _warn_near_duplicates(summary)
     return summary
+
+
+def _warn_near_duplicates(summary: IngestSummary) -> None:
+    pairs = summary.near_duplicates_across_splits
+    if pairs:
+        n_test = summary.notes.get(NOTE_NEAR_DUPLICATE, 0)
+        warnings.warn(
+            f"{summary.dataset}: {n_test} test images have a near-duplicate of the same identity in train/val "
+            f"({pairs} pairs within {NEAR_DUPLICATE_BITS} bits of perceptual hash). If they are frames of one "
+            f"recording or session, the split leaks and every audit score is inflated: give the loader a group "
+            f"(loader option '{GROUP_PATTERN}', a regex on the relative path) so each group stays in one split.",
+            SplitLeakWarning, stacklevel=3)

@@ -17,17 +17,21 @@ names that differ only by Unicode look-alikes (KELVIN SIGN vs ``K``) are one lab
 from __future__ import annotations
 
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deid.errors import DatasetLayoutError
+from deid.errors import ConfigError, DatasetLayoutError
 
 __all__ = [
     "SourceItem",
     "Rejected",
+    "GROUP_PATTERN",
+    "compile_group_pattern",
+    "apply_group_pattern",
     "ScanResult",
     "Loader",
     "register_loader",
@@ -57,6 +61,8 @@ SKIP_IMAGE_NAMED_DIR = "directory named like an image"
 SKIP_DIRECTORY = "directory"  # a sub-folder where the layout has only files
 SKIP_DOCUMENTATION = "documentation"
 SKIP_CYCLE = "folder already walked (symlink cycle)"
+# The loader option every loader accepts: a regex whose ``group`` (or whole match) names an item's group.
+GROUP_PATTERN = "group_pattern"
 # Reasons (prefixes) of scan rejections the walker makes.
 OUTSIDE_ROOT = "outside root"
 BROKEN_SYMLINK = "broken symlink"
@@ -77,13 +83,44 @@ class SourceItem:
     expression: str | None = None
     attributes: dict[str, float] | None = None
     split: str | None = None  # a split the dataset itself defines (CelebA's partition file)
+    group: str | None = None  # a recording or session whose frames never straddle splits
 
     def __post_init__(self) -> None:  # every loader's labels meet here: one normal form for all
         object.__setattr__(self, "identity", label_text(self.identity))
+        if self.group is not None:
+            object.__setattr__(self, "group", label_text(self.group))
         if self.expression is not None:
             object.__setattr__(self, "expression", label_text(self.expression))
         if self.attributes:
             object.__setattr__(self, "attributes", {label_text(k): v for k, v in self.attributes.items()})
+
+
+def compile_group_pattern(pattern: str) -> re.Pattern:
+    """``pattern`` compiled, or a :class:`ConfigError` naming the ``group_pattern`` option."""
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise ConfigError(f"loader option {GROUP_PATTERN}: {pattern!r} is not a regular expression ({exc})") from None
+
+
+def apply_group_pattern(items: Sequence[SourceItem], pattern: str) -> list[SourceItem]:
+    """Items with ``group`` taken from their relative path: the first match of ``pattern``
+    (searched, not anchored) gives its named group ``group``, else the whole match, e.g.
+    ``"(?P<group>.+)_frame\\d+\\.png$"``. Items it does not match keep the loader's group.
+    A pattern that matches no item at all is a :class:`ConfigError`."""
+    rx = compile_group_pattern(pattern)
+    out, matched = [], 0
+    for it in items:
+        m = rx.search(it.relpath)
+        g = (m.groupdict().get("group") or m.group(0)) if m else None
+        if g:
+            matched += 1
+            it = replace(it, group=g)
+        out.append(it)
+    if items and not matched:
+        raise ConfigError(f"loader option {GROUP_PATTERN}: {pattern!r} matches none of the {len(items)} "
+                          f"relative paths (e.g. {items[0].relpath!r})")
+    return out
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ validation of the Radboud Faces Database", Cognition and Emotion 24(8), 2010).
 Layout: ``Rafd<camera>_<id>_<ethnicity>_<gender>_<expression>_<gaze>.jpg`` anywhere under the
 root, e.g. ``Rafd090_01_Caucasian_female_angry_frontal.jpg``; children carry ``Kid`` as ethnicity.
 Cameras 000–180 in 45° steps; 090 is frontal. Expressions are mapped to FERG's names, with
-``contempt`` kept as its own label.
+``contempt`` kept as its own label. The five cameras fire at once and the three gazes are shot
+in the same sitting, so one person's one expression is one session: its images share the group
+``<id>_<expression>`` and are never split between train and test.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ def scan_rafd(root: str | Path, *, cameras: Sequence[str] | None = ("090",), gaz
             continue
         attrs = {"camera_deg": float(int(cam)), "gaze": _GAZE_VALUE[gaze],
                  "male": 1.0 if m["gender"] == "male" else 0.0, "child": 1.0 if child else 0.0}
-        result.items.append(SourceItem(path=f, relpath=rel, identity=f"{int(m['id']):02d}",
-                                       expression=RAFD_EXPRESSIONS[expr], attributes=attrs))
+        ident = f"{int(m['id']):02d}"
+        result.items.append(SourceItem(path=f, relpath=rel, identity=ident, expression=RAFD_EXPRESSIONS[expr],
+                                       attributes=attrs, group=f"{ident}_{expr}"))
     if not result.items and not result.rejected:
         raise DatasetLayoutError(f"RaFD: no image matches the selection (cameras={cameras}, gazes={gazes}) under {root}")
     return result
