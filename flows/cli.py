@@ -89,7 +89,10 @@ def _print_summary(doc, path: Path) -> None:
 
     from deid.reporting.text import summary_table
 
-    Console().print(summary_table(doc))
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: the whole table on one line per method
+        console = Console(width=240)
+    console.print(summary_table(doc))
     if not doc.audit.sound:
         typer.secho("INCONCLUSIVE: no verdict can be trusted", fg="yellow")
         for r in doc.audit.inconclusive:

@@ -140,7 +140,7 @@ def write_summary(doc: RunSummaryDoc, run_dir: str | Path) -> Path:
     path = Path(run_dir) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps(doc.model_dump(mode="json"), indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(doc.model_dump(mode="json"), indent=2))  # methods keep the audit's order
     os.replace(tmp, path)
     return path
 

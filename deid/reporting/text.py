@@ -47,7 +47,7 @@ def summary_table(doc):
     head, body = _grid(doc.table_rows(), True)
     t = Table(title=f"{doc.config_name}: audit {'sound' if doc.audit.sound else 'INCONCLUSIVE'}")
     for i, h in enumerate(head):
-        t.add_column(h, justify="left" if i == 0 else "right")
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     colour = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
     for row in body:
         v = row[-1] if head[-1] == "verdict" else ""
