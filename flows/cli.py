@@ -57,8 +57,22 @@ def _run(config: str, sets: list[str]) -> None:
         _preflight(cfg, Path.cwd())  # the flow's own checks, before any flow (and its server) starts
     except DeidError as exc:
         _fail(exc)
+    from prefect.exceptions import TerminationSignal
+
+    flow_fn = FLOWS[cfg.dataset.name]
     try:
-        FLOWS[cfg.dataset.name](config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
+        with _server_for(flow_fn, cfg):
+            flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
+    except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: the server is stopped on the way out
+        typer.secho("stopped", fg="red", err=True)
+        raise typer.Exit(130) from None
+    except Exception:
+        from flows.stack import stop_requested
+
+        if stop_requested():  # SIGTERM arrived inside a library that re-wrapped it
+            typer.secho("stopped", fg="red", err=True)
+            raise typer.Exit(130) from None
+        raise
     except ReleaseBlocked as exc:
         blocked = exc
     except DeidError as exc:
@@ -74,6 +88,22 @@ def _run(config: str, sets: list[str]) -> None:
         typer.secho(f"release refused: {blocked}", fg="red", err=True)
     if doc.outcome != "ok":
         raise typer.Exit(EXIT_CODES[doc.outcome])
+
+
+def _server_for(flow_fn, cfg):
+    """A Prefect server for this run that dies with it (also on kill -9), unless PREFECT_API_URL
+    names one; nothing for a stand-in that is not a Prefect flow."""
+    from contextlib import nullcontext
+
+    from prefect import Flow
+
+    from flows.stack import run_server
+
+    if not isinstance(flow_fn, Flow):
+        return nullcontext()
+    work = cfg.work_path(Path.cwd())
+    return run_server(Path(os.environ["PREFECT_HOME"]), work / "logs" / "prefect-server.log",
+                      say=lambda m: typer.echo(m, err=True))
 
 
 def _summary_since(cfg, started: float) -> Path | None:

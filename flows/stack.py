@@ -19,10 +19,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["free_port", "prefect_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
-           "die_with_parent"]
+           "die_with_parent", "run_server", "stop_requested"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
@@ -137,8 +138,48 @@ class _Stopped(BaseException):
     """SIGTERM or SIGHUP arrived: unwind like Ctrl-C does."""
 
 
+_STOP_REQUESTED: list[str] = []
+
+
 def _raise_stopped(signum, frame) -> None:
+    _STOP_REQUESTED.append(signal.Signals(signum).name)
     raise _Stopped(signal.Signals(signum).name)
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM or SIGHUP arrived (libraries may re-wrap the exception it raised)."""
+    return bool(_STOP_REQUESTED)
+
+
+@contextmanager
+def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health_timeout: float = 180.0):
+    """A Prefect server on a free loopback port for one run, yielding its API URL; it dies with this
+    process (even on ``kill -9``), and SIGTERM unwinds the run like Ctrl-C so the server is stopped.
+    When ``PREFECT_API_URL`` is set, that server is used and nothing is started."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    server = start_server(home, port, log)  # until the handler below is in place, SIGTERM kills us and it
+    try:
+        wait_healthy(api, timeout=health_timeout, proc=server)
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            signal.signal(signal.SIGTERM, _raise_stopped)
+            try:
+                say(f"prefect: server for this run at {api} (stopped when the run ends; log {log})")
+                yield api
+            except _Stopped as exc:
+                raise KeyboardInterrupt(str(exc)) from None
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the cleanup
+    finally:
+        stop(server)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_stack(home: Path, port: int, configs: list[Path], logs: Path, base: Path,
