@@ -159,9 +159,9 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                 release = ReleaseSummary(status="reused" if rel["reused"] else "published", method=m,
                                          version=rel["version"], path=rel["path"])
         header.update(release_status=release.status, release_version=release.version, release_path=release.path)
-        report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config, notes,
-                              header)
-        out.report = report
+    # Rendered again with what is known only now: the MLflow run and the release.
+    report = out.report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config,
+                                       notes, header)
     doc = build_summary(config_name=cfg.name, dataset=dataset_info, date=header["date"],
                         code_commit=header["code_commit"], methods={n: a.metrics for n, a in result.methods.items()},
                         judgement=judgement, gates=cfg.gates.model_dump(), release=release,

@@ -64,8 +64,9 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
                      cmc_plot({m: a.cmc["dlib"] for m, a in result.methods.items() if "dlib" in a.cmc},
                               out / "cmc_dlib.png", title="CMC, dlib descriptor")))
     for m, a in result.methods.items():
-        figs.append((f"Confusion matrices: {m}", confusion_plot(a.confusion, a.classes, out / f"confusion_{m}.png",
-                                                                 title=f"{m}: attackers on test outputs")))
+        shown = _strongest(a.confusion, a.metrics)
+        figs.append((f"Confusion matrices (counts): {m} — the strongest identity attacker and the best utility classifier",
+                     confusion_plot(shown, a.classes, out / f"confusion_{m}.png", title=f"{m}: on test outputs")))
     return judgement, [(cap, str(p)) for cap, p in figs]
 
 
@@ -88,6 +89,18 @@ def write_report(result: AuditResult, judgement: AuditJudgement, figures: list[t
     tmp.replace(latest)
     get_run_logger().info("report: %s", latest)
     return str(latest)
+
+
+def _strongest(confusion: dict, metrics: dict) -> dict:
+    """The confusion matrices of the identity attacker with the highest accuracy and of the utility
+    classifier with the highest accuracy."""
+    out = {}
+    for label in ("identity", "utility"):
+        keys = [k for k in confusion if k.startswith(f"{label}_")]
+        if keys:
+            best = max(keys, key=lambda k: metrics.get(f"{label}_acc_{k.split('_', 1)[1]}", -1.0))
+            out[best] = confusion[best]
+    return out
 
 
 def _gate_region(ref: dict, gates: GateConfig) -> tuple[float, float]:

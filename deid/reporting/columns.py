@@ -18,8 +18,6 @@ class Column:
 
 COLUMNS = (
     Column("identity_acc_worst", "identity, worst attacker", "id worst", "pct"),
-    Column("identity_acc_cnn", "identity, CNN", "id cnn", "pct", False),
-    Column("identity_acc_linear", "identity, linear", "id lin", "pct", False),
     Column("utility_acc_best", "utility, trained on output", "utility", "pct"),
     Column("utility_orig_clf_acc", "utility, original-trained", "util(orig clf)", "pct"),
     Column("utility_retention", "utility retention", "retention", "pct", False),

@@ -50,10 +50,13 @@ def render_report(path: str | Path, *, title: str, dataset: dict, rows: list[dic
         return fmt(c, "pct") if c is not None else ""
 
     status, headline = _headline(judgement, verdicts, header) if judgement is not None else ("", "")
+    attackers = sorted({k.split("_acc_", 1)[1] for r in rows for k in r
+                        if k.startswith(("identity_acc_", "utility_acc_")) and not k.endswith(("_lo", "_hi"))
+                        and k.split("_acc_", 1)[1] not in ("worst", "best")})
     doc = env.get_template("report.html.j2").render(
         title=title, dataset=dataset, rows=rows, cols=cols, verdicts=verdicts, notes=notes or [],
         judgement=judgement, header=header, box={"status": status, "headline": headline},
-        gates=config.get("gates", {}), cell=_cell, chance_cell=chance_cell,
+        gates=config.get("gates", {}), cell=_cell, chance_cell=chance_cell, attackers=attackers,
         figures=[(cap, base64.b64encode(Path(p).read_bytes()).decode(), Path(p).stem) for cap, p in figures],
         config_json=json.dumps(config, indent=2, sort_keys=True, default=str))
     path = Path(path)

@@ -51,18 +51,23 @@ def sample_grid(rows: dict[str, np.ndarray], path: str | Path, *, labels: list[s
 
 def confusion_plot(matrices: dict[str, np.ndarray], classes: dict[str, list[str]], path: str | Path,
                    title: str) -> Path:
-    """Row-normalised confusion matrices side by side (keys like ``identity_cnn``)."""
+    """Confusion matrices side by side (keys like ``identity_cnn``), with the counts written in the
+    cells when there are at most 15 classes (scikit-learn's ``ConfusionMatrixDisplay``)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     keys = list(matrices)
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.0), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        m = matrices[k].astype(float)
-        m = m / np.maximum(m.sum(1, keepdims=True), 1)
-        ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+        m = np.asarray(matrices[k])
         cls = classes.get(k.split("_")[0], [str(i) for i in range(len(m))])
-        ax.set_xticks(range(len(cls)), cls, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(cls)), cls, fontsize=6)
+        ConfusionMatrixDisplay(m, display_labels=cls).plot(ax=ax, include_values=len(cls) <= 15, cmap="Blues",
+                                                            colorbar=False, values_format="d", xticks_rotation=90)
+        for text in ax.texts:
+            text.set_fontsize(6)
+        ax.tick_params(labelsize=6)
         ax.set_title(k.replace("_", " "), fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
