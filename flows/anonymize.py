@@ -71,6 +71,7 @@ def _preflight(cfg: RunConfig, base: Path) -> None:
 def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:
     """The body of every ``anonymize-<dataset>`` flow (callable directly from tests via a flow)."""
     log = get_run_logger()
+    started = datetime.now(timezone.utc).timestamp()
     base_dir = Path(base) if base else Path.cwd()
     cfg = config if isinstance(config, RunConfig) else load_config(base_dir / config if not Path(config).is_absolute() else config, overrides)
     _preflight(cfg, base_dir)
@@ -123,7 +124,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     run_id = log_audit(result, run_name=cfg.name, config=safe_config, dataset_info={**dataset_info, "digest": summary.digest},
                        images_dir=images, report=report, figures=[p for _, p in figures], verdicts=verdicts,
                        model_dirs=model_dirs, transform_stats=stats, tracking_uri=tracking_uri,
-                       experiment=cfg.tracking.experiment)
+                       experiment=cfg.tracking.experiment, started=started)
     header["mlflow_run_id"] = run_id
     out = RunSummary(cfg.name, result.table(), report, run_id, tracking_uri,
                      {m: {"passed": v.passed, "status": v.status, "reasons": v.reasons} for m, v in verdicts.items()},

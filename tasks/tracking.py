@@ -83,8 +83,9 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
     with _store_lock(uri):
         client = mlflow.MlflowClient(uri)  # the first query creates or migrates the store
         if client.get_experiment_by_name(experiment) is None:
-            try:
-                client.create_experiment(experiment, artifact_location=artifacts)
+            try:  # the kind tag opens the UI on the runs view (a model-development experiment)
+                client.create_experiment(experiment, artifact_location=artifacts,
+                                         tags={"mlflow.experimentKind": "custom_model_development"})
             except MlflowException as exc:  # a concurrent client on a server won
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(experiment) is None:
                     raise
@@ -140,16 +141,21 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info: dict, images_dir: str,
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
-              transform_stats: dict[str, dict], tracking_uri: str, experiment: str) -> str:
-    """One parent run (config, dataset, report, figures) and one nested run per method; returns the parent id."""
+              transform_stats: dict[str, dict], tracking_uri: str, experiment: str,
+              started: float | None = None) -> str:
+    """One parent run (config, dataset, report, figures) and one nested run per method; returns the parent id.
+
+    ``started`` (epoch seconds): when the flow run began, so the parent run shows the run's real duration."""
     import pandas as pd
 
     summary_rows = [{"split": k, "rows": float(v)} for k, v in dataset_info.get("by_split", {}).items()]
     internal = [Path(report).name] + [f"figures/{Path(f).name}" for f in figures if _internal_figure(f)]
 
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as parent:
+    exp = mlflow.set_experiment(experiment)
+    run = mlflow.MlflowClient(tracking_uri).create_run(exp.experiment_id, run_name=run_name,
+                                                       start_time=int(1000 * started) if started else None)
+    with mlflow.start_run(run_id=run.info.run_id) as parent:
         mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "deid.dataset": dataset_info["name"],
                          "deid.dataset_digest": dataset_info["digest"], "deid.report": INTERNAL_REPORT,
                          "deid.internal_artifacts": ", ".join(internal)[:5000]})
@@ -169,12 +175,15 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                 mlflow.log_metrics({k: float(v) for k, v in audit.metrics.items()})
                 if name in verdicts:
                     v = verdicts[name]
-                    mlflow.set_tags({"deid.verdict": "pass" if v.passed else "fail",
-                                     "deid.verdict_reasons": "; ".join(v.reasons)[:5000]})
+                    mlflow.set_tags({"deid.verdict": v.status, "deid.verdict_reasons": "; ".join(v.reasons)[:5000]})
                 if name in transform_stats:
                     mlflow.log_metrics({f"transform_{k}": float(v) for k, v in transform_stats[name].items()
                                         if isinstance(v, (int, float))})
                 if name in model_dirs and name != ORIGINAL:
+                    meta = Path(model_dirs[name]) / "method.json"
+                    if meta.exists():  # the method's own parameters, on its own run
+                        mlflow.log_params({f"method.{k}": v for k, v in
+                                           _flatten(json.loads(meta.read_text()).get("params", {})).items()})
                     mlflow.set_tags(privacy_tags(holds_training_images(model_dirs[name])))
                     mlflow.log_artifacts(model_dirs[name], artifact_path="model")
         return parent.info.run_id

@@ -78,6 +78,10 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     assert all("identity_acc_worst" in r.data.metrics for r in children)
     parent = mlflow.get_run(out["mlflow_run_id"])
     assert parent.data.tags["deid.audit"] == "sound" and parent.data.tags["deid.release"] == "published"
+    assert parent.data.tags["deid.verdict.ksame-select"] == "PASS"
+    assert next(r for r in children if r.data.tags["deid.method"] == "ksame-select").data.params["method.k"] == "6"
+    assert mlflow.get_experiment_by_name("deid").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert parent.info.end_time - parent.info.start_time > 5000  # the run's real duration, not the logging's
     # The released method is in the model registry under the alias 'release', marked private (its
     # state holds averages of training faces), and loads back as the fitted method.
     assert out["release"]["model_uri"] == "models:/deid-ferg@release"
