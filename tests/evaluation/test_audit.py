@@ -118,3 +118,29 @@ def test_single_class_split_is_refused(ferg_images):
     one = s.subset(s.identity == s.identity[0])
     with pytest.raises(EvaluationError, match="one identity class"):
         audit(one, {}, FAST)
+
+
+def _judged(s: ImageSet, cfg: AuditConfig):
+    from deid.evaluation.gates import judge_audit
+
+    r = audit(s, {"none": _apply(s, "none"), "pixelate": _apply(s, "pixelate")}, cfg)
+    return judge_audit({m: a.metrics for m, a in r.methods.items()}, GateConfig(attacker_margin=0.5))
+
+
+def test_a_reference_that_cannot_learn_gives_no_verdict(ferg_images):
+    s = load_image_set(ferg_images)
+    weak = AuditConfig(attackers=["cnn"], cnn_epochs=1, cnn_width=4, cnn_min_steps=0, cnn_augment=False,
+                       linkage_repeats=1, unseen_attackers=["knn-pixels"])
+    j = _judged(s, weak)
+    assert not j.sound and any("did not learn" in r for r in j.inconclusive), j.checks
+    assert {v.status for m, v in j.verdicts.items() if m != ORIGINAL} == {"INCONCLUSIVE"}
+
+
+def test_an_uninformative_utility_label_gives_no_verdict(ferg_images):
+    s = load_image_set(ferg_images)
+    shuffled = np.random.default_rng(0).permutation(s.expression)  # labels unrelated to the images
+    s = ImageSet(s.X, s.image_id, s.split, s.identity, shuffled, s.attributes)
+    j = _judged(s, AuditConfig(attackers=["linear", "hog-svm"], linkage_repeats=1, cnn_epochs=1, cnn_width=4,
+                               cnn_min_steps=0))
+    assert not j.sound and any("utility classifiers did not learn" in r for r in j.inconclusive), j.checks
+    assert {v.status for m, v in j.verdicts.items() if m != ORIGINAL} == {"INCONCLUSIVE"}
