@@ -113,6 +113,9 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     safe_config = cfg.model_dump(mode="json")
     safe_config["dataset"].pop("source", None)  # may be a local path; the digest identifies the data
     notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
+    if used := sorted(k for k, v in _uses_utility(cfg).items() if v):
+        notes.append(f"used the utility label when fitting (their utility is partly by construction; the unseen "
+                     f"attributes show what else survives): {', '.join(used)}")
     title = f"deid audit — {cfg.name}"
     judgement, figures = judge_and_plot(result, images, anonymized, cfg.gates.model_dump(), str(report_dir), title)
     header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": _commit(),
