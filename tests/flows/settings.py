@@ -4,4 +4,5 @@ attackers that still learn its expressions at 40 px."""
 
 SMALL_DECIDABLE = {"n_characters": 6, "images_per_cell": 12, "size": 64, "entanglement": 0.0, "noise": 0.0}
 FAST_POOLED_AUDIT = {"attackers": ["linear", "hog-svm"], "folds": 5, "cnn_epochs": 2, "cnn_width": 8,
-                     "cnn_min_steps": 0, "linkage_repeats": 1}
+                     "cnn_min_steps": 0, "linkage_repeats": 1, "pca_components": 16,
+                     "unseen_attackers": ["knn-pixels"]}
