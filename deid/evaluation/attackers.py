@@ -203,9 +203,10 @@ class HogSVMAttacker(_HogAttacker):
     """Linear SVM (one-vs-rest) on standardised HOG descriptors."""
 
     def _pipeline(self, inputs: np.ndarray) -> Pipeline:
-        # The primal solver: on outputs that repeat one image under several labels (k-Same) the dual one
-        # needs minutes to give up, the primal one a second or two.
-        return make_pipeline(StandardScaler(), LinearSVC(C=self.c, dual=False, max_iter=1000,
+        # 300 iterations: as accurate as 5,000 on the built-in set's expressions (0.80) in a twentieth of
+        # the time, and on outputs that repeat one image under several labels (k-Same), where the solver
+        # cannot converge, it gives up in a second or two instead of a minute.
+        return make_pipeline(StandardScaler(), LinearSVC(C=self.c, dual="auto", max_iter=300,
                                                          random_state=self.random_state))
 
 
