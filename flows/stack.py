@@ -177,9 +177,23 @@ def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health
                 raise KeyboardInterrupt(str(exc)) from None
             finally:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the cleanup
+                _drain_prefect_services()
     finally:
         stop(server)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _drain_prefect_services(timeout: float = 15.0) -> None:
+    """Send Prefect's queued logs and events while the server still listens; at exit they would
+    otherwise retry against a stopped server."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001 - draining is best effort; the run's outcome is already written
+            pass
 
 
 def run_stack(home: Path, port: int, configs: list[Path], logs: Path, base: Path,
