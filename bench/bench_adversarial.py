@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -40,10 +38,9 @@ from deid.data import ImageSet, load_image_set
 from deid.evaluation.audit import AuditConfig, audit
 from deid.evaluation.linkage import linkage
 from deid.methods import get_method
+from deid.provenance import command_line, loadavg, machine
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from flows.study import loadavg, machine  # noqa: E402
 
 PAPER_TABLE1 = {"targets": [0, 2, 3, 4, 5], "identity": [42.47, 38.25, 36.21, 32.77, 31.62],
                 "expression": [72.45, 77.46, 72.32, 66.79, 72.95]}
@@ -129,7 +126,7 @@ def main() -> None:
                      "identities": len(ids), "expressions": len(set(data.expression)), "size": SIZES[args.dataset],
                      "machine": machine(), "load_start": loadavg(),
                      "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "unset") + " "
-                                + " ".join(shlex.quote(a) for a in ["bench/bench_adversarial.py", *sys.argv[1:]])}
+                                + command_line("bench/bench_adversarial.py")}
     say(f"{args.dataset}: train {results['n_train']} test {results['n_test']}, {len(ids)} identities")
     path = args.out / f"results-{args.dataset}.json"
 

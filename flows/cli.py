@@ -250,7 +250,7 @@ def perf(sizes: list[int] = typer.Option([1000, 10000], "--sizes", help="dataset
          stages: list[str] = typer.Option([], "--stage", help="only these stages (default all)"),
          demo_only: bool = typer.Option(False, "--demo-only", help="re-time only the demo; keep the measured stage rows")) -> None:
     """Each stage's images/s and peak memory at each N, next to its bare-library loop; writes PERFORMANCE.md."""
-    from flows.perf import refresh_demo, run_perf
+    from bench.perf import refresh_demo, run_perf
 
     if demo_only:
         path = refresh_demo(out, _WORK, say=typer.echo)

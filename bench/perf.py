@@ -1,7 +1,7 @@
 """The performance table: each stage of the pipeline at N images of the built-in dataset, next to a
 bare-library loop doing the same work in the same run; writes docs/PERFORMANCE.md and a plot.
 
-Every (stage, N) runs in a fresh process (``python -m flows.perf --one STAGE N DATA``) so its peak
+Every (stage, N) runs in a fresh process (``python -m bench.perf --one STAGE N DATA``) so its peak
 resident memory is its own; the process measures our code and then the reference loop, each in a
 child of its own.
 """
@@ -185,7 +185,7 @@ def _measure(stage: str, side: str, tree: Path, ingested: Path, tmp: Path) -> di
 def _child(stage: str, side: str, n: int, work: Path) -> dict:
     """One measurement in a fresh process: its own peak memory."""
     env = dict(os.environ)
-    cmd = [sys.executable, "-m", "flows.perf", "--one", stage, side, str(n), str(work)]
+    cmd = [sys.executable, "-m", "bench.perf", "--one", stage, side, str(n), str(work)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
     if r.returncode != 0:
         raise RuntimeError(f"perf {stage}/{side} at N={n} failed:\n{r.stderr[-3000:]}")
@@ -201,7 +201,7 @@ def _demo(work: Path, say) -> str:
     import shutil
     import signal
 
-    from flows.study import loadavg
+    from deid.provenance import loadavg
 
     d = work / "perf-demo"
     shutil.rmtree(d, ignore_errors=True)
@@ -244,8 +244,8 @@ def refresh_demo(out: Path, work: Path, say=print) -> Path:
 
 def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stages: list[str] | None = None,
              say=print) -> Path:
+    from deid.provenance import command_line, loadavg, machine
     from deid.reporting.study import perf_plot, render_performance
-    from flows.study import command_line, loadavg, machine
 
     t_start = time.perf_counter()
     meta = {"command": command_line(), "machine": machine(), "load_start": loadavg(),
@@ -308,4 +308,4 @@ if __name__ == "__main__":  # pragma: no cover
     if len(sys.argv) == 6 and sys.argv[1] == "--one":
         _one(sys.argv[2], sys.argv[3], int(sys.argv[4]), Path(sys.argv[5]))
     else:
-        sys.exit("usage: python -m flows.perf --one STAGE ours|ref N WORK")
+        sys.exit("usage: python -m bench.perf --one STAGE ours|ref N WORK")
