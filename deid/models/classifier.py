@@ -154,12 +154,6 @@ class CNNClassifier:
         self.model_.train(was)
         return r
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self._logits(X)
-        z = z - z.max(1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(1, keepdims=True)
-
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[self._logits(X).argmax(1)]
 
