@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from deid.provenance import command_line, git_commit, loadavg, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -89,7 +89,7 @@ def run(dataset: str, images: Path, args) -> list[dict]:
     s = load_image_set(images)
     n_ids = len(set(s.identity))
     print(f"{dataset}: {int(np.isin(s.split, TRAIN).sum())} train+val / {int(np.isin(s.split, TEST).sum())} test "
-          f"images of shape {s.X.shape[1:]}, {n_ids} identities; load {os.getloadavg()[0]:.2f}", flush=True)
+          f"images of shape {s.X.shape[1:]}, {n_ids} identities; load {loadavg()}", flush=True)
     rows = []
     for label, (name, params) in methods_for(n_ids, args.baselines_only).items():
         Y, fit_s = deidentify(name, params, s)
@@ -103,15 +103,15 @@ def run(dataset: str, images: Path, args) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], argv: list[str], load: tuple[tuple[float, ...], tuple[float, ...]], wall: float) -> str:
+def markdown(rows: list[dict], command: str, load: tuple[str, str], wall: float) -> str:
     names = [k for k in rows[0]["attackers"] if k != "chance"]
     head = ["dataset", "method", "chance", "worst, old pool", "worst, new pool"] + [f"{n}" for n in names]
     lines = [
         "# Informed identity attackers: old pool vs new pool",
         "",
-        f"Command: `{' '.join(shlex.quote(a) for a in argv)}`  ",
-        f"Load average (1/5/15 min) at start {'/'.join(f'{v:.2f}' for v in load[0])}, "
-        f"at end {'/'.join(f'{v:.2f}' for v in load[1])}; {os.cpu_count()} cores; wall time {wall / 60:.1f} min.",
+        f"Command: `{command}`  ",
+        f"Code commit `{git_commit()}`; {machine()}.  ",
+        f"Load average (1/5/15 min) at start {load[0]}, at end {load[1]}; wall time {wall / 60:.1f} min.",
         "",
         "Identity accuracy of attackers trained on the de-identified train+val split, tested on the de-identified "
         "test split (lower is more private); chance is the test split's majority rate. Old pool: "
@@ -149,7 +149,7 @@ def main() -> None:
     from deid.ingest import ingest_dataset
     from deid.preprocessing import PreprocessConfig
 
-    load0, t0 = os.getloadavg(), time.perf_counter()
+    load0, t0 = loadavg(), time.perf_counter()
     ferg = a.work / f"ferg-{a.images_per_cell}"
     if not (ferg / "images").is_dir():
         root = generate_ferg_like(a.work / f"raw-{a.images_per_cell}",
@@ -163,7 +163,7 @@ def main() -> None:
         rows += run("JAFFE", jaffe / "images", a)
     elif not a.no_jaffe:
         print(f"JAFFE not found at {a.jaffe}: skipped")
-    text = markdown(rows, [sys.argv[0], *sys.argv[1:]], (load0, os.getloadavg()), time.perf_counter() - t0)
+    text = markdown(rows, command_line(sys.argv[0]), (load0, loadavg()), time.perf_counter() - t0)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text)
     print(f"\nwrote {a.out}")

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deid.provenance import git_commit
+
 __all__ = ["Interval", "MethodSummary", "AuditSummary", "ReleaseSummary", "RunSummaryDoc", "build_summary",
            "write_summary", "read_summary", "SUMMARY_FILE", "EXIT_CODES"]
 
@@ -113,11 +115,13 @@ def _split_metrics(metrics: dict[str, float]) -> tuple[dict[str, Interval], dict
     return acc, attackers, rest
 
 
-def build_summary(*, config_name: str, dataset: dict, date: str, code_commit: str, methods: dict[str, dict[str, float]],
+def build_summary(*, config_name: str, dataset: dict, date: str, methods: dict[str, dict[str, float]],
                   judgement, gates: dict, release: ReleaseSummary, used_utility_label: dict[str, bool],
                   controls: tuple[str, ...], reference: str, mlflow_run_id: str | None = None,
-                  prefect_flow_run_id: str | None = None, report: str | None = None) -> RunSummaryDoc:
-    """Assemble the document from the audit's metrics and its judgement."""
+                  prefect_flow_run_id: str | None = None, report: str | None = None,
+                  code_commit: str | None = None) -> RunSummaryDoc:
+    """Assemble the document from the audit's metrics and its judgement; ``code_commit`` defaults to
+    :func:`deid.provenance.git_commit`."""
     out = {}
     for name, metrics in methods.items():
         acc, attackers, rest = _split_metrics(metrics)
@@ -130,7 +134,7 @@ def build_summary(*, config_name: str, dataset: dict, date: str, code_commit: st
     audit = AuditSummary(sound=judgement.sound, inconclusive=judgement.inconclusive, checks=judgement.checks,
                          gates=gates, chance={"identity": ref.get("identity_chance"), "utility": ref.get("utility_chance")},
                          n_test=ref.get("n_test", 0.0), n_eval=ref.get("n_eval"))
-    return RunSummaryDoc(config_name=config_name, dataset=dataset, date=date, code_commit=code_commit,
+    return RunSummaryDoc(config_name=config_name, dataset=dataset, date=date, code_commit=code_commit or git_commit(),
                          mlflow_run_id=mlflow_run_id, prefect_flow_run_id=prefect_flow_run_id, report=report,
                          audit=audit, methods=out, release=release)
 
