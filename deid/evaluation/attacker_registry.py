@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -11,9 +12,23 @@ from deid.errors import ConfigError
 if TYPE_CHECKING:
     from deid.evaluation.attackers import AttackerConfig
 
-__all__ = ["Attacker", "register_attacker", "available_attackers", "attacker_class", "get_attacker"]
+__all__ = ["Attacker", "register_attacker", "available_attackers", "attacker_class", "get_attacker",
+           "BUILTIN_ATTACKERS", "DEFAULT_ATTACKERS"]
 
 _ATTACKERS: dict[str, type] = {}
+
+#: The built-in attackers, in the order the audit reports them, and the module that registers each.
+#: Their names are known without importing it (it needs torch and scikit-learn), so a config is checked
+#: at once; the module is imported when an attacker is first built. A new attacker: one line here.
+BUILTIN_ATTACKERS: dict[str, str] = {
+    "cnn": "deid.evaluation.attackers",
+    "linear": "deid.evaluation.attackers",
+    "knn-pixels": "deid.evaluation.attackers",
+    "knn-hog": "deid.evaluation.attackers",
+    "hog-svm": "deid.evaluation.attackers",
+}
+#: the attackers an audit trains unless its config names others
+DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm")
 
 
 @runtime_checkable
@@ -50,22 +65,20 @@ def register_attacker(name: str):
     return deco
 
 
-def _ensure_loaded() -> None:
-    import deid.evaluation.attackers  # noqa: F401  (importing the module registers every built-in attacker)
-
-
 def available_attackers() -> list[str]:
-    """Every registered attacker's name, in registration order."""
-    _ensure_loaded()
-    return list(_ATTACKERS)
+    """Every attacker's name: the built-in ones, then those registered since; imports none of them."""
+    return list(dict.fromkeys([*BUILTIN_ATTACKERS, *_ATTACKERS]))
 
 
 def attacker_class(name: str) -> type:
-    _ensure_loaded()
+    if name not in _ATTACKERS and name in BUILTIN_ATTACKERS:
+        importlib.import_module(BUILTIN_ATTACKERS[name])
+        if name not in _ATTACKERS:
+            raise LookupError(f"{BUILTIN_ATTACKERS[name]} does not register the attacker '{name}'")
     try:
         return _ATTACKERS[name]
     except KeyError:
-        raise ConfigError(f"unknown attacker '{name}'; registered attackers: {list(_ATTACKERS)}") from None
+        raise ConfigError(f"unknown attacker '{name}'; registered attackers: {available_attackers()}") from None
 
 
 def get_attacker(name: str, cfg: "AttackerConfig | None" = None) -> Attacker:

@@ -23,14 +23,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from deid.errors import EvaluationError
-from deid.evaluation.attacker_registry import attacker_class, available_attackers, get_attacker, register_attacker
+from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class, available_attackers, get_attacker,
+                                              register_attacker)
 from deid.models import CNNClassifier
 
 __all__ = ["AttackerConfig", "AttackResult", "train_attackers", "check_split_labels", "DEFAULT_ATTACKERS",
            "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker", "HogSVMAttacker",
            "hog_features", "majority_rate", "register_attacker", "available_attackers", "get_attacker"]
-
-DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm")
 
 
 @dataclass(frozen=True)

@@ -22,91 +22,24 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from data_contracts import SPLITS
 from deid.data import ImageSet
 from deid.errors import EvaluationError
-from deid.evaluation.attacker_registry import available_attackers, get_attacker
-from deid.evaluation.attackers import DEFAULT_ATTACKERS, AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.attacker_registry import get_attacker
+from deid.evaluation.attackers import AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.audit_config import AUDIT_METRICS, AuditConfig
 from deid.evaluation.diversity import diversity_ratio
 from deid.evaluation.fidelity import fidelity
 from deid.evaluation.intervals import add_intervals
 from deid.evaluation.linkage import linkage
 from deid.evaluation.unseen import unseen_attributes, unseen_retention
-from deid.methods.base import Device
 
 __all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
 
 ORIGINAL = "original"
 NEGATIVE_CONTROL = "blackout"
-
-AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<name>
-    *(f"identity_acc_{a}" for a in available_attackers()), "identity_acc_worst", "identity_chance",
-    *(f"utility_acc_{a}" for a in available_attackers()), "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
-    "utility_orig_clf_acc_cnn", "utility_orig_clf_acc_linear",
-    "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
-    "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
-    "faceness", "deid", "div", "k_anonymity", "ssim", "psnr", "n_train", "n_test", "seconds",
-    "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention",
-)
-
-
-def _known_attacker(name: str) -> str:
-    if name not in available_attackers():
-        raise ValueError(f"unknown attacker '{name}'; registered attackers: {available_attackers()}")
-    return name
-
-
-class AuditConfig(BaseModel):
-    """How the audit trains its attackers and which protocols run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    attackers: list[Annotated[str, AfterValidator(_known_attacker)]] = Field(
-        default_factory=lambda: list(DEFAULT_ATTACKERS), min_length=1)
-    cnn_min_steps: int = Field(150, ge=0)  # the CNN attacker trains at least this many optimiser steps, fewer than
-    # 15 epochs give on the built-in set (~720 training images, 180 steps): only smaller sets train longer
-    cnn_augment: bool = True  # the CNN attacker sees random shifts, brightness jitter and left-right flips
-    cnn_epochs: int = Field(15, ge=1)
-    cnn_width: int = Field(32, ge=4)
-    pca_components: int = Field(64, ge=2)
-    linkage_repeats: int = Field(5, ge=1)
-    face_metrics: Literal["auto", "on", "off"] = "auto"
-    train_splits: list[str] = Field(default_factory=lambda: ["train", "val"], min_length=1)
-    test_split: str = "test"
-    seed: int = 0
-    device: Device = "auto"
-    folds: int | None = Field(None, ge=2, le=20)  # pool the informed attackers' predictions over k folds of
-    # train + test (every image tested once): for small sets whose test split cannot decide the gates
-    unseen_attributes: list[str] | Literal["auto"] = "auto"  # attributes the methods never used ("auto": every
-    # attribute the dataset records for all images), predicted from the outputs by `unseen_attackers`
-    unseen_attackers: list[Annotated[str, AfterValidator(_known_attacker)]] = Field(
-        default_factory=lambda: ["linear"], min_length=1)
-
-    @field_validator("train_splits", "test_split")
-    @classmethod
-    def _known_splits(cls, v: str | list[str]) -> str | list[str]:
-        bad = [s for s in ([v] if isinstance(v, str) else v) if s not in SPLITS]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not a split; splits are {list(SPLITS)}")
-        return v
-
-    @model_validator(mode="after")
-    def _test_split_held_out(self) -> "AuditConfig":
-        if self.test_split in self.train_splits:
-            raise ValueError(f"test_split '{self.test_split}' is also among train_splits {self.train_splits}; "
-                             "the attackers would be tested on what they were trained on")
-        return self
-
-    def attacker_config(self) -> AttackerConfig:
-        return AttackerConfig(attackers=tuple(self.attackers), cnn_epochs=self.cnn_epochs, cnn_width=self.cnn_width,
-                              pca_components=self.pca_components, random_state=self.seed, device=self.device,
-                              cnn_min_steps=self.cnn_min_steps, cnn_augment=self.cnn_augment)
-
 
 @dataclass
 class MethodAudit:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from deid.evaluation.audit import AUDIT_METRICS
+from deid.evaluation.audit_config import AUDIT_METRICS
 from deid.evaluation.intervals import Z95, add_intervals, wilson
 
 __all__ = ["Gate", "GateConfig", "Verdict", "AuditJudgement", "judge", "judge_audit", "wilson", "add_intervals",
