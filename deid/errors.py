@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from data_contracts import ContractError
 
 __all__ = [
@@ -13,6 +16,7 @@ __all__ = [
     "MethodError",
     "EvaluationError",
     "ConfigError",
+    "did_you_mean",
 ]
 
 
@@ -42,3 +46,9 @@ class EvaluationError(DeidError, ValueError):
 
 class ConfigError(DeidError, ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
+
+
+def did_you_mean(word: str, allowed: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` with the closest of ``allowed`` to ``word`` (difflib), or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

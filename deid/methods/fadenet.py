@@ -18,18 +18,18 @@ early stopping on a validation slice of the training images.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
 
-from deid.device import resolve_device
+import numpy as np
+
 from deid.errors import MethodError
+from deid.lazy_torch import no_grad
 from deid.methods.base import (DeidMethod, Device, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                                PositiveInt, Seed)
 from deid.methods.registry import register_method
-from deid.models.adversarial import BestState, batches, clip_, random_affine, unit_normalise
-from deid.models.classifier import CNNClassifier, SmallCNN, epochs_for, seed_everything
-from deid.models.unet import UNet
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FaDeNet"]
 
@@ -81,6 +81,9 @@ class FaDeNet(DeidMethod):
 
     # -- modules -------------------------------------------------------------------------
     def _init_modules(self) -> None:
+        from deid.models.classifier import SmallCNN
+        from deid.models.unet import UNet
+
         c = int(self.input_shape_[0])
         self.transformer_ = UNet(c, c, width=int(self.width), depth=int(self.depth), residual=True)
         self.critic_ = SmallCNN(c, len(self.critic_classes_), width=int(self.critic_width))
@@ -92,6 +95,8 @@ class FaDeNet(DeidMethod):
         ``raw=True`` also returns the unclipped normalised output and the input's normalised
         form and norms, for the pixel loss (which must see values the clip would flatten).
         """
+        from deid.models.adversarial import unit_normalise
+
         xn, norm = unit_normalise(x)
         yn = self.transformer_(xn)
         y = (yn * norm).clamp(0.0, 1.0)
@@ -99,6 +104,12 @@ class FaDeNet(DeidMethod):
 
     # -- fit -----------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
+        import torch
+
+        from deid.device import resolve_device
+        from deid.models.adversarial import BestState, batches, clip_, random_affine
+        from deid.models.classifier import CNNClassifier, epochs_for, seed_everything
+
         if identity is None:
             raise MethodError("method 'fadenet' needs identity labels to fit (they train its identity critic)")
         if len(np.unique(identity)) < 2:
@@ -162,12 +173,14 @@ class FaDeNet(DeidMethod):
         self.critic_check_ = {"on": "validation" if n_val else "train", **check}
 
     def _loss(self, x: torch.Tensor, z: torch.Tensor):
+        from torch.nn import functional as F
+
         y, yn, xn = self._apply(x, raw=True)
         pix = ((xn - yn) ** 2).flatten(1).sum(1).mean()
         ce = F.cross_entropy(self.critic_(y), z)
         return pix - float(self.lam) * ce, pix, ce
 
-    @torch.no_grad()
+    @no_grad
     def _evaluate(self, X: torch.Tensor, z: torch.Tensor, dev: torch.device) -> dict:
         self.transformer_.eval()
         tot = {"loss": 0.0, "pixel": 0.0, "ce": 0.0, "critic_acc_original": 0.0, "critic_acc_deid": 0.0}
@@ -183,8 +196,12 @@ class FaDeNet(DeidMethod):
         return {k: v / max(1, len(X)) for k, v in tot.items()}
 
     # -- transform -----------------------------------------------------------------------
-    @torch.no_grad()
+    @no_grad
     def _transform(self, X, identity, utility):
+        import torch
+
+        from deid.device import resolve_device
+
         dev = resolve_device(self.device)
         self.transformer_.to(dev).eval()
         out = []
@@ -194,9 +211,11 @@ class FaDeNet(DeidMethod):
         self.transformer_.cpu()
         return np.concatenate(out).astype(np.float32)
 
-    @torch.no_grad()
+    @no_grad
     def critic_features(self, X: np.ndarray) -> np.ndarray:
         """The frozen critic's penultimate features ``(N, D)`` for ``X`` ``(N, C, H, W)`` (linkage)."""
+        import torch
+
         self._check_fitted()
         self.critic_.eval()
         return np.concatenate([self.critic_.features(torch.from_numpy(np.ascontiguousarray(X[s : s + 256], np.float32))).numpy()
@@ -204,6 +223,8 @@ class FaDeNet(DeidMethod):
 
     def critic_predict(self, X: np.ndarray) -> np.ndarray:
         """The critic's identity predictions (labels as strings) for ``X`` ``(N, C, H, W)``."""
+        import torch
+
         self._check_fitted()
         with torch.no_grad():
             z = np.concatenate([self.critic_(torch.from_numpy(np.ascontiguousarray(X[s : s + 256], np.float32))).numpy()

@@ -32,19 +32,14 @@ import itertools
 from typing import Annotated
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from deid.clustering.features import PCAFeatures
 from deid.clustering.ksame import ksame_clusters
-from deid.device import resolve_device
 from deid.errors import ConfigError, MethodError
 from deid.evaluation.anonymity import group_report
 from deid.methods.base import AnonymityK, DeidMethod, Device, PositiveFloat, PositiveInt, PowerOfTwo, Seed
 from deid.methods.registry import register_method
-from deid.models.autoencoder import from_net, predict, to_net, train_regression
-from deid.models.classifier import CNNClassifier, SmallCNN
-from deid.models.generator import FaceGenerator
 
 __all__ = ["KSameNet", "proxy_mixtures", "expression_groups"]
 
@@ -108,7 +103,7 @@ def proxy_mixtures(n_clusters: int, n_proxies: int, k: int, members: list[np.nda
     return out
 
 
-@register_method("ksame_net")
+@register_method("ksame-net")
 class KSameNet(DeidMethod):
     """k-Same-Net: k-Same clusters, each replaced by a generated face mixing k proxy identities."""
 
@@ -137,6 +132,9 @@ class KSameNet(DeidMethod):
 
     # -- building -----------------------------------------------------------------------
     def _init_modules(self) -> None:
+        from deid.models.classifier import SmallCNN
+        from deid.models.generator import FaceGenerator
+
         c = self.input_shape_[0]
         self.generator_ = FaceGenerator(len(self.proxies_), len(self.expressions_), c, self.image_size, self.width,
                                         self.hidden)
@@ -150,11 +148,17 @@ class KSameNet(DeidMethod):
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
+        import torch
+
+        from deid.device import resolve_device
+        from deid.models.autoencoder import to_net, train_regression
+        from deid.models.classifier import CNNClassifier
+
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ConfigError(f"ksame_net: k must be a positive integer, got {self.k!r}")
+            raise ConfigError(f"ksame-net: k must be a positive integer, got {self.k!r}")
         self.proxies_ = sorted(str(v) for v in np.unique(identity))
         if self.k > len(self.proxies_):
-            raise ConfigError(f"ksame_net: k = {self.k} but the proxy (training) set holds only "
+            raise ConfigError(f"ksame-net: k = {self.k} but the proxy (training) set holds only "
                               f"{len(self.proxies_)} identities; lower k or train on more identities")
         util = np.full(len(X), _NO_UTILITY, object) if utility is None else np.asarray(utility).astype(str)
         self.expressions_ = sorted(str(v) for v in np.unique(util))
@@ -179,13 +183,16 @@ class KSameNet(DeidMethod):
                                 batch_size=int(np.clip(len(X) // 16, 8, 64)),  # enough steps on small sets
                                 random_state=seed, device=self.device).fit(X, util)
             if list(clf.classes_) != self.expressions_:  # pragma: no cover - np.unique sorts both
-                raise MethodError("ksame_net: utility classifier classes do not match the expressions")
+                raise MethodError("ksame-net: utility classifier classes do not match the expressions")
             self.utility_net_ = clf.model_.eval()
             self.history_["utility_classifier"] = [h["loss"] for h in clf.history_]
 
     # -- transforming -------------------------------------------------------------------
     def recognise(self, X: np.ndarray) -> np.ndarray:
         """Expression probabilities ``(N, E)`` for images ``(N, C, H, W)`` (all ones when E = 1)."""
+        from deid.device import resolve_device
+        from deid.models.autoencoder import predict
+
         self._check_fitted()
         if self.utility_net_ is None:
             return np.ones((len(X), 1), np.float32)
@@ -200,7 +207,7 @@ class KSameNet(DeidMethod):
         k = int(self.k)
         identity = np.asarray(identity).astype(str)
         if len(np.unique(identity)) < k:
-            raise MethodError(f"method 'ksame_net': the set holds {len(np.unique(identity))} identities, "
+            raise MethodError(f"method 'ksame-net': the set holds {len(np.unique(identity))} identities, "
                               f"fewer than k = {k}; k-anonymity cannot be reached")
         expr, moved = expression_groups(self.recognise(X), identity, k)
         feats = self._pca().transform(X)
@@ -218,6 +225,11 @@ class KSameNet(DeidMethod):
         return clusters, np.asarray(cluster_expr, np.int64), mix, moved
 
     def _transform(self, X, identity, utility):
+        import torch
+
+        from deid.device import resolve_device
+        from deid.models.autoencoder import from_net, predict
+
         clusters, cexpr, mix, moved = self.assign(X, identity)
         dev = resolve_device(self.device)
         gen = self.generator_.to(dev).eval()

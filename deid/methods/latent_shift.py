@@ -23,20 +23,18 @@ from __future__ import annotations
 import copy
 import typing
 import warnings
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-import torch
 from pydantic import AfterValidator
-from sklearn.neighbors import NearestNeighbors
 
-from deid.device import resolve_device
 from deid.errors import ConfigError, MethodError
 from deid.methods.base import (DeidMethod, Device, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
                                Seed, UnitInterval)
 from deid.methods.registry import register_method
-from deid.models.autoencoder import (ConvAutoencoder, Deblurrer, FCAutoencoder, Smoother, from_net, gaussian_blur,
-                                     predict, to_net, train_regression)
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "LatentShift",
@@ -57,9 +55,9 @@ def parse_hidden(hidden: str) -> list[int]:
     try:
         sizes = [int(s) for s in str(hidden).replace(",", "-").split("-") if s.strip()]
     except ValueError:
-        raise ConfigError(f"latent_shift: hidden must look like '1024-768-512', got {hidden!r}") from None
+        raise ConfigError(f"latent-shift: hidden must look like '1024-768-512', got {hidden!r}") from None
     if not sizes or min(sizes) < 1:
-        raise ConfigError(f"latent_shift: hidden must list positive widths, got {hidden!r}")
+        raise ConfigError(f"latent-shift: hidden must list positive widths, got {hidden!r}")
     return sizes
 
 
@@ -75,10 +73,12 @@ Hidden = Annotated[str, AfterValidator(_check_hidden)]
 # -- targets (pure functions over codes) --------------------------------------------------
 def _neighbours(codes: np.ndarray, n: int, pool: np.ndarray | None = None) -> np.ndarray:
     """Indices ``(N, n)`` of each code's ``n`` nearest codes in ``codes[pool]``, never itself."""
+    from sklearn.neighbors import NearestNeighbors
+
     pool = np.arange(len(codes)) if pool is None else pool
     n = int(min(n, len(pool) - 1))
     if n < 1:
-        raise MethodError("latent_shift: need at least two samples to pick neighbours")
+        raise MethodError("latent-shift: need at least two samples to pick neighbours")
     nn = NearestNeighbors(n_neighbors=n + 1).fit(codes[pool])
     _, idx = nn.kneighbors(codes)
     idx = pool[idx]
@@ -111,7 +111,7 @@ def mean_neighbour_targets(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
 def grid_neighbour_targets(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
     """Per grid cell of ``(N, C, h, w)`` codes, the cell vector's ``n``-th nearest neighbour (same cell)."""
     if codes.ndim != 4:
-        raise MethodError(f"latent_shift: grid targets need (N, C, h, w) codes, got shape {codes.shape}")
+        raise MethodError(f"latent-shift: grid targets need (N, C, h, w) codes, got shape {codes.shape}")
     out = np.empty_like(codes)
     for r in range(codes.shape[2]):
         for c in range(codes.shape[3]):
@@ -158,7 +158,7 @@ def supervised_targets(codes: np.ndarray, identity: np.ndarray, utility: np.ndar
 
 
 # -- the method ---------------------------------------------------------------------------
-@register_method("latent_shift")
+@register_method("latent-shift")
 class LatentShift(DeidMethod):
     """Autoencoder latent shift (Nousi et al.). Images ``(N, C, H, W)`` are resized to ``image_size``.
 
@@ -201,29 +201,33 @@ class LatentShift(DeidMethod):
     # -- building -----------------------------------------------------------------------
     def _validate(self) -> None:
         if self.architecture not in ("fc", "conv"):
-            raise ConfigError(f"latent_shift: architecture must be 'fc' or 'conv', got {self.architecture!r}")
+            raise ConfigError(f"latent-shift: architecture must be 'fc' or 'conv', got {self.architecture!r}")
         if self.target not in TARGETS:
-            raise ConfigError(f"latent_shift: target must be one of {TARGETS}, got {self.target!r}")
+            raise ConfigError(f"latent-shift: target must be one of {TARGETS}, got {self.target!r}")
         if self.target == "grid_neighbour" and self.architecture != "conv":
-            raise ConfigError("latent_shift: target 'grid_neighbour' needs architecture 'conv' (a grid code)")
+            raise ConfigError("latent-shift: target 'grid_neighbour' needs architecture 'conv' (a grid code)")
         if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ConfigError(f"latent_shift: alpha must lie in [0, 1], got {self.alpha}")
+            raise ConfigError(f"latent-shift: alpha must lie in [0, 1], got {self.alpha}")
         if float(self.beta) < 0:
-            raise ConfigError(f"latent_shift: beta must be >= 0, got {self.beta}")
+            raise ConfigError(f"latent-shift: beta must be >= 0, got {self.beta}")
         if int(self.n_clusters) < 1 or int(self.n_neighbors) < 1:
-            raise ConfigError("latent_shift: n_clusters and n_neighbors must be >= 1")
+            raise ConfigError("latent-shift: n_clusters and n_neighbors must be >= 1")
         s = int(self.image_size)
         if self.architecture == "conv" and (s < 4 or s & (s - 1)):
-            raise ConfigError(f"latent_shift: architecture 'conv' needs image_size a power of two >= 4, got {s}")
+            raise ConfigError(f"latent-shift: architecture 'conv' needs image_size a power of two >= 4, got {s}")
         parse_hidden(self.hidden)
 
     def _build_ae(self) -> torch.nn.Module:
+        from deid.models.autoencoder import ConvAutoencoder, FCAutoencoder
+
         c = self.input_shape_[0]
         if self.architecture == "fc":
             return FCAutoencoder(c, self.image_size, parse_hidden(self.hidden))
         return ConvAutoencoder(c, self.image_size, self.width, self.code_channels)
 
     def _init_modules(self) -> None:
+        from deid.models.autoencoder import Deblurrer, Smoother
+
         c = self.input_shape_[0]
         self.ae_ = self._build_ae()
         self.deblur_ = Deblurrer(c, self.width) if self.deblur else None
@@ -233,7 +237,12 @@ class LatentShift(DeidMethod):
     def _fit(self, X, identity, utility):
         self._validate()
         if self.target == "supervised" and (identity is None or utility is None):
-            raise MethodError("method 'latent_shift' with target 'supervised' needs identity and utility labels")
+            raise MethodError("method 'latent-shift' with target 'supervised' needs identity and utility labels")
+        import torch
+
+        from deid.device import resolve_device
+        from deid.models.autoencoder import gaussian_blur, train_regression
+
         dev = resolve_device(self.device)
         seed = int(self.random_state)
         torch.manual_seed(seed)
@@ -263,6 +272,10 @@ class LatentShift(DeidMethod):
             self._fine_tune(xs, identity, utility, dev)
 
     def _net_inputs(self, X: np.ndarray) -> torch.Tensor:
+        import torch
+
+        from deid.models.autoencoder import to_net
+
         return to_net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), int(self.image_size))
 
     def fine_tune(self, X: np.ndarray, identity=None, utility=None) -> "LatentShift":
@@ -274,15 +287,17 @@ class LatentShift(DeidMethod):
         self._check_fitted()
         self._validate()
         if self.target == "none":
-            raise ConfigError("latent_shift: fine_tune needs a target other than 'none'")
+            raise ConfigError("latent-shift: fine_tune needs a target other than 'none'")
         if self.target == "supervised" and (identity is None or utility is None):
-            raise MethodError("method 'latent_shift' with target 'supervised' needs identity and utility labels")
+            raise MethodError("method 'latent-shift' with target 'supervised' needs identity and utility labels")
         dev = self.modules_to(self.device)
         self._fine_tune(self._net_inputs(X), identity, utility, dev)
         return self
 
     def _fine_tune(self, xs: torch.Tensor, identity, utility, dev: torch.device) -> None:
         """Fit the encoder to the targets; keeps the epoch whose codes lie closest to them."""
+        from deid.models.autoencoder import predict, train_regression
+
         ae = self.ae_
         codes = predict(ae.encode, xs, device=dev)
         targets = self._targets(codes, identity, utility)
@@ -308,7 +323,7 @@ class LatentShift(DeidMethod):
         ae.eval()
         self.target_distance_ = {"before": before, "after": best["distance"], "best_epoch": best["epoch"]}
         if best["epoch"] < 0:
-            warnings.warn(f"latent_shift: fine-tuning never brought the codes closer to their targets than the "
+            warnings.warn(f"latent-shift: fine-tuning never brought the codes closer to their targets than the "
                           f"unshifted encoder (distance {before:.3g}); the outputs are the plain autoencoder's "
                           f"reconstructions, with no latent shift", stacklevel=2)
 
@@ -331,6 +346,8 @@ class LatentShift(DeidMethod):
     # -- transforming -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The de-identifier on a batch ``(B, C, H, W)`` → ``(B, C, H, W)``, on the modules' device."""
+        from deid.models.autoencoder import from_net, to_net
+
         hw = tuple(x.shape[-2:])
         y = self.ae_(to_net(x, self.image_size))
         if self.deblur_ is not None:
@@ -341,6 +358,8 @@ class LatentShift(DeidMethod):
 
     def modules_to(self, device: str | torch.device = "auto") -> torch.device:
         """Move the fitted networks to ``device`` (``"auto"``: CUDA when present); returns it."""
+        from deid.device import resolve_device
+
         dev = resolve_device(device) if isinstance(device, str) else device
         for m in (self.ae_, self.deblur_, self.smooth_):
             if m is not None:
@@ -348,5 +367,7 @@ class LatentShift(DeidMethod):
         return dev
 
     def _transform(self, X, identity, utility):
+        from deid.models.autoencoder import predict
+
         dev = self.modules_to(self.device)
         return predict(self.forward, X, batch_size=max(256, int(self.batch_size)), device=dev)

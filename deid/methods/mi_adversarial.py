@@ -34,18 +34,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
-from deid.device import resolve_device
 from deid.errors import ConfigError, MethodError
+from deid.lazy_torch import no_grad
 from deid.methods.base import (DeidMethod, Device, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                                PositiveInt, Seed)
 from deid.methods.registry import register_method
 from deid.methods.substitution import identity_bank, nearest_in_bank
-from deid.models.adversarial import BestState, Discriminator, PrivateBranch, batches, clip_, mi_surrogate
-from deid.models.classifier import epochs_for, seed_everything
-from deid.models.unet import ConvAutoencoder
 
 __all__ = ["MIAdversarial"]
 
@@ -103,6 +98,9 @@ class MIAdversarial(DeidMethod):
         self.device = device
 
     def _init_modules(self) -> None:
+        from deid.models.adversarial import Discriminator, PrivateBranch
+        from deid.models.unet import ConvAutoencoder
+
         c = int(self.input_shape_[0])
         self.autoencoder_ = ConvAutoencoder(c, int(self.width), int(self.depth), int(self.latent))
         self.discriminator_ = Discriminator(c, int(self.disc_width), int(self.depth) + 1)
@@ -115,6 +113,13 @@ class MIAdversarial(DeidMethod):
 
     # -- fit -----------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
+        import torch
+        from torch.nn import functional as F
+
+        from deid.device import resolve_device
+        from deid.models.adversarial import BestState, batches, clip_
+        from deid.models.classifier import epochs_for, seed_everything
+
         if identity is None:
             raise MethodError("method 'mi-adversarial' needs identity labels (the private label) to fit")
         if self.lam < 0:
@@ -218,6 +223,11 @@ class MIAdversarial(DeidMethod):
 
     def _adversary_step(self, ae, D, P, opt, Xt, zt, idx, real_pool, g, dev, log, phase, epoch):
         """Eq. 13 and 14: discriminator on selector output ``v``, private branch on ``x̂``."""
+        import torch
+        from torch.nn import functional as F
+
+        from deid.models.adversarial import clip_
+
         ae.eval()
         D.train()
         P.train()
@@ -240,6 +250,11 @@ class MIAdversarial(DeidMethod):
             disc_acc=((d_logit > 0).float() == y).float().mean(), private_acc=(p_logit.argmax(1) == z).float().mean())
 
     def _ae_loss(self, ae, D, P, x, z, p_hat, lam):
+        import torch
+        from torch.nn import functional as F
+
+        from deid.models.adversarial import mi_surrogate
+
         xh = ae(x)
         adv = F.binary_cross_entropy_with_logits(D(xh), torch.ones(len(x), device=x.device))
         mi, ce_obj, ce = mi_surrogate(P(xh), z, p_hat)
@@ -249,6 +264,8 @@ class MIAdversarial(DeidMethod):
 
     def _autoencoder_step(self, ae, D, P, opt, Xt, zt, idx, p_hat, lam, dev, log, phase, epoch):
         """Eq. 12 with discriminator and private branch frozen (their gradients are discarded)."""
+        from deid.models.adversarial import clip_
+
         ae.train()
         D.eval()
         P.eval()
@@ -261,7 +278,7 @@ class MIAdversarial(DeidMethod):
         log(phase + "/autoencoder", epoch, loss=loss.detach(), adv_bce=adv.detach(), mi=mi.detach(),
             ce_obj=ce_obj.detach(), private_ce=ce.detach(), mse=mse.detach())
 
-    @torch.no_grad()
+    @no_grad
     def _check(self, Xt, zt, idx, real_pool, p_hat, dev) -> dict:
         """Accuracies and eq. 12 loss on a fixed check batch (the validation slice)."""
         ae, D, P = self.autoencoder_, self.discriminator_, self.private_
@@ -278,8 +295,12 @@ class MIAdversarial(DeidMethod):
                 "private_acc_on_originals": float((P(x).argmax(1) == z).float().mean())}
 
     # -- transform -----------------------------------------------------------------------
-    @torch.no_grad()
+    @no_grad
     def _transform(self, X, identity, utility):
+        import torch
+
+        from deid.device import resolve_device
+
         dev = resolve_device(self.device)
         ae = self.autoencoder_.to(dev).eval()
         out = np.concatenate([ae(torch.from_numpy(np.ascontiguousarray(X[s : s + 256])).to(dev)).cpu().numpy()

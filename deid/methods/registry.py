@@ -1,22 +1,64 @@
-"""Methods by name: ``register_method`` refuses duplicates; ``get_method`` builds one from config."""
+"""Methods by name: ``register_method`` refuses duplicates; ``get_method`` builds one from config.
+
+Names are lower case with hyphens (``ksame-net``). Every built-in method's name is known from
+:data:`METHOD_MODULES` without importing its module; the module is imported the first time one of its
+methods is asked for, and imports torch only inside its functions, so listing the methods and
+validating a config stay fast. Former names (:data:`ALIASES`) still resolve, with a note in the log.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import re
 from typing import Any
 
-from deid.errors import ConfigError
+from deid.errors import ConfigError, did_you_mean
 
-__all__ = ["register_method", "get_method", "method_class", "available_methods"]
+__all__ = ["register_method", "get_method", "method_class", "available_methods", "canonical_name", "METHOD_MODULES",
+           "ALIASES", "NAME_STYLE"]
 
 _METHODS: dict[str, type] = {}
+
+#: The built-in method modules (``deid.methods.<module>``) and the names each registers.
+#: A new method module: one line here.
+METHOD_MODULES: dict[str, tuple[str, ...]] = {
+    "baselines": ("none", "blur", "pixelate", "blackout"),
+    "ksame": ("ksame-pixel", "ksame-eigen", "ksame-select"),
+    "latent_shift": ("latent-shift",),
+    "ksame_net": ("ksame-net",),
+    "fadenet": ("fadenet",),
+    "mi_adversarial": ("mi-adversarial",),
+    "substitution": ("substitution",),
+}
+
+#: Former names, still accepted in configs, by :func:`get_method` and from stored runs and saved models.
+ALIASES: dict[str, str] = {"latent_shift": "latent-shift", "ksame_net": "ksame-net"}
+
+#: the one style of a method's name
+NAME_STYLE = r"[a-z0-9]+(-[a-z0-9]+)*"
+
+_log = logging.getLogger(__name__)
+_noted: set[str] = set()
+
+
+def _declared_module(name: str) -> str | None:
+    for module, names in METHOD_MODULES.items():
+        if name in names:
+            return f"deid.methods.{module}"
+    return None
 
 
 def register_method(name: str):
     """Class decorator: register a :class:`~deid.methods.base.DeidMethod` under ``name``."""
+    if not re.fullmatch(NAME_STYLE, name):
+        raise ValueError(f"method name '{name}' must be lower case words joined by hyphens, e.g. 'ksame-net'")
 
     def deco(cls: type) -> type:
-        if name in _METHODS:
-            raise ValueError(f"a method named '{name}' is already registered ({_METHODS[name].__qualname__})")
+        declared = _declared_module(name)
+        if name in _METHODS or name in ALIASES or (declared is not None and cls.__module__ != declared):
+            owner = _METHODS[name].__qualname__ if name in _METHODS else declared or f"an alias of '{ALIASES[name]}'"
+            raise ValueError(f"a method named '{name}' is already registered ({owner})")
         cls.name = name
         _METHODS[name] = cls
         return cls
@@ -24,21 +66,34 @@ def register_method(name: str):
     return deco
 
 
-def _ensure_loaded() -> None:
-    import deid.methods  # noqa: F401  (importing the package registers every built-in method)
+def canonical_name(name: str) -> str:
+    """``name``, or the current name of a former one (noted once in the log)."""
+    new = ALIASES.get(name)
+    if new is None:
+        return name
+    if name not in _noted:
+        _noted.add(name)
+        _log.warning("method name '%s' is deprecated; use '%s'", name, new)
+    return new
 
 
 def available_methods() -> list[str]:
-    _ensure_loaded()
-    return sorted(_METHODS)
+    """Every method's current name, sorted; imports no method module."""
+    return sorted({n for names in METHOD_MODULES.values() for n in names} | set(_METHODS))
 
 
 def method_class(name: str) -> type:
-    _ensure_loaded()
+    """The class registered under ``name`` (or under the current name of a former one), its module imported."""
+    name = canonical_name(name)
+    if name not in _METHODS and (module := _declared_module(name)) is not None:
+        importlib.import_module(module)
+        if name not in _METHODS:
+            raise LookupError(f"{module} does not register the method '{name}' that METHOD_MODULES lists")
     try:
         return _METHODS[name]
     except KeyError:
-        raise ConfigError(f"unknown method '{name}'; registered methods: {sorted(_METHODS)}") from None
+        raise ConfigError(f"unknown method '{name}'{did_you_mean(name, available_methods())}; "
+                          f"registered methods: {available_methods()}") from None
 
 
 def get_method(name: str, **params: Any):
@@ -47,5 +102,6 @@ def get_method(name: str, **params: Any):
     allowed = cls.param_names()
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ConfigError(f"method '{name}' has no parameter(s) {unknown}; allowed: {allowed}")
+        raise ConfigError(f"method '{cls.name}' has no parameter(s) {unknown}"
+                          f"{did_you_mean(unknown[0], allowed)}; allowed: {allowed}")
     return cls(**params)

@@ -73,7 +73,7 @@ def test_expression_groups_move_rows_to_a_viable_expression():
 @pytest.mark.parametrize("k", [2, 3])
 def test_output_is_k_anonymous_and_keeps_expression(k):
     X, ident, expr = _faces()
-    m = get_method("ksame_net", k=k, **{**SMALL, "classifier_epochs": 15}).fit(X, ident, expr)
+    m = get_method("ksame-net", k=k, **{**SMALL, "classifier_epochs": 15}).fit(X, ident, expr)
     hist = m.history_["generator"]
     assert hist[-1] < 0.5 * hist[0], hist
     Xt, it, et = _faces(seed=1)
@@ -96,15 +96,15 @@ def test_output_is_k_anonymous_and_keeps_expression(k):
 def test_needs_enough_identities():
     X, ident, expr = _faces(n_id=3, per=1)
     with pytest.raises(ConfigError, match="only 3 identities"):
-        get_method("ksame_net", k=4, **SMALL).fit(X, ident, expr)
-    m = get_method("ksame_net", k=3, **{**SMALL, "epochs": 1, "classifier_epochs": 1}).fit(X, ident, expr)
+        get_method("ksame-net", k=4, **SMALL).fit(X, ident, expr)
+    m = get_method("ksame-net", k=3, **{**SMALL, "epochs": 1, "classifier_epochs": 1}).fit(X, ident, expr)
     with pytest.raises(MethodError, match="fewer than k"):
         m.transform(X[ident != "id0"], ident[ident != "id0"])
 
 
 def test_without_utility_labels_one_surrogate_per_cluster():
     X, ident, _ = _faces(per=2)
-    m = get_method("ksame_net", k=2, **{**SMALL, "epochs": 3}).fit(X, ident)
+    m = get_method("ksame-net", k=2, **{**SMALL, "epochs": 3}).fit(X, ident)
     assert m.expressions_ == ["<none>"] and m.utility_net_ is None
     Y = m.transform(X, ident)
     assert k_anonymity(Y, ident) >= 2
@@ -113,6 +113,6 @@ def test_without_utility_labels_one_surrogate_per_cluster():
 @pytest.mark.gpu
 def test_k_anonymous_on_cuda():
     X, ident, expr = _faces()
-    m = get_method("ksame_net", k=2, device="cuda", **SMALL).fit(X, ident, expr)
+    m = get_method("ksame-net", k=2, device="cuda", **SMALL).fit(X, ident, expr)
     assert next(m.generator_.parameters()).device.type == "cuda"
     assert k_anonymity(m.transform(X, ident), ident) >= 2

@@ -96,7 +96,7 @@ def test_supervised_targets_attract_by_expression_and_repel_by_identity():
 
 def test_fine_tuned_encoder_moves_codes_towards_targets_and_freezes_the_decoder():
     X, ident, expr = _faces()
-    base = get_method("latent_shift", target="none", **SMALL).fit(X)
+    base = get_method("latent-shift", target="none", **SMALL).fit(X)
     hist = base.history_["reconstruction"]
     assert hist[-1] < 0.7 * hist[0], hist
     dec = copy.deepcopy(base.ae_.decoder.state_dict())
@@ -116,7 +116,7 @@ def test_fine_tuned_encoder_moves_codes_towards_targets_and_freezes_the_decoder(
                                          ("conv", "kmeans"), ("fc", "supervised")])
 def test_every_variant_fits_and_shifts(arch, target):
     X, ident, expr = _faces(per=2)
-    m = get_method("latent_shift", architecture=arch, target=target, alpha=0.8, **SMALL)
+    m = get_method("latent-shift", architecture=arch, target=target, alpha=0.8, **SMALL)
     Y = m.fit(X, ident, expr).transform(X)
     assert Y.shape == X.shape
     assert m.target_distance_["after"] < m.target_distance_["before"]
@@ -127,7 +127,7 @@ def test_post_networks_are_trained_and_saved(tmp_path):
     from deid.methods import DeidMethod
 
     X, _, _ = _faces(per=2)
-    m = get_method("latent_shift", deblur=True, smooth=True, post_epochs=2, **SMALL).fit(X)
+    m = get_method("latent-shift", deblur=True, smooth=True, post_epochs=2, **SMALL).fit(X)
     assert set(m.history_) == {"reconstruction", "finetune", "deblur", "smooth"}
     m.save(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").glob("*.pt")} == {"ae_.pt", "deblur_.pt", "smooth_.pt"}
@@ -137,13 +137,13 @@ def test_post_networks_are_trained_and_saved(tmp_path):
 def test_configuration_errors_name_the_problem():
     X, ident, expr = _faces(per=1)
     with pytest.raises(MethodError, match="needs identity and utility"):
-        get_method("latent_shift", target="supervised", **SMALL).fit(X)
+        get_method("latent-shift", target="supervised", **SMALL).fit(X)
     with pytest.raises(ConfigError, match="needs architecture 'conv'"):
-        get_method("latent_shift", target="grid_neighbour", **SMALL).fit(X)
+        get_method("latent-shift", target="grid_neighbour", **SMALL).fit(X)
     with pytest.raises(ConfigError, match="alpha"):
-        get_method("latent_shift", alpha=1.5, **SMALL).fit(X)
+        get_method("latent-shift", alpha=1.5, **SMALL).fit(X)
     with pytest.raises(ConfigError, match="hidden"):
-        get_method("latent_shift", hidden="big", **{k: v for k, v in SMALL.items() if k != "hidden"}).fit(X)
+        get_method("latent-shift", hidden="big", **{k: v for k, v in SMALL.items() if k != "hidden"}).fit(X)
 
 
 def test_runs_on_an_ingested_ferg_like_table(ferg_images):
@@ -151,7 +151,7 @@ def test_runs_on_an_ingested_ferg_like_table(ferg_images):
 
     s = load_image_set(ferg_images)
     tr, te = s.of_split("train", "val"), s.of_split("test")
-    m = get_method("latent_shift", **{**SMALL, "image_size": 32}).fit(tr.X)
+    m = get_method("latent-shift", **{**SMALL, "image_size": 32}).fit(tr.X)
     Y = m.transform(te.X)
     assert Y.shape == te.X.shape
     assert m.history_["reconstruction"][-1] < 0.7 * m.history_["reconstruction"][0]
@@ -160,7 +160,7 @@ def test_runs_on_an_ingested_ferg_like_table(ferg_images):
 @pytest.mark.gpu
 def test_trains_and_transforms_on_cuda_with_mixed_precision():
     X, _, _ = _faces(per=2)
-    m = get_method("latent_shift", device="cuda", **SMALL).fit(X)
+    m = get_method("latent-shift", device="cuda", **SMALL).fit(X)
     assert next(m.ae_.parameters()).device.type == "cuda"
     Y = m.transform(X)
     assert Y.shape == X.shape and np.isfinite(Y).all()
@@ -170,5 +170,5 @@ def test_trains_and_transforms_on_cuda_with_mixed_precision():
 def test_says_so_when_the_shift_never_happened():
     X, ident, expr = _faces(per=2)
     with pytest.warns(UserWarning, match="no latent shift"):
-        m = get_method("latent_shift", target="kmeans", **{**SMALL, "finetune_epochs": 0}).fit(X)
+        m = get_method("latent-shift", target="kmeans", **{**SMALL, "finetune_epochs": 0}).fit(X)
     assert m.target_distance_["best_epoch"] == -1

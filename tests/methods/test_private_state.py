@@ -39,5 +39,5 @@ def test_saved_training_pixels_are_declared(name, tmp_path):
 
 def test_the_image_bank_and_eigenface_methods_are_private():
     private = {n for n in available_methods() if method_class(n).holds_training_images}
-    assert {"substitution", "mi-adversarial", "ksame-pixel", "ksame-eigen", "ksame-select", "ksame_net"} <= private
+    assert {"substitution", "mi-adversarial", "ksame-pixel", "ksame-eigen", "ksame-select", "ksame-net"} <= private
     assert not private & {"none", "blur", "pixelate", "blackout"}
