@@ -24,6 +24,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# A quick performance table (N = 1000 of the built-in set, every stage beside its bare-library loop) under
+# work/bench; `deid perf` with more sizes and the demo timing rewrites docs/PERFORMANCE.md.
+bench: setup
+	OMP_NUM_THREADS=1 $(BIN)/deid perf --sizes 1000 --no-demo --out work/bench
+
 ui: setup
 	$(BIN)/deid ui
 
