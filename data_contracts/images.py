@@ -1,8 +1,17 @@
 """The image-table contract: what one row of an ingested or de-identified dataset is.
 
 One row per image. The image itself is a ``struct<bytes: binary, path: string>`` holding PNG
-bytes, the layout the Hugging Face ``Image`` feature uses, so ``datasets``, DuckDB and pandas
-read the files without this package.
+bytes, the layout the Hugging Face ``Image`` feature uses; ``attributes`` is a list of
+``{name, value}`` records. Every file carries Hugging Face ``datasets`` features in its schema
+metadata (``Image`` for the image, ``ClassLabel`` for a categorical utility label), so
+``datasets.load_dataset("parquet", data_dir=...)``, DuckDB and ``pandas.read_parquet`` read a
+table directory as it is, without this package. Split folders are named ``train``, ``val`` and
+``test`` (not ``split=train``), so no reader sees the ``split`` column twice.
+
+The schemas below are what the library sees. On disk every column is nullable (``datasets``
+matches features to fields only then; nulls are still refused on every write) and, when a
+writer is given the table's label names, ``expression`` is stored as the ``ClassLabel`` index
+(``int64``) and read back as the name: :func:`storage_schema`, :func:`table_labels`.
 
 Private columns (``identity``, ``source_path``, ``source_sha256`` and ``image.path``) never
 reach a release: :data:`RELEASE_SCHEMA` is the scrubbed form.
@@ -11,10 +20,11 @@ reach a release: :data:`RELEASE_SCHEMA` is the scrubbed form.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,13 +48,23 @@ __all__ = [
     "table_files",
     "atomic_dir",
     "digest_table",
+    "storage_schema",
+    "hf_features",
+    "file_labels",
+    "table_labels",
+    "UTILITY_COLUMN",
 ]
 
-SCHEMA_VERSION = "1"
+# 2: attributes as a list of {name, value} records (was a map), Hugging Face features in the
+# schema metadata, the utility label optionally stored as a ClassLabel index.
+SCHEMA_VERSION = "2"
+# The column holding the utility label, whatever the dataset calls its labels.
+UTILITY_COLUMN = "expression"
 SPLITS = ("train", "val", "test")
 PRIVATE_COLUMNS = ("identity", "source_path", "source_sha256")
 
 _IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+_ATTRIBUTES = pa.list_(pa.struct([pa.field("name", pa.string()), pa.field("value", pa.float32())]))
 
 
 def _with_meta(schema: pa.Schema, name: str) -> pa.Schema:
@@ -61,7 +81,7 @@ _FIELDS = {f.name: f for f in [
     pa.field("split", pa.string(), nullable=False),
     pa.field("identity", pa.string(), nullable=False),
     pa.field("expression", pa.string(), nullable=True),
-    pa.field("attributes", pa.map_(pa.string(), pa.float32()), nullable=True),
+    pa.field("attributes", _ATTRIBUTES, nullable=True),
     pa.field("method", pa.string(), nullable=False),
     pa.field("image", _IMAGE_STRUCT, nullable=False),
     pa.field("height", pa.int32(), nullable=False),
@@ -99,7 +119,74 @@ class ContractError(ValueError):
     """A table does not match its declared schema; the message says which column and why."""
 
 
-def _check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
+_HF_VALUE = {pa.string(): "string", pa.int32(): "int32", pa.int64(): "int64", pa.float32(): "float32",
+             pa.binary(): "binary"}
+
+
+def _hf_feature(field: pa.Field, labels: Sequence[str] | None) -> dict | list:
+    """The Hugging Face ``datasets`` feature (as its JSON form) of one contract column."""
+    if field.name == UTILITY_COLUMN and labels is not None:
+        return {"names": list(labels), "_type": "ClassLabel"}
+    if field.type.equals(_IMAGE_STRUCT):
+        return {"_type": "Image"}
+    if field.type.equals(_ATTRIBUTES):  # a list of records: the shorthand every datasets version reads
+        return [{"name": {"dtype": "string", "_type": "Value"}, "value": {"dtype": "float32", "_type": "Value"}}]
+    return {"dtype": _HF_VALUE[field.type], "_type": "Value"}
+
+
+def _check_labels(labels: Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    labels = list(labels)
+    if not labels or not all(isinstance(x, str) and x for x in labels):
+        raise ContractError(f"label names must be non-empty strings, got {labels[:10]}")
+    if len(set(labels)) != len(labels):
+        raise ContractError(f"label names repeat: {sorted({x for x in labels if labels.count(x) > 1})}")
+    return labels
+
+
+def hf_features(schema: pa.Schema, labels: Sequence[str] | None = None) -> dict:
+    """The ``datasets`` features of a contract schema, as stored under the ``huggingface`` metadata key."""
+    return {f.name: _hf_feature(f, labels) for f in schema}
+
+
+def storage_schema(schema: pa.Schema, labels: Sequence[str] | None = None) -> pa.Schema:
+    """The schema a table's files hold: every field nullable, ``expression`` an ``int64`` ClassLabel
+    index when ``labels`` are given, and the features for ``datasets`` in the metadata."""
+    labels = _check_labels(labels)
+    fields = []
+    for f in schema:
+        if f.name == UTILITY_COLUMN and labels is not None:
+            f = f.with_type(pa.int64())
+        fields.append(f.with_nullable(True))
+    features = {"info": {"features": hf_features(schema, labels)}}
+    meta = {**(schema.metadata or {}), b"huggingface": json.dumps(features).encode()}
+    return pa.schema(fields, metadata=meta)
+
+
+def file_labels(path: str | Path) -> list[str] | None:
+    """The ClassLabel names a table file stores its utility label against, or ``None`` (stored as text)."""
+    return _labels_of(pq.read_schema(path))
+
+
+def _labels_of(schema: pa.Schema) -> list[str] | None:
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        feat = json.loads(raw)["info"]["features"].get(UTILITY_COLUMN)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return list(feat["names"]) if isinstance(feat, dict) and feat.get("_type") == "ClassLabel" else None
+
+
+def table_labels(path: str | Path) -> list[str] | None:
+    """The utility label names of a table directory (from its first file), or ``None``."""
+    files = table_files(path)
+    return file_labels(files[0]) if files else None
+
+
+def _check_schema(actual: pa.Schema, expected: pa.Schema, where: str, labels: list[str] | None = None) -> None:
     names_a, names_e = actual.names, expected.names
     if names_a != names_e:
         missing = [n for n in names_e if n not in names_a]
@@ -109,6 +196,8 @@ def _check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
             f"(missing {missing}, unexpected {extra}, expected order {names_e})"
         )
     for fa, fe in zip(actual, expected):
+        if labels is not None and fe.name == UTILITY_COLUMN and fa.type.equals(pa.int64()):
+            continue  # stored as the index into the file's ClassLabel names
         if not fa.type.equals(fe.type):
             raise ContractError(f"{where}: column '{fe.name}' has type {fa.type}, contract says {fe.type}")
 
@@ -165,7 +254,8 @@ def table_files(path: str | Path) -> list[Path]:
     return sorted(q for q in p.rglob("*.parquet") if not any(part.startswith(".") for part in q.relative_to(p).parts))
 
 
-def _check_file(f: Path, schema: pa.Schema) -> pa.Schema:
+def _check_file(f: Path, schema: pa.Schema) -> list[str] | None:
+    """Check a file's kind, version and columns; return its ClassLabel names (``None``: labels as text)."""
     actual = pq.read_schema(f)
     meta = actual.metadata or {}
     expected_name = _schema_name(schema)
@@ -178,8 +268,28 @@ def _check_file(f: Path, schema: pa.Schema) -> pa.Schema:
             f"{f}: schema version {got_version or 'missing'}, this code reads version {SCHEMA_VERSION}; "
             "re-run ingestion to rewrite it"
         )
-    _check_schema(actual, schema, str(f))
-    return actual
+    labels = _labels_of(actual)
+    _check_schema(actual, schema, str(f), labels)
+    return labels
+
+
+def _decode_labels(t: pa.Table, labels: list[str] | None, where: Path) -> pa.Table:
+    """ClassLabel indices back to the label names the library works with."""
+    if labels is None or UTILITY_COLUMN not in t.column_names:
+        return t
+    i = t.column_names.index(UTILITY_COLUMN)
+    codes = t.column(i).combine_chunks() if t.num_rows else pa.array([], pa.int64())
+    if not pa.types.is_integer(codes.type):
+        return t
+    import pyarrow.compute as pc
+
+    if len(codes) and codes.null_count < len(codes):
+        lo, hi = pc.min(codes).as_py(), pc.max(codes).as_py()
+        if lo < 0 or hi >= len(labels):
+            raise ContractError(f"{where}: column '{UTILITY_COLUMN}' holds index {hi if hi >= len(labels) else lo}, "
+                                f"outside its {len(labels)} label names")
+    names = pa.array(labels, pa.string()).take(codes)
+    return t.set_column(i, pa.field(UTILITY_COLUMN, pa.string()), names)
 
 
 def iter_batches(
@@ -191,11 +301,12 @@ def iter_batches(
     batch_size: int | None = None,
 ) -> Iterator[pa.Table]:
     """Stream a table directory by row group (memory stays flat), checking schema and version."""
+    target = schema if columns is None else pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
     for f in table_files(path):
-        _check_file(f, schema)
+        labels = _check_file(f, schema)
         pf = pq.ParquetFile(f)
         for rg in range(pf.num_row_groups):
-            t = pf.read_row_group(rg, columns=columns)
+            t = _decode_labels(pf.read_row_group(rg, columns=columns), labels, f).cast(target)
             if splits is not None:
                 import pyarrow.compute as pc
 
@@ -289,13 +400,21 @@ class TableWriter:
 
     Files roll over every ``rows_per_file`` rows, so a big dataset becomes several parts that
     can be streamed and processed in parallel. Writes are deterministic: the same batches give
-    byte-identical files.
+    byte-identical files. With ``labels`` (the utility label's names, in ClassLabel order) the
+    ``expression`` column is stored as their index, a Hugging Face ``ClassLabel``; a value not
+    among them is a :class:`ContractError`. Without, it is stored as text. A writer that got no
+    row writes one schema-only file, unless ``write_empty`` is false: a split folder with no rows
+    is better absent, since ``datasets`` refuses a split without data.
     """
 
     def __init__(self, directory: str | Path, schema: pa.Schema, *, prefix: str = "part",
-                 row_group_size: int = 512, rows_per_file: int = 65536):
+                 row_group_size: int = 512, rows_per_file: int = 65536, labels: Sequence[str] | None = None,
+                 write_empty: bool = True):
         self.directory = Path(directory)
+        self.write_empty = write_empty
         self.schema = schema
+        self.labels = _check_labels(labels) if UTILITY_COLUMN in schema.names else None
+        self.storage = storage_schema(schema, self.labels)
         self.prefix = prefix
         self.row_group_size = row_group_size
         self.rows_per_file = rows_per_file
@@ -309,13 +428,28 @@ class TableWriter:
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.prefix}-{self._file_index:05d}.parquet"
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=True)
+        self._writer = pq.ParquetWriter(path, self.storage, compression="zstd", write_statistics=True)
         self._rows_in_file = 0
+
+    def _encode(self, table: pa.Table) -> pa.Table:
+        if self.labels is not None:
+            import pyarrow.compute as pc
+
+            i = table.column_names.index(UTILITY_COLUMN)
+            col = table.column(i)
+            codes = pc.index_in(col, value_set=pa.array(self.labels, pa.string()))
+            if codes.null_count != col.null_count:
+                bad = pc.filter(col, pc.and_(pc.is_null(codes), pc.is_valid(col)))[0].as_py()
+                raise ContractError(f"column '{UTILITY_COLUMN}': label {bad!r} is not among the table's "
+                                    f"labels {self.labels[:20]}")
+            table = table.set_column(i, UTILITY_COLUMN, pc.cast(codes, pa.int64()))
+        return table.cast(self.storage)
 
     def write(self, table: pa.Table) -> None:
         table = validate_table(table, self.schema)
         if table.num_rows == 0:
             return
+        table = self._encode(table)
         self._pending.append(table)
         self._pending_rows += table.num_rows
         while self._pending_rows >= self.row_group_size:
@@ -342,10 +476,11 @@ class TableWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self.rows_written == 0 and self._file_index == 0:
-            # An empty table is still a table: write one file holding the schema.
+        if self.rows_written == 0 and self._file_index == 0 and self.write_empty:
+            # An empty table is still a table: one file holding the schema and no row group (readers
+            # that size their batches by the first row group, as ``datasets`` does, then read nothing).
             self.directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(self.schema.empty_table(), self.directory / f"{self.prefix}-00000.parquet")
+            pq.ParquetWriter(self.directory / f"{self.prefix}-00000.parquet", self.storage).close()
 
     def __enter__(self) -> "TableWriter":
         return self

@@ -51,14 +51,16 @@ class ImageSet:
 
 
 def _attributes(column: pa.ChunkedArray) -> dict[str, np.ndarray]:
-    """The ``attributes`` map column as ``{name: float (N,)}``, keeping the names every row has once."""
+    """The ``attributes`` column (a list of ``{name, value}`` records per row) as ``{name: float (N,)}``,
+    keeping the names every row has once."""
     n = len(column)
     if n == 0 or column.null_count:
         return {}
     arr = column.combine_chunks()
     offsets = np.asarray(arr.offsets)
     row = np.repeat(np.arange(n), np.diff(offsets))  # the row of each flattened entry
-    keys, items = arr.keys, arr.items  # flattened, in row order
+    records = arr.flatten()  # flattened, in row order
+    keys, items = records.field("name"), records.field("value")
     out: dict[str, np.ndarray] = {}
     for k in sorted(pc.unique(keys).to_pylist()):
         hit = np.asarray(pc.equal(keys, k).fill_null(False), dtype=bool)

@@ -27,7 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel
 
-from data_contracts import IMAGES_SCHEMA, QUARANTINE_SCHEMA, SPLITS, TableWriter, atomic_dir, digest_table
+from data_contracts import (IMAGES_SCHEMA, QUARANTINE_SCHEMA, SCHEMA_VERSION, SPLITS, TableWriter, atomic_dir,
+                            digest_table)
 from deid import __version__
 from deid.datasets import SourceItem, get_loader
 from deid.datasets.base import GROUP_PATTERN, apply_group_pattern, compile_group_pattern
@@ -45,7 +46,7 @@ from deid.splits import (
     near_duplicates_across_splits,
 )
 
-__all__ = ["IngestSummary", "ingest_dataset", "process_file", "load_summary"]
+__all__ = ["IngestSummary", "ingest_dataset", "process_file", "load_summary", "utility_label_names"]
 
 SUMMARY_FILE = "summary.json"
 
@@ -114,21 +115,26 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def process_file(path: str, cfg: PreprocessConfig) -> Processed | str:
+def process_file(path: str | tuple[str, bytes], cfg: PreprocessConfig) -> Processed | str:
     """Read, hash, check, decode, preprocess and encode one file; a string is the quarantine reason.
+
+    ``path`` may also be ``(name, bytes)``: an image that a table input holds in memory.
 
     The header is checked against ``cfg.max_pixels``, ``cfg.min_side`` and ``cfg.multipage``
     before any pixel is decoded; refusals read ``too many pixels: ...``, ``too small: ...`` or
     ``multi-page: ...``. Any exception of a decoder or of preprocessing becomes a reason naming
     the file, so one file never stops a batch.
     """
-    name = Path(path).name
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
-            return "unreadable: not a regular file"
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
+    if isinstance(path, tuple):  # (name, bytes): an image held in a table, not a file
+        name, data = path
+    else:
+        name = Path(path).name
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+                return "unreadable: not a regular file"
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return f"unreadable: {exc.strerror or exc}"
     sha = hashlib.sha256(data).hexdigest()
     face_events: list[str] = []
     notes: list[str] = []
@@ -177,13 +183,20 @@ def _sha256_file(path: Path) -> str | None:
         return None
 
 
+def _sha256_item(it: SourceItem) -> str | None:
+    return hashlib.sha256(it.data).hexdigest() if it.data is not None else _sha256_file(it.path)
+
+
 def _content_hashes(items: list[SourceItem], workers: int) -> list[str | None]:
     """sha256 of every item's bytes (threads: hashing and reading release the GIL)."""
-    paths = [it.path for it in items]
-    if workers <= 1 or len(paths) < 256:
-        return [_sha256_file(p) for p in paths]
+    if workers <= 1 or len(items) < 256:
+        return [_sha256_item(it) for it in items]
     with ThreadPoolExecutor(min(workers, 8)) as pool:
-        return list(pool.map(_sha256_file, paths, chunksize=64))
+        return list(pool.map(_sha256_item, items, chunksize=64))
+
+
+def _job_input(it: SourceItem) -> str | tuple[str, bytes]:
+    return (it.relpath.rsplit("/", 1)[-1], it.data) if it.data is not None else str(it.path)
 
 
 def _fingerprint(dataset: str, items: list[SourceItem], hashes: list[str | None], rejected,
@@ -191,7 +204,8 @@ def _fingerprint(dataset: str, items: list[SourceItem], hashes: list[str | None]
     """Everything the output depends on: settings, and each file's path, labels and content hash."""
     h = hashlib.sha256()
     h.update(json.dumps({"dataset": dataset, "preprocess": preprocess.model_dump(), "split": split.model_dump(),
-                         "options": options, "version": __version__, "skipped": skipped},
+                         "options": options, "version": __version__, "skipped": skipped,
+                         "schema_version": SCHEMA_VERSION},
                         sort_keys=True, default=str).encode())
     for it, sha in zip(items, hashes):
         group = f"|{it.group}" if it.group is not None else ""
@@ -242,6 +256,15 @@ def _utility_from_attribute(items: list[SourceItem], rejected: list, attr: str, 
         else:
             kept.append(replace(it, expression=attr if v > 0 else f"not {attr}"))
     return kept, rejected
+
+
+def utility_label_names(items: list[SourceItem], declared: list[str] | None = None) -> list[str] | None:
+    """The utility label's names in ClassLabel order: the loader's declared vocabulary (a config's
+    ``labels``), else every label the items carry, sorted; ``None`` when no item has one."""
+    if declared:
+        return list(declared)
+    found = sorted({it.expression for it in items if it.expression is not None})
+    return found or None
 
 
 def load_summary(out_dir: str | Path) -> IngestSummary | None:
@@ -319,6 +342,7 @@ def ingest_dataset(
                                 "reason": conflicts[i], "source_sha256": hashes[i]})
     items = [it for i, it in enumerate(items) if i not in conflicts]
     hashes = [h for i, h in enumerate(hashes) if i not in conflicts]
+    label_names = utility_label_names(items, getattr(scan, "labels", None) if not utility_attribute else None)
 
     splits = assign_splits([it.relpath for it in items], [it.identity for it in items],
                            [it.expression for it in items], split, groups=[it.group for it in items])
@@ -332,7 +356,7 @@ def ingest_dataset(
     from deid.faces import with_default_cache
 
     job_cfg = with_default_cache(preprocess, out_dir)
-    jobs = [([str(it.path) for it in c], job_cfg.model_dump()) for c in _chunks(items, chunk)]
+    jobs = [([_job_input(it) for it in c], job_cfg.model_dump()) for c in _chunks(items, chunk)]
     face_counts: Counter[str] = Counter()
     note_counts: Counter[str] = Counter()
 
@@ -343,7 +367,9 @@ def ingest_dataset(
     labels: set[str] = set()
     written_hashes: list[tuple[int, str, str]] = []  # (perceptual hash, split, identity) per written row
     with atomic_dir(out_dir) as tmp:
-        writers = {s: TableWriter(tmp / "images" / f"split={s}", IMAGES_SCHEMA) for s in SPLITS}
+        # one folder per split that has rows (train, val, test): ``datasets`` reads them as its splits
+        writers = {s: TableWriter(tmp / "images" / s, IMAGES_SCHEMA, labels=label_names, write_empty=False)
+                   for s in SPLITS}
 
         def results():
             if dask is not None or (preprocess.align == "dlib" and workers > 1):
@@ -386,7 +412,8 @@ def ingest_dataset(
                 rows[sp].append({
                     "image_id": out.sha256[:16], "dataset": dataset, "split": sp, "identity": it.identity,
                     "expression": it.expression,
-                    "attributes": list(it.attributes.items()) if it.attributes else None,
+                    "attributes": ([{"name": k, "value": v} for k, v in it.attributes.items()]
+                                   if it.attributes else None),
                     "image": {"bytes": out.png, "path": it.relpath},
                     "height": out.height, "width": out.width, "channels": out.channels,
                     "source_path": it.relpath, "source_sha256": out.sha256,

@@ -9,6 +9,6 @@ from deid.datasets.base import (  # noqa: F401
     get_loader,
     register_loader,
 )
-from deid.datasets import celeba, ferg, jaffe, lfw, rafd  # noqa: F401,E402  (register loaders)
+from deid.datasets import celeba, ferg, folder, hf, jaffe, lfw, manifest, rafd  # noqa: F401,E402  (register loaders)
 
 __all__ = ["Loader", "Rejected", "ScanResult", "SourceItem", "available_loaders", "get_loader", "register_loader"]

@@ -75,7 +75,11 @@ def label_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One image on disk and its labels. ``relpath`` is relative to the dataset root (private)."""
+    """One image and its labels. ``relpath`` names it relative to the dataset root (private).
+
+    The image is the file at ``path``, or, for inputs that hold images inside a table (a Hugging
+    Face dataset), the encoded bytes in ``data`` (``path`` is then the table file they came from).
+    """
 
     path: Path
     relpath: str
@@ -84,6 +88,7 @@ class SourceItem:
     attributes: dict[str, float] | None = None
     split: str | None = None  # a split the dataset itself defines (CelebA's partition file)
     group: str | None = None  # a recording or session whose frames never straddle splits
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # every loader's labels meet here: one normal form for all
         object.__setattr__(self, "identity", label_text(self.identity))
@@ -138,6 +143,9 @@ class ScanResult:
     items: list[SourceItem] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    # The utility label's vocabulary in its declared order (a config's ``labels``), when the loader
+    # was given one; ``None``: the labels the items carry are the vocabulary.
+    labels: list[str] | None = None
 
     def skip(self, rule: str, n: int = 1) -> None:
         self.skipped[rule] = self.skipped.get(rule, 0) + n

@@ -100,13 +100,16 @@ def write_ferg_attributes(path: str | Path, table: dict[str, dict[str, float]]) 
 
 
 def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
-              allow_unknown_characters: bool = True, attributes: bool = True) -> ScanResult:
+              allow_unknown_characters: bool = True, attributes: bool = True,
+              expressions: list[str] | None = FERG_EXPRESSIONS) -> ScanResult:
     """Label every file under a FERG-DB tree.
 
     ``characters`` restricts the characters read; unknown character folder names are accepted
     (the generator can make more than six) unless ``allow_unknown_characters`` is false.
-    Files that break the naming pattern, sit in the wrong folder, or carry an unknown
-    expression become :class:`Rejected` entries with the reason. With ``attributes`` (the
+    ``expressions`` is the label vocabulary (FERG's seven by default); ``None`` accepts every
+    expression name the folders use (e.g. a tree with ``contempt``).
+    Files that break the naming pattern, sit in the wrong folder, or carry an expression outside
+    the vocabulary become :class:`Rejected` entries with the reason. With ``attributes`` (the
     default) an ``attributes.csv`` at the root fills each listed image's ``attributes``; images
     it does not list keep none.
     """
@@ -143,8 +146,8 @@ def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
                 result.rejected.append(Rejected(rel, "file name does not match <character>_<expression>_<n>"))
                 continue
             expr = m["expr"]
-            if expr not in FERG_EXPRESSIONS:
-                result.rejected.append(Rejected(rel, f"unknown expression '{expr}'; known: {list(FERG_EXPRESSIONS)}"))
+            if expressions is not None and expr not in expressions:
+                result.rejected.append(Rejected(rel, f"unknown expression '{expr}'; known: {list(expressions)}"))
                 continue
             if m["char"] != char or label_text(f.parent.name) != f"{char}_{expr}" or f.parent.parent != cdir:
                 result.rejected.append(

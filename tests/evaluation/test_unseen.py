@@ -37,7 +37,7 @@ def nuisance_set(tmp_path_factory) -> ImageSet:
     ingest_dataset("ferg", root, tmp / "ferg", preprocess=PreprocessConfig(size=24), workers=1)
     table = read_table(tmp / "ferg" / "images", IMAGES_SCHEMA, columns=["attributes"])
     rows = table.column("attributes").to_pylist()
-    assert all(r is not None and {k for k, _ in r} == {"pose_bin", "light_bin", "scale_bin"} for r in rows)
+    assert all(r is not None and {a["name"] for a in r} == {"pose_bin", "light_bin", "scale_bin"} for r in rows)
     return load_image_set(tmp / "ferg" / "images")
 
 
