@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_contracts import ANONYMIZED_SCHEMA, IMAGES_SCHEMA, SPLITS, TableWriter, atomic_dir, iter_batches, read_table
+from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, SPLITS, TableWriter, atomic_dir, iter_batches, read_table,
+                            table_labels)
 from deid.data import load_image_set
 from deid.imageio import array_to_pngs, images_to_array
 from deid.methods import DeidMethod, get_method
@@ -68,7 +69,9 @@ def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | P
 
     bar = tqdm(total=count_rows(images_dir), desc=f"transform {label}", unit="img", disable=not progress)
     with atomic_dir(out_dir) as tmp:
-        writers = {s: TableWriter(tmp / f"split={s}", ANONYMIZED_SCHEMA) for s in SPLITS}
+        # one folder per split with rows, the utility label stored against the input's ClassLabel names
+        writers = {s: TableWriter(tmp / s, ANONYMIZED_SCHEMA, labels=table_labels(images_dir), write_empty=False)
+                   for s in SPLITS}
         if method.set_level:
             batches = (read_table(images_dir, IMAGES_SCHEMA, columns=_COLS, splits=(s,)) for s in SPLITS)
         else:
