@@ -10,6 +10,13 @@ never leaves it. No identity column, source path or file name, original pixels o
 leave: :func:`find_leaks` scans a release for given private strings, and
 :func:`publish_release` refuses to finish when it finds any, or when the release policy's floors
 (:mod:`deid.release_policy`) are not met.
+
+Next to the manifest, ``README.md`` is the release's Hugging Face dataset card: YAML front matter
+(licence, features, splits and the data files of each, the deid version, date, method, audit and
+gates) and a Markdown body with a privacy notice. It is built from the released table, the
+method, the audit figures and the policy only, so it names nothing of the input either, and it
+passes the same leak scan. The Parquet files carry ``datasets`` features: ``image`` decodes to a
+PIL image and ``expression`` is a ``ClassLabel``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +38,22 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, RELEASE_SCHEMA, SPLITS, TableWriter, atomic_dir,
-                            read_table)
+                            hf_features, read_table, table_labels)
 from deid.errors import DeidError
 from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, privacy_floor
 
-__all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST",
-           "DECLARED_FIELDS", "release_order", "new_release_ids"]
+__all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST", "CARD",
+           "DECLARED_FIELDS", "release_order", "new_release_ids", "dataset_card", "HF_SPLIT_NAMES"]
 
 MANIFEST = "manifest.json"
+CARD = "README.md"
+# The contract's split names as Hugging Face calls them.
+HF_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+# Lines of the card that carry the run config's declared values (method parameters), skipped by
+# the leak scan as the manifest's DECLARED_FIELDS are.
+_DECLARED_BLOCK = re.compile(r"^[^\n]*declared:begin[^\n]*\n.*?^[^\n]*declared:end[^\n]*$", re.MULTILINE | re.DOTALL)
+NOTICE = ("De-identified images and utility labels only; no identities, source names or original pixels. "
+          "Row order and ids are random.")
 _RUN_SPECIFIC = ("mlflow_run_id", "audit")
 # Manifest fields whose values the run config declares (a template identity named by the config is
 # not a leak of the input): the leak scan reads the manifest without them.
@@ -199,6 +215,8 @@ def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
             if rel == MANIFEST:
                 doc = json.loads(text)
                 text = json.dumps({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, default=str)
+            elif rel == CARD:
+                text = _DECLARED_BLOCK.sub("", text)
             if m := pattern.search(text):
                 found.append(f"{rel}: '{m.group(1)}'")
     return found
@@ -207,7 +225,7 @@ def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
 def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, *, method: str, manifest: dict,
                     private: set[str], private_dir: str | Path, originals_dir: str | Path,
                     policy: ReleasePolicy | None = None, run_margin: float = 1.0,
-                    audit: dict[str, float] | None = None) -> ReleaseResult:
+                    audit: dict[str, float] | None = None, license: str | None = None) -> ReleaseResult:
     """Publish ``anonymized_dir`` as ``<root>/<dataset>/<version>/`` with ``manifest.json``.
 
     ``manifest`` holds what the release may say about itself (method, settings, audit, run id); it
@@ -219,6 +237,7 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     to ``audit`` (the method's audit metrics; the margin is the stricter of ``run_margin`` and the
     policy's) and to every image, before anything is written.
     Concurrent publishers serialise on a lock; a version that exists is reused, never rewritten.
+    ``license`` (else ``manifest["license"]``, else ``unknown``) goes to the manifest and the card.
     """
     from data_contracts import digest_table
 
@@ -228,7 +247,8 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     private_dir = Path(private_dir)
     digest = digest_table(anonymized_dir)
     # The key names the data and the settings, not the run: run ids and audit timings vary.
-    spec = {"dataset": dataset, "method": method,
+    license = license or manifest.get("license") or "unknown"
+    spec = {"dataset": dataset, "method": method, "license": license,
             "manifest": {k: v for k, v in manifest.items() if k not in _RUN_SPECIFIC}}
     key = _content_key(private_dir, digest, spec)
     with FileLock(str(private_dir / ".release.lock")):
@@ -245,23 +265,138 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
         final = Path(root) / dataset / version
         table = read_table(anonymized_dir, ANONYMIZED_SCHEMA)
         _check_near_copies(table, originals_dir, policy)
+        labels = table_labels(anonymized_dir)
+        if labels is None and table.column("expression").null_count < table.num_rows:
+            labels = sorted(v for v in table.column("expression").unique().to_pylist() if v is not None)
         scrubbed = _scrub(table)
         del table
         with atomic_dir(final) as tmp:
             for s in SPLITS:
                 part = scrubbed.filter(pa.compute.equal(scrubbed.column("split"), s))
                 if part.num_rows:
-                    with TableWriter(tmp / "data" / s, RELEASE_SCHEMA, prefix="part") as w:
+                    with TableWriter(tmp / "data" / s, RELEASE_SCHEMA, prefix="part", labels=labels) as w:
                         w.write(part)
             files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in sorted(tmp.rglob("*.parquet"))}
             doc = {"dataset": dataset, "version": version, "method": method, "rows": scrubbed.num_rows,
                    "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
                                      for s in SPLITS},
-                   **manifest, "release_policy": policy.model_dump(), "files": files,
-                   "notice": "De-identified images and utility labels only; no identities, source names or "
-                             "original pixels. Row order and ids are random."}
+                   **manifest, "license": license, "labels": labels, "release_policy": policy.model_dump(),
+                   "files": files, "notice": NOTICE}
             (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+            (tmp / CARD).write_text(dataset_card(
+                dataset=dataset, method=method, params=manifest.get("method_params") or {}, license=license,
+                rows_by_split=doc["rows_by_split"], labels=labels, audit=audit if audit is not None
+                else manifest.get("audit"), verdict=manifest.get("verdict"), policy=policy.model_dump()))
             leaks = find_leaks(tmp, private)
             if leaks:
                 raise LeakError(f"release of '{dataset}' would leak private data: {leaks[:5]}")
         return ReleaseResult(final, version, False, scrubbed.num_rows)
+
+
+def _card_dtype(feature: dict | list) -> object:
+    """A ``datasets`` feature (JSON form) as a dataset card's ``dtype`` entry."""
+    if isinstance(feature, list):
+        return {"list": [{"name": k, "dtype": _card_dtype(v)} for k, v in feature[0].items()]}
+    kind = feature.get("_type")
+    if kind == "Image":
+        return "image"
+    if kind == "ClassLabel":
+        return {"class_label": {"names": {str(i): n for i, n in enumerate(feature["names"])}}}
+    return feature["dtype"]
+
+
+def _audit_rows(audit: dict | None) -> list[dict]:
+    from deid.reporting.columns import COLUMNS, chance_for, fmt
+
+    rows = []
+    for c in COLUMNS:
+        v = (audit or {}).get(c.key)
+        if v is None:
+            continue
+        lo, hi = audit.get(f"{c.key}_lo"), audit.get(f"{c.key}_hi")
+        chance = chance_for(c.key, audit)
+        rows.append({"key": c.key, "label": c.label, "value": fmt(v, c.kind),
+                     "interval": f"{fmt(lo, c.kind)} – {fmt(hi, c.kind)}" if lo is not None and hi is not None else "—",
+                     "chance": fmt(chance, c.kind) if chance is not None else "—",
+                     "raw": {"value": float(v), **({"low": float(lo), "high": float(hi)} if lo is not None
+                                                   and hi is not None else {})}})
+    return rows
+
+
+def _gate_lines(verdict: dict | None) -> tuple[str, list[str], list[dict]]:
+    if not verdict:
+        return "not recorded", [], []
+    g = verdict.get("gates") or {}
+    lines = []
+    if "attacker_margin" in g:
+        lines.append(f"the worst identity attacker's upper bound within {g['attacker_margin']:.0%} of chance")
+    if g.get("min_utility_retention") is not None:
+        lines.append(f"utility's lower bound at least {g['min_utility_retention']:.0%} of the original data's")
+    if g.get("min_utility_above_chance") is not None:
+        lines.append(f"utility's lower bound at least {g['min_utility_above_chance']:.0%} above chance")
+    if g.get("min_k") is not None:
+        lines.append(f"k-anonymity at least {g['min_k']}")
+    if g.get("max_linkage_rank1") is not None:
+        lines.append(f"linkage Rank-1 at most {g['max_linkage_rank1']:.0%}")
+    for e in g.get("extra") or []:
+        bounds = " and ".join(f"{k} {e[k]}" for k in ("min", "max") if e.get(k) is not None)
+        lines.append(f"{e.get('metric')}: {bounds}")
+    checks = [{"gate": c.get("gate"), "value": f"{c.get('value', float('nan')):.3f}", "op": c.get("op"),
+               "threshold": f"{c.get('threshold', float('nan')):.3f}", "ok": bool(c.get("ok"))}
+              for c in verdict.get("checks") or []]
+    return str(verdict.get("status", "not recorded")), lines, checks
+
+
+def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_by_split: dict[str, int],
+                 labels: list[str] | None, audit: dict | None, verdict: dict | None, policy: dict,
+                 date: str | None = None) -> str:
+    """The release's ``README.md``: a Hugging Face dataset card (YAML front matter, Markdown body).
+
+    Everything in it comes from the arguments: the released table's shape and labels, the
+    method and its declared parameters, the audit figures, the verdict and the policy.
+    """
+    import yaml
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    from deid import __version__
+
+    date = date or datetime.now(timezone.utc).date().isoformat()
+    splits = [(s, int(rows_by_split.get(s, 0))) for s in SPLITS if rows_by_split.get(s)]
+    features = hf_features(RELEASE_SCHEMA, labels)
+    n = sum(r for _, r in splits)
+    size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
+            else "100K<n<1M" if n < 1_000_000 else "n>1M")
+    audit_rows = _audit_rows(audit)
+    status, gate_lines, checks = _gate_lines(verdict)
+    front = {
+        "license": license,
+        "pretty_name": f"{dataset} (de-identified, {method})",
+        "tags": ["de-identified", "faces", "privacy", "deid"],
+        "task_categories": ["image-classification"],
+        "size_categories": [size],
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": HF_SPLIT_NAMES[s], "path": f"data/{s}/*.parquet"} for s, _ in splits]}],
+        "dataset_info": {
+            "features": [{"name": k, "dtype": _card_dtype(v)} for k, v in features.items()],
+            "splits": [{"name": HF_SPLIT_NAMES[s], "num_examples": r} for s, r in splits],
+        },
+        "deid": {
+            "version": __version__, "date": date, "dataset": dataset, "method": method,
+            "verdict": status, "gates": (verdict or {}).get("gates"),
+            "audit": {r["key"]: r["raw"] for r in audit_rows},
+            "release_policy": policy,
+        },
+    }
+    front_matter = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
+    front_matter += "# declared:begin (set by the run configuration)\n"
+    front_matter += yaml.safe_dump({"method_params": dict(params)}, sort_keys=True, allow_unicode=True)
+    front_matter += "# declared:end\n"
+    env = Environment(loader=PackageLoader("deid.reporting", "templates"), autoescape=False,
+                      keep_trailing_newline=True, undefined=StrictUndefined, trim_blocks=False)
+    kinds = {k: (_card_dtype(v) if not isinstance(_card_dtype(v), dict) else next(iter(_card_dtype(v))))
+             for k, v in features.items()}
+    return env.get_template("dataset_card.md.j2").render(
+        front_matter=front_matter, pretty_name=front["pretty_name"], deid_version=__version__, date=date,
+        method=method, notice=NOTICE, splits=[{"name": HF_SPLIT_NAMES[s], "rows": r} for s, r in splits],
+        features=[{"name": k, "kind": kinds[k]} for k in features], labels=labels, license=license,
+        params=params, audit=audit_rows, verdict=status, gates=gate_lines, checks=checks, policy=policy)

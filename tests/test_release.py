@@ -262,3 +262,72 @@ def test_the_shipped_policy_file_is_valid_and_no_looser_than_the_defaults():
     default = ReleasePolicy()
     assert shipped.max_attacker_margin <= default.max_attacker_margin and shipped.max_ssim <= default.max_ssim
     assert shipped.min_phash_distance >= default.min_phash_distance
+
+
+def _card(path):
+    text = (path / "README.md").read_text()
+    assert text.startswith("---\n")
+    return text
+
+
+def test_the_release_has_a_dataset_card_that_lists_the_audit(anonymized, ferg_images, tmp_path):
+    audit = {"identity_acc_worst": 0.26, "identity_acc_worst_lo": 0.2, "identity_acc_worst_hi": 0.29,
+             "identity_chance": 0.25, "utility_acc_best": 0.8, "utility_acc_best_lo": 0.75,
+             "utility_acc_best_hi": 0.85, "utility_chance": 0.5}
+    verdict = {"status": "PASS", "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.9,
+                                           "min_utility_above_chance": 0.05, "min_k": None, "extra": []}}
+    r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=1.0, audit=audit,
+                 manifest={"method_params": {"cell": 4}, "verdict": verdict}, license="cc-by-4.0",
+                 private=_private(ferg_images))
+    text = _card(r.path)
+    try:
+        from huggingface_hub import DatasetCard
+    except ImportError:  # the YAML front matter alone
+        import yaml
+
+        data = yaml.safe_load(text.split("---\n")[1])
+    else:
+        data = DatasetCard(text).data.to_dict()
+    assert data["license"] == "cc-by-4.0"
+    assert data["deid"]["method"] == "pixelate" and data["deid"]["verdict"] == "PASS"
+    worst = data["deid"]["audit"]["identity_acc_worst"]
+    assert (worst["low"], worst["value"], worst["high"]) == (0.2, 0.26, 0.29)
+    assert data["method_params"] == {"cell": 4} and data["deid"]["gates"]["attacker_margin"] == 0.05
+    rows = json.loads((r.path / "manifest.json").read_text())["rows_by_split"]
+    assert {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]} == {
+        {"val": "validation"}.get(k, k): v for k, v in rows.items() if v}
+    names = next(f for f in data["dataset_info"]["features"] if f["name"] == "expression")["dtype"]["class_label"]
+    assert sorted(names["names"].values()) == sorted(set(read_table(anonymized, ANONYMIZED_SCHEMA)
+                                                         .column("expression").to_pylist()))
+    body = text.split("---\n", 2)[2]
+    assert "Privacy notice" in body and "identity, worst attacker" in body and "20.0% – 29.0%" in body
+    # nothing in it names the input: no identity, file name, image id, path or digest
+    assert find_leaks(r.path, _private(ferg_images) | {str(ferg_images), digest_table(ferg_images),
+                                                     digest_table(anonymized)}) == []
+
+
+def test_the_card_is_leak_scanned_but_for_the_declared_parameters(anonymized, ferg_images, tmp_path):
+    r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private",
+                 manifest={"method_params": {"target_identity": "aia"}}, private={"aia"})
+    assert "aia" in _card(r.path)  # the config named it; it is not the input's
+    assert find_leaks(r.path, {"aia"}) == []
+    assert any(f.startswith("README.md") for f in find_leaks(r.path, {"pixelate"}))  # the rest of it is scanned
+
+
+def test_a_release_reads_as_a_hugging_face_dataset_and_in_pandas_and_duckdb(anonymized, ferg_images, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "datasets"))
+    from other_readers import count_with_duckdb, load_with_datasets, read_with_pandas
+
+    r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private")
+    assert len(read_with_pandas(r.path / "data")) == r.rows == count_with_duckdb(r.path / "data")
+    by_dir = load_with_datasets(r.path / "data", tmp_path / "cache")
+    datasets = pytest.importorskip("datasets")
+    by_card = datasets.load_dataset(str(r.path), cache_dir=str(tmp_path / "cache2"))  # the card's configs
+    assert {k: len(v) for k, v in by_card.items()} == {k: len(v) for k, v in by_dir.items()}
+    assert sum(len(v) for v in by_card.values()) == r.rows
+    # the anonymized table the release came from reads the same way
+    assert len(read_with_pandas(anonymized)) == count_with_duckdb(anonymized) == r.rows
+    load_with_datasets(anonymized, tmp_path / "cache3")
