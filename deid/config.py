@@ -161,6 +161,18 @@ class ReleaseConfig(_Strict):
     method: str | None = None
     root: str = "release"
     seed: int = 0
+    # the licence the release's dataset card declares: a Hugging Face licence id (SPDX), e.g. cc-by-4.0
+    license: str = Field("unknown", pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _licence_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "licence" in data:
+            if "license" in data:
+                raise ValueError("give release.license or release.licence, not both")
+            data = {**data, "license": data["licence"]}
+            del data["licence"]
+        return data
 
 
 class RunConfig(_Strict):
