@@ -1,30 +1,37 @@
 """Typed run configuration, validated at the edge: YAML in ``configs/`` → :class:`RunConfig`.
 
-Every name is checked against what exists (dataset loaders, registered methods, audit metrics)
-before any heavy work starts; errors name the field and the allowed values.
+Every name is checked against what exists (dataset loaders, registered methods and their typed
+parameters, audit metrics) before any heavy work starts; errors name the field and the allowed values,
+one line per problem. :func:`check_run` adds what can be checked without data or servers: the dataset
+path and the work directory. Neither imports torch, scikit-learn, prefect or mlflow (a method's module
+is imported only when a config names it).
 """
 
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from deid.errors import ConfigError
-from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
+from deid.errors import ConfigError, did_you_mean
+from deid.evaluation.audit_config import AUDIT_METRICS, AuditConfig
 from deid.evaluation.gates import GateConfig
 from deid.faces_dask import DaskConfig
 from deid.methods.base import Device
 from deid.preprocessing import PreprocessConfig
 from deid.splits import SplitConfig
 
+if TYPE_CHECKING:
+    from deid.workspace import Workspace
+
 __all__ = ["SyntheticSpec", "DatasetConfig", "MethodSpec", "TrackingConfig", "ReleaseConfig", "RunConfig",
-           "load_config", "validate_config", "check_devices", "check_name", "check_cron", "Name", "BASELINES",
-           "NAME_PATTERN"]
+           "load_config", "validate_config", "check_run", "check_devices", "check_name", "check_cron", "Name",
+           "BASELINES", "NAME_PATTERN"]
 
 BASELINES = ("blur", "pixelate", "blackout")
 
@@ -81,6 +88,7 @@ class SyntheticSpec(_Strict):
     entanglement: float = Field(0.5, ge=0.0, le=1.0)
     noise: float = Field(4.0, ge=0.0)
     seed: int = 0
+    colour: bool = False  # colour faces, as FERG's are (keep them with preprocess.grayscale: false)
 
 
 class DatasetConfig(_Strict):
@@ -104,7 +112,8 @@ class DatasetConfig(_Strict):
         from deid.datasets import available_loaders
 
         if v not in available_loaders():
-            raise ValueError(f"unknown dataset '{v}'; allowed: {available_loaders()}")
+            raise ValueError(f"unknown dataset '{v}'{did_you_mean(v, available_loaders())}; "
+                             f"allowed: {available_loaders()}")
         return v
 
     @model_validator(mode="after")
@@ -125,6 +134,13 @@ class MethodSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     label: Name | None = None  # a name when the same method runs with several settings (a folder name too)
 
+    @field_validator("name")
+    @classmethod
+    def _current_name(cls, v: str) -> str:
+        from deid.methods.registry import canonical_name
+
+        return canonical_name(v)  # a former name (latent_shift) becomes the current one, with a note in the log
+
     @model_validator(mode="after")
     def _known_method(self) -> "MethodSpec":
         from deid.methods import method_class
@@ -135,7 +151,8 @@ class MethodSpec(_Strict):
             raise ValueError(str(exc)) from None
         unknown = sorted(set(self.params) - set(cls.param_names()))
         if unknown:
-            raise ValueError(f"method '{self.name}' has no parameter(s) {unknown}; allowed: {cls.param_names()}")
+            raise ValueError(f"method '{self.name}' has no parameter(s) {unknown}"
+                             f"{did_you_mean(unknown[0], cls.param_names())}; allowed: {cls.param_names()}")
         try:  # types and constraints as the method declares them
             cls.validate_params(self.params)
         except ConfigError as exc:
@@ -205,6 +222,11 @@ class RunConfig(_Strict):
         if not faces and (bad := sorted({g.metric for g in self.gates.extra} & face_only)):
             raise ValueError(f"gates.extra: {bad} are face metrics, not measured for this dataset "
                              f"(dataset.real_faces is false and audit.face_metrics is '{self.audit.face_metrics}')")
+        if self.release.method is not None and self.release.method not in keys:
+            from deid.methods.registry import ALIASES, canonical_name
+
+            if ALIASES.get(self.release.method) in keys:  # a former method name
+                self.release.method = canonical_name(self.release.method)
         if self.release.enabled:
             if self.release.method is None:
                 raise ValueError("release.method must name the method whose output is published")
@@ -245,24 +267,88 @@ def check_devices(cfg: RunConfig) -> None:
             raise ConfigError(f"{where}: '{dev}' was asked for but this machine has {have}; use 'auto' or 'cpu'")
 
 
+def check_run(cfg: RunConfig, base: Path | None = None) -> Workspace:
+    """Everything about ``cfg`` that can be checked without its data or a server; writes nothing.
+
+    The dataset source exists (when the dataset is read from disk) and is a folder; the work directory
+    and release root are folders the pipeline may write to (:func:`deid.workspace.check_workspace`);
+    the CUDA devices named exist (:func:`check_devices`). Relative paths are relative to ``base``
+    (default: the current directory). Raises :class:`ConfigError` naming the field.
+    """
+    from deid.workspace import check_workspace
+
+    base = Path.cwd() if base is None else Path(base)
+    src = cfg.dataset.source_path(base)
+    if src is not None and not src.exists():
+        raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
+    if src is not None and not src.is_dir():
+        raise ConfigError(f"dataset.source: {src} is not a directory (dataset '{cfg.dataset.name}')")
+    workspace = check_workspace(cfg, base)
+    check_devices(cfg)
+    return workspace
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``X``, ``X | None``, ``list[X]``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (model := _model_in(arg)) is not None:
+            return model
+    return None
+
+
+def _allowed_keys(loc: tuple) -> list[str] | None:
+    """The keys the section at ``loc`` (a path into :class:`RunConfig`) allows, if it is a model."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if isinstance(part, int):  # an item of a list: the same model
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if model else None
+
+
+def _problem(e: dict) -> str:
+    loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        allowed = _allowed_keys(tuple(e["loc"][:-1]))
+        if allowed is not None:
+            return f"{loc}: unknown key{did_you_mean(e['loc'][-1], allowed)}; allowed: {allowed}"
+    msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]  # without "Value error, "
+    return f"{loc}: {msg}"
+
+
 def _format_validation(exc: ValidationError, where: str) -> str:
-    lines = [f"{where}: invalid configuration"]
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]  # without "Value error, "
-        lines.append(f"  - {loc}: {msg}")
-    return "\n".join(lines)
+    """One line per problem: ``<where>: <field>: <what is wrong>``."""
+    return "\n".join(f"{where}: {_problem(e)}" for e in exc.errors())
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read YAML with the safe loader and validate it; :class:`ConfigError` names each bad field."""
+    """Read YAML with the safe loader, apply ``overrides`` (dotted keys) and validate.
+
+    :class:`ConfigError` names each bad field, one line per problem.
+    """
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"config file {p} is not a file")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{p}: not valid YAML: {_yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     for k, v in (overrides or {}).items():
@@ -278,7 +364,23 @@ def validate_config(data: dict, where: str = "config") -> RunConfig:
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    """``d[a][b][c] = value`` for ``"a.b.c"`` (missing sections are created; ``methods.0`` is a list item)."""
     keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
+    if not all(keys):
+        raise ConfigError(f"--set {dotted}: empty key")
+    node: Any = d
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not k.isdigit() or int(k) >= len(node):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(keys[:i])}' has {len(node)} item(s), "
+                                  f"numbered from 0; no item '{k}'")
+            k = int(k)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(keys[:i])}' is a value, not a section")
+        if last:
+            node[k] = value
+        else:
+            if isinstance(node, dict) and node.get(k) is None:
+                node[k] = {}
+            node = node[k]

@@ -1,4 +1,9 @@
-"""The ``deid`` command: the same entry points as the flows, for people at a terminal."""
+"""The ``deid`` command: the same entry points as the flows, for people at a terminal.
+
+Imports stay inside the commands: ``deid --help``, ``deid methods``, ``deid validate`` and every
+configuration error answer without loading torch, scikit-learn, prefect or mlflow, and ``deid run``
+checks its config before it starts a Prefect server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from pathlib import Path
 # Orchestrator and tracker settings must be in place before either is imported.
 _WORK = Path(os.environ.get("DEID_WORK", "work")).resolve()
 os.environ.setdefault("PREFECT_HOME", str(_WORK / "prefect"))
-Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -23,21 +27,84 @@ from deid.errors import DeidError  # noqa: E402
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="De-identify labelled face datasets and audit the result.")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from deid.provenance import git_commit
+
+    try:
+        v = version("deid")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        v = "unknown"
+    commit = git_commit()
+    return f"deid {v}" + (f" (commit {commit[:12]})" if commit != "unknown" else "")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(_version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the package version and git commit, then exit")) -> None:
+    """De-identify labelled face datasets and audit the result."""
+
+
+def _errors(exc: Exception) -> None:
+    """One ``error:`` line per problem on stderr."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        typer.secho(f"error: {line}", fg="red", err=True)
+
+
 def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg="red", err=True)
+    _errors(exc)
     raise typer.Exit(2)
+
+
+def _prefect_home() -> Path:
+    home = Path(os.environ["PREFECT_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def _parse_sets(sets: list[str]) -> dict:
     import yaml
 
+    from deid.errors import ConfigError
+
     out = {}
     for s in sets:
-        if "=" not in s:
-            raise typer.BadParameter(f"--set wants key=value, got '{s}'")
-        k, v = s.split("=", 1)
-        out[k] = yaml.safe_load(v)
+        k, eq, v = s.partition("=")
+        if not eq or not k.strip():
+            raise ConfigError(f"--set wants key=value, got '{s}'")
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {k.strip()}: the value is not valid YAML: {v!r}") from None
     return out
+
+
+def _checked(config: str | Path, sets: list[str]):
+    """The config, validated and checked (:func:`deid.config.check_run`), and its workspace: no data read,
+    no server started. Raises :class:`~deid.errors.ConfigError`."""
+    from deid.config import check_run, load_config
+    from deid.errors import ConfigError
+
+    cfg = load_config(config, _parse_sets(sets))
+    try:
+        return cfg, check_run(cfg, Path.cwd())
+    except ConfigError as exc:  # name the file, as load_config's messages do
+        raise ConfigError(f"{config}: {exc}") from None
+
+
+def _describe(config: str | Path, cfg, workspace) -> str:
+    ds = cfg.dataset
+    source = "built-in generator" if ds.source == "builtin" else str(ds.source_path(Path.cwd()))
+    methods = ", ".join(m.key for m in cfg.all_methods())
+    return (f"ok: {config}: run '{cfg.name}', dataset {ds.name} ({source}), methods {methods}; "
+            f"work dir {workspace.work}" + (f"; release to {workspace.release}" if workspace.release else ""))
 
 
 def _run(config: str, sets: list[str]) -> None:
@@ -46,18 +113,20 @@ def _run(config: str, sets: list[str]) -> None:
     refused, 2 a configuration error (before any work)."""
     import time
 
-    from deid.config import load_config
-    from deid.reporting.summary import EXIT_CODES, read_summary
-    from flows.anonymize import FLOWS, ReleaseBlocked, _preflight
+    from deid.workspace import claim_workspace
 
     started = time.time()
     blocked: Exception | None = None
-    try:
-        cfg = load_config(config, _parse_sets(sets))
-        _preflight(cfg, Path.cwd())  # the flow's own checks, before any flow (and its server) starts
+    try:  # everything that can be checked, before prefect is even imported
+        cfg, workspace = _checked(config, sets)
+        claim_workspace(workspace)
     except DeidError as exc:
         _fail(exc)
+    _prefect_home()
     from prefect.exceptions import TerminationSignal
+
+    from deid.reporting.summary import EXIT_CODES, read_summary
+    from flows.anonymize import FLOWS, ReleaseBlocked
 
     flow_fn = FLOWS[cfg.dataset.name]
     try:
@@ -102,7 +171,7 @@ def _server_for(flow_fn, cfg):
     if not isinstance(flow_fn, Flow):
         return nullcontext()
     work = cfg.work_path(Path.cwd())
-    return run_server(Path(os.environ["PREFECT_HOME"]), work / "logs" / "prefect-server.log",
+    return run_server(_prefect_home(), work / "logs" / "prefect-server.log",
                       say=lambda m: typer.echo(m, err=True))
 
 
@@ -141,10 +210,34 @@ def demo(sets: list[str] = typer.Option([], "--set", help="override a config fie
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="a YAML config from configs/"),
-        sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value")) -> None:
+def run(config: Path = typer.Argument(..., help="a YAML config from configs/"),
+        sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="only check the config (as `deid validate`); start nothing")) -> None:
     """Run the anonymization flow of the config's dataset."""
+    if dry_run:
+        validate([config], sets)
+        return
     _run(str(config), sets)
+
+
+@app.command()
+def validate(configs: list[Path] = typer.Argument(..., help="YAML configs, e.g. configs/*.yaml"),
+             sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value")) -> None:
+    """Check configs without data or servers: YAML, keys, types, methods and their parameters, paths, work dir.
+
+    One line per problem; exit code 2 when any config has one.
+    """
+    failed = False
+    for config in configs:
+        try:
+            cfg, workspace = _checked(config, sets)
+        except DeidError as exc:
+            _errors(exc)
+            failed = True
+            continue
+        typer.echo(_describe(config, cfg, workspace))
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -211,7 +304,7 @@ def stack(port: int = 4200, configs: list[Path] = typer.Argument(None, help="con
     from flows.stack import run_stack
 
     try:
-        code = run_stack(Path(os.environ["PREFECT_HOME"]), port, list(configs or []), _WORK / "logs", Path.cwd(),
+        code = run_stack(_prefect_home(), port, list(configs or []), _WORK / "logs", Path.cwd(),
                          say=typer.echo)
     except (RuntimeError, TimeoutError) as exc:  # the server did not come up; both are stopped already
         _fail(exc)
@@ -228,6 +321,7 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
           tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default the local one under work/)"),
           workers: int = typer.Option(1, "--workers", min=1, help="(dataset, seed) units run in this many processes")) -> None:
     """The privacy–utility study: every method, papers' settings and a sweep, audited; writes RESULTS.md."""
+    _prefect_home()
     from flows.study import command_line, plan, run_study, write_results
     from tasks.tracking import configure_tracking
 
@@ -250,6 +344,7 @@ def perf(sizes: list[int] = typer.Option([1000, 10000], "--sizes", help="dataset
          stages: list[str] = typer.Option([], "--stage", help="only these stages (default all)"),
          demo_only: bool = typer.Option(False, "--demo-only", help="re-time only the demo; keep the measured stage rows")) -> None:
     """Each stage's images/s and peak memory at each N, next to its bare-library loop; writes PERFORMANCE.md."""
+    _prefect_home()
     from bench.perf import refresh_demo, run_perf
 
     if demo_only:

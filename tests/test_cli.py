@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_methods_lists_every_registered_method():
@@ -32,6 +34,86 @@ def test_ingest_reports_and_errors(ferg_tree, tmp_path):
 def test_run_with_bad_override_fails_before_work(tmp_path):
     r = runner.invoke(app, ["run", "configs/ferg.yaml", "--set", "methods=[{name: nope}]"])
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
+    r = runner.invoke(app, ["run", "configs/ferg.yaml", "--set", "audit.cnn_epochs"])
+    assert r.exit_code == 2 and r.output == "error: --set wants key=value, got 'audit.cnn_epochs'\n"
+
+
+def test_version_prints_the_package_version_and_the_commit():
+    from importlib.metadata import version
+
+    from deid.provenance import git_commit
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0, r.output
+    commit = git_commit()
+    assert r.output == f"deid {version('deid')}" + (f" (commit {commit[:12]})" if commit != "unknown" else "") + "\n"
+    assert re.fullmatch(r"deid \d+\.\d+\S*( \(commit [0-9a-f]{12}\))?\n", r.output)
+
+
+def test_methods_lists_current_names_only():
+    r = runner.invoke(app, ["methods"])
+    names = [line.split()[0] for line in r.output.splitlines()]
+    assert "latent-shift" in names and "ksame-net" in names
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n) for n in names), names
+
+
+@pytest.fixture
+def shipped_configs_base(tmp_path, monkeypatch):
+    """A project folder in which every relative dataset path of configs/ exists (empty), as the current directory."""
+    import yaml
+
+    base = tmp_path / "project"
+    base.mkdir()
+    for c in CONFIGS:
+        source = yaml.safe_load(c.read_text())["dataset"].get("source", "builtin")
+        if source != "builtin" and not Path(source).is_absolute():
+            (base / source).mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(base)
+    return base
+
+
+def test_validate_passes_every_shipped_config(shipped_configs_base, no_flow, no_server):
+    r = runner.invoke(app, ["validate", *map(str, CONFIGS)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert [line.split(": ")[1] for line in lines] == [str(c) for c in CONFIGS]
+    assert all(line.startswith("ok: ") and f"work dir {shipped_configs_base / 'work'}" in line for line in lines)
+    assert "methods blur, pixelate, blackout, ksame-select" in lines[[c.name for c in CONFIGS].index("ferg.yaml")]
+    assert not (shipped_configs_base / "work").exists()  # checked, not claimed
+
+
+def test_validate_reports_each_bad_config_and_exits_2(shipped_configs_base, tmp_path):
+    bad = _config_file(tmp_path, methods=[{"name": "blur", "params": {"sigma": "abc"}}], colour=True)
+    r = runner.invoke(app, ["validate", str(CONFIGS[0]), str(bad), str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 2, r.output
+    lines = r.output.splitlines()
+    assert lines[0].startswith(f"ok: {CONFIGS[0]}: ")
+    assert lines[1:] == [
+        f"error: {bad}: methods.0: method 'blur': sigma: Input should be a valid number (got 'abc')",
+        f"error: {bad}: colour: unknown key; allowed: {list(_run_config_keys())}",
+        f"error: config file {tmp_path / 'missing.yaml'} does not exist"], lines
+
+
+def _run_config_keys():
+    from deid.config import RunConfig
+
+    return RunConfig.model_fields
+
+
+def test_dry_run_checks_like_validate_and_starts_nothing(tmp_path, no_flow, no_server):
+    r = runner.invoke(app, ["run", "--dry-run", str(_config_file(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("ok: ") and "run 't', dataset ferg (built-in generator)" in r.output
+    assert not (tmp_path / "work").exists()
+    r = runner.invoke(app, ["run", "--dry-run", str(_config_file(tmp_path, work_dir="/etc"))])
+    assert r.exit_code == 2 and r.output == f"error: {tmp_path / 'c.yaml'}: work_dir: /etc is a system directory; " \
+                                            "choose a folder of its own\n"
+
+
+def test_former_method_names_validate_as_the_current_ones(tmp_path):
+    r = runner.invoke(app, ["validate", str(_config_file(tmp_path, methods=[{"name": "latent_shift"}]))])
+    assert r.exit_code == 0, r.output
+    assert "methods blur, pixelate, blackout, latent-shift;" in r.output
 
 
 def _config_file(tmp_path, **fields):
@@ -41,6 +123,14 @@ def _config_file(tmp_path, **fields):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """The run's Prefect server replaced by a failure: a configuration error must come first."""
+    from flows import stack
+
+    monkeypatch.setattr(stack, "run_server", lambda *a, **kw: pytest.fail("a Prefect server was started"))
 
 
 @pytest.fixture
@@ -65,10 +155,11 @@ def no_flow(monkeypatch):
     ({"methods": [{"name": "blur", "params": {"sigma": "abc"}}]}, "sigma: Input should be a valid number"),
     ({"methods": [{"name": "blur", "label": "../../x"}]}, "methods.0.label: '../../x' is not a plain name"),
 ])
-def test_run_fails_in_one_line_before_any_flow(tmp_path, no_flow, fields, message):
+def test_run_fails_in_one_line_before_any_flow(tmp_path, no_flow, no_server, fields, message):
     r = runner.invoke(app, ["run", str(_config_file(tmp_path, **fields))])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: ") and re.search(message, r.output), r.output
+    assert len(r.output.splitlines()) == 1, r.output
     assert "Traceback" not in r.output and isinstance(r.exception, SystemExit)
     assert no_flow == []
 
@@ -113,19 +204,61 @@ def test_an_inconclusive_audit_exits_3(tmp_path, monkeypatch):
     assert "INCONCLUSIVE" in r.output and "the reference did not learn" in r.output
 
 
-@pytest.mark.reliability(section='5. Config types checked before any work', case='missing dataset path',
-                         before='reported after 31 s with a Prefect traceback',
-                         after='one stderr line, exit 2, no Prefect database created')
-@pytest.mark.slow
-def test_missing_dataset_is_one_line_from_the_real_command(tmp_path):
+def _real_command(tmp_path, *args: str):
+    """``deid ARGS`` in a new process; returns it and whether it imported prefect or mlflow (which start servers).
+
+    That it imports no torch or scikit-learn either is tests/test_config.py's concern."""
+    import json
     import os
     import subprocess
     import sys
 
-    cfg = _config_file(tmp_path, dataset={"name": "jaffe", "source": str(tmp_path / "nowhere")})
+    seen = tmp_path / "imported.json"
+    code = ("import atexit, json, sys\n"
+            "out = sys.argv[1]\n"
+            "def seen():\n"
+            "    with open(out, 'w') as f:\n"
+            "        json.dump(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'mlflow'}), f)\n"
+            "atexit.register(seen)\n"
+            "sys.argv = ['deid', *sys.argv[2:]]\n"
+            "from flows.cli import main\n"
+            "main()\n")
     env = {**os.environ, "DEID_WORK": str(tmp_path / "work"), "PREFECT_HOME": str(tmp_path / "prefect")}
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg)], capture_output=True, text=True,
-                       env=env, timeout=300, cwd=str(Path(__file__).resolve().parents[1]))
+    env.pop("PREFECT_API_URL", None)
+    r = subprocess.run([sys.executable, "-c", code, str(seen), *args], capture_output=True, text=True, env=env,
+                       timeout=120, cwd=str(ROOT))
+    return r, json.loads(seen.read_text())
+
+
+def _nothing_started(tmp_path, imported):
+    """No Prefect server can have started: prefect was never imported, and its database and log were not written."""
+    assert imported == [], imported
+    assert not (tmp_path / "prefect").exists() and not (tmp_path / "work" / "logs").exists()
+
+
+@pytest.mark.reliability(section='5. Config types checked before any work', case='missing dataset path',
+                         before='reported after 31 s with a Prefect traceback',
+                         after='one stderr line, exit 2, no Prefect database created')
+def test_missing_dataset_is_one_line_from_the_real_command(tmp_path):
+    cfg = _config_file(tmp_path, dataset={"name": "jaffe", "source": str(tmp_path / "nowhere")})
+    r, imported = _real_command(tmp_path, "run", str(cfg))
     assert r.returncode == 2, r.stderr
-    assert r.stderr.splitlines() == [f"error: dataset.source: {tmp_path / 'nowhere'} does not exist (dataset 'jaffe')"]
-    assert r.stdout == "" and not (tmp_path / "prefect" / "prefect.db").exists()
+    assert r.stderr.splitlines() == [f"error: {cfg}: dataset.source: {tmp_path / 'nowhere'} does not exist (dataset 'jaffe')"]
+    assert r.stdout == ""
+    _nothing_started(tmp_path, imported)
+
+
+@pytest.mark.parametrize("fields, sets, line", [
+    ({"methods": [{"name": "blur", "params": {"sigma": "abc"}}]}, [],
+     "methods.0: method 'blur': sigma: Input should be a valid number (got 'abc')"),
+    ({}, ["--set", "audit.cnn_epoch=5"], "audit.cnn_epoch: unknown key (did you mean 'cnn_epochs'?); allowed: ["),
+    ({"methods": [{"name": "ksame_select"}]}, [], "methods.0: unknown method 'ksame_select' (did you mean 'ksame-select'?)"),
+])
+@pytest.mark.parametrize("command", [["run"], ["validate"], ["run", "--dry-run"]])
+def test_config_errors_are_one_line_from_the_real_command_and_start_nothing(tmp_path, command, fields, sets, line):
+    cfg = _config_file(tmp_path, **fields)
+    r, imported = _real_command(tmp_path, *command, str(cfg), *sets)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"error: {cfg}: {line}"), r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    _nothing_started(tmp_path, imported)

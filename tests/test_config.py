@@ -26,7 +26,7 @@ def _base(**kw):
 
 
 @pytest.mark.parametrize("data, message", [
-    (_base(dataset={"name": "ferg2"}), "dataset.name: .*unknown dataset 'ferg2'; allowed"),
+    (_base(dataset={"name": "ferg2"}), r"dataset.name: .*unknown dataset 'ferg2' \(did you mean 'ferg'\?\); allowed"),
     (_base(dataset={"name": "jaffe"}), "source 'builtin' generates a FERG-like set"),
     (_base(methods=[{"name": "blur", "params": {"radius": 2}}]), "no parameter.*radius.*allowed: \\['sigma'\\]"),
     (_base(methods=[{"name": "blur"}, {"name": "blur", "params": {"sigma": 5}}]), "appear twice"),
@@ -35,7 +35,14 @@ def _base(**kw):
     (_base(gates={"extra": [{"metric": "div", "min": 0.5}]}), "face metrics, not measured"),
     (_base(gates={"attacker_margin": 2}), "gates.attacker_margin"),
     (_base(audit={"attackers": ["svm"]}), "audit.attackers.0"),
-    (_base(colour=True), "colour: Extra inputs are not permitted"),
+    (_base(colour=True), r"colour: unknown key; allowed: \['name', 'dataset', 'methods'"),
+    (_base(audit={"cnn_epoch": 5}), r"audit.cnn_epoch: unknown key \(did you mean 'cnn_epochs'\?\); allowed: \[.*'cnn_width'"),
+    (_base(gates={"extra": [{"metric": "ssim", "maximum": 0.9}]}),
+     r"gates.extra.0.maximum: unknown key \(did you mean 'max'\?\); allowed: \['metric', 'max', 'min'\]"),
+    (_base(dataset={"name": "ferg", "synthetic": {"n_character": 4}}), r"dataset.synthetic.n_character: .*'n_characters'"),
+    (_base(methods=[{"name": "blur", "param": {"sigma": 2}}]), r"methods.0.param: unknown key \(did you mean 'params'\?\)"),
+    (_base(methods=[{"name": "blurr"}]), r"unknown method 'blurr' \(did you mean 'blur'\?\); registered methods: \["),
+    (_base(methods=[{"name": "blur", "params": {"sigmaa": 2}}]), r"no parameter.*sigmaa.*\(did you mean 'sigma'\?\); allowed"),
 ])
 def test_invalid_configs_name_the_field(data, message):
     with pytest.raises(ConfigError, match=message):
@@ -49,9 +56,111 @@ def test_yaml_is_loaded_safely(tmp_path):
         load_config(p)
 
 
+def test_each_problem_is_one_line_naming_the_file_and_the_field(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: t\ndataset: {name: ferg}\nbatch_size: 0\naudit: {cnn_epochs: many}\ncolor: red\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{p}: ") for line in lines), lines
+    assert sorted(line.split(": ")[1] for line in lines) == ["audit.cnn_epochs", "batch_size", "color"]
+    p.write_text("name: t\ndataset: {name: ferg\nmethods: []\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: line \d+, column \d+: ") as info:
+        load_config(p)
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_overrides_use_dotted_keys(tmp_path):
     cfg = load_config(CONFIGS[0], {"audit.cnn_epochs": 2, "methods": [{"name": "ksame-select", "params": {"k": 3}}]})
     assert cfg.audit.cnn_epochs == 2 and [m.key for m in cfg.all_methods()][-1] == "ksame-select"
+    cfg = load_config(CONFIGS[0], {"methods": [{"name": "blur"}], "methods.0.params.sigma": 5.0, "dask.address": None})
+    assert cfg.methods[0].params == {"sigma": 5.0} and cfg.dask is not None and cfg.dask.address is None
+    with pytest.raises(ConfigError, match="--set name.first: 'name' is a value, not a section"):
+        load_config(CONFIGS[0], {"name.first": "x"})
+    with pytest.raises(ConfigError, match="--set methods.3.name: 'methods' has 1 item\\(s\\), numbered from 0; no item '3'"):
+        load_config(CONFIGS[0], {"methods": [{"name": "blur"}], "methods.3.name": "blur"})
+
+
+# -- former method names ----------------------------------------------------------------------------
+def test_former_method_names_are_read_as_the_current_ones_with_a_note(caplog):
+    cfg = validate_config(_base(methods=[{"name": "latent_shift", "params": {"target": "none"}}, {"name": "ksame_net"}],
+                                release={"enabled": True, "method": "ksame_net"}))
+    assert [m.name for m in cfg.methods] == ["latent-shift", "ksame-net"]
+    assert [m.key for m in cfg.methods] == ["latent-shift", "ksame-net"] and cfg.release.method == "ksame-net"
+    from deid.methods.registry import _noted
+
+    _noted.clear()  # the note is written once per name and process
+    caplog.clear()
+    validate_config(_base(methods=[{"name": "latent_shift"}]))
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == \
+        ["method name 'latent_shift' is deprecated; use 'latent-shift'"]
+    assert all(r.levelname == "WARNING" for r in caplog.records if "deprecated" in r.getMessage())
+
+
+# -- what can be checked without data or servers ----------------------------------------------------
+def test_check_run_checks_the_dataset_path_and_the_work_dir_and_writes_nothing(tmp_path):
+    from deid.config import check_run
+
+    ws = check_run(validate_config(_base(work_dir="w")), tmp_path)
+    assert ws.work == tmp_path / "w" and ws.release is None and list(tmp_path.iterdir()) == []
+    jaffe = _base(dataset={"name": "jaffe", "source": "data/jaffe"}, work_dir="w")
+    with pytest.raises(ConfigError, match=f"^dataset.source: {tmp_path / 'data/jaffe'} does not exist \\(dataset 'jaffe'\\)$"):
+        check_run(validate_config(jaffe), tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "jaffe").write_text("not a folder")
+    with pytest.raises(ConfigError, match="dataset.source: .* is not a directory"):
+        check_run(validate_config(jaffe), tmp_path)
+    (tmp_path / "data" / "jaffe").unlink()
+    (tmp_path / "data" / "jaffe").mkdir()
+    assert check_run(validate_config(jaffe), tmp_path).work == tmp_path / "w"
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "someone's thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match="work_dir: .* is not empty and was not created by deid"):
+        check_run(validate_config(jaffe), tmp_path)
+    with pytest.raises(ConfigError, match="work_dir: /etc is a system directory"):
+        check_run(validate_config(_base(work_dir="/etc")), tmp_path)
+
+
+def test_loading_and_checking_configs_imports_no_torch_sklearn_prefect_or_mlflow():
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from deid.config import check_run, load_config\n"
+            "for p in sys.argv[1:]:\n"
+            "    cfg = load_config(p, {'methods.0.params.k': 3} if 'ferg' in p else None)\n"
+            "    try:\n"
+            "        check_run(cfg)\n"
+            "    except Exception:\n"
+            "        pass  # a missing dataset path here: the import cost is what is measured\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'scipy', 'prefect', 'mlflow'})))\n")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, CONFIGS)], capture_output=True, text=True, timeout=120,
+                       cwd=str(CONFIGS[0].parents[1]))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
+
+
+def test_every_method_module_imports_without_torch_or_sklearn():
+    """``deid methods`` lists every method's parameters: each module imports torch inside its functions."""
+    import json
+    import subprocess
+    import sys
+
+    from deid.methods.registry import METHOD_MODULES
+
+    code = ("import importlib, json, sys\n"
+            "heavy = {}\n"
+            "for m in sys.argv[1:]:\n"
+            "    importlib.import_module('deid.methods.' + m)\n"
+            "    heavy[m] = sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'sklearn', 'prefect', 'mlflow'})\n"
+            "print(json.dumps(heavy))\n")
+    r = subprocess.run([sys.executable, "-c", code, *METHOD_MODULES], capture_output=True, text=True, timeout=120,
+                       cwd=str(CONFIGS[0].parents[1]))
+    assert r.returncode == 0, r.stderr
+    heavy = json.loads(r.stdout)
+    assert {m: h for m, h in heavy.items() if h} == {}, \
+        "these method modules import heavy libraries at module level; import them inside the functions that use them"
 
 
 # -- method parameters: typed and constrained where each method declares them ------------------
@@ -70,17 +179,17 @@ def test_overrides_use_dotted_keys(tmp_path):
     ("ksame-pixel", {"k": 1}, "k: Input should be greater than or equal to 2"),
     ("ksame-pixel", {"k": True}, "k: Input should be a valid integer"),
     ("ksame-select", {"space": "colour"}, "space: Input should be 'pixel' or 'eigen'"),
-    ("latent_shift", {"target": "centre"}, "target: Input should be 'kmeans', "),
-    ("latent_shift", {"alpha": 1.2}, "alpha: Input should be less than or equal to 1"),
-    ("latent_shift", {"hidden": "wide"}, "hidden must look like '1024-768-512'"),
-    ("latent_shift", {"architecture": "conv", "image_size": 48}, "needs image_size a power of two"),
+    ("latent-shift", {"target": "centre"}, "target: Input should be 'kmeans', "),
+    ("latent-shift", {"alpha": 1.2}, "alpha: Input should be less than or equal to 1"),
+    ("latent-shift", {"hidden": "wide"}, "hidden must look like '1024-768-512'"),
+    ("latent-shift", {"architecture": "conv", "image_size": 48}, "needs image_size a power of two"),
     ("fadenet", {"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
     ("fadenet", {"val_fraction": 1.0}, "val_fraction: Input should be less than 1"),
     ("fadenet", {"augment": "yes"}, "augment: Input should be a valid boolean"),
     ("fadenet", {"random_state": -1}, "random_state: Input should be greater than or equal to 0"),
     ("fadenet", {"device": "gpu0"}, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"),
     ("mi-adversarial", {"substitute": True}, "substitute=True needs target_identity"),
-    ("ksame_net", {"image_size": 24}, "image_size: must be a power of two, got 24"),
+    ("ksame-net", {"image_size": 24}, "image_size: must be a power of two, got 24"),
     ("substitution", {}, "substitution: target_identity must name"),
 ])
 def test_method_params_are_typed_and_constrained(method, params, message):
@@ -91,7 +200,7 @@ def test_method_params_are_typed_and_constrained(method, params, message):
 @pytest.mark.parametrize("method, params", [
     ("blur", {"sigma": 3}),  # an int where a float is declared is a number all the same
     ("ksame-select", {"k": 6, "space": "eigen"}),
-    ("latent_shift", {"architecture": "conv", "target": "grid_neighbour", "image_size": 32}),
+    ("latent-shift", {"architecture": "conv", "target": "grid_neighbour", "image_size": 32}),
     ("mi-adversarial", {"lam": 0.0, "target_identity": "@0", "substitute": True, "device": "cuda:1"}),
 ])
 def test_valid_method_params_pass_unchanged(method, params):

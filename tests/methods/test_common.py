@@ -6,6 +6,8 @@ networks) so this suite stays fast; the checks themselves are the same for all.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,23 @@ def test_output_check_names_the_method():
     X, _, _ = _data()
     with pytest.raises(MethodError, match="'broken' returned shape"):
         Broken().fit(X).transform(X)
+
+
+def test_former_names_resolve_to_the_current_methods(tmp_path):
+    import json
+
+    from deid.methods.registry import ALIASES, NAME_STYLE
+
+    assert all(re.fullmatch(NAME_STYLE, n) for n in available_methods()) and not set(ALIASES) & set(available_methods())
+    for old, new in ALIASES.items():
+        assert method_class(old) is method_class(new) and method_class(old).name == new
+    with pytest.raises(ValueError, match="lower case words joined by hyphens"):
+        register_method("latent_shift")
+    X, ident, util = _data()
+    m = get_method("latent_shift", **method_class("latent-shift").test_params).fit(X)  # as an older run names it
+    assert m.name == "latent-shift"
+    meta = json.loads((m.save(tmp_path / "m") / "method.json").read_text())
+    (tmp_path / "m" / "method.json").write_text(json.dumps({**meta, "name": "latent_shift"}))  # saved before the rename
+    back = DeidMethod.load(tmp_path / "m")
+    assert back.name == "latent-shift"
+    np.testing.assert_allclose(back.transform(X), m.transform(X), atol=1e-6)
