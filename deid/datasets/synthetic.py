@@ -11,6 +11,9 @@ Binned nuisance factors (:data:`NUISANCE_BINS`) are recorded per image in the tr
 for auditing how much unrelated information an output keeps.
 ``entanglement`` makes each character express an emotion its own way (0: all characters share
 one expression geometry; 1: strong per-character styles), the property that makes FERG hard.
+``colour`` draws colour faces, as FERG's are (each character its own skin, hair, eye and
+background colours); the default draws grayscale, and a grayscale tree is the same with or
+without the flag's existence.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import numpy as np
 
 from deid.datasets.ferg import ATTRIBUTES_FILE, FERG_CHARACTERS, FERG_EXPRESSIONS, write_ferg_attributes
 
-__all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits", "NUISANCE_BINS"]
+__all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits", "character_palette",
+           "NUISANCE_BINS"]
 
 # Nuisance attributes recorded for every image: name → (the draw it bins, thresholds). The
 # thresholds cut each uniform draw into equal thirds, so the three bins are balanced in expectation.
@@ -62,6 +66,7 @@ class SyntheticFergConfig:
     entanglement: float = 0.5
     noise: float = 4.0
     seed: int = 0
+    colour: bool = False  # RGB faces (FERG's are colour); grayscale otherwise
 
     def __post_init__(self) -> None:
         if self.n_characters < 1:
@@ -155,13 +160,40 @@ def _draw(r: np.random.Generator) -> _Draws:
 
 
 def render_face(traits: dict, expression: str, r: np.random.Generator, size: int = 256,
-                noise: float = 4.0) -> np.ndarray:
-    """Draw one ``(size, size)`` uint8 grayscale cartoon face."""
-    return _render(traits, expression, r, size, noise)[0]
+                noise: float = 4.0, palette: dict | None = None) -> np.ndarray:
+    """Draw one uint8 cartoon face: ``(size, size)`` grayscale, or ``(size, size, 3)`` RGB with a
+    ``palette`` (:func:`character_palette`)."""
+    return _render(traits, expression, r, size, noise, palette)[0]
 
 
-def _render(traits: dict, expression: str, r: np.random.Generator, size: int, noise: float
-            ) -> tuple[np.ndarray, _Draws]:
+def character_palette(index: int, seed: int) -> dict[str, tuple[float, float, float]]:
+    """Character ``index``'s colours (RGB): skin, hair, iris and background, from their own draws
+    (the grayscale picture's random numbers are untouched)."""
+    r = _rng("colour", seed, index)
+    skins = [(255, 224, 196), (241, 194, 150), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 205, 148),
+             (120, 200, 120), (150, 180, 255)]  # cartoon skins include the odd green or blue one
+    hairs = [(40, 30, 20), (110, 60, 20), (230, 200, 110), (200, 60, 30), (60, 60, 200), (220, 220, 220),
+             (160, 40, 160), (20, 20, 20)]
+    jitter = lambda c: tuple(float(np.clip(v + r.uniform(-12, 12), 0, 255)) for v in c)  # noqa: E731
+    return {"skin": jitter(skins[(index + int(r.integers(0, 3))) % len(skins)]),
+            "hair": jitter(hairs[(index * 3 + int(r.integers(0, 2))) % len(hairs)]),
+            "iris": jitter([(60, 110, 200), (70, 140, 60), (100, 60, 30), (30, 30, 30)][int(r.integers(0, 4))]),
+            "background": tuple(float(v) for v in r.uniform(170, 250, size=3))}
+
+
+def _colourise(canvas: np.ndarray, traits: dict, palette: dict, background: float) -> np.ndarray:
+    """The grayscale drawing as RGB: each grey level the drawing uses for a part gets the part's
+    colour, and levels in between (anti-aliased edges, shading) are interpolated."""
+    anchors = {0.0: (0.0, 0.0, 0.0), 255.0: (255.0, 255.0, 255.0), 250.0: (250.0, 250.0, 250.0),
+               float(int(np.clip(background, 0, 255))): palette["background"], float(int(traits["skin"])): palette["skin"],
+               float(int(traits["hair"])): palette["hair"], float(int(traits["iris"])): palette["iris"]}
+    levels = np.array(sorted(anchors))
+    lut = np.stack([np.interp(np.arange(256), levels, [anchors[k][c] for k in levels]) for c in range(3)], axis=1)
+    return lut[canvas].astype(np.float32)
+
+
+def _render(traits: dict, expression: str, r: np.random.Generator, size: int, noise: float,
+            palette: dict | None = None) -> tuple[np.ndarray, _Draws]:
     S = 256
     d = _draw(r)
     img = np.full((S, S), traits["background"] + d.background, dtype=np.float32)
@@ -266,11 +298,20 @@ def _render(traits: dict, expression: str, r: np.random.Generator, size: int, no
     # Nuisance: pose (shift, rotation, scale), lighting gradient, noise.
     m = cv2.getRotationMatrix2D((S / 2, S / 2), d.angle, d.scale)
     m[:, 2] += (d.tx, d.ty)
-    canvas = cv2.warpAffine(canvas, m, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    canvas = cv2.warpAffine(canvas, m, (S, S), flags=cv2.INTER_NEAREST if palette else cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
     out = canvas.astype(np.float32)
     gx = np.linspace(-1, 1, S, dtype=np.float32)[None, :]
     gy = np.linspace(-1, 1, S, dtype=np.float32)[:, None]
     light = d.light_x * gx + d.light_y * gy + d.light_level
+    if palette is not None:  # colour the parts, then the same pose, light and noise on every channel
+        rgb = _colourise(canvas, traits, palette, traits["background"] + d.background)
+        out = cv2.GaussianBlur(rgb, (3, 3), 0) + light[:, :, None]
+        out = out + r.normal(0.0, noise, size=out.shape[:2]).astype(np.float32)[:, :, None]
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        if size != S:
+            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+        return out, d
     out = out + light + r.normal(0.0, noise, size=out.shape).astype(np.float32)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if size != S:
@@ -300,8 +341,9 @@ def _draw_cell(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
         if not render or path.exists():
             draws = _draw(r)
         else:
-            img, draws = _render(traits, expression, r, cfg.size, cfg.noise)
-            ok, buf = cv2.imencode(".png", img)
+            palette = character_palette(index, cfg.seed) if cfg.colour else None
+            img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
+            ok, buf = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             tmp = path.with_suffix(".png.tmp")
             tmp.write_bytes(buf.tobytes())
             os.replace(tmp, path)
@@ -320,7 +362,10 @@ def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = Synthetic
     """
     root = Path(out_dir) / "FERG_DB_256"
     marker = root / ".deid-synthetic.json"
-    want = json.dumps(asdict(cfg), sort_keys=True)
+    settings = asdict(cfg)
+    if not cfg.colour:  # trees drawn before the flag existed keep their marker
+        del settings["colour"]
+    want = json.dumps(settings, sort_keys=True)
     complete = marker.exists() and marker.read_text() == want
     if complete and (root / ATTRIBUTES_FILE).exists():
         return root

@@ -112,3 +112,38 @@ def test_a_malformed_attribute_file_is_refused_with_its_line(tmp_path, text, mat
     (tmp_path / "attributes.csv").write_text(text)
     with pytest.raises(DatasetLayoutError, match=match):
         read_ferg_attributes(tmp_path / "attributes.csv")
+
+
+def test_colour_faces_at_128_px_ingest_in_colour_and_a_method_transforms_them(tmp_path):
+    import numpy as np
+
+    from data_contracts import ANONYMIZED_SCHEMA, IMAGES_SCHEMA, read_table
+    from deid.data import load_image_set
+    from deid.ingest import ingest_dataset
+    from deid.methods import get_method
+    from deid.pipeline import anonymize_table
+    from deid.preprocessing import PreprocessConfig
+
+    gray = generate_ferg_like(tmp_path / "gray", SyntheticFergConfig(n_characters=2, images_per_cell=2, size=128),
+                              workers=1)
+    root = generate_ferg_like(tmp_path / "raw", SyntheticFergConfig(n_characters=3, images_per_cell=3, size=128,
+                                                                    colour=True), workers=1)
+    s = ingest_dataset("ferg", root, tmp_path / "out", preprocess=PreprocessConfig(size=128, grayscale=False),
+                       workers=1)
+    assert s.written == 3 * 7 * 3 and s.quarantined == 0
+    t = read_table(tmp_path / "out" / "images", IMAGES_SCHEMA, columns=["channels", "height"])
+    assert set(t.column("channels").to_pylist()) == {3} and set(t.column("height").to_pylist()) == {128}
+    data = load_image_set(tmp_path / "out" / "images")
+    assert data.X.shape[1:] == (3, 128, 128)
+    spread = np.abs(data.X[:, 0] - data.X[:, 2]).mean()  # red and blue differ: not grey in three channels
+    assert spread > 0.05, spread
+    # the grayscale tree is untouched by the flag: drawn in one channel
+    import cv2
+
+    assert cv2.imread(str(next(gray.rglob("*.png"))), cv2.IMREAD_UNCHANGED).ndim == 2
+    method = get_method("pixelate").fit(data.X)
+    anonymize_table(method, tmp_path / "out" / "images", tmp_path / "anon")
+    out = load_image_set(tmp_path / "anon", anonymized=True)
+    assert out.X.shape == data.X.shape
+    assert not np.allclose(out.align_to(data.image_id).X, data.X)
+    assert read_table(tmp_path / "anon", ANONYMIZED_SCHEMA, columns=["channels"]).column("channels")[0].as_py() == 3
