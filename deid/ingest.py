@@ -307,6 +307,7 @@ def ingest_dataset(
     t0 = time.perf_counter()
     loader = get_loader(dataset)
     options = dict(loader_options or {})
+    loader.check_options(options)
     root = Path(root)
     group_pattern = options.get(GROUP_PATTERN)
     if group_pattern is not None:

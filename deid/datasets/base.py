@@ -170,6 +170,20 @@ class Loader:
     utility_label: str = "expression"
     description: str = ""
 
+    def option_names(self) -> list[str]:
+        """The loader options ``scan`` takes (``group_pattern`` is every loader's)."""
+        import inspect
+
+        params = list(inspect.signature(self.scan).parameters.values())[1:]
+        return sorted({p.name for p in params if p.kind is p.KEYWORD_ONLY} | {GROUP_PATTERN})
+
+    def check_options(self, options: dict) -> None:
+        """A :class:`ConfigError` naming any option this loader does not take, before any work."""
+        unknown = sorted(set(options) - set(self.option_names()))
+        if unknown:
+            raise ConfigError(f"dataset '{self.name}': unknown loader option(s) {unknown}; "
+                              f"allowed: {self.option_names()}")
+
 
 _LOADERS: dict[str, Loader] = {}
 

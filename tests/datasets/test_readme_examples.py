@@ -1,0 +1,100 @@
+"""The README's "Your own dataset" config and "Reading a release" commands, run on a tiny tree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import other_readers  # noqa: F401  (no hub access)
+from deid.config import load_config, validate_config
+from deid.ingest import ingest_dataset
+from deid.methods import get_method
+from deid.pipeline import anonymize_table
+from deid.release import publish_release
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert m, f"README has no section '{title}'"
+    return m.group(1)
+
+
+def _block(section: str, lang: str) -> str:
+    m = re.search(rf"```{lang}\n(.*?)```", section, re.DOTALL)
+    assert m, f"no {lang} block"
+    return m.group(1)
+
+
+def _tree(base: Path) -> Path:
+    """data/my-faces: 4 people × 4 labels × 3 images, a manifest with two bad rows."""
+    d = base / "data" / "my-faces"
+    rows = []
+    rng = np.random.default_rng(0)
+    for p in range(4):
+        for li, lab in enumerate(("anger", "contempt", "joy", "neutral")):
+            for k in range(3):
+                img = rng.integers(0, 195, (40, 40, 3)).astype(np.int16)
+                img[li * 8:(li + 1) * 8, :, p % 3] += 60
+                rel = f"img/{p}_{lab}_{k}.png"
+                (d / "img").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(d / rel), np.clip(img, 0, 255).astype(np.uint8))
+                rows.append({"file": rel, "person": f"person{p}", "emotion": lab, "smiling": lab == "joy",
+                             "part": "test" if k == 2 else "train"})
+    rows.append({"file": "img/lost.png", "person": "person0", "emotion": "joy", "smiling": True, "part": "train"})
+    rows.append({"file": "img/0_joy_0.png", "person": "person0", "emotion": "boredom", "smiling": False,
+                 "part": "train"})
+    pd.DataFrame(rows).to_csv(d / "manifest.csv", index=False)
+    return d / "manifest.csv"
+
+
+def test_your_own_dataset_config_ingests(tmp_path, monkeypatch):
+    block = _block(_section("Your own dataset"), "yaml")
+    assert len(block.strip().splitlines()) <= 10
+    cfg = validate_config(yaml.safe_load(block), where="README")
+    example = load_config(ROOT / "configs" / "examples" / "my-faces.yaml")
+    assert example.dataset.loader_options == cfg.dataset.loader_options  # the shipped example says the same
+    assert (example.dataset.name, example.dataset.source) == (cfg.dataset.name, cfg.dataset.source)
+    monkeypatch.chdir(tmp_path)
+    _tree(tmp_path)
+    s = ingest_dataset(cfg.dataset.name, cfg.dataset.source_path(tmp_path), tmp_path / "work" / "ingest",
+                       preprocess=example.dataset.preprocess, workers=1, loader_options=cfg.dataset.loader_options)
+    assert s.reconciles() and (s.written, s.quarantined) == (48, 2)
+    assert s.utility_labels == ["anger", "contempt", "joy", "neutral"] and s.by_split["test"] == 16
+
+
+def test_reading_a_release_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    pytest.importorskip("duckdb")
+    cfg = validate_config(yaml.safe_load(_block(_section("Your own dataset"), "yaml")), where="README")
+    monkeypatch.chdir(tmp_path)
+    _tree(tmp_path)
+    images = tmp_path / "work" / "ingest" / "images"
+    ingest_dataset(cfg.dataset.name, cfg.dataset.source_path(tmp_path), images.parent,
+                   preprocess=load_config(ROOT / "configs" / "examples" / "my-faces.yaml").dataset.preprocess,
+                   workers=1, loader_options=cfg.dataset.loader_options)
+    anonymize_table(get_method("pixelate").fit(np.zeros((1, 3, 64, 64), np.float32)), images, tmp_path / "anon")
+    rel = publish_release(tmp_path / "anon", tmp_path / "work" / "release", cfg.dataset.name, method="pixelate",
+                          manifest={}, private=set(), private_dir=tmp_path / "work" / "private",
+                          originals_dir=images, license="cc-by-4.0")
+    code = _block(_section("Reading a release"), "python")
+    assert re.search(r'^release = "work/release/manifest/v-[0-9a-f]+"', code, re.MULTILINE)
+    code = re.sub(r'^release = ".*?"', f'release = "{rel.path.relative_to(tmp_path).as_posix()}"', code,
+                  flags=re.MULTILINE)
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)  # noqa: S102 - the README's own commands
+    from PIL import Image
+
+    assert ns["names"] == ["anger", "contempt", "joy", "neutral"]
+    assert isinstance(ns["image"], Image.Image) and ns["image"].size == (64, 64) and ns["image"].mode == "RGB"
+    assert len(ns["df"]) == rel.rows == sum(n for _, n in ns["counts"]) == 48
+    assert set(ns["ds"]) == {"train", "test"} and len(ns["ds"]["test"]) == 16
+    assert set(ns["df"]["expression"]) <= set(range(4))
