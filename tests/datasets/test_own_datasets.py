@@ -94,6 +94,9 @@ def test_manifest_ingests_its_rows_and_quarantines_the_unusable_ones(tmp_path, f
     assert set(t.column("split").to_pylist()) == {"train"}  # the manifest's split column is kept
     attrs = {r["name"]: r["value"] for r in t.column("attributes")[0].as_py()}
     assert set(attrs) == {"smiling", "yaw"} and attrs["smiling"] in (0.0, 1.0)  # no / yes as their index
+    quarantine = load_with_datasets(tmp_path / "out" / "quarantine", tmp_path / "hf-cache", label=None)
+    assert len(quarantine["train"]) == count_with_duckdb(tmp_path / "out" / "quarantine") == 7
+    assert len(read_with_pandas(tmp_path / "out" / "images")) == s.written
 
 
 def test_declared_labels_set_the_vocabulary_and_its_order(tmp_path):
