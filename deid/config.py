@@ -89,7 +89,6 @@ class SyntheticSpec(_Strict):
     noise: float = Field(4.0, ge=0.0)
     seed: int = 0
     colour: bool = False  # colour faces, as FERG's are (keep them with preprocess.grayscale: false)
-    colour: bool = False  # colour faces, as FERG's are (keep them with preprocess.grayscale: false)
 
 
 class DatasetConfig(_Strict):
