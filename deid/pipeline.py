@@ -1,4 +1,5 @@
-"""Parquet-to-Parquet steps around a method: fit on the training split, transform a table.
+"""Parquet-to-Parquet steps around a method: fit on the training split, transform a table; and the
+run settings every driver (``deid run``, ``deid study``) resolves in one place before any fitting.
 
 Per-image methods stream the input by row group (memory stays flat); set-level methods (k-Same
 and its relatives) see each split whole, because their guarantee is about the set.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,15 +19,24 @@ from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, SPLITS, TableWrite
                             table_labels)
 from deid.data import load_image_set
 from deid.imageio import array_to_pngs, images_to_array
+from deid.errors import ConfigError
 from deid.methods import DeidMethod, get_method
 
-__all__ = ["fit_method", "anonymize_table", "TransformStats"]
+if TYPE_CHECKING:
+    from deid.config import MethodSpec, RunConfig
+    from deid.evaluation.audit import AuditConfig
+
+__all__ = ["fit_method", "anonymize_table", "fit_and_anonymize", "TransformStats", "FIT_SPLITS", "identities_of",
+           "resolve_params", "resolve_methods", "audit_config", "public_config"]
+
+#: the splits every method is fitted on
+FIT_SPLITS: tuple[str, ...] = ("train",)
 
 _COLS = ["image_id", "dataset", "split", "identity", "expression", "image", "height", "width", "channels"]
 
 
 def fit_method(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, *,
-               splits: tuple[str, ...] = ("train",)) -> DeidMethod:
+               splits: tuple[str, ...] = FIT_SPLITS) -> DeidMethod:
     """Fit method ``name`` on the given splits of an images table and save it to ``model_dir``."""
     train = load_image_set(images_dir, splits=splits)
     method = get_method(name, **params)
@@ -101,3 +112,68 @@ def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | P
     secs = time.perf_counter() - t0
     return TransformStats(rows=n, seconds=secs, decode_s=t_dec, model_s=t_mod, encode_s=t_enc,
                           images_per_s=n / secs if secs else 0.0)
+
+
+def fit_and_anonymize(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *,
+                      label: str | None = None, batch_size: int = 256, progress: bool = False) -> TransformStats:
+    """Fit method ``name`` on the training split, save it to ``model_dir`` and de-identify every row of
+    the images table into ``out_dir``; returns the transform's timing with ``fit_seconds``."""
+    t0 = time.perf_counter()
+    method = fit_method(name, params, images_dir, model_dir)
+    fit_s = time.perf_counter() - t0
+    stats = anonymize_table(method, images_dir, out_dir, label=label, batch_size=batch_size, progress=progress)
+    return TransformStats(stats, fit_seconds=fit_s)
+
+
+# -- run settings: resolved once, before any fitting ------------------------------------------------------
+def identities_of(images_dir: str | Path, splits: tuple[str, ...] = FIT_SPLITS) -> list[str]:
+    """The sorted identities of the given splits of an images table (what ``@i`` counts)."""
+    t = read_table(images_dir, IMAGES_SCHEMA, columns=["identity"], splits=splits)
+    return sorted({str(v) for v in t.column("identity").to_pylist()})
+
+
+def resolve_params(name: str, params: dict[str, Any], *, identities: list[str], random_state: int,
+                   device: str) -> dict[str, Any]:
+    """A method's parameters as it will be built: ``target_identity: '@i'`` names the i-th identity of
+    ``identities``, and the run's ``random_state`` and ``device`` fill those parameters when the
+    method declares them and the config did not set them. A bad ``@i`` is a :class:`ConfigError`."""
+    from deid.methods import method_class
+
+    out = dict(params)
+    target = out.get("target_identity")
+    if isinstance(target, str) and target.startswith("@"):
+        if not target[1:].isdigit():
+            raise ConfigError(f"method '{name}': target_identity {target!r} must be '@' and an index, e.g. '@0'")
+        i = int(target[1:])
+        if i >= len(identities):
+            raise ConfigError(f"method '{name}': target_identity {target!r} asks for identity {i}, but the "
+                              f"training split has {len(identities)} (@0 to @{len(identities) - 1})")
+        out["target_identity"] = identities[i]
+    names = method_class(name).param_names()
+    if "random_state" in names:
+        out.setdefault("random_state", random_state)
+    if "device" in names:
+        out.setdefault("device", device)
+    return out
+
+
+def resolve_methods(cfg: "RunConfig", identities: list[str]) -> "list[MethodSpec]":
+    """Every method the run fits (baselines included), with :func:`resolve_params` applied."""
+    return [spec.model_copy(update={"params": resolve_params(spec.name, spec.params, identities=identities,
+                                                             random_state=cfg.seed, device=cfg.device)})
+            for spec in cfg.all_methods()]
+
+
+def audit_config(cfg: "RunConfig") -> "AuditConfig":
+    """The audit's settings, with the run's device when the audit's own is ``auto``."""
+    if cfg.device != "auto" and cfg.audit.device == "auto":
+        return cfg.audit.model_copy(update={"device": cfg.device})
+    return cfg.audit
+
+
+def public_config(cfg: "RunConfig") -> dict[str, Any]:
+    """The config as logged and reported: without ``dataset.source`` (it may be a local path; the
+    dataset's digest identifies the data)."""
+    out = cfg.model_dump(mode="json")
+    out["dataset"].pop("source", None)
+    return out

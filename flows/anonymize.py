@@ -12,23 +12,25 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from data_contracts import count_rows
 from deid.config import RunConfig, load_config
 from deid.errors import ConfigError, DeidError
-from deid.evaluation.audit import ORIGINAL
-from deid.evaluation.gates import CONTROLS
+from deid.evaluation.audit import ORIGINAL, AuditResult
+from deid.evaluation.gates import CONTROLS, AuditJudgement
+from deid.ingest import IngestSummary
+from deid.pipeline import audit_config, identities_of, public_config, resolve_methods
+from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release_policy import load_release_policy
 from deid.workspace import release_root
-from flows.ingest import content_key, resolve_source
+from flows.ingest import content_key, ingest_run
 from tasks.audit import audit, judge_and_plot, write_report
-from tasks.data import ingest_dataset
-from tasks.methods import anonymize_table, fit_method
-from tasks.release import publish_release
+from tasks.methods import fit_and_anonymize_in
 from tasks.outcome import record_outcome
+from tasks.release import publish_release
 from tasks.tracking import configure_tracking, log_audit, register_release_model
 
-__all__ = ["run_anonymization", "RunSummary", "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
+__all__ = ["run_anonymization", "submit_methods", "audit_inputs", "judge_report_log", "Audited", "RunSummary",
+           "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
 
 DATASETS = ("ferg", "lfw", "celeba", "rafd", "jaffe")
 
@@ -68,68 +70,103 @@ def _preflight(cfg: RunConfig, base: Path) -> None:
     claim_workspace(workspace)
 
 
+@dataclass
+class Audited:
+    """An audit judged, reported and logged: what the release step and the summary need."""
+
+    judgement: AuditJudgement
+    figures: list[tuple[str, str]]
+    report: str
+    run_id: str
+    verdicts: dict
+    header: dict
+    dataset_info: dict
+    notes: list[str]
+    title: str
+    config: dict
+    report_dir: Path
+
+
+def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: Path, *,
+                   parallel: bool = False) -> tuple[dict[str, str], dict[str, str], dict]:
+    """Fit and apply every method of the run (parameters resolved once, before any fitting): returns
+    (label → anonymized table, label → model folder, label → transform stats, or their futures when
+    ``parallel``). Folders are named by what made them, so a cached result always matches its output."""
+    run_dir = work / "runs" / cfg.name
+    anonymized, model_dirs, stats = {}, {}, {}
+    for spec in resolve_methods(cfg, identities_of(images)):
+        made_of = content_key(spec.name, spec.params, summary.digest)
+        model_dir = run_dir / "models" / f"{spec.key}-{made_of}"
+        out_dir = run_dir / "anonymized" / f"{spec.key}-{made_of}"
+        step = fit_and_anonymize_in(work, model_dir, out_dir)
+        kw = dict(spec=spec, images_dir=str(images), data_digest=summary.digest, model_dir=str(model_dir),
+                  out_dir=str(out_dir), batch_size=cfg.batch_size)
+        stats[spec.key] = step.submit(**kw) if parallel else step(**kw)
+        anonymized[spec.key], model_dirs[spec.key] = str(out_dir), str(model_dir)
+    return anonymized, model_dirs, stats
+
+
+def audit_inputs(cfg: RunConfig, images: Path, anonymized: dict[str, str], work: Path) -> dict:
+    """The :func:`tasks.audit.audit` arguments of a run."""
+    return dict(images_dir=str(images), anonymized=anonymized, cfg=audit_config(cfg), dataset=cfg.dataset.name,
+                real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"))
+
+
+def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymized: dict[str, str],
+                     model_dirs: dict[str, str], stats: dict[str, dict], summary: IngestSummary, *, work: Path,
+                     tracking_uri: str, started: float | None, run_name: str | None = None,
+                     tags: dict | None = None, method_tags: dict | None = None, log_models: bool = True) -> Audited:
+    """Judge the audit, draw its figures, write the HTML report and log it all as one MLflow parent run."""
+    ds = cfg.dataset
+    dataset_info = {"name": ds.name, "rows": summary.written, "identities": summary.identities,
+                    "by_split": summary.by_split}
+    report_dir = work / "runs" / cfg.name / "report"
+    config = public_config(cfg)
+    notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
+    if used := sorted(k for k, v in _uses_utility(cfg).items() if v):
+        notes.append(f"used the utility label when fitting (their utility is partly by construction; the unseen "
+                     f"attributes show what else survives): {', '.join(used)}")
+    title = f"deid audit — {run_name or cfg.name}"
+    judgement, figures = judge_and_plot(result, str(images), anonymized, cfg.gates, str(report_dir), title)
+    header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": git_commit(),
+              "prefect_flow_run_id": _flow_run_id(),
+              "release_status": "requested" if cfg.release.enabled else "not requested",
+              "release_method": cfg.release.method if cfg.release.enabled else None}
+    report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, config, notes, header)
+    verdicts = {m: v for m, v in judgement.verdicts.items() if m != ORIGINAL}
+    run_id = log_audit(result, run_name=run_name or cfg.name, config=config,
+                       dataset_info={**dataset_info, "digest": summary.digest}, images_dir=str(images), report=report,
+                       figures=[p for _, p in figures], verdicts=verdicts, model_dirs=model_dirs if log_models else {},
+                       transform_stats=stats, tracking_uri=tracking_uri, experiment=cfg.tracking.experiment,
+                       started=started, tags=tags, method_tags=method_tags)
+    header["mlflow_run_id"] = run_id
+    return Audited(judgement, figures, report, run_id, verdicts, header, dataset_info, notes, title, config, report_dir)
+
+
 def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:
     """The body of every ``anonymize-<dataset>`` flow (callable directly from tests via a flow)."""
     log = get_run_logger()
     started = datetime.now(timezone.utc).timestamp()
     base_dir = Path(base) if base else Path.cwd()
-    cfg = config if isinstance(config, RunConfig) else load_config(base_dir / config if not Path(config).is_absolute() else config, overrides)
+    if isinstance(config, RunConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a config file; set the fields on the RunConfig instead")
+        cfg = config
+    else:
+        cfg = load_config(config if Path(config).is_absolute() else base_dir / config, overrides)
     _preflight(cfg, base_dir)
     work = cfg.work_path(base_dir)
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
     ds = cfg.dataset
 
-    src = resolve_source(cfg, base_dir, work)
-    ingest_dir = work / "datasets" / f"{ds.name}-{content_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(), ds.loader_options, ds.utility_attribute)}"
-    summary = ingest_dataset(ds.name, str(src), str(ingest_dir), ds.preprocess.model_dump(), ds.split.model_dump(),
-                             ds.loader_options, cfg.dask.model_dump() if cfg.dask else None, ds.utility_attribute)
-    images = str(ingest_dir / "images")
-
+    images, summary = ingest_run(cfg, base_dir)
+    anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work)
+    result = audit(**audit_inputs(cfg, images, anonymized, work))
+    a = judge_report_log(cfg, result, images, anonymized, model_dirs, stats, summary, work=work,
+                         tracking_uri=tracking_uri, started=started)
     run_dir = work / "runs" / cfg.name
-    anonymized, model_dirs, stats = {}, {}, {}
-    for spec in cfg.all_methods():
-        params = dict(spec.params)
-        fit_key = content_key(spec.name, params, summary.digest, cfg.seed)
-        model_dir = run_dir / "models" / spec.key
-        out_dir = run_dir / "anonymized" / spec.key
-        marker = out_dir / "_inputs.key"
-        if marker.exists() and marker.read_text() == fit_key and (model_dir / "method.json").exists():
-            log.info("'%s': reusing %s", spec.key, out_dir)
-            stats[spec.key] = {"rows": count_rows(out_dir), "reused": 1}
-        else:
-            fit_method(spec.name, params, images, str(model_dir))
-            stats[spec.key] = anonymize_table(str(model_dir), images, str(out_dir), spec.key, cfg.batch_size)
-            marker.write_text(fit_key)
-        anonymized[spec.key] = str(out_dir)
-        model_dirs[spec.key] = str(model_dir)
-
-    audit_cfg = cfg.audit.model_dump()
-    if cfg.device != "auto" and audit_cfg.get("device") == "auto":
-        audit_cfg["device"] = cfg.device
-    result = audit(images, anonymized, audit_cfg, ds.name, ds.real_faces, str(work / "cache" / "dlib-descriptors"))
-    dataset_info = {"name": ds.name, "rows": summary.written, "identities": summary.identities,
-                    "by_split": summary.by_split}
-    report_dir = run_dir / "report"
-    safe_config = cfg.model_dump(mode="json")
-    safe_config["dataset"].pop("source", None)  # may be a local path; the digest identifies the data
-    notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
-    if used := sorted(k for k, v in _uses_utility(cfg).items() if v):
-        notes.append(f"used the utility label when fitting (their utility is partly by construction; the unseen "
-                     f"attributes show what else survives): {', '.join(used)}")
-    title = f"deid audit — {cfg.name}"
-    judgement, figures = judge_and_plot(result, images, anonymized, cfg.gates.model_dump(), str(report_dir), title)
-    header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": _commit(),
-              "prefect_flow_run_id": _flow_run_id(),
-              "release_status": "requested" if cfg.release.enabled else "not requested",
-              "release_method": cfg.release.method if cfg.release.enabled else None}
-    report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config, notes, header)
-    verdicts = {m: v for m, v in judgement.verdicts.items() if m != ORIGINAL}
-    run_id = log_audit(result, run_name=cfg.name, config=safe_config, dataset_info={**dataset_info, "digest": summary.digest},
-                       images_dir=images, report=report, figures=[p for _, p in figures], verdicts=verdicts,
-                       model_dirs=model_dirs, transform_stats=stats, tracking_uri=tracking_uri,
-                       experiment=cfg.tracking.experiment, started=started)
-    header["mlflow_run_id"] = run_id
-    out = RunSummary(cfg.name, result.table(), report, run_id, tracking_uri,
+    verdicts, run_id, header = a.verdicts, a.run_id, a.header
+    out = RunSummary(cfg.name, result.table(), a.report, run_id, tracking_uri,
                      {m: {"passed": v.passed, "status": v.status, "reasons": v.reasons} for m, v in verdicts.items()},
                      ingest=summary.model_dump())
     release, blocked = ReleaseSummary(status="not requested"), None
@@ -138,7 +175,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         v = verdicts[m]
         if not v.passed:
             blocked = ReleaseBlocked(f"release of '{m}' blocked: the audit's verdict is {v.status}: "
-                                     f"{'; '.join(v.reasons)} (report: {report})")
+                                     f"{'; '.join(v.reasons)} (report: {a.report})")
             release = ReleaseSummary(status="blocked", method=m, reason=f"verdict {v.status}: {'; '.join(v.reasons)}")
         else:
             metrics = result.methods[m].metrics
@@ -146,10 +183,9 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                         "config_name": cfg.name, "code_commit": header["code_commit"], "mlflow_run_id": run_id,
                         "audit": metrics, "verdict": {"status": v.status, "gates": cfg.gates.model_dump()},
                         "preprocess": ds.preprocess.model_dump()}
-            policy = load_release_policy(base_dir)
             try:
-                rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest, images,
-                                      str(work / "private" / "releases"), policy.model_dump(),
+                rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest,
+                                      str(images), str(work / "private" / "releases"), load_release_policy(base_dir),
                                       cfg.gates.attacker_margin, metrics)
             except DeidError as exc:  # the release policy's floors, a leak: nothing was published
                 blocked = exc
@@ -164,11 +200,11 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                                          version=rel["version"], path=rel["path"])
         header.update(release_status=release.status, release_version=release.version, release_path=release.path)
     # Rendered again with what is known only now: the MLflow run and the release.
-    report = out.report = write_report(result, judgement, figures, str(report_dir), title, dataset_info, safe_config,
-                                       notes, header)
-    doc = build_summary(config_name=cfg.name, dataset=dataset_info, date=header["date"],
-                        code_commit=header["code_commit"], methods={n: a.metrics for n, a in result.methods.items()},
-                        judgement=judgement, gates=cfg.gates.model_dump(), release=release,
+    report = out.report = write_report(result, a.judgement, a.figures, str(a.report_dir), a.title, a.dataset_info,
+                                       a.config, a.notes, header)
+    doc = build_summary(config_name=cfg.name, dataset=a.dataset_info, date=header["date"],
+                        code_commit=header["code_commit"], methods={n: r.metrics for n, r in result.methods.items()},
+                        judgement=a.judgement, gates=cfg.gates.model_dump(), release=release,
                         used_utility_label=_uses_utility(cfg), controls=CONTROLS, reference=ORIGINAL,
                         mlflow_run_id=run_id, prefect_flow_run_id=header["prefect_flow_run_id"], report=report)
     out.summary = str(write_summary(doc, run_dir))
@@ -194,14 +230,8 @@ def _flow_run_id() -> str | None:
     return str(flow_run.id) if flow_run.id else None
 
 
-def _commit() -> str:
-    from tasks.tracking import git_commit
-
-    return git_commit()
-
-
 def _make_flow(dataset: str):
-    def anonymize(config: str = f"configs/{dataset}.yaml", overrides: dict | None = None,
+    def anonymize(config: str | RunConfig = f"configs/{dataset}.yaml", overrides: dict | None = None,
                   base: str | None = None) -> dict:
         """Ingest, de-identify, audit and (when the gates pass and release is on) publish one dataset."""
         s = run_anonymization(config, overrides, base)

@@ -16,25 +16,25 @@ __all__ = ["audit", "judge_and_plot", "write_report"]
 
 
 @task(tags=["compute-heavy"])
-def audit(images_dir: str, anonymized: dict[str, str], cfg: dict, dataset: str, real_faces: bool,
+def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset: str, real_faces: bool,
           descriptor_cache: str | None) -> AuditResult:
+    """The audit of every method's output (``anonymized``: label → table folder) against the originals."""
     log = get_run_logger()
     original = load_image_set(images_dir)
     outs = {name: load_image_set(path, anonymized=True) for name, path in anonymized.items()}
-    return _audit(original, outs, AuditConfig(**cfg), dataset=dataset, real_faces=real_faces,
+    return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces,
                   descriptor_cache=descriptor_cache, progress=log.info, progress_bar=True)
 
 
 @task
-def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: dict, out_dir: str,
+def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: GateConfig, out_dir: str,
                    title: str) -> tuple[AuditJudgement, list[tuple[str, str]]]:
     """The audit judged (itself first, then every method) and its figures; returns the judgement
     and (caption, path) per figure."""
     import numpy as np
 
     out = Path(out_dir)
-    gcfg = GateConfig(**gates)
-    judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gcfg)
+    judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gates)
     original = load_image_set(images_dir, splits=("test",))
     rng = np.random.default_rng(0)
     pick = []
@@ -55,7 +55,7 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
                  "the shaded corner is where the gates pass",
                  privacy_utility_plot(pts, out / "privacy_utility.png", id_chance=ref["identity_chance"],
                                       util_chance=ref.get("utility_chance"), title=f"{title}: privacy–utility",
-                                      gate=_gate_region(ref, gcfg))))
+                                      gate=_gate_region(ref, gates))))
     figs.append(("Linkage CMC: originals as gallery, outputs as probes (identity CNN features)",
                  cmc_plot({m: a.cmc["critic"] for m, a in result.methods.items()}, out / "cmc.png",
                           title="CMC, identity-CNN features")))

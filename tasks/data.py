@@ -6,32 +6,30 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from deid.faces_dask import DaskConfig
+from deid.config import DatasetConfig, SyntheticSpec
 from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like as _generate
+from deid.faces_dask import DaskConfig
 from deid.ingest import IngestSummary, ingest_dataset as _ingest
-from deid.preprocessing import PreprocessConfig
-from deid.splits import SplitConfig
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["generate_ferg_like", "ingest_dataset"]
 
 
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
-def generate_ferg_like(out_dir: str, spec: dict) -> str:
+def generate_ferg_like(out_dir: str, spec: SyntheticSpec) -> str:
     """Draw the FERG-like tree (idempotent: an existing tree with the same settings is kept)."""
-    root = _generate(out_dir, SyntheticFergConfig(**spec), progress=True)
+    root = _generate(out_dir, SyntheticFergConfig(**spec.model_dump()), progress=True)
     get_run_logger().info("built-in FERG-like data at %s", root)
     return str(root)
 
 
 @task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
-def ingest_dataset(dataset: str, root: str, out_dir: str, preprocess: dict, split: dict,
-                   loader_options: dict | None = None, dask: dict | None = None,
-                   utility_attribute: str | None = None) -> IngestSummary:
-    """Ingest into Parquet; reuses the output when files and settings are unchanged."""
-    summary = _ingest(dataset, root, out_dir, preprocess=PreprocessConfig(**preprocess), split=SplitConfig(**split),
-                      loader_options=loader_options, progress=True, dask=DaskConfig(**dask) if dask else None,
-                      utility_attribute=utility_attribute)
+def ingest_dataset(ds: DatasetConfig, root: str, out_dir: str, dask: DaskConfig | None = None) -> IngestSummary:
+    """Ingest dataset ``ds`` from ``root`` into Parquet; reuses the output when files and settings are unchanged."""
+    dataset = ds.name
+    summary = _ingest(dataset, root, out_dir, preprocess=ds.preprocess, split=ds.split,
+                      loader_options=ds.loader_options, progress=True, dask=dask,
+                      utility_attribute=ds.utility_attribute)
     log = get_run_logger()
     log.info("%s: input %d = written %d + quarantined %d%s", dataset, summary.input, summary.written,
              summary.quarantined, " (reused)" if summary.reused else "")

@@ -14,7 +14,7 @@ __all__ = ["publish_release"]
 
 @task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
 def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, manifest: dict, images_dir: str,
-                    private_dir: str, policy: dict, run_margin: float, audit: dict) -> dict:
+                    private_dir: str, policy: ReleasePolicy, run_margin: float, audit: dict) -> dict:
     """Publish under the release policy; the input's identities and source file names are checked
     not to appear anywhere."""
     src = read_table(images_dir, IMAGES_SCHEMA, columns=["identity", "source_path"])
@@ -23,7 +23,7 @@ def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, m
         name = p.rsplit("/", 1)[-1]
         private |= {name, name.rsplit(".", 1)[0]}
     res = _publish(anonymized_dir, root, dataset, method=method, manifest=manifest, private=private,
-                   private_dir=private_dir, originals_dir=images_dir, policy=ReleasePolicy.model_validate(policy),
+                   private_dir=private_dir, originals_dir=images_dir, policy=policy,
                    run_margin=run_margin, audit=audit)
     get_run_logger().info("release %s %s (%d rows) at %s", dataset, res.version, res.rows, res.path)
     return {"path": str(res.path), "version": res.version, "reused": res.reused, "rows": res.rows}

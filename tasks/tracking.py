@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -30,9 +29,10 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 from deid.evaluation.audit import ORIGINAL, AuditResult
+from deid.provenance import git_commit
 from tasks._retry import retry_unless_deterministic
 
-__all__ = ["configure_tracking", "log_audit", "git_commit", "local_tracking_uri", "register_release_model",
+__all__ = ["configure_tracking", "log_audit", "local_tracking_uri", "register_release_model",
            "holds_training_images", "privacy_tags", "PRIVATE_MODEL_DESCRIPTION", "INTERNAL_REPORT"]
 
 #: How long a process waits for another one creating or migrating the same SQLite store.
@@ -94,14 +94,6 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
     return uri
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def holds_training_images(model_dir: str | Path) -> bool:
     """Whether the method saved in ``model_dir`` keeps original training images in its state.
 
@@ -142,10 +134,12 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info: dict, images_dir: str,
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
               transform_stats: dict[str, dict], tracking_uri: str, experiment: str,
-              started: float | None = None) -> str:
+              started: float | None = None, tags: dict[str, str] | None = None,
+              method_tags: dict[str, dict[str, str]] | None = None) -> str:
     """One parent run (config, dataset, report, figures) and one nested run per method; returns the parent id.
 
-    ``started`` (epoch seconds): when the flow run began, so the parent run shows the run's real duration."""
+    ``started`` (epoch seconds): when the flow run began, so the parent run shows the run's real duration.
+    ``tags`` go on the parent run, ``method_tags[name]`` on method ``name``'s nested run."""
     import pandas as pd
 
     summary_rows = [{"split": k, "rows": float(v)} for k, v in dataset_info.get("by_split", {}).items()]
@@ -158,7 +152,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
     with mlflow.start_run(run_id=run.info.run_id) as parent:
         mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "deid.dataset": dataset_info["name"],
                          "deid.dataset_digest": dataset_info["digest"], "deid.report": INTERNAL_REPORT,
-                         "deid.internal_artifacts": ", ".join(internal)[:5000]})
+                         "deid.internal_artifacts": ", ".join(internal)[:5000], **(tags or {})})
         mlflow.log_params(_flatten(config))
         with warnings.catch_warnings():  # a bare name is a fine source; MLflow warns it could mean several kinds
             warnings.simplefilter("ignore", UserWarning)
@@ -171,7 +165,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
         mlflow.log_table(pd.DataFrame(result.table()), artifact_file="audit_table.json")
         for name, audit in result.methods.items():
             with mlflow.start_run(run_name=name, nested=True):
-                mlflow.set_tag("deid.method", name)
+                mlflow.set_tags({"deid.method": name, **(method_tags or {}).get(name, {})})
                 mlflow.log_metrics({k: float(v) for k, v in audit.metrics.items()})
                 if name in verdicts:
                     v = verdicts[name]

@@ -38,11 +38,14 @@ def test_every_retried_task_uses_the_condition():
     import tasks.data
     import tasks.methods
     import tasks.release
+    import tasks.study
+    import tasks.tracking
     from prefect import Task
 
-    retried = [t for m in (tasks.data, tasks.methods, tasks.release) for t in vars(m).values()
-               if isinstance(t, Task) and t.retries]
-    assert {t.name for t in retried} >= {"ingest_dataset", "fit_method", "anonymize_table", "publish_release"}
+    modules = (tasks.data, tasks.methods, tasks.release, tasks.study, tasks.tracking)
+    retried = [t for m in modules for t in vars(m).values() if isinstance(t, Task) and t.retries]
+    assert {t.name for t in retried} >= {"ingest_dataset", "fit_and_anonymize", "publish_release", "log_audit",
+                                         "open_study"}
     for t in retried:
         assert t.retry_condition_fn is retry_unless_deterministic, t.name
         assert inspect.isfunction(t.retry_condition_fn)  # Prefect calls it only if it is a plain function

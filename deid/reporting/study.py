@@ -1,7 +1,7 @@
 """The privacy–utility study and the performance table: aggregation, the papers' figures, markdown.
 
 Pure: takes measured records (one per dataset × seed × method setting, as read back from the
-tracking store by ``flows/study.py``) and returns markdown and figures. The papers' numbers are
+tracking store by ``tasks/study.py``) and returns markdown and figures. The papers' numbers are
 transcribed in :data:`LITERATURE`, each with its paper, table, dataset and protocol, so they are
 never confused with ours.
 """

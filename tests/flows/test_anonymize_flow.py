@@ -13,17 +13,6 @@ from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    import os
-
-    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def _config(tmp: Path, **release) -> Path:
     cfg = {
         "name": "tiny",
@@ -89,9 +78,27 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     assert mv.tags["release_version"] == out["release"]["version"] and mv.tags["deid.private"] == "true"
     model = mlflow.pyfunc.load_model(out["release"]["model_uri"])
     assert model.unwrap_python_model().method.name == "ksame-select"
-    # A rerun reuses every step and republishes nothing new.
+    # Reuse is Prefect's cache, kept under the work directory: no key files inside data folders, which
+    # other Parquet readers take as they are.
+    import pyarrow.parquet as pq
+
+    work = tmp_path / "work"
+    assert not [p for d in ("runs", "datasets") for p in (work / d).rglob("*") if p.name.endswith(".key")]
+    outputs = {p.name: p for p in (work / "runs" / "tiny" / "anonymized").iterdir()}
+    assert sorted(n.rsplit("-", 1)[0] for n in outputs) == ["ksame-select", "none"]
+    for p in outputs.values():
+        assert pq.read_table(p).num_rows == src.num_rows
+    fitted = {p: p.stat().st_mtime_ns for p in (work / "runs" / "tiny" / "models").glob("*/method.json")}
+    # A rerun reuses every step and republishes nothing new; an output deleted by hand is made again.
+    import shutil
+
+    shutil.rmtree(next(p for n, p in outputs.items() if n.startswith("none-")))
     again = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     assert again["release"]["version"] == out["release"]["version"] and again["release"]["reused"]
+    refit = {p: p.stat().st_mtime_ns for p in fitted}
+    assert [p.parent.name.rsplit("-", 1)[0] for p in fitted if refit[p] != fitted[p]] == ["none"]
+    figures = [[{k: v for k, v in row.items() if k != "seconds"} for row in r["table"]] for r in (out, again)]
+    assert json.dumps(figures[0]) == json.dumps(figures[1])  # the same figures (NaN-safe), timings aside
     # The same run asking to publish the unchanged images with its privacy gate wide open gets no
     # verdict (the originals then pass privacy: a control that passes) and publishes nothing new.
     from flows.anonymize import ReleaseBlocked
@@ -130,3 +137,20 @@ def test_bad_config_fails_before_any_work(prefect_server, tmp_path):
     with pytest.raises(ConfigError, match="dataset.source"):
         anonymize_ferg(config=str(p), base=str(tmp_path))
     assert not (tmp_path / "work" / "datasets").exists()
+
+
+def test_target_identity_index_is_resolved_before_any_fit(prefect_server, tmp_path):
+    """'@i' resolves in one place for every driver, after ingest and before any fit; beyond the
+    identities it is one configuration error, not a failed (and retried) fit."""
+    from deid.errors import ConfigError
+    from flows.anonymize import anonymize_ferg
+
+    p = _config(tmp_path)
+    cfg = yaml.safe_load(p.read_text())
+    cfg["release"] = {"enabled": False}
+    cfg["include_baselines"] = True
+    cfg["methods"] = [{"name": "substitution", "params": {"target_identity": "@6"}}]  # identities @0 to @5
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"target_identity '@6' asks for identity 6, but the training split has 6"):
+        anonymize_ferg(config=str(p), base=str(tmp_path))
+    assert (tmp_path / "work" / "datasets").exists() and not (tmp_path / "work" / "runs").exists()

@@ -1,8 +1,8 @@
-"""The study generator on a tiny configuration: rows, reference rows, plot, numbers from the store."""
+"""The study's plan and its tables: settings as run configs, aggregation, the papers' figures.
+
+The study flow itself (the pipeline's tasks, RESULTS.md from the store) is tested in tests/flows/test_study_flow.py."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
@@ -41,46 +41,6 @@ def test_comparison_says_when_a_paper_figure_is_not_reached():
     assert "reaches the paper" in util and "does not" not in util
 
 
-@pytest.mark.slow
-def test_study_generator_tiny(tmp_path):
-    import mlflow
-
-    from flows.study import StudyPlan, collect, run_study, write_results
-
-    plan = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("pixelate", {"block": 4})],
-                     ferg_characters=3, ferg_per_cell=4, ferg_size=32,
-                     audit={"cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1, "pca_components": 8})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = tmp_path / "docs"
-    path = run_study(plan, ["ferg", "jaffe"], work=tmp_path / "work", out=out, tracking_uri=uri,
-                     jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
-    md = path.read_text()
-    assert (out / "results_frontier.png").stat().st_size > 1000
-    assert "](results_frontier.png)" in md
-    assert "mode: **tiny**" in md
-    assert "dataset `jaffe` **skipped**" in md
-    rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
-    for r in ("*chance*", "*original data*", "`blur`", "`pixelate`"):
-        assert r in rows, r
-    assert "Feutry et al., ICASSP 2020, Table 1" in md and "their numbers, on their datasets" in md
-    assert "load average" in md and "at end:" in md
-
-    # every number of a row is the metric MLflow holds for that run
-    records, meta = collect(uri)
-    blur = next(r for r in records if r.key == "blur[sigma=2.0]")
-    run = mlflow.MlflowClient(uri).get_run(blur.run_id)
-    cells = [c.strip() for c in rows["`blur`"].split("|")[4:-1]]
-    assert cells[0] == f"{run.data.metrics['identity_acc_worst']:.3f}"
-    assert cells[1] == f"{run.data.metrics['utility_acc_best']:.3f}"
-    assert cells[-1] == f"{run.data.metrics['ssim']:.3f}"
-    orig = rows["*original data*"]
-    assert re.search(r"\| 1 \| ", orig)
-
-    # regenerating from the store alone gives the same file
-    again = write_results(uri, meta["study_id"], tmp_path / "again")
-    assert again.read_text() == md
-
-
 def test_warns_when_reference_classifiers_did_not_learn():
     from deid.reporting.study import reference_notes
 
@@ -98,24 +58,6 @@ def test_linkage_is_compared_above_chance():
     fad = Aggregate("ferg", "fadenet[lam=0.1]", "fadenet", "lam=0.1", 1, {"linkage_rank1": 1 / 6}, {})
     line = next(ln for ln in paper_comparison({"ferg": [orig, fad]}) if "linkage_rank1" in ln)
     assert "margin +0.000" in line and "reaches the paper's margin" in line  # at chance beats 0.023 − 1/57
-
-
-def test_units_on_worker_processes_log_what_a_sequential_run_logs(tmp_path):
-    from flows.study import StudyPlan, collect, run_study
-
-    plan = StudyPlan("tiny", [0, 1], [("blur", {"sigma": 2.0})], ferg_characters=3, ferg_per_cell=4, ferg_size=24,
-                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
-                            "pca_components": 8})
-    got = {}
-    for workers in (1, 2):
-        uri = f"sqlite:///{tmp_path / f'mlflow{workers}.db'}"
-        run_study(plan, ["ferg"], work=tmp_path / f"work{workers}", out=tmp_path / f"docs{workers}", tracking_uri=uri,
-                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=workers)
-        records, meta = collect(uri)
-        assert meta["workers"] == workers and meta["status"] == "done"
-        got[workers] = {(r.seed, r.key): (r.metrics["identity_acc_linear"], r.metrics["ssim"]) for r in records}
-    assert {s for s, _ in got[2]} == {0, 1}
-    assert got[1] == got[2]
 
 
 def test_feutry_table_and_lambda_sweep_from_records(tmp_path):
@@ -141,46 +83,6 @@ def test_feutry_table_and_lambda_sweep_from_records(tmp_path):
     assert feutry_table([a for a in rows if "target" not in a.setting]) is None
 
 
-def test_settings_that_cannot_apply_are_named_not_run(tmp_path):
-    from flows.study import StudyPlan, collect, run_study
-
-    plan = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("ksame-pixel", {"k": 5})], ferg_characters=3,
-                     ferg_per_cell=4, ferg_size=24,
-                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
-                            "pca_components": 8})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path = run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=uri,
-                     jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
-    records, meta = collect(uri)
-    assert {r.key for r in records} == {"original", "blur[sigma=2.0]", "blackout"}  # blackout: the control
-    assert "`ksame-pixel[k=5]`: k = 5 > 3 identities" in path.read_text()
-
-
-def test_a_failing_unit_stops_the_study_on_worker_processes(tmp_path):
-    from flows.study import StudyPlan, run_study
-
-    plan = StudyPlan("tiny", [0, 1], [("blur", {"sigma": -1.0})], ferg_characters=3, ferg_per_cell=4, ferg_size=24,
-                     audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1,
-                            "pca_components": 8})
-    with pytest.raises(ValueError, match="sigma"):
-        run_study(plan, ["ferg"], work=tmp_path / "work", out=tmp_path / "docs", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=2)
-
-
-def test_a_quick_run_quotes_the_last_measured_full_study(tmp_path):
-    from flows.study import StudyPlan, run_study
-
-    kw = dict(ferg_characters=3, ferg_per_cell=4, ferg_size=24,
-              audit={"attackers": ["linear"], "cnn_epochs": 1, "cnn_width": 4, "linkage_repeats": 1, "pca_components": 8})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    common = dict(work=tmp_path / "work", tracking_uri=uri, jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None)
-    run_study(StudyPlan("full", [0], [("blur", {"sigma": 2.0})], **kw), ["ferg"], out=tmp_path / "full", **common)
-    md = run_study(StudyPlan("quick", [0], [("blur", {"sigma": 2.0})], **kw), ["ferg"], out=tmp_path / "quick",
-                   **common).read_text()
-    line = next(ln for ln in md.splitlines() if "expected time of the full study" in ln)
-    assert "the last full study in this store" in line and "with 1 worker process(es)" in line
-
-
 def test_unstable_utility_on_the_originals_is_flagged():
     from deid.reporting.study import reference_notes
 
@@ -191,3 +93,37 @@ def test_unstable_utility_on_the_originals_is_flagged():
     assert "did not learn reliably" in notes and "0.500 ± 0.163" in notes
     steady = [Record(r.dataset, r.seed, r.key, r.method, r.setting, {**r.metrics, "utility_acc_best": 0.9}) for r in recs]
     assert "reliably" not in " ".join(reference_notes(aggregate(steady)["ferg"]))
+
+
+def test_every_planned_setting_is_one_run_config_method_with_its_own_folder_name(tmp_path):
+    from deid.config import check_name
+    from deid.study_plan import key, method_label, plan, run_config
+
+    for mode in ("quick", "full"):
+        p = plan(mode)
+        labels = [method_label(key(n, q)) for n, q in p.methods]
+        assert len(set(labels)) == len(labels) and all(check_name(x) == x for x in labels)
+        cfg = run_config(p, "ferg", 2, work_dir=tmp_path, jaffe_dir=tmp_path)
+        assert [m.key for m in cfg.methods] == labels and not cfg.include_baselines
+        assert cfg.seed == cfg.dataset.split.seed == cfg.audit.seed == 2  # the run's seed reaches split and audit
+        assert cfg.dataset.synthetic.n_characters == p.ferg_characters and cfg.dataset.preprocess.size == p.ferg_size
+
+
+def test_a_plan_setting_is_checked_like_a_config(tmp_path):
+    from deid.errors import ConfigError
+    from deid.study_plan import StudyPlan, run_config
+
+    bad = StudyPlan("tiny", [0], [("blur", {"sigma": -1.0})])
+    with pytest.raises(ConfigError, match=r"methods\.0.*sigma"):
+        run_config(bad, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path)
+    with pytest.raises(ValueError, match="study datasets are"):
+        run_config(bad, "celeba", 0, work_dir=tmp_path, jaffe_dir=tmp_path)
+
+
+def test_settings_whose_k_exceeds_the_identities_are_named_not_run(tmp_path):
+    from deid.study_plan import StudyPlan, applicable, run_config
+
+    p = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("ksame-pixel", {"k": 5}), ("ksame-pixel", {"k": 3})])
+    cfg, skipped = applicable(run_config(p, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path), 3)
+    assert [m.key for m in cfg.methods] == ["blur-sigma-2.0", "ksame-pixel-k-3"]
+    assert skipped == ["`ksame-pixel[k=5]`: k = 5 > 3 identities"]
