@@ -158,9 +158,11 @@ def test_audit_run_marks_the_report_and_private_models_internal(tmp_path):
     run_id = log_audit.fn(result, run_name="tiny", config={"name": "tiny"},
                           dataset_info={"name": "ferg", "digest": "abc", "by_split": {"train": 8}},
                           images_dir=str(tmp_path), report=str(report), figures=figures, verdicts={},
-                          model_dirs=model_dirs, transform_stats={}, tracking_uri=uri, experiment="deid")
+                          model_dirs=model_dirs, transform_stats={}, tracking_uri=uri, experiment="deid",
+                          tags={"deid.kind": "dataset-seed"}, method_tags={"blur": {"deid.key": "blur[sigma=2]"}})
     client = mlflow.MlflowClient(uri)
     tags = client.get_run(run_id).data.tags
+    assert tags["deid.kind"] == "dataset-seed"
     assert tags["deid.report"] == INTERNAL_REPORT
     internal = tags["deid.internal_artifacts"].split(", ")
     assert set(internal) == {"report.html", "figures/samples.png", "figures/confusion_blur.png"}
@@ -169,6 +171,7 @@ def test_audit_run_marks_the_report_and_private_models_internal(tmp_path):
                                    filter_string=f"tags.mlflow.parentRunId = '{run_id}'")}
     assert children["substitution"].data.tags["deid.private"] == "true"
     assert children["blur"].data.tags["deid.private"] == "false"
+    assert children["blur"].data.tags["deid.key"] == "blur[sigma=2]" and "deid.key" not in children[ORIGINAL].data.tags
     assert "deid.private" not in children[ORIGINAL].data.tags
 
 
