@@ -2,12 +2,15 @@
 run settings every driver (``deid run``, ``deid study``) resolves in one place before any fitting.
 
 Per-image methods stream the input by row group (memory stays flat); set-level methods (k-Same
-and its relatives) see each split whole, because their guarantee is about the set.
+and its relatives) see each split whole, because their guarantee is about the set. Per-image
+methods may also run on Dask workers (``deid/transform_dask.py``), which write the same table;
+set-level methods always run in one process.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +28,9 @@ from deid.methods import DeidMethod, get_method
 if TYPE_CHECKING:
     from deid.config import MethodSpec, RunConfig
     from deid.evaluation.audit import AuditConfig
+    from deid.faces_dask import DaskConfig
 
-__all__ = ["fit_method", "anonymize_table", "fit_and_anonymize", "TransformStats", "FIT_SPLITS", "identities_of",
+__all__ = ["fit_method", "anonymize_table", "fit_and_anonymize", "transform_batch", "transform_batches", "SplitWriters", "TransformStats", "FIT_SPLITS", "identities_of",
            "resolve_params", "resolve_methods", "audit_config", "public_config"]
 
 #: the splits every method is fitted on
@@ -63,65 +67,109 @@ def _rows(t: pa.Table, method: str, Y: np.ndarray) -> pa.Table:
     })
 
 
+def transform_batch(method: DeidMethod, t: pa.Table, label: str) -> tuple[pa.Table, float, float, float]:
+    """One batch of an images table (the columns of ``_COLS``) through ``method``: the ``anonymized``
+    rows and the seconds spent decoding, in the model and encoding."""
+    a = time.perf_counter()
+    X = images_to_array(t.column("image"))
+    ident = np.asarray(t.column("identity").to_pylist(), dtype=object)
+    util = np.asarray(t.column("expression").to_pylist(), dtype=object)
+    b = time.perf_counter()
+    Y = method.transform(X, ident, util)
+    c = time.perf_counter()
+    out = _rows(t, label, Y)
+    return out, b - a, c - b, time.perf_counter() - c
+
+
+class SplitWriters:
+    """One ``anonymized`` table folder per split with rows under ``root``, the utility label stored
+    against the input's ClassLabel names; rows are written in the order they are given."""
+
+    def __init__(self, root: Path, images_dir: str | Path):
+        self.writers = {s: TableWriter(root / s, ANONYMIZED_SCHEMA, labels=table_labels(images_dir),
+                                       write_empty=False) for s in SPLITS}
+
+    def write(self, out: pa.Table) -> None:
+        for s in SPLITS:
+            part = out.filter(pc.equal(out.column("split"), s))
+            if part.num_rows:
+                self.writers[s].write(part)
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+def transform_batches(images_dir: str | Path, batch_size: int) -> Iterator[pa.Table]:
+    """The input batches of the per-image path: each row group of the images table, sliced to ``batch_size``.
+    Both the in-process and the Dask transform cut the table this way, so they write the same rows."""
+    for t in iter_batches(images_dir, IMAGES_SCHEMA, columns=_COLS, batch_size=batch_size):
+        if t.num_rows:
+            yield t
+
+
 def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | Path, *, label: str | None = None,
                     batch_size: int = 256, progress: bool = False) -> TransformStats:
-    """De-identify every row of an images table into an ``anonymized`` table, written atomically.
+    """De-identify every row of an images table into an ``anonymized`` table, written atomically, in this process.
 
     Output rows keep ``image_id`` (for the audit) and never the source path. Returns timing
-    split into decode / model / encode.
+    split into decode / model / encode. :func:`deid.transform_dask.anonymize_table_dask` writes
+    the same table from Dask workers.
     """
     from tqdm.auto import tqdm
+
+    from data_contracts import count_rows
 
     label = label or method.name
     t_dec = t_mod = t_enc = 0.0
     n = 0
     t0 = time.perf_counter()
-    from data_contracts import count_rows
-
     bar = tqdm(total=count_rows(images_dir), desc=f"transform {label}", unit="img", disable=not progress)
     with atomic_dir(out_dir) as tmp:
-        # one folder per split with rows, the utility label stored against the input's ClassLabel names
-        writers = {s: TableWriter(tmp / s, ANONYMIZED_SCHEMA, labels=table_labels(images_dir), write_empty=False)
-                   for s in SPLITS}
-        if method.set_level:
+        writers = SplitWriters(tmp, images_dir)
+        if method.set_level:  # the whole split at once: the method's guarantee is about the set
             batches = (read_table(images_dir, IMAGES_SCHEMA, columns=_COLS, splits=(s,)) for s in SPLITS)
         else:
-            batches = iter_batches(images_dir, IMAGES_SCHEMA, columns=_COLS, batch_size=batch_size)
+            batches = transform_batches(images_dir, batch_size)
         for t in batches:
             if t.num_rows == 0:
                 continue
+            out, dec, mod, enc = transform_batch(method, t, label)
             a = time.perf_counter()
-            X = images_to_array(t.column("image"))
-            ident = np.asarray(t.column("identity").to_pylist(), dtype=object)
-            util = np.asarray(t.column("expression").to_pylist(), dtype=object)
-            b = time.perf_counter()
-            Y = method.transform(X, ident, util)
-            c = time.perf_counter()
-            out = _rows(t, label, Y)
-            for s in SPLITS:
-                part = out.filter(pc.equal(out.column("split"), s))
-                if part.num_rows:
-                    writers[s].write(part)
-            d = time.perf_counter()
-            t_dec, t_mod, t_enc = t_dec + (b - a), t_mod + (c - b), t_enc + (d - c)
+            writers.write(out)
+            t_dec, t_mod, t_enc = t_dec + dec, t_mod + mod, t_enc + enc + (time.perf_counter() - a)
             n += t.num_rows
             bar.update(t.num_rows)
-        for w in writers.values():
-            w.close()
+        writers.close()
     bar.close()
     secs = time.perf_counter() - t0
     return TransformStats(rows=n, seconds=secs, decode_s=t_dec, model_s=t_mod, encode_s=t_enc,
-                          images_per_s=n / secs if secs else 0.0)
+                          images_per_s=n / secs if secs else 0.0, workers=1)
 
 
 def fit_and_anonymize(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *,
-                      label: str | None = None, batch_size: int = 256, progress: bool = False) -> TransformStats:
+                      label: str | None = None, batch_size: int = 256, progress: bool = False,
+                      dask: "DaskConfig | None" = None, workers: int = 1) -> TransformStats:
     """Fit method ``name`` on the training split, save it to ``model_dir`` and de-identify every row of
-    the images table into ``out_dir``; returns the transform's timing with ``fit_seconds``."""
+    the images table into ``out_dir``; returns the transform's timing with ``fit_seconds``.
+
+    With a ``dask`` config (a scheduler address, or a local cluster) or ``workers > 1`` (a local
+    cluster of that many single-threaded workers), a per-image method transforms on Dask workers
+    (:func:`deid.transform_dask.anonymize_table_dask`) and writes the same table. A set-level method
+    (k-Same and its relatives) always transforms in this process: it needs the whole set at once.
+    """
     t0 = time.perf_counter()
     method = fit_method(name, params, images_dir, model_dir)
     fit_s = time.perf_counter() - t0
-    stats = anonymize_table(method, images_dir, out_dir, label=label, batch_size=batch_size, progress=progress)
+    if (dask is not None or workers > 1) and not method.set_level:
+        from deid.faces_dask import DaskConfig
+        from deid.transform_dask import anonymize_table_dask
+
+        stats = anonymize_table_dask(model_dir, images_dir, out_dir, label=label or method.name,
+                                     batch_size=batch_size, dask=dask or DaskConfig(n_workers=workers),
+                                     progress=progress)
+    else:
+        stats = anonymize_table(method, images_dir, out_dir, label=label, batch_size=batch_size, progress=progress)
     return TransformStats(stats, fit_seconds=fit_s)
 
 
