@@ -281,7 +281,7 @@ def check_run(cfg: RunConfig, base: Path | None = None) -> Workspace:
     src = cfg.dataset.source_path(base)
     if src is not None and not src.exists():
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
-    if src is not None and not src.is_dir():
+    if src is not None and not src.is_dir() and cfg.dataset.name != "manifest":  # a manifest may be a file
         raise ConfigError(f"dataset.source: {src} is not a directory (dataset '{cfg.dataset.name}')")
     workspace = check_workspace(cfg, base)
     check_devices(cfg)

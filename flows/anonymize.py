@@ -1,7 +1,10 @@
-"""The anonymization flows: ingest → fit → transform → audit → report → gate → (publish).
+"""The anonymization flow: ingest → fit → transform → audit → report → gate → (publish).
 
-One flow per dataset (``anonymize-ferg``, ``anonymize-jaffe``, ...), all built from
-:func:`run_anonymization`; each takes the path of a YAML config from ``configs/``.
+One flow, ``anonymize``, runs any config (any registered dataset loader). The former per-dataset
+names (``anonymize-ferg``, ``anonymize-jaffe``, ...) stay as aliases, one per registered loader
+(built from :func:`deid.datasets.available_loaders`, no second list): the same body, refusing a
+config of another dataset. Every one takes the path of a YAML config (relative to ``base``, by
+default the current directory).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from deid.config import RunConfig, load_config
+from deid.datasets import available_loaders
 from deid.errors import ConfigError, DeidError
 from deid.evaluation.audit import ORIGINAL, AuditResult
 from deid.evaluation.gates import CONTROLS, AuditJudgement
@@ -30,9 +34,7 @@ from tasks.release import publish_release
 from tasks.tracking import configure_tracking, log_audit, register_release_model
 
 __all__ = ["run_anonymization", "submit_methods", "audit_inputs", "judge_report_log", "Audited", "RunSummary",
-           "ReleaseBlocked", "FLOWS", "anonymize_ferg"]
-
-DATASETS = ("ferg", "lfw", "celeba", "rafd", "jaffe")
+           "ReleaseBlocked", "anonymize", "FLOWS", "alias_name", "anonymize_ferg"]
 
 
 class ReleaseBlocked(RuntimeError):
@@ -143,9 +145,11 @@ def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymiz
     return Audited(judgement, figures, report, run_id, verdicts, header, dataset_info, notes, title, config, report_dir)
 
 
-def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None) -> RunSummary:
-    """The body of every ``anonymize-<dataset>`` flow (callable directly from tests via a flow)."""
-    log = get_run_logger()
+def run_anonymization(config: str | RunConfig, overrides: dict | None = None, base: str | None = None, *,
+                      dataset: str | None = None) -> RunSummary:
+    """The body of the ``anonymize`` flow and its aliases (callable directly from tests via a flow).
+
+    ``dataset``: the alias flow's dataset; a config of another dataset is refused before any work."""
     started = datetime.now(timezone.utc).timestamp()
     base_dir = Path(base) if base else Path.cwd()
     if isinstance(config, RunConfig):
@@ -154,7 +158,11 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         cfg = config
     else:
         cfg = load_config(config if Path(config).is_absolute() else base_dir / config, overrides)
+    if dataset is not None and cfg.dataset.name != dataset:
+        raise ConfigError(f"flow '{alias_name(dataset)}' runs '{dataset}' configs, but config '{cfg.name}' reads "
+                          f"dataset '{cfg.dataset.name}': run it with the 'anonymize' flow")
     _preflight(cfg, base_dir)
+    log = get_run_logger()
     work = cfg.work_path(base_dir)
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
     ds = cfg.dataset
@@ -186,7 +194,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
             try:
                 rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest,
                                       str(images), str(work / "private" / "releases"), load_release_policy(base_dir),
-                                      cfg.gates.attacker_margin, metrics)
+                                      cfg.gates.attacker_margin, metrics, license=cfg.release.license)
             except DeidError as exc:  # the release policy's floors, a leak: nothing was published
                 blocked = exc
                 release = ReleaseSummary(status="blocked", method=m, reason=str(exc))
@@ -230,22 +238,38 @@ def _flow_run_id() -> str | None:
     return str(flow_run.id) if flow_run.id else None
 
 
-def _make_flow(dataset: str):
-    def anonymize(config: str | RunConfig = f"configs/{dataset}.yaml", overrides: dict | None = None,
-                  base: str | None = None) -> dict:
-        """Ingest, de-identify, audit and (when the gates pass and release is on) publish one dataset."""
-        s = run_anonymization(config, overrides, base)
-        return {"report": s.report, "mlflow_run_id": s.mlflow_run_id, "verdicts": s.verdicts, "release": s.release,
-                "table": s.table, "summary": s.summary}
-
-    # A module-level name, so a served deployment finds the flow as flows/anonymize.py:anonymize_<dataset>.
-    anonymize.__name__ = anonymize.__qualname__ = f"anonymize_{dataset}"
-    return flow(name=f"anonymize-{dataset}", log_prints=True, validate_parameters=True)(anonymize)
+def _outputs(s: RunSummary) -> dict:
+    return {"report": s.report, "mlflow_run_id": s.mlflow_run_id, "verdicts": s.verdicts, "release": s.release,
+            "table": s.table, "summary": s.summary}
 
 
-FLOWS = {d: _make_flow(d) for d in DATASETS}
-anonymize_ferg = FLOWS["ferg"]
-anonymize_lfw = FLOWS["lfw"]
-anonymize_celeba = FLOWS["celeba"]
-anonymize_rafd = FLOWS["rafd"]
-anonymize_jaffe = FLOWS["jaffe"]
+@flow(name="anonymize", log_prints=True, validate_parameters=True)
+def anonymize(config: str | RunConfig = "configs/ferg.yaml", overrides: dict | None = None,
+              base: str | None = None) -> dict:
+    """Ingest, de-identify, audit and (when the gates pass and release is on) publish the dataset of any config."""
+    return _outputs(run_anonymization(config, overrides, base))
+
+
+def alias_name(dataset: str) -> str:
+    """The former per-dataset flow name: ``anonymize-<dataset>``."""
+    return f"anonymize-{dataset}"
+
+
+def _make_alias(dataset: str):
+    def alias(config: str | RunConfig = f"configs/{dataset}.yaml", overrides: dict | None = None,
+              base: str | None = None) -> dict:
+        """The ``anonymize`` flow under its former per-dataset name: one config of this dataset."""
+        return _outputs(run_anonymization(config, overrides, base, dataset=dataset))
+
+    # A module-level name, so a deployment finds it as flows/anonymize.py:anonymize_<dataset>.
+    alias.__name__ = alias.__qualname__ = _attribute(dataset)
+    return flow(name=alias_name(dataset), log_prints=True, validate_parameters=True)(alias)
+
+
+def _attribute(dataset: str) -> str:
+    return "anonymize_" + "".join(c if c.isalnum() else "_" for c in dataset)
+
+
+#: dataset → its alias flow, one per registered loader
+FLOWS = {d: _make_alias(d) for d in available_loaders()}
+globals().update({_attribute(d): f for d, f in FLOWS.items()})

@@ -11,9 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-# Orchestrator and tracker settings must be in place before either is imported.
+# Orchestrator and tracker settings must be in place before either is imported. Prefect's state
+# goes to the work directory of what runs (a config's work_dir for `deid run`); DEID_WORK is the
+# default work directory of the commands that take no config; PREFECT_HOME set by hand wins.
 _WORK = Path(os.environ.get("DEID_WORK", "work")).resolve()
-os.environ.setdefault("PREFECT_HOME", str(_WORK / "prefect"))
+_PREFECT_HOME_SET = bool(os.environ.get("PREFECT_HOME"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -63,7 +65,11 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _prefect_home() -> Path:
+def _prefect_home(work: Path | None = None) -> Path:
+    """Prefect's folder, ``<work>/prefect`` (default the DEID_WORK folder) unless PREFECT_HOME was set;
+    exported so every Prefect client and server of this process uses it. Call before prefect is imported."""
+    if not _PREFECT_HOME_SET:
+        os.environ["PREFECT_HOME"] = str(Path(work or _WORK).resolve() / "prefect")
     home = Path(os.environ["PREFECT_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     return home
@@ -122,15 +128,16 @@ def _run(config: str, sets: list[str]) -> None:
         claim_workspace(workspace)
     except DeidError as exc:
         _fail(exc)
-    _prefect_home()
+    home = _prefect_home(workspace.work)  # one work dir for everything the run writes, Prefect's state too
     from prefect.exceptions import TerminationSignal
 
     from deid.reporting.summary import EXIT_CODES, read_summary
-    from flows.anonymize import FLOWS, ReleaseBlocked
+    from flows import anonymize as flows_anonymize
+    from flows.anonymize import ReleaseBlocked
 
-    flow_fn = FLOWS[cfg.dataset.name]
+    flow_fn = flows_anonymize.anonymize  # one flow for any config
     try:
-        with _server_for(flow_fn, cfg):
+        with _server_for(flow_fn, cfg, home):
             flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
     except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: the server is stopped on the way out
         typer.secho("stopped", fg="red", err=True)
@@ -159,9 +166,9 @@ def _run(config: str, sets: list[str]) -> None:
         raise typer.Exit(EXIT_CODES[doc.outcome])
 
 
-def _server_for(flow_fn, cfg):
-    """A Prefect server for this run that dies with it (also on kill -9), unless PREFECT_API_URL
-    names one; nothing for a stand-in that is not a Prefect flow."""
+def _server_for(flow_fn, cfg, home: Path):
+    """A Prefect server for this run (its database under ``home``) that dies with it (also on kill -9),
+    unless PREFECT_API_URL names one; nothing for a stand-in that is not a Prefect flow."""
     from contextlib import nullcontext
 
     from prefect import Flow
@@ -171,8 +178,7 @@ def _server_for(flow_fn, cfg):
     if not isinstance(flow_fn, Flow):
         return nullcontext()
     work = cfg.work_path(Path.cwd())
-    return run_server(_prefect_home(), work / "logs" / "prefect-server.log",
-                      say=lambda m: typer.echo(m, err=True))
+    return run_server(home, work / "logs" / "prefect-server.log", say=lambda m: typer.echo(m, err=True))
 
 
 def _summary_since(cfg, started: float) -> Path | None:
@@ -213,7 +219,7 @@ def demo(sets: list[str] = typer.Option([], "--set", help="override a config fie
 def run(config: Path = typer.Argument(..., help="a YAML config from configs/"),
         sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value"),
         dry_run: bool = typer.Option(False, "--dry-run", help="only check the config (as `deid validate`); start nothing")) -> None:
-    """Run the anonymization flow of the config's dataset."""
+    """Run the anonymization flow on a config (any dataset loader)."""
     if dry_run:
         validate([config], sets)
         return
@@ -284,28 +290,67 @@ def methods() -> None:
 
 
 @app.command()
-def ui(port: int = 5000) -> None:
-    """Open the MLflow UI on the local tracking store (127.0.0.1)."""
-    from tasks.tracking import local_tracking_uri
+def ui(config: Path = typer.Argument(None, help="a run config: open the MLflow store of its work_dir"),
+       work_dir: Path = typer.Option(None, "--work-dir", help="open the store under this work directory"),
+       sets: list[str] = typer.Option([], "--set", help="override a config field, as with `deid run`"),
+       port: int = 5000) -> None:
+    """Open the MLflow UI (127.0.0.1) on the store runs were written to.
 
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", local_tracking_uri(_WORK),
-           "--host", "127.0.0.1", "--port", str(port)]
+    The store is the config's (its ``tracking.uri``, else ``<work_dir>/mlflow``), or the one under
+    ``--work-dir``; without either, under DEID_WORK (default ./work).
+    """
+    uri = _ui_store(config, work_dir, sets)
+    if uri.startswith(("http://", "https://")):
+        typer.echo(f"runs are tracked on the MLflow server {uri}: open it there")
+        return
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
     typer.echo(" ".join(cmd))
     os.execv(sys.executable, cmd)
 
 
-@app.command()
-def stack(port: int = 4200, configs: list[Path] = typer.Argument(None, help="configs to serve (default: all)")) -> None:
-    """Start a Prefect server (127.0.0.1, SQLite under work/prefect) and serve the deployments.
+def _ui_store(config: Path | None, work_dir: Path | None, sets: list[str]) -> str:
+    """The tracking store ``deid ui`` opens (exit 2 with one line on a bad config)."""
+    if config is not None and work_dir is not None:
+        _fail(ValueError("give a config or --work-dir, not both"))
+    if config is None and sets:
+        _fail(ValueError("--set needs a config"))
+    if config is not None:
+        from deid.config import load_config
 
-    Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api prefect deployment run 'anonymize-ferg/ferg-baselines'
-    Ctrl-C, SIGTERM or SIGHUP stops both; they also die with this process if it is killed.
+        try:
+            cfg = load_config(config, _parse_sets(sets))
+        except DeidError as exc:
+            _fail(exc)
+        if cfg.tracking.uri:
+            return cfg.tracking.uri
+        work = cfg.work_path(Path.cwd())
+    else:
+        work = (work_dir or _WORK).resolve()
+    if not (work / "mlflow" / "mlflow.db").exists():
+        typer.echo(f"note: no runs recorded under {work} yet", err=True)
+    _prefect_home(work)  # tasks.tracking imports prefect: its state stays in the work directory too
+    from tasks.tracking import local_tracking_uri
+
+    return local_tracking_uri(work)
+
+
+@app.command()
+def stack(port: int = typer.Option(4200, help="the Prefect server's port on 127.0.0.1 (its UI and API)"),
+          configs: list[Path] = typer.Argument(None, help="configs to serve (default: every configs/*.yaml)"),
+          work_dir: Path = typer.Option(None, "--work-dir",
+                                        help="where Prefect's database and the logs go (default DEID_WORK or ./work)")) -> None:
+    """Start a Prefect server (127.0.0.1, SQLite under <work dir>/prefect) and serve one deployment per config.
+
+    Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api prefect deployment run 'anonymize/ferg-baselines'
+    (the former names, 'anonymize-ferg/ferg-baselines', run the same). Ctrl-C, SIGTERM or SIGHUP stops both;
+    they also die with this process if it is killed.
     """
     from flows.stack import run_stack
 
+    work = (work_dir or _WORK).resolve()
     try:
-        code = run_stack(_prefect_home(), port, list(configs or []), _WORK / "logs", Path.cwd(),
-                         say=typer.echo)
+        code = run_stack(_prefect_home(work), port, list(configs or []), work / "logs", Path.cwd(), say=typer.echo)
     except (RuntimeError, TimeoutError) as exc:  # the server did not come up; both are stopped already
         _fail(exc)
     if code:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["free_port", "prefect_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
+__all__ = ["free_port", "prefect_env", "server_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
            "die_with_parent", "run_server", "stop_requested"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +66,22 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def server_env(home: Path, port: int) -> dict[str, str]:
+    """The environment of a Prefect server on 127.0.0.1:``port``: its UI calls the API on that port.
+
+    ``prefect server start --port`` binds the port but its UI asks ``PREFECT_UI_API_URL`` (by default
+    ``PREFECT_API_URL``, else port 4200) where the API is; both are set to this server."""
+    api = f"http://127.0.0.1:{port}/api"
+    return dict(prefect_env(home), PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
+                PREFECT_UI_API_URL=api, PREFECT_UI_URL=f"http://127.0.0.1:{port}")
+
+
 def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
     """``prefect server start`` on 127.0.0.1:port with its database under ``home``."""
     exe = Path(sys.executable).with_name("prefect")
     with open(log, "w") as out:
         return subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                env=prefect_env(home), stdout=out, stderr=subprocess.STDOUT,
+                                env=server_env(home, port), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=die_with_parent())
 
 
@@ -211,9 +221,9 @@ def run_stack(home: Path, port: int, configs: list[Path], logs: Path, base: Path
         server = start_server(home, port, logs / "prefect-server.log")
         wait_healthy(api, timeout=health_timeout, proc=server)
         serving = start_serving(home, api, configs, logs / "deployments.log", base=base)
-        say(f"Prefect server: http://127.0.0.1:{port}  (logs in {logs})")
+        say(f"Prefect server and UI: http://127.0.0.1:{port}  (logs in {logs})")
         say(f"run a deployment:  PREFECT_API_URL={api} {Path(sys.executable).with_name('prefect')} "
-            "deployment run 'anonymize-ferg/ferg-baselines'")
+            "deployment run 'anonymize/ferg-baselines'")
         say("Ctrl-C (or SIGTERM) stops both.")
         while server.poll() is None and serving.poll() is None:
             time.sleep(0.5)

@@ -14,9 +14,11 @@ __all__ = ["publish_release"]
 
 @task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
 def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, manifest: dict, images_dir: str,
-                    private_dir: str, policy: ReleasePolicy, run_margin: float, audit: dict) -> dict:
+                    private_dir: str, policy: ReleasePolicy, run_margin: float, audit: dict,
+                    license: str | None = None) -> dict:
     """Publish under the release policy; the input's identities and source file names are checked
-    not to appear anywhere."""
+    not to appear anywhere. ``license`` (the config's ``release.license``) goes to the manifest and the
+    dataset card."""
     src = read_table(images_dir, IMAGES_SCHEMA, columns=["identity", "source_path"])
     private = set(src.column("identity").to_pylist())
     for p in src.column("source_path").to_pylist():
@@ -24,6 +26,6 @@ def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, m
         private |= {name, name.rsplit(".", 1)[0]}
     res = _publish(anonymized_dir, root, dataset, method=method, manifest=manifest, private=private,
                    private_dir=private_dir, originals_dir=images_dir, policy=policy,
-                   run_margin=run_margin, audit=audit)
+                   run_margin=run_margin, audit=audit, license=license)
     get_run_logger().info("release %s %s (%d rows) at %s", dataset, res.version, res.rows, res.path)
     return {"path": str(res.path), "version": res.version, "reused": res.reused, "rows": res.rows}

@@ -139,8 +139,10 @@ def no_flow(monkeypatch):
     from flows import anonymize
 
     calls = []
+    fake = lambda **kw: calls.append(kw) or pytest.fail("a flow started")  # noqa: E731
+    monkeypatch.setattr(anonymize, "anonymize", fake)
     for name in anonymize.FLOWS:
-        monkeypatch.setitem(anonymize.FLOWS, name, lambda **kw: calls.append(kw) or pytest.fail("a flow started"))
+        monkeypatch.setitem(anonymize.FLOWS, name, fake)
     return calls
 
 
@@ -188,7 +190,7 @@ def test_run_claims_the_work_dir_then_starts_the_flow_and_prints_its_summary(tmp
     from flows import anonymize
 
     started = []
-    monkeypatch.setitem(anonymize.FLOWS, "ferg", _fake_flow(tmp_path, started))
+    monkeypatch.setattr(anonymize, "anonymize", _fake_flow(tmp_path, started))
     r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
     assert r.exit_code == 0, r.output
     assert len(started) == 1 and (tmp_path / "work" / ".deid-workspace").is_file()
@@ -198,7 +200,7 @@ def test_run_claims_the_work_dir_then_starts_the_flow_and_prints_its_summary(tmp
 def test_an_inconclusive_audit_exits_3(tmp_path, monkeypatch):
     from flows import anonymize
 
-    monkeypatch.setitem(anonymize.FLOWS, "ferg", _fake_flow(tmp_path, [], sound=False))
+    monkeypatch.setattr(anonymize, "anonymize", _fake_flow(tmp_path, [], sound=False))
     r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
     assert r.exit_code == 3, r.output
     assert "INCONCLUSIVE" in r.output and "the reference did not learn" in r.output
@@ -262,3 +264,66 @@ def test_config_errors_are_one_line_from_the_real_command_and_start_nothing(tmp_
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"error: {cfg}: {line}"), r.stderr
     assert r.stdout == "" and "Traceback" not in r.stderr
     _nothing_started(tmp_path, imported)
+
+
+# -- deid ui and deid stack: the work directory and port they are given ---------------------------------
+@pytest.fixture
+def no_exec(monkeypatch):
+    """``os.execv`` and Prefect's home recorded instead of done: (commands, work dirs given Prefect's state)."""
+    from flows import cli
+
+    execs, homes = [], []
+    monkeypatch.setattr(cli.os, "execv", lambda exe, cmd: execs.append(cmd))
+    monkeypatch.setattr(cli, "_prefect_home", lambda work=None: homes.append(work) or Path(work or "x") / "prefect")
+    return execs, homes
+
+
+def _store(cmd: list[str]) -> str:
+    return cmd[cmd.index("--backend-store-uri") + 1]
+
+
+def test_ui_opens_the_store_of_the_configs_work_dir(tmp_path, monkeypatch, no_exec):
+    from flows import cli
+
+    execs, homes = no_exec
+    cfg = _config_file(tmp_path, work_dir=str(tmp_path / "w1"))
+    r = runner.invoke(app, ["ui", str(cfg), "--port", "5123"])
+    assert r.exit_code == 0, r.output
+    assert _store(execs[-1]) == f"sqlite:///{tmp_path / 'w1' / 'mlflow' / 'mlflow.db'}" and execs[-1][-1] == "5123"
+    assert homes[-1] == tmp_path / "w1"
+    # A run made with --set work_dir=... is found the same way, or with --work-dir.
+    r = runner.invoke(app, ["ui", str(cfg), "--set", f"work_dir={tmp_path / 'w2'}"])
+    assert r.exit_code == 0 and _store(execs[-1]) == f"sqlite:///{tmp_path / 'w2' / 'mlflow' / 'mlflow.db'}"
+    r = runner.invoke(app, ["ui", "--work-dir", str(tmp_path / "w3")])
+    assert r.exit_code == 0 and _store(execs[-1]) == f"sqlite:///{tmp_path / 'w3' / 'mlflow' / 'mlflow.db'}"
+    # Neither: DEID_WORK's folder (./work by default).
+    monkeypatch.setattr(cli, "_WORK", tmp_path / "deid-work")
+    r = runner.invoke(app, ["ui"])
+    assert r.exit_code == 0 and _store(execs[-1]) == f"sqlite:///{tmp_path / 'deid-work' / 'mlflow' / 'mlflow.db'}"
+    assert "no runs recorded under" in r.output
+
+
+def test_ui_on_a_tracking_server_or_a_bad_config_starts_nothing(tmp_path, no_exec):
+    execs, _ = no_exec
+    cfg = _config_file(tmp_path, tracking={"uri": "http://127.0.0.1:5999"})
+    r = runner.invoke(app, ["ui", str(cfg)])
+    assert r.exit_code == 0 and "MLflow server http://127.0.0.1:5999" in r.output
+    r = runner.invoke(app, ["ui", str(_config_file(tmp_path, work_dri="x"))])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "work_dri: unknown key" in r.output
+    r = runner.invoke(app, ["ui", str(cfg), "--work-dir", str(tmp_path)])
+    assert r.exit_code == 2 and r.output == "error: give a config or --work-dir, not both\n"
+    assert execs == []
+
+
+def test_stack_port_and_work_dir_reach_the_stack(tmp_path, monkeypatch, no_exec):
+    from flows import stack
+
+    _, homes = no_exec
+    got = {}
+    monkeypatch.setattr(stack, "run_stack", lambda home, port, configs, logs, base, say: got.update(
+        home=home, port=port, configs=configs, logs=logs) or 0)
+    cfg = _config_file(tmp_path)
+    r = runner.invoke(app, ["stack", "--port", "4317", "--work-dir", str(tmp_path / "sw"), str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert got == {"home": tmp_path / "sw" / "prefect", "port": 4317, "configs": [cfg], "logs": tmp_path / "sw" / "logs"}
+    assert homes == [tmp_path / "sw"]
