@@ -30,6 +30,7 @@ METHOD_MODULES: dict[str, tuple[str, ...]] = {
     "fadenet": ("fadenet",),
     "mi_adversarial": ("mi-adversarial",),
     "substitution": ("substitution",),
+    "proxy_mix": ("proxy-mix",),
 }
 
 #: Former names, still accepted in configs, by :func:`get_method` and from stored runs and saved models.

@@ -1,0 +1,252 @@
+"""Proxy-mixture generator: k-Same-Net's conditional generator (Meden et al., Entropy 2018) with a random identity mixture per image and a nuisance code cleaned of identity by Feutry et al.'s adversary (arXiv:1802.09386).
+
+``fit`` trains, on the training split, a conditional VAE ``x ≈ G(z, e[id], label)``:
+
+- ``z = E(x)`` a small Gaussian code (``code_dim``) for what the image holds besides identity and
+  the utility label — pose, lighting, scale. A KL term keeps it small (what the decoder can take
+  from the identity code or the label it need not copy into ``z``), and an adversary trained to
+  read identity from ``z`` is kept at the uniform distribution (Feutry et al.'s eq. 12, applied to
+  the code, not the image);
+- ``e[id]`` a learned identity code per training identity (the proxy identities);
+- ``label`` the image's utility label, one-hot.
+
+``transform`` draws, for every image, an identity code that is a random convex mixture of ``k``
+distinct proxy identities' codes (uniform over k-subsets, Dirichlet(``alpha``) weights), takes the
+image's nuisance code (sampled with ``nuisance_noise`` times its standard deviation) and its own
+label, and decodes.
+
+The guarantee, by construction: the identity code of an output is drawn independently of the
+input — neither its identity nor its pixels nor its row position choose it — so for any two
+inputs with the same label and the same nuisance code, the outputs have the same distribution.
+What is left to the audit is how much identity the nuisance code still carries; the informed
+attackers measure exactly that. Identity labels are used to fit, never to transform.
+
+The draws come from fresh operating-system entropy on each ``transform`` unless ``draw_seed`` is
+set (tests, reproductions): anyone who knows a fixed draw seed and the input order could re-create
+the draws, so a release never sets it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+from pydantic import Field
+
+from deid.errors import ConfigError, MethodError
+from deid.lazy_torch import no_grad
+from deid.methods.base import (AnonymityK, DeidMethod, Device, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                               PositiveInt, PowerOfTwo, Seed)
+from deid.methods.registry import register_method
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ProxyMix", "draw_mixtures", "align_codes"]
+
+
+def draw_mixtures(n: int, n_proxies: int, k: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """Mixture weights ``(n, n_proxies)``: each row k distinct proxies (uniform), Dirichlet(alpha) weights."""
+    if k > n_proxies:
+        raise MethodError(f"proxy-mix: k = {k} but the model holds {n_proxies} proxy identities")
+    keys = rng.random((n, n_proxies))
+    chosen = np.argsort(keys, axis=1)[:, :k]  # a uniform k-subset per row
+    w = rng.dirichlet(np.full(k, float(alpha)), size=n).astype(np.float32)
+    out = np.zeros((n, n_proxies), np.float32)
+    np.put_along_axis(out, chosen, w, axis=1)
+    return out
+
+
+def align_codes(z: np.ndarray, identity) -> np.ndarray:
+    """Codes ``(N, Z)`` with every identity's per-dimension mean and spread set to the whole set's.
+
+    A code that still carries identity in its first two moments loses it here; an identity with a
+    single image gets the set's mean (its own value would be its identity's mean).
+    """
+    z = np.asarray(z, np.float64)
+    ident = np.unique(np.asarray(identity).astype(str), return_inverse=True)[1].reshape(-1)
+    mean, sd = z.mean(0), z.std(0) + 1e-6
+    out = np.empty_like(z)
+    for i in np.unique(ident):
+        rows = ident == i
+        zi = z[rows]
+        if len(zi) < 2:
+            out[rows] = mean
+            continue
+        out[rows] = (zi - zi.mean(0)) / (zi.std(0) + 1e-6) * sd + mean
+    return out.astype(np.float32)
+
+
+@register_method("proxy-mix")
+class ProxyMix(DeidMethod):
+    """A face per image from a random mixture of k proxy identities, keeping its label, pose and lighting."""
+
+    needs_identity = False  # needed to fit (checked in _fit); to transform only when align is on
+    set_level = True  # align: each identity's codes are standardised over the whole set
+    needs_utility = True
+    test_params = {"k": 2, "image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2,
+                   "min_steps": 0, "draw_seed": 0}
+
+    def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
+                 image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,
+                 code_dim: PositiveInt = 8, id_dim: PositiveInt = 16, hidden: PositiveInt = 256,
+                 epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, batch_size: PositiveInt = 64,
+                 lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
+                 adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
+                 align: bool = True, device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
+        self.k = k
+        self.alpha = alpha
+        self.image_size = image_size
+        self.width = width
+        self.code_dim = code_dim
+        self.id_dim = id_dim
+        self.hidden = hidden
+        self.epochs = epochs
+        self.min_steps = min_steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.kl_weight = kl_weight
+        self.adversary_weight = adversary_weight
+        self.nuisance_noise = nuisance_noise
+        self.align = align
+        self.device = device
+        self.random_state = random_state
+        self.draw_seed = draw_seed
+
+    # -- building -----------------------------------------------------------------------
+    def _init_modules(self) -> None:
+        import torch
+
+        from deid.models.mixer import CodeAdversary, MixtureDecoder, NuisanceEncoder
+
+        c, s = self.input_shape_[0], int(self.image_size)
+        q, e = len(self.proxies_), len(self.labels_)
+        self.encoder_ = NuisanceEncoder(c, s, int(self.width), int(self.code_dim))
+        self.decoder_ = MixtureDecoder(c, s, int(self.width), int(self.code_dim), int(self.id_dim), e,
+                                       int(self.hidden))
+        self.identity_codes_ = torch.nn.Embedding(q, int(self.id_dim))
+        self.adversary_ = CodeAdversary(int(self.code_dim), q, int(self.hidden) // 2 or 1)
+
+    def _modules(self) -> "list[torch.nn.Module]":
+        return [self.encoder_, self.decoder_, self.identity_codes_, self.adversary_]
+
+    # -- fitting ------------------------------------------------------------------------
+    def _fit(self, X, identity, utility):
+        import torch
+        import torch.nn.functional as F
+
+        from deid.device import resolve_device
+        from deid.models.autoencoder import to_net
+        from deid.models.classifier import epochs_for, seed_everything
+
+        if identity is None:
+            raise MethodError("method 'proxy-mix' needs identity labels to fit")
+        if utility is None:
+            raise MethodError("method 'proxy-mix' needs utility labels to fit (it keeps each image's label)")
+        self.proxies_ = sorted(str(v) for v in np.unique(identity))
+        if int(self.k) > len(self.proxies_):
+            raise ConfigError(f"proxy-mix: k = {self.k} but the training set holds only {len(self.proxies_)} "
+                              "identities; lower k or train on more identities")
+        self.labels_ = sorted(str(v) for v in np.unique(utility))
+        seed = int(self.random_state)
+        dev = resolve_device(self.device)
+        g = seed_everything(seed)
+        self._init_modules()
+        enc, dec, table, adv = (m.to(dev).train() for m in self._modules())
+        x_all = to_net(torch.from_numpy(np.ascontiguousarray(X)), int(self.image_size))
+        qi = torch.from_numpy(np.searchsorted(self.proxies_, np.asarray(identity).astype(str)))
+        ei = torch.from_numpy(np.searchsorted(self.labels_, np.asarray(utility).astype(str)))
+        n, q, e = len(X), len(self.proxies_), len(self.labels_)
+        bs = int(min(self.batch_size, n))
+        epochs = epochs_for(int(self.epochs), n, bs, int(self.min_steps))
+        gen_params = [*enc.parameters(), *dec.parameters(), *table.parameters()]
+        opt_g = torch.optim.Adam(gen_params, lr=float(self.lr))
+        opt_a = torch.optim.Adam(adv.parameters(), lr=float(self.lr))
+        steps = max(1, epochs * -(-n // bs))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=float(self.lr) * 0.05)
+        pixels = float(np.prod(x_all.shape[1:]))
+        log_q = float(np.log(q))
+        history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": []}
+        for _ in range(epochs):
+            tot = np.zeros(4)
+            count = 0
+            for idx in torch.randperm(n, generator=g).split(bs):
+                if len(idx) < 2:
+                    continue
+                xb, ib, eb = x_all[idx].to(dev), qi[idx].to(dev), ei[idx].to(dev)
+                mu, logvar = enc(xb)
+                z = mu + torch.randn(mu.shape, generator=g).to(dev) * (0.5 * logvar).exp()
+                # the adversary learns to read identity from the code as it is now
+                logits = adv(z.detach())
+                loss_a = F.cross_entropy(logits, ib)
+                opt_a.zero_grad(set_to_none=True)
+                loss_a.backward()
+                opt_a.step()
+                # the encoder and decoder reconstruct, keep the code small, and leave the adversary at uniform
+                rec = dec(z, table(ib), F.one_hot(eb, e).float())
+                l_rec = F.mse_loss(rec, xb, reduction="sum") / len(xb)
+                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
+                l_adv = -F.log_softmax(adv(z), dim=1).mean(1).mean() - log_q  # KL(uniform ‖ adversary) ≥ 0
+                loss = l_rec + float(self.kl_weight) * kl + float(self.adversary_weight) * pixels ** 0.5 * l_adv
+                opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_g.step()
+                sched.step()
+                acc = float((logits.argmax(1) == ib).float().mean())
+                tot += np.array([float(l_rec.detach()) / pixels, float(kl.detach()), float(loss_a.detach()), acc]) * len(idx)
+                count += len(idx)
+            for key, v in zip(history, tot / max(count, 1)):
+                history[key].append(float(v))
+        for m in self._modules():
+            m.eval()
+        self.history_ = history
+        self.train_report_ = {"epochs": epochs, "identity_chance": 1.0 / q,
+                              "adversary_acc_last_epoch": history["adversary_acc"][-1]}
+
+    # -- transforming -------------------------------------------------------------------
+    def _label_index(self, utility) -> np.ndarray:
+        if utility is None:
+            raise MethodError("method 'proxy-mix' needs each image's utility label to transform")
+        u = np.asarray(utility).astype(str)
+        unknown = sorted(set(u.tolist()) - set(self.labels_))
+        if unknown:
+            raise MethodError(f"method 'proxy-mix': labels {unknown[:5]} were not seen in training; "
+                              f"known: {self.labels_}")
+        return np.searchsorted(self.labels_, u)
+
+    @no_grad
+    def _transform(self, X, identity, utility):
+        import torch
+        import torch.nn.functional as F
+
+        from deid.device import resolve_device
+        from deid.models.autoencoder import from_net, to_net
+
+        ei = self._label_index(utility)
+        seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
+        rng = np.random.default_rng(seed)
+        mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng)
+        noise = rng.standard_normal((len(X), int(self.code_dim))).astype(np.float32)
+        dev = resolve_device(self.device)
+        enc, dec, table = (m.to(dev).eval() for m in self._modules()[:3])
+        codes = table.weight.detach()
+        mus, sds = [], []
+        for s in range(0, len(X), 256):
+            xb = to_net(torch.from_numpy(np.ascontiguousarray(X[s:s + 256])), int(self.image_size)).to(dev)
+            mu, logvar = enc(xb)
+            mus.append(mu.float().cpu().numpy())
+            sds.append((0.5 * logvar).exp().float().cpu().numpy())
+        z = np.concatenate(mus) + noise * float(self.nuisance_noise) * np.concatenate(sds)
+        if self.align:
+            if identity is None:
+                raise MethodError("method 'proxy-mix' with align on needs identity labels to transform")
+            z = align_codes(z, identity)
+        out = np.empty_like(X, dtype=np.float32)
+        e = len(self.labels_)
+        for s in range(0, len(X), 256):
+            ident = torch.from_numpy(mix[s:s + 256]).to(dev) @ codes
+            lab = F.one_hot(torch.from_numpy(ei[s:s + 256]).to(dev), e).float()
+            y = dec(torch.from_numpy(z[s:s + 256]).to(dev), ident, lab).float().cpu()
+            out[s:s + 256] = from_net(y, tuple(X.shape[-2:])).clamp(0.0, 1.0).numpy()
+        return out

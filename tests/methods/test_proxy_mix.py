@@ -1,0 +1,107 @@
+"""proxy-mix: identity codes drawn independently of the input, codes aligned per identity, and
+on a small built-in set the outputs keep label and lighting while a retrained attacker is at chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deid.data import load_image_set
+from deid.errors import ConfigError, MethodError
+from deid.methods import get_method
+from deid.methods.proxy_mix import align_codes, draw_mixtures
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+TINY = {"image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2, "min_steps": 0}
+
+
+def test_mixtures_hold_k_distinct_proxies_uniformly():
+    rng = np.random.default_rng(0)
+    w = draw_mixtures(6000, 6, 3, 2.0, rng)
+    assert w.shape == (6000, 6)
+    np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)
+    assert ((w > 0).sum(1) == 3).all()
+    # every proxy is chosen for half of the rows (3 of 6), within 4 standard deviations
+    share = (w > 0).mean(0)
+    assert np.abs(share - 0.5).max() < 4 * np.sqrt(0.25 / 6000), share
+    with pytest.raises(MethodError, match="k = 7"):
+        draw_mixtures(2, 6, 7, 1.0, rng)
+
+
+def test_aligned_codes_carry_no_identity_in_their_first_two_moments():
+    rng = np.random.default_rng(0)
+    ident = np.repeat(np.array(["a", "b", "c"]), 200)
+    offset = {"a": [3.0, 0.0], "b": [-3.0, 1.0], "c": [0.0, -2.0]}
+    z = np.stack([rng.normal(offset[i], [0.5, 2.0]) for i in ident]).astype(np.float32)
+    z[:, 1] += 0.3 * rng.normal(size=len(z))  # a shared nuisance that must survive
+    a = align_codes(z, ident)
+    means = np.stack([a[ident == i].mean(0) for i in "abc"])
+    sds = np.stack([a[ident == i].std(0) for i in "abc"])
+    np.testing.assert_allclose(means, np.broadcast_to(a.mean(0), means.shape), atol=1e-3)
+    np.testing.assert_allclose(sds, np.broadcast_to(a.std(0), sds.shape), rtol=1e-3)
+    # before alignment the identity is plain from the means; a single-image identity gets the set's mean
+    assert np.abs(np.stack([z[ident == i].mean(0) for i in "abc"]) - z.mean(0)).max() > 2
+    one = align_codes(np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], np.float32), ["x", "x", "y"])
+    np.testing.assert_allclose(one[2], [13 / 3, 5.0], rtol=1e-5)
+
+
+def _fit(**params):
+    rng = np.random.default_rng(0)
+    X = rng.random((24, 1, 16, 16), dtype=np.float32)
+    ident = np.array([f"p{i % 4}" for i in range(24)], dtype=object)
+    util = np.array([f"e{i % 3}" for i in range(24)], dtype=object)
+    return get_method("proxy-mix", **{**TINY, **params}).fit(X, ident, util), X, ident, util
+
+
+def test_draws_are_fresh_entropy_unless_a_draw_seed_is_set():
+    m, X, ident, util = _fit()
+    a, b = m.transform(X, ident, util), m.transform(X, ident, util)
+    assert not np.array_equal(a, b), "two releases from the same inputs must not repeat their draws"
+    m.draw_seed = 3
+    np.testing.assert_array_equal(m.transform(X, ident, util), m.transform(X, ident, util))
+
+
+def test_identity_is_used_to_align_only_and_labels_must_be_known():
+    m, X, ident, util = _fit(draw_seed=0, align=False)
+    # without alignment the identity labels are not read at all: any labels give the same outputs
+    np.testing.assert_array_equal(m.transform(X, ident, util), m.transform(X, None, util))
+    with pytest.raises(MethodError, match="not seen in training"):
+        m.transform(X[:2], ident[:2], np.array(["e0", "contempt"], dtype=object))
+    with pytest.raises(MethodError, match="utility label"):
+        m.transform(X[:2], ident[:2], None)
+    m.align = True
+    with pytest.raises(MethodError, match="identity labels"):
+        m.transform(X[:2], None, util[:2])
+    with pytest.raises(ConfigError, match="k = 5"):
+        _fit(k=5)
+
+
+def _linear_cv(X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.asarray(y).astype(str)
+    p = cross_val_predict(LogisticRegression(max_iter=500, C=0.5), X.reshape(len(X), -1), y,
+                          cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    return float((p == y).mean()), float(np.unique(y, return_counts=True)[1].max() / len(y))
+
+
+@pytest.mark.slow
+def test_on_a_built_in_set_a_retrained_attacker_is_at_chance_and_label_and_light_stay(ferg_images):
+    s = load_image_set(ferg_images)
+    train = s.split == "train"
+    m = get_method("proxy-mix", min_steps=300, draw_seed=0).fit(s.X[train], s.identity[train], s.expression[train])
+    Y = m.transform(s.X, s.identity, s.expression)
+    n = len(s)
+    margin = 4 * np.sqrt(0.25 * 0.75 / n)  # four binomial standard deviations at chance 0.25
+    ident_out, chance = _linear_cv(Y, s.identity)
+    ident_orig, _ = _linear_cv(s.X, s.identity)
+    assert ident_orig > 0.9, "the attacker must read identity from the originals, or the test proves nothing"
+    assert ident_out <= chance + margin, (ident_out, chance)
+    label_out, label_chance = _linear_cv(Y, s.expression)
+    assert label_out >= label_chance + 0.15, (label_out, label_chance)
+    light_out, light_chance = _linear_cv(Y, s.attributes["light_bin"])
+    assert light_out >= light_chance + 0.15, (light_out, light_chance)
+    # outputs are all distinct and vary within a label (no collapse to one face per class)
+    assert len({y.tobytes() for y in Y}) == n
