@@ -3,23 +3,39 @@
 ``fit`` trains, on the training split, a conditional VAE ``x ≈ G(z, e[id], label)``:
 
 - ``z = E(x)`` a small Gaussian code (``code_dim``) for what the image holds besides identity and
-  the utility label — pose, lighting, scale. A KL term keeps it small (what the decoder can take
-  from the identity code or the label it need not copy into ``z``), and an adversary trained to
-  read identity from ``z`` is kept at the uniform distribution (Feutry et al.'s eq. 12, applied to
+  the utility label. A KL term (``kl_weight``) keeps it small: what the decoder can take from the
+  identity code or the label it need not copy into ``z``. An adversary reading identity from ``z``
+  is kept near the uniform distribution (``adversary_weight``; Feutry et al.'s eq. 12 applied to
   the code, not the image);
-- ``e[id]`` a learned identity code per training identity (the proxy identities);
+- ``e[id]`` a learned code per training identity (the proxy identities);
 - ``label`` the image's utility label, one-hot.
 
-``transform`` draws, for every image, an identity code that is a random convex mixture of ``k``
-distinct proxy identities' codes (uniform over k-subsets, Dirichlet(``alpha``) weights), takes the
-image's nuisance code (sampled with ``nuisance_noise`` times its standard deviation) and its own
-label, and decodes.
+The decoder renders a face from the three and then applies what ``z`` alone decides: an in-plane
+similarity warp (rotation, scale, shift) and a first-order illumination plane per channel. These
+two heads carry head pose and lighting through a code of a few numbers; without them a decoder
+this small (trained in a minute on a CPU) renders an average pose and light.
+
+``transform`` (set-level):
+
+1. encodes every image (the posterior mean; ``nuisance_noise`` adds that many posterior standard
+   deviations of noise);
+2. aligns the codes per identity (``align``): each identity's codes get the whole set's
+   per-dimension mean and spread, so what the code still says about identity in its first two
+   moments is gone. This is the only use of identity labels at transform time;
+3. draws, for every image, an identity code that is a random convex mixture of ``k`` distinct proxy
+   identities' codes (uniform over k-subsets, Dirichlet(``alpha``) weights);
+4. decodes with the image's own label.
 
 The guarantee, by construction: the identity code of an output is drawn independently of the
-input — neither its identity nor its pixels nor its row position choose it — so for any two
-inputs with the same label and the same nuisance code, the outputs have the same distribution.
-What is left to the audit is how much identity the nuisance code still carries; the informed
-attackers measure exactly that. Identity labels are used to fit, never to transform.
+input — neither its identity, nor its pixels, nor its row position choose it — so two inputs with
+the same label and the same aligned code have outputs with the same distribution, whichever
+identities they came from. What the aligned code still carries beyond its first two moments is
+left to the audit; its informed attackers measure exactly that. No output shows a single proxy
+identity: every face mixes k of them.
+
+Ablations (``docs/proxy-mix.md``): ``mixture: mean`` gives every image the proxies' mean code
+instead of a drawn mixture; ``align: false`` with ``adversary_weight: 0`` leaves the code uncleaned;
+``warp: false`` drops the warp and illumination heads.
 
 The draws come from fresh operating-system entropy on each ``transform`` unless ``draw_seed`` is
 set (tests, reproductions): anyone who knows a fixed draw seed and the input order could re-create
@@ -29,7 +45,7 @@ the draws, so a release never sets it.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -94,7 +110,8 @@ class ProxyMix(DeidMethod):
                  epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
-                 align: bool = True, device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
+                 align: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
+                 device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
         self.image_size = image_size
@@ -110,6 +127,8 @@ class ProxyMix(DeidMethod):
         self.adversary_weight = adversary_weight
         self.nuisance_noise = nuisance_noise
         self.align = align
+        self.mixture = mixture
+        self.warp = warp
         self.device = device
         self.random_state = random_state
         self.draw_seed = draw_seed
@@ -124,7 +143,7 @@ class ProxyMix(DeidMethod):
         q, e = len(self.proxies_), len(self.labels_)
         self.encoder_ = NuisanceEncoder(c, s, int(self.width), int(self.code_dim))
         self.decoder_ = MixtureDecoder(c, s, int(self.width), int(self.code_dim), int(self.id_dim), e,
-                                       int(self.hidden))
+                                       int(self.hidden), bool(self.warp))
         self.identity_codes_ = torch.nn.Embedding(q, int(self.id_dim))
         self.adversary_ = CodeAdversary(int(self.code_dim), q, int(self.hidden) // 2 or 1)
 
@@ -226,7 +245,10 @@ class ProxyMix(DeidMethod):
         ei = self._label_index(utility)
         seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
         rng = np.random.default_rng(seed)
-        mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng)
+        if self.mixture == "mean":  # ablation: one identity code, the proxies' mean, for every image
+            mix = np.full((len(X), len(self.proxies_)), 1.0 / len(self.proxies_), np.float32)
+        else:
+            mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng)
         noise = rng.standard_normal((len(X), int(self.code_dim))).astype(np.float32)
         dev = resolve_device(self.device)
         enc, dec, table = (m.to(dev).eval() for m in self._modules()[:3])

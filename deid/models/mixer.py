@@ -4,7 +4,8 @@
 image holds besides identity and the utility label (pose, lighting, scale), kept small by a KL term
 and cleaned of identity by :class:`CodeAdversary`.
 
-``MixtureDecoder``: ``(z (B, Z), identity code (B, D), label one-hot (B, E))`` → image ``(B, C, S, S)``.
+``MixtureDecoder``: ``(z (B, Z), identity code (B, D), label one-hot (B, E))`` → image ``(B, C, S, S)``,
+then (``warp``) an in-plane similarity warp and an illumination plane, both decided by ``z`` alone.
 The identity code is a row of a learned table while training and a random convex mixture of rows
 when de-identifying.
 
@@ -58,7 +59,7 @@ class MixtureDecoder(nn.Module):
     """``forward(z (B, Z), ident (B, D), label (B, E)) -> (B, C, S, S)``; clipped to [0, 1] in eval mode."""
 
     def __init__(self, channels: int, image_size: int, width: int, code_dim: int, id_dim: int, n_labels: int,
-                 hidden: int = 256):
+                 hidden: int = 256, warp: bool = True):
         super().__init__()
         n = _levels(image_size)
         self.base = width * 2 ** min(n - 1, 3)
@@ -81,10 +82,13 @@ class MixtureDecoder(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         self.channels = int(channels)
+        self.warp = bool(warp)
 
     def forward(self, z: torch.Tensor, ident: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, ident, label], dim=1))
         face = self.deconv(h.view(-1, self.base, 4, 4))
+        if not self.warp:
+            return face if self.training else face.clamp(0.0, 1.0)
         b, c, s, _ = face.shape
         angle, log_scale, tx, ty = (0.5 * torch.tanh(self.pose(z))).unbind(1)
         scale = log_scale.exp()
