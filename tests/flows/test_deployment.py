@@ -1,6 +1,7 @@
 """A real Prefect server on a free loopback port, the deployments served, and a run started the
-way users start it: ``prefect deployment run 'anonymize-ferg/<name>'``. And ``deid stack`` stopped
-by SIGTERM or killed with ``kill -9``: nothing it started may stay running or listening."""
+way users have started it: ``prefect deployment run 'anonymize-ferg/<name>'`` (the alias of
+``anonymize/<name>``). And ``deid stack`` stopped by SIGTERM or killed with ``kill -9``: nothing it
+started may stay running or listening."""
 
 from __future__ import annotations
 
@@ -56,15 +57,17 @@ def test_served_deployment_runs_from_the_cli(tmp_path):
         env = prefect_env(home, api)
         # Wait until the served deployment is registered, then run it and watch it to the end.
         for _ in range(90):
-            r = subprocess.run([prefect, "deployment", "inspect", "anonymize-ferg/tiny-served"], env=env,
+            r = subprocess.run([prefect, "deployment", "inspect", "anonymize/tiny-served"], env=env,
                                capture_output=True, text=True)
             if r.returncode == 0:
                 break
-            import time
-
             time.sleep(2)
         assert r.returncode == 0, (r.stdout, r.stderr, (tmp_path / "serve.log").read_text()[-3000:])
         assert "0 3 * * 1" in r.stdout and "'active': False" in r.stdout.replace('"', "'")
+        # The former name is served too, without the schedule; it is what is run here.
+        alias = subprocess.run([prefect, "deployment", "inspect", "anonymize-ferg/tiny-served"], env=env,
+                               capture_output=True, text=True)
+        assert alias.returncode == 0 and "0 3 * * 1" not in alias.stdout, alias.stderr
         run = subprocess.run([prefect, "deployment", "run", "anonymize-ferg/tiny-served", "--watch",
                               "--watch-timeout", "600"], env=env, capture_output=True, text=True, timeout=700)
         assert run.returncode == 0 and "Completed" in run.stdout, (run.stdout[-3000:], run.stderr[-3000:],
