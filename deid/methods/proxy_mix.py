@@ -100,6 +100,7 @@ class ProxyMix(DeidMethod):
 
     needs_identity = False  # needed to fit (checked in _fit); to transform only when align is on
     set_level = True  # align: each identity's codes are standardised over the whole set
+    holds_training_images = True  # the identity table and decoder render the training identities: the model is private
     needs_utility = True
     test_params = {"k": 2, "image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2,
                    "min_steps": 0, "draw_seed": 0}
