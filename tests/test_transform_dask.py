@@ -139,21 +139,22 @@ def scheduler_and_worker(tmp_path):
     run_dir = tmp_path / "cluster"
     run_dir.mkdir()
     procs: list[subprocess.Popen] = []
-    try:
-        procs.append(subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--dashboard-address", f"127.0.0.1:{dash}"], cwd=run_dir,
-            stdout=open(run_dir / "scheduler.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-        _wait_http(f"http://127.0.0.1:{dash}/health", 60, procs[0])
-        procs.append(subprocess.Popen(
-            [str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
-             "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(run_dir / "scratch")], cwd=run_dir,
-            stdout=open(run_dir / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as c:
-            c.wait_for_workers(2, timeout=90)
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        stop(*reversed(procs))
+    with open(run_dir / "scheduler.log", "w") as slog, open(run_dir / "worker.log", "w") as wlog:
+        try:
+            procs.append(subprocess.Popen(
+                [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                 "--dashboard-address", f"127.0.0.1:{dash}"], cwd=run_dir, stdout=slog, stderr=subprocess.STDOUT,
+                start_new_session=True))
+            _wait_http(f"http://127.0.0.1:{dash}/health", 60, procs[0])
+            procs.append(subprocess.Popen(
+                [str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(run_dir / "scratch")],
+                cwd=run_dir, stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True))
+            with Client(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+                c.wait_for_workers(2, timeout=90)
+            yield f"tcp://127.0.0.1:{port}"
+        finally:
+            stop(*reversed(procs))
 
 
 @pytest.mark.slow
