@@ -122,32 +122,34 @@ def plan(mode: str) -> StudyPlan:
         ("ksame-eigen", {"k": 5}),
         ("ksame-select", {"k": 5}),
         # Nousi et al. Table 5 (FC AE, k-means centres, K=50) and Table 6 (conv, mean neighbour, α=0.8, n=9)
-        ("latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 50, "alpha": 0.8, **ls_ep}),
-        ("latent_shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.8, "n_neighbors": 9, **ls_ep}),
+        ("latent-shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 50, "alpha": 0.8, **ls_ep}),
+        ("latent-shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.8, "n_neighbors": 9, **ls_ep}),
         # FaDeNet: λ as the method notes recommend
         ("fadenet", {"lam": 0.1, **({"epochs": 2, "critic_epochs": 3} if quick else {})}),
         # Feutry et al. Table 1: intertwined (one target identity) + substitution
         ("mi-adversarial", {"lam": 1.0, "target_identity": "@0", "substitute": True, **adv_ep}),
         ("substitution", {"target_identity": "@0"}),
+        # the default run's releasable method: k-Same-Net's generator with a random proxy mixture per image
+        ("proxy-mix", {"k": 3}),
     ]
     # the sweep around the papers' settings; quick runs its cheaper half
     m += [("pixelate", {"block": 10}), ("ksame-eigen", {"k": 2}), ("ksame-select", {"k": 2}),
-          ("latent_shift", {"architecture": "conv", "target": "grid_neighbour", "n_neighbors": 5, "alpha": 0.8, **ls_ep}),
+          ("latent-shift", {"architecture": "conv", "target": "grid_neighbour", "n_neighbors": 5, "alpha": 0.8, **ls_ep}),
           ("fadenet", {"lam": 0.5, **({"epochs": 2, "critic_epochs": 3} if quick else {})}),
           ("mi-adversarial", {"lam": 1.0, **adv_ep})]
     if not quick:
         m += [("blur", {"sigma": 1.0}), ("pixelate", {"block": 3}), ("ksame-pixel", {"k": 10}),
               ("ksame-eigen", {"k": 10}), ("ksame-select", {"k": 10}),
-              ("latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 10, "alpha": 0.8, **ls_ep}),
-              ("latent_shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.4, "n_neighbors": 9, **ls_ep}),
+              ("latent-shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 10, "alpha": 0.8, **ls_ep}),
+              ("latent-shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.4, "n_neighbors": 9, **ls_ep}),
               ("fadenet", {"lam": 0.05}),
               # Feutry et al.: the λ sweep of Fig. 2 and Table 1's targeted identities 0, 2, 3, 4, 5
               ("mi-adversarial", {"lam": 0.0}), ("mi-adversarial", {"lam": 2.0}), ("mi-adversarial", {"lam": 4.0}),
               *(("mi-adversarial", {"lam": 1.0, "target_identity": f"@{i}", "substitute": True}) for i in (2, 3, 4, 5))]
-    if "ksame_net" in available_methods():
-        m.append(("ksame_net", {"k": 2, **({"epochs": 6, "classifier_epochs": 3} if quick else {})}))
+    if "ksame-net" in available_methods():
+        m.append(("ksame-net", {"k": 2, **({"epochs": 6, "classifier_epochs": 3} if quick else {})}))
         if not quick:
-            m.append(("ksame_net", {"k": 5}))
+            m.append(("ksame-net", {"k": 5}))
     known = set(available_methods())
     m = [(n, p) for n, p in m if n in known]
     if quick:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deid.methods.registry import ALIASES
+
 __all__ = ["Record", "Aggregate", "LitFigure", "LITERATURE", "aggregate", "results_table", "literature_table",
            "paper_comparison", "reference_notes", "frontier_plot", "render_results", "render_performance", "perf_plot", "fmt_ms",
            "TABLE_COLUMNS", "feutry_table", "lambda_sweep", "lambda_sweep_plot"]
@@ -149,20 +151,20 @@ def _lit() -> tuple[LitFigure, ...]:
     for K, f, d, v in [(10, "100", "97.74", "7.42"), (50, "100", "95.76", "27.37"), (180, "99.83", "95.10", "44.93"),
                        (300, "99.53", "94.91", "44.77")]:
         for metric, p in (("faceness", f), ("deid", d), ("div", v)):
-            rows.append(LitFigure(*t5, "latent_shift", {"architecture": "fc", "target": "kmeans", "n_clusters": K},
+            rows.append(LitFigure(*t5, "latent-shift", {"architecture": "fc", "target": "kmeans", "n_clusters": K},
                                   metric, float(p) / 100, p + " %"))
     t6 = (nousi, "Table 6", "CelebA 10K test subset (conv AE)", "conv AE, flattened code shifted to the neighbour nearest the mean face")
     for a, n, f, d, v in [(0.4, 5, "98.66", "56.14", "87.87"), (0.4, 7, "98.92", "72.46", "78.00"),
                           (0.4, 9, "99.51", "91.48", "66.08"), (0.8, 5, "98.87", "59.25", "86.75"),
                           (0.8, 7, "99.15", "76.43", "76.72"), (0.8, 9, "99.80", "93.97", "55.14")]:
         for metric, p in (("faceness", f), ("deid", d), ("div", v)):
-            rows.append(LitFigure(*t6, "latent_shift", {"architecture": "conv", "target": "mean_neighbour",
+            rows.append(LitFigure(*t6, "latent-shift", {"architecture": "conv", "target": "mean_neighbour",
                                                         "alpha": a, "n_neighbors": n}, metric, float(p) / 100, p + " %"))
     t7 = (nousi, "Table 7", "CelebA 10K test subset (conv AE)", "conv AE, each grid cell shifted to its n-th nearest neighbour")
     for n, f, d, v in [(1, "98.04", "59.72", "88.76"), (5, "98.48", "61.29", "84.93"), (10, "98.62", "57.55", "87.43"),
                        (20, "98.15", "65.11", "84.45")]:
         for metric, p in (("faceness", f), ("deid", d), ("div", v)):
-            rows.append(LitFigure(*t7, "latent_shift", {"architecture": "conv", "target": "grid_neighbour",
+            rows.append(LitFigure(*t7, "latent-shift", {"architecture": "conv", "target": "grid_neighbour",
                                                         "n_neighbors": n}, metric, float(p) / 100, p + " %"))
     fad = ("Meden et al., FaDeNet", "Table I", "RaFD frontal, 57 identities (228 gallery / 228 probe)",
            "Rank-1/Rank-5 over 5 repetitions, originals as gallery")
@@ -241,11 +243,11 @@ def paper_comparison(aggs: dict[str, list[Aggregate]], figs: tuple[LitFigure, ..
                     best = min(f.value for f in fs) if metric in lower_better else max(f.value for f in fs)
                     worst = max(f.value for f in fs) if metric in lower_better else min(f.value for f in fs)
                     lines.append(_verdict(ds, a, metric, a.mean[metric], best, worst, fs[0], metric in lower_better))
-            elif a.method == "latent_shift":
+            elif ALIASES.get(a.method, a.method) == "latent-shift":  # stored runs may hold the former name
                 for metric in ("faceness", "deid", "div"):
                     if metric not in a.mean:
                         continue
-                    fs = [f for f in figs if f.method == "latent_shift" and f.metric == metric and _match(f.setting, params)]
+                    fs = [f for f in figs if f.method == "latent-shift" and f.metric == metric and _match(f.setting, params)]
                     for f in fs:
                         lines.append(_verdict(ds, a, metric, a.mean[metric], f.value, f.value, f, False))
             elif a.method == "fadenet":
