@@ -35,11 +35,11 @@ OLD_CNN = "cnn (old)"
 def learned_methods() -> dict[str, tuple[str, dict]]:
     """The learned methods with epoch settings small enough for a CPU run."""
     return {
-        "latent_shift": ("latent_shift", dict(architecture="fc", image_size=32, ae_epochs=10, finetune_epochs=5,
+        "latent-shift": ("latent-shift", dict(architecture="fc", image_size=32, ae_epochs=10, finetune_epochs=5,
                                               post_epochs=0)),
         "fadenet": ("fadenet", dict(epochs=3, critic_epochs=3, min_steps=100)),
         "mi-adversarial": ("mi-adversarial", dict(epochs=2, pretrain_epochs=1, disc_pretrain_epochs=1, min_steps=0)),
-        "ksame_net": ("ksame_net", dict(k=2, epochs=5, classifier_epochs=3)),
+        "ksame-net": ("ksame-net", dict(k=2, epochs=5, classifier_epochs=3)),
     }
 
 

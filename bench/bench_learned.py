@@ -82,7 +82,7 @@ def fitted(cfg: dict, X: np.ndarray):
     """A method with the speed config, trained for 0 epochs (throughput does not depend on weights)."""
     from deid.methods import get_method
 
-    m = get_method("latent_shift", target="none", ae_epochs=0, post_epochs=0, device="auto", **cfg)
+    m = get_method("latent-shift", target="none", ae_epochs=0, post_epochs=0, device="auto", **cfg)
     return m.fit(X)
 
 
@@ -165,7 +165,7 @@ def ksame_net_speed(s) -> dict:
 
     X = np.concatenate([s.X] * 4)
     ident = np.concatenate([s.identity] * 4)
-    m = get_method("ksame_net", image_size=64, epochs=0, classifier_epochs=1).fit(s.X, s.identity, s.expression)
+    m = get_method("ksame-net", image_size=64, epochs=0, classifier_epochs=1).fit(s.X, s.identity, s.expression)
     t = time.perf_counter()
     m.transform(X, ident)
     r = {"method": "ksame_net (set-level, in memory)", "images": len(X),
@@ -232,7 +232,7 @@ def quality(dataset: str, out: Path, cnn_epochs: int, deblur: bool, ae_epochs: i
             arch = dict(architecture=group, deblur=deblur, smooth=deblur)
             if ae_epochs:
                 arch.update(ae_epochs=ae_epochs, finetune_epochs=max(10, ae_epochs // 2))
-            bases[group] = get_method("latent_shift", **arch, target="none").fit(tr.X)
+            bases[group] = get_method("latent-shift", **arch, target="none").fit(tr.X)
             info[f"ae {group} base"] = {"fit_s": time.perf_counter() - t,
                                         "reconstruction": bases[group].history_["reconstruction"][-1]}
             t = time.perf_counter()
@@ -245,7 +245,7 @@ def quality(dataset: str, out: Path, cnn_epochs: int, deblur: bool, ae_epochs: i
         info[label] = {"finetune_s": time.perf_counter() - t, "target_distance": m.target_distance_}
         print(f"{label:32s} fitted in {time.perf_counter() - t:5.1f}s  {m.target_distance_}", flush=True)
     t = time.perf_counter()
-    fitted_net = get_method("ksame_net", k=2).fit(tr.X, tr.identity, tr.expression)  # k is used at transform
+    fitted_net = get_method("ksame-net", k=2).fit(tr.X, tr.identity, tr.expression)  # k is used at transform
     fit_s = time.perf_counter() - t
     print(f"k-Same-Net fitted in {fit_s:.1f}s, generator loss {fitted_net.history_['generator'][::5]}", flush=True)
     for k in (2, 3):
