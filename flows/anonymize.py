@@ -102,7 +102,7 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
         out_dir = run_dir / "anonymized" / f"{spec.key}-{made_of}"
         step = fit_and_anonymize_in(work, model_dir, out_dir)
         kw = dict(spec=spec, images_dir=str(images), data_digest=summary.digest, model_dir=str(model_dir),
-                  out_dir=str(out_dir), batch_size=cfg.batch_size)
+                  out_dir=str(out_dir), batch_size=cfg.batch_size, dask=cfg.dask)
         stats[spec.key] = step.submit(**kw) if parallel else step(**kw)
         anonymized[spec.key], model_dirs[spec.key] = str(out_dir), str(model_dir)
     return anonymized, model_dirs, stats
