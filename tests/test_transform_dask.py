@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from deid.errors import MethodError
 from deid.faces_dask import DaskConfig
 from deid.pipeline import anonymize_table, fit_and_anonymize, fit_method
 from deid.transform_dask import anonymize_table_dask, model_payload, pick_device, worker_loads
+from loopback import wait_http
 
 BIN = Path(sys.executable).parent
 BATCH = 16  # ferg_images has 168 rows: 11 batches, more than the workers
@@ -114,19 +113,6 @@ def test_workers_above_one_start_a_local_cluster(ferg_images, tmp_path):
 
 
 # -- a real scheduler and worker on loopback -----------------------------------------------------------------
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
-
-
 @pytest.fixture
 def scheduler_and_worker(tmp_path):
     """A ``dask scheduler`` and a ``dask worker`` (two single-threaded processes) on 127.0.0.1, run from
@@ -145,7 +131,7 @@ def scheduler_and_worker(tmp_path):
                 [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                  "--dashboard-address", f"127.0.0.1:{dash}"], cwd=run_dir, stdout=slog, stderr=subprocess.STDOUT,
                 start_new_session=True))
-            _wait_http(f"http://127.0.0.1:{dash}/health", 60, procs[0])
+            wait_http(f"http://127.0.0.1:{dash}/health", 60, procs[0])
             procs.append(subprocess.Popen(
                 [str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
                  "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(run_dir / "scratch")],

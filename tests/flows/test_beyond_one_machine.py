@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from loopback import wait_http
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(url)
 
 
 @pytest.fixture
@@ -37,7 +23,7 @@ def dask_cluster(tmp_path):
     sched = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                               "--dashboard-address", f"127.0.0.1:{dash}"], stdout=open(tmp_path / "sched.log", "w"),
                              stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_http(f"http://127.0.0.1:{dash}/health", 60, sched)
+    wait_http(f"http://127.0.0.1:{dash}/health", 60, sched)
     worker = subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1",
                                "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
                                "--local-directory", str(tmp_path / "dask-worker")],
@@ -60,7 +46,7 @@ def mlflow_server(tmp_path):
                              "--port", str(port), "--workers", "1"],
                             stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
                             env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    _wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
+    wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
     yield f"http://127.0.0.1:{port}"
     stop(proc)
 
