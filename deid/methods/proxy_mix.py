@@ -74,23 +74,47 @@ def draw_mixtures(n: int, n_proxies: int, k: int, alpha: float, rng: np.random.G
     return out
 
 
-def align_codes(z: np.ndarray, identity) -> np.ndarray:
-    """Codes ``(N, Z)`` with every identity's per-dimension mean and spread set to the whole set's.
+def _sqrt_psd(c: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """Symmetric square root (or inverse square root) of a covariance, with a small ridge."""
+    w, v = np.linalg.eigh(c + np.eye(len(c)) * (1e-3 * np.trace(c) / len(c) + 1e-9))
+    w = np.clip(w, 1e-12, None)
+    return (v * (w ** (-0.5 if inverse else 0.5))) @ v.T
 
-    A code that still carries identity in its first two moments loses it here; an identity with a
-    single image gets the set's mean (its own value would be its identity's mean).
+
+def align_codes(z: np.ndarray, identity, labels=None) -> np.ndarray:
+    """Codes ``(N, Z)`` whose mean and covariance are the same for every identity.
+
+    Each identity's codes are whitened with that identity's covariance and coloured with the whole
+    set's; the mean is set per (identity, label) cell to that label's mean over every identity
+    (``labels``; without them, per identity to the set's mean), so a person's own way of showing a
+    label (their smile) leaves the code too. A code that still carries identity in these moments
+    loses it here. An identity with fewer images than code dimensions keeps the set's covariance
+    scaled per dimension; a single-image identity (or cell) gets the set's (or the label's) mean,
+    since its own value would be its own mean.
     """
     z = np.asarray(z, np.float64)
     ident = np.unique(np.asarray(identity).astype(str), return_inverse=True)[1].reshape(-1)
-    mean, sd = z.mean(0), z.std(0) + 1e-6
+    lab = (np.zeros(len(z), np.int64) if labels is None
+           else np.unique(np.asarray(labels).astype(str), return_inverse=True)[1].reshape(-1))
+    d = z.shape[1]
+    cov_all = np.cov(z, rowvar=False).reshape(d, d) if len(z) > 1 else np.eye(d)
+    colour = _sqrt_psd(cov_all)
+    sd = np.sqrt(np.diag(cov_all)) + 1e-6
+    label_mean = {y: z[lab == y].mean(0) for y in np.unique(lab)}
     out = np.empty_like(z)
     for i in np.unique(ident):
         rows = ident == i
-        zi = z[rows]
-        if len(zi) < 2:
-            out[rows] = mean
-            continue
-        out[rows] = (zi - zi.mean(0)) / (zi.std(0) + 1e-6) * sd + mean
+        centred = z[rows].copy()
+        for y in np.unique(lab[rows]):  # centre every (identity, label) cell on itself
+            cell = lab[rows] == y
+            centred[cell] -= centred[cell].mean(0) if cell.sum() > 1 else centred[cell]
+        n = int(rows.sum())
+        if n > d:
+            white = _sqrt_psd(np.cov(centred, rowvar=False).reshape(d, d), inverse=True)
+            centred = centred @ white @ colour
+        elif n > 1:
+            centred = centred / (centred.std(0) + 1e-6) * sd
+        out[rows] = centred + np.stack([label_mean[y] for y in lab[rows]])
     return out.astype(np.float32)
 
 
@@ -111,7 +135,7 @@ class ProxyMix(DeidMethod):
                  epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
-                 align: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
+                 label_weight: NonNegativeFloat = 1.0, align: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
                  device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
@@ -127,6 +151,7 @@ class ProxyMix(DeidMethod):
         self.kl_weight = kl_weight
         self.adversary_weight = adversary_weight
         self.nuisance_noise = nuisance_noise
+        self.label_weight = label_weight
         self.align = align
         self.mixture = mixture
         self.warp = warp
@@ -138,6 +163,7 @@ class ProxyMix(DeidMethod):
     def _init_modules(self) -> None:
         import torch
 
+        from deid.models.classifier import SmallCNN
         from deid.models.mixer import CodeAdversary, MixtureDecoder, NuisanceEncoder
 
         c, s = self.input_shape_[0], int(self.image_size)
@@ -147,9 +173,10 @@ class ProxyMix(DeidMethod):
                                        int(self.hidden), bool(self.warp))
         self.identity_codes_ = torch.nn.Embedding(q, int(self.id_dim))
         self.adversary_ = CodeAdversary(int(self.code_dim), q, int(self.hidden) // 2 or 1)
+        self.label_critic_ = SmallCNN(c, e, int(self.width))
 
     def _modules(self) -> "list[torch.nn.Module]":
-        return [self.encoder_, self.decoder_, self.identity_codes_, self.adversary_]
+        return [self.encoder_, self.decoder_, self.identity_codes_, self.adversary_, self.label_critic_]
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
@@ -173,7 +200,8 @@ class ProxyMix(DeidMethod):
         dev = resolve_device(self.device)
         g = seed_everything(seed)
         self._init_modules()
-        enc, dec, table, adv = (m.to(dev).train() for m in self._modules())
+        enc, dec, table, adv, critic = (m.to(dev).train() for m in self._modules())
+        rng = np.random.default_rng(seed)
         x_all = to_net(torch.from_numpy(np.ascontiguousarray(X)), int(self.image_size))
         qi = torch.from_numpy(np.searchsorted(self.proxies_, np.asarray(identity).astype(str)))
         ei = torch.from_numpy(np.searchsorted(self.labels_, np.asarray(utility).astype(str)))
@@ -183,13 +211,15 @@ class ProxyMix(DeidMethod):
         gen_params = [*enc.parameters(), *dec.parameters(), *table.parameters()]
         opt_g = torch.optim.Adam(gen_params, lr=float(self.lr))
         opt_a = torch.optim.Adam(adv.parameters(), lr=float(self.lr))
+        opt_c = torch.optim.Adam(critic.parameters(), lr=float(self.lr))
         steps = max(1, epochs * -(-n // bs))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=float(self.lr) * 0.05)
         pixels = float(np.prod(x_all.shape[1:]))
         log_q = float(np.log(q))
-        history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": []}
+        history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": [], "critic_acc": [],
+                   "mixture_label_acc": []}
         for _ in range(epochs):
-            tot = np.zeros(4)
+            tot = np.zeros(6)
             count = 0
             for idx in torch.randperm(n, generator=g).split(bs):
                 if len(idx) < 2:
@@ -203,18 +233,33 @@ class ProxyMix(DeidMethod):
                 opt_a.zero_grad(set_to_none=True)
                 loss_a.backward()
                 opt_a.step()
+                # the label critic learns the labels from real images
+                c_logits = critic(xb)
+                loss_c = F.cross_entropy(c_logits, eb)
+                opt_c.zero_grad(set_to_none=True)
+                loss_c.backward()
+                opt_c.step()
                 # the encoder and decoder reconstruct, keep the code small, and leave the adversary at uniform
-                rec = dec(z, table(ib), F.one_hot(eb, e).float())
+                onehot = F.one_hot(eb, e).float()
+                rec = dec(z, table(ib), onehot)
                 l_rec = F.mse_loss(rec, xb, reduction="sum") / len(xb)
                 kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
                 l_adv = -F.log_softmax(adv(z), dim=1).mean(1).mean() - log_q  # KL(uniform ‖ adversary) ≥ 0
                 loss = l_rec + float(self.kl_weight) * kl + float(self.adversary_weight) * pixels ** 0.5 * l_adv
+                mix_acc = 0.0
+                if float(self.label_weight) > 0:  # faces of drawn identity mixtures must show their label to the critic
+                    w = torch.from_numpy(draw_mixtures(len(idx), q, min(int(self.k), q), float(self.alpha), rng)).to(dev)
+                    m_logits = critic(dec(z, w @ table.weight, onehot))
+                    loss = loss + float(self.label_weight) * F.cross_entropy(m_logits, eb)
+                    mix_acc = float((m_logits.argmax(1) == eb).float().mean())
                 opt_g.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_g.step()
                 sched.step()
                 acc = float((logits.argmax(1) == ib).float().mean())
-                tot += np.array([float(l_rec.detach()) / pixels, float(kl.detach()), float(loss_a.detach()), acc]) * len(idx)
+                c_acc = float((c_logits.argmax(1) == eb).float().mean())
+                tot += np.array([float(l_rec.detach()) / pixels, float(kl.detach()), float(loss_a.detach()), acc, c_acc,
+                                 mix_acc]) * len(idx)
                 count += len(idx)
             for key, v in zip(history, tot / max(count, 1)):
                 history[key].append(float(v))
@@ -264,7 +309,7 @@ class ProxyMix(DeidMethod):
         if self.align:
             if identity is None:
                 raise MethodError("method 'proxy-mix' with align on needs identity labels to transform")
-            z = align_codes(z, identity)
+            z = align_codes(z, identity, utility)
         out = np.empty_like(X, dtype=np.float32)
         e = len(self.labels_)
         for s in range(0, len(X), 256):
