@@ -77,9 +77,10 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
     if uri is None:
         (work / "mlflow").mkdir(parents=True, exist_ok=True)
         uri = local_tracking_uri(work)
-        artifacts = (work / "mlflow" / "artifacts").resolve().as_uri()
-    else:
-        artifacts = None
+    # a SQLite store keeps its artifacts beside the database; MLflow's default would be ./mlruns under
+    # whatever folder the process runs in, outside every root the run was given (a server decides its own)
+    db = _sqlite_path(uri)
+    artifacts = (db.parent / "artifacts").resolve().as_uri() if db is not None else None
     with _store_lock(uri):
         client = mlflow.MlflowClient(uri)  # the first query creates or migrates the store
         if client.get_experiment_by_name(experiment) is None:

@@ -215,3 +215,23 @@ def test_concurrent_runs_create_the_local_store_once(tmp_path):
     experiments = mlflow.MlflowClient(uri).search_experiments(filter_string="name = 'deid'")
     assert len(experiments) == 1
     assert (work / "mlflow" / ".store.lock").exists()
+
+
+def test_a_given_sqlite_store_keeps_its_artifacts_beside_the_database(tmp_path, monkeypatch):
+    """MLflow's default artifact root is ./mlruns under the process's folder: outside every configured root."""
+    import mlflow
+
+    from tasks.tracking import configure_tracking
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    configure_tracking(uri, "given-store", tmp_path / "work")
+    with mlflow.start_run():
+        mlflow.log_text("x", "note.txt")
+    location = mlflow.MlflowClient(uri).get_experiment_by_name("given-store").artifact_location
+    assert location.startswith((tmp_path / "store" / "artifacts").resolve().as_uri()), location
+    assert not (elsewhere / "mlruns").exists()
+    assert (tmp_path / "store" / "artifacts").is_dir()
