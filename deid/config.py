@@ -275,13 +275,14 @@ def check_run(cfg: RunConfig, base: Path | None = None) -> Workspace:
     the CUDA devices named exist (:func:`check_devices`). Relative paths are relative to ``base``
     (default: the current directory). Raises :class:`ConfigError` naming the field.
     """
+    from deid.datasets import get_loader
     from deid.workspace import check_workspace
 
     base = Path.cwd() if base is None else Path(base)
     src = cfg.dataset.source_path(base)
     if src is not None and not src.exists():
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
-    if src is not None and not src.is_dir() and cfg.dataset.name != "manifest":  # a manifest may be a file
+    if src is not None and not src.is_dir() and not get_loader(cfg.dataset.name).source_may_be_file:
         raise ConfigError(f"dataset.source: {src} is not a directory (dataset '{cfg.dataset.name}')")
     workspace = check_workspace(cfg, base)
     check_devices(cfg)

@@ -110,6 +110,9 @@ def test_check_run_checks_the_dataset_path_and_the_work_dir_and_writes_nothing(t
     (tmp_path / "data" / "jaffe").write_text("not a folder")
     with pytest.raises(ConfigError, match="dataset.source: .* is not a directory"):
         check_run(validate_config(jaffe), tmp_path)
+    # a loader that reads one file (a manifest) takes a file as its source
+    manifest = _base(dataset={"name": "manifest", "source": "data/jaffe"}, work_dir="w")
+    assert check_run(validate_config(manifest), tmp_path).work == tmp_path / "w"
     (tmp_path / "data" / "jaffe").unlink()
     (tmp_path / "data" / "jaffe").mkdir()
     assert check_run(validate_config(jaffe), tmp_path).work == tmp_path / "w"

@@ -161,12 +161,14 @@ class Loader:
     """A registered dataset layout.
 
     ``scan(root, **options)`` labels the files; ``needs_alignment`` says whether images are in
-    the wild (faces must be detected and cropped) or already face crops.
+    the wild (faces must be detected and cropped) or already face crops; ``source_may_be_file``
+    whether ``root`` may name a file (a manifest) rather than a folder.
     """
 
     name: str
     scan: Callable[..., ScanResult]
     needs_alignment: bool = False
+    source_may_be_file: bool = False
     utility_label: str = "expression"
     description: str = ""
 

@@ -137,5 +137,5 @@ def scan_manifest(root: str | Path, *, path_column: str = "path", identity_colum
     return result
 
 
-register_loader(Loader("manifest", scan_manifest,
+register_loader(Loader("manifest", scan_manifest, source_may_be_file=True,
                        description="Your own dataset: a CSV or Parquet manifest, one row per image"))
