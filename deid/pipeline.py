@@ -83,17 +83,30 @@ def transform_batch(method: DeidMethod, t: pa.Table, label: str) -> tuple[pa.Tab
 
 class SplitWriters:
     """One ``anonymized`` table folder per split with rows under ``root``, the utility label stored
-    against the input's ClassLabel names; rows are written in the order they are given."""
+    against the input's ClassLabel names; rows are written in the order they are given. Counts the
+    rows and the decode / model / encode seconds of every batch written (:meth:`stats`)."""
 
     def __init__(self, root: Path, images_dir: str | Path):
         self.writers = {s: TableWriter(root / s, ANONYMIZED_SCHEMA, labels=table_labels(images_dir),
                                        write_empty=False) for s in SPLITS}
+        self.rows, self.decode_s, self.model_s, self.encode_s = 0, 0.0, 0.0, 0.0
 
-    def write(self, out: pa.Table) -> None:
+    def write(self, out: pa.Table, decode_s: float = 0.0, model_s: float = 0.0, encode_s: float = 0.0) -> None:
+        """Write one batch of :func:`transform_batch` output with the seconds it took (writing counts as encoding)."""
+        a = time.perf_counter()
         for s in SPLITS:
             part = out.filter(pc.equal(out.column("split"), s))
             if part.num_rows:
                 self.writers[s].write(part)
+        self.rows += out.num_rows
+        self.decode_s += decode_s
+        self.model_s += model_s
+        self.encode_s += encode_s + (time.perf_counter() - a)
+
+    def stats(self, seconds: float, workers: int) -> TransformStats:
+        return TransformStats(rows=self.rows, seconds=seconds, decode_s=self.decode_s, model_s=self.model_s,
+                              encode_s=self.encode_s, images_per_s=self.rows / seconds if seconds else 0.0,
+                              workers=workers)
 
     def close(self) -> None:
         for w in self.writers.values():
@@ -121,8 +134,6 @@ def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | P
     from data_contracts import count_rows
 
     label = label or method.name
-    t_dec = t_mod = t_enc = 0.0
-    n = 0
     t0 = time.perf_counter()
     bar = tqdm(total=count_rows(images_dir), desc=f"transform {label}", unit="img", disable=not progress)
     with atomic_dir(out_dir) as tmp:
@@ -134,17 +145,11 @@ def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | P
         for t in batches:
             if t.num_rows == 0:
                 continue
-            out, dec, mod, enc = transform_batch(method, t, label)
-            a = time.perf_counter()
-            writers.write(out)
-            t_dec, t_mod, t_enc = t_dec + dec, t_mod + mod, t_enc + enc + (time.perf_counter() - a)
-            n += t.num_rows
+            writers.write(*transform_batch(method, t, label))
             bar.update(t.num_rows)
         writers.close()
     bar.close()
-    secs = time.perf_counter() - t0
-    return TransformStats(rows=n, seconds=secs, decode_s=t_dec, model_s=t_mod, encode_s=t_enc,
-                          images_per_s=n / secs if secs else 0.0, workers=1)
+    return writers.stats(time.perf_counter() - t0, workers=1)
 
 
 def fit_and_anonymize(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *,

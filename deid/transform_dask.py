@@ -163,8 +163,6 @@ def _anonymize(client: Any, payload: ModelPayload, images_dir: str | Path, out_d
         workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
     slots = {addr: i for i, addr in enumerate(workers)}
     [shipped] = client.scatter([payload], broadcast=True, hash=False)
-    t_dec = t_mod = t_enc = 0.0
-    n = 0
     bar = tqdm(total=count_rows(images_dir), desc=f"transform {label} on {len(workers)} Dask workers", unit="img",
                disable=not progress)
     try:
@@ -172,15 +170,10 @@ def _anonymize(client: Any, payload: ModelPayload, images_dir: str | Path, out_d
             writers = SplitWriters(tmp, images_dir)
             jobs = ((shipped, t, label, slots) for t in transform_batches(images_dir, batch_size))
             for out, dec, mod, enc in map_ordered(client, _run_batch, jobs, max_in_flight=max_in_flight):
-                a = time.perf_counter()
-                writers.write(out)
-                t_dec, t_mod, t_enc = t_dec + dec, t_mod + mod, t_enc + enc + (time.perf_counter() - a)
-                n += out.num_rows
+                writers.write(out, dec, mod, enc)
                 bar.update(out.num_rows)
             writers.close()
     finally:
         bar.close()
         shipped.release()
-    secs = time.perf_counter() - t0
-    return TransformStats(rows=n, seconds=secs, decode_s=t_dec, model_s=t_mod, encode_s=t_enc,
-                          images_per_s=n / secs if secs else 0.0, workers=len(workers))
+    return writers.stats(time.perf_counter() - t0, workers=len(workers))
