@@ -1,4 +1,9 @@
-"""Images and labels in memory: a contract-checked table read into arrays for fitting and audits."""
+"""Images and labels: a contract-checked table read into arrays for fitting and audits.
+
+:func:`load_image_set` decodes every image into memory; :func:`open_image_set` keeps the pixels on
+disk (:class:`deid.pixels.Pixels`, ``uint8``, read a chunk at a time) and only the labels in memory,
+so code that reads ``X`` in chunks holds flat memory whatever the number of images.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_contracts import ANONYMIZED_SCHEMA, IMAGES_SCHEMA, read_table
+from data_contracts import ANONYMIZED_SCHEMA, IMAGES_SCHEMA, iter_batches, read_table, table_files
 from deid.imageio import images_to_array
+from deid.pixels import Pixels, write_pixels
 
-__all__ = ["ImageSet", "load_image_set", "image_set_from_table"]
+__all__ = ["ImageSet", "load_image_set", "open_image_set", "image_set_from_table"]
 
 
 @dataclass
 class ImageSet:
     """``X`` float32 ``(N, C, H, W)`` in [0, 1] with per-row ids, splits and labels.
 
+    ``X`` is a ``numpy`` array or a :class:`~deid.pixels.Pixels` view of images on disk (indexing it
+    gives another view; ``np.asarray`` reads).
+
     ``attributes`` maps an attribute name to its float ``(N,)`` values (e.g. the built-in FERG-like
     set's ``pose_bin``); ``None`` when the table has no attributes column (de-identified tables).
     """
 
-    X: np.ndarray
+    X: np.ndarray | Pixels
     image_id: np.ndarray
     split: np.ndarray
     identity: np.ndarray
@@ -89,3 +98,72 @@ def load_image_set(path: str | Path, *, splits: tuple[str, ...] | None = None, a
     schema = ANONYMIZED_SCHEMA if anonymized else IMAGES_SCHEMA
     cols = ["image_id", "split", "identity", "expression", "image"] + ([] if anonymized else ["attributes"])
     return image_set_from_table(read_table(path, schema, columns=cols, splits=splits))
+
+
+def _labels_table(path: str | Path, schema, splits, anonymized: bool) -> pa.Table:
+    cols = ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes"])
+    return read_table(path, schema, columns=cols, splits=splits)
+
+
+def _store_name(path: Path, splits, anonymized: bool) -> tuple[str, str]:
+    """(which table, which version of it): the first from the table's path and splits, the second from its
+    files' names, sizes and modification times."""
+    import hashlib
+
+    which = hashlib.blake2b(repr((str(path.resolve()), splits, anonymized)).encode(), digest_size=8).hexdigest()
+    h = hashlib.blake2b(digest_size=8)
+    for f in table_files(path):
+        st = f.stat()
+        h.update(repr((str(f.relative_to(path)) if f != path else f.name, st.st_size, st.st_mtime_ns)).encode())
+    return which, h.hexdigest()
+
+
+def _uint8_images(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    from deid.imageio import decode_png
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    blobs = column.field("bytes").to_pylist() if pa.types.is_struct(column.type) else column.to_pylist()
+    arrs = [decode_png(b) for b in blobs]
+    first = arrs[0].shape
+    if any(a.shape != first for a in arrs):
+        raise ValueError(f"images differ in shape (first {first}); preprocess to one size before stacking")
+    x = np.stack(arrs)
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+def open_image_set(path: str | Path, cache_dir: str | Path, *, splits: tuple[str, ...] | None = None,
+                   anonymized: bool = False, batch_rows: int = 2048) -> ImageSet:
+    """An ``images`` (or ``anonymized``) table with its pixels on disk: ``X`` is a :class:`Pixels` view.
+
+    The images are decoded once, a row group at a time, into ``cache_dir/pixels-<table>-<version>.npy``
+    (``table``: its path and ``splits``; ``version``: its files' names, sizes and modification times),
+    reused while the table is unchanged and replaced when it changes. Labels are read into memory as :func:`load_image_set` reads them, in the same row order.
+    """
+    path = Path(path)
+    schema = ANONYMIZED_SCHEMA if anonymized else IMAGES_SCHEMA
+    labels = _labels_table(path, schema, splits, anonymized)
+    which, version = _store_name(path, splits, anonymized)
+    store = Path(cache_dir) / f"pixels-{which}-{version}.npy"
+    for old in Path(cache_dir).glob(f"pixels-{which}-*.npy"):  # earlier versions of this table
+        if old != store:
+            old.unlink(missing_ok=True)
+    if store.is_file() and len(Pixels(store)) != labels.num_rows:
+        store.unlink()
+    if not store.is_file():
+        if labels.num_rows == 0:
+            raise ValueError(f"{path}: no images to read")
+        first = next(iter_batches(path, schema, columns=["image"], splits=splits, batch_size=1))
+        one = _uint8_images(first.column("image"))
+        batches = (_uint8_images(t.column("image"))
+                   for t in iter_batches(path, schema, columns=["image"], splits=splits, batch_size=batch_rows))
+        write_pixels(store, (labels.num_rows, *one.shape[1:]), batches)
+    t = labels
+    return ImageSet(
+        X=Pixels(store),
+        image_id=np.asarray(t.column("image_id").to_pylist(), dtype=object),
+        split=np.asarray(t.column("split").to_pylist(), dtype=object),
+        identity=np.asarray(t.column("identity").to_pylist(), dtype=object),
+        expression=np.asarray(t.column("expression").to_pylist(), dtype=object),
+        attributes=_attributes(t.column("attributes")) if not anonymized else None,
+    )

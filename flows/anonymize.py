@@ -111,7 +111,13 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
 def audit_inputs(cfg: RunConfig, images: Path, anonymized: dict[str, str], work: Path) -> dict:
     """The :func:`tasks.audit.audit` arguments of a run."""
     return dict(images_dir=str(images), anonymized=anonymized, cfg=audit_config(cfg), dataset=cfg.dataset.name,
-                real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"))
+                real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"),
+                pixel_cache=pixel_cache(work))
+
+
+def pixel_cache(work: Path) -> str:
+    """Where the audit keeps decoded images (``uint8``, one file per table version)."""
+    return str(work / "cache" / "pixels")
 
 
 def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymized: dict[str, str],
@@ -129,7 +135,8 @@ def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymiz
         notes.append(f"used the utility label when fitting (their utility is partly by construction; the unseen "
                      f"attributes show what else survives): {', '.join(used)}")
     title = f"deid audit — {run_name or cfg.name}"
-    judgement, figures = judge_and_plot(result, str(images), anonymized, cfg.gates, str(report_dir), title)
+    judgement, figures = judge_and_plot(result, str(images), anonymized, cfg.gates, str(report_dir), title,
+                                        pixel_cache(work))
     header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": git_commit(),
               "prefect_flow_run_id": _flow_run_id(),
               "release_status": "requested" if cfg.release.enabled else "not requested",

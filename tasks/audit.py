@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from deid.data import load_image_set
+from deid.data import open_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit as _audit
 from deid.evaluation.gates import AuditJudgement, GateConfig, judge_audit
 from deid.reporting.html import render_report
@@ -17,35 +17,37 @@ __all__ = ["audit", "judge_and_plot", "write_report"]
 
 @task(tags=["compute-heavy"])
 def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset: str, real_faces: bool,
-          descriptor_cache: str | None) -> AuditResult:
-    """The audit of every method's output (``anonymized``: label → table folder) against the originals."""
+          descriptor_cache: str | None, pixel_cache: str) -> AuditResult:
+    """The audit of every method's output (``anonymized``: label → table folder) against the originals.
+
+    The images stay on disk (decoded once into ``pixel_cache``) and are read a chunk at a time."""
     log = get_run_logger()
-    original = load_image_set(images_dir)
-    outs = {name: load_image_set(path, anonymized=True) for name, path in anonymized.items()}
-    return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces,
-                  descriptor_cache=descriptor_cache, progress=log.info, progress_bar=True)
+    original = open_image_set(images_dir, pixel_cache)
+    outs = {name: open_image_set(path, pixel_cache, anonymized=True) for name, path in anonymized.items()}
+    return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces, descriptor_cache=descriptor_cache,
+                  progress=log.info, progress_bar=True, scratch=pixel_cache)
 
 
 @task
 def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: GateConfig, out_dir: str,
-                   title: str) -> tuple[AuditJudgement, list[tuple[str, str]]]:
+                   title: str, pixel_cache: str) -> tuple[AuditJudgement, list[tuple[str, str]]]:
     """The audit judged (itself first, then every method) and its figures; returns the judgement
     and (caption, path) per figure."""
     import numpy as np
 
     out = Path(out_dir)
     judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gates)
-    original = load_image_set(images_dir, splits=("test",))
+    original = open_image_set(images_dir, pixel_cache).of_split("test")  # the audit's decoded pixels
     rng = np.random.default_rng(0)
     pick = []
     for ident in sorted(set(original.identity)):  # one test image per identity, up to 8
         idx = np.flatnonzero(original.identity == ident)
         pick.append(int(rng.choice(idx)))
     pick = pick[:8]
-    rows = {ORIGINAL: original.X[pick]}
+    rows = {ORIGINAL: np.asarray(original.X[pick])}
     for name, path in anonymized.items():
-        a = load_image_set(path, splits=("test",), anonymized=True).align_to(original.image_id[pick])
-        rows[name] = a.X
+        a = open_image_set(path, pixel_cache, anonymized=True).align_to(original.image_id[pick])
+        rows[name] = np.asarray(a.X)
     figs = [("Samples: each column one test image, each row a method",
              sample_grid(rows, out / "samples.png", labels=[str(e) for e in original.expression[pick]]))]
     pts = {m: (a.metrics["identity_acc_worst"], a.metrics.get("utility_acc_best", float("nan")))

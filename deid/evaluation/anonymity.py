@@ -26,12 +26,19 @@ def _labels(identity: Any, n: int) -> np.ndarray:
 
 
 def identical_groups(outputs: np.ndarray) -> np.ndarray:
-    """Group index per row of ``outputs`` ``(N, ...)``: rows with identical bytes share a group."""
-    outputs = np.asarray(outputs)
-    if outputs.ndim < 1 or len(outputs) == 0:
+    """Group index per row of ``outputs`` ``(N, ...)``: rows with identical bytes share a group.
+
+    ``outputs`` may be a :class:`~deid.pixels.Pixels` view, read a chunk at a time."""
+    if not hasattr(outputs, "shape"):
+        outputs = np.asarray(outputs)
+    if len(outputs.shape) < 1 or len(outputs) == 0:
         raise EvaluationError(f"need at least one output to measure anonymity, got shape {outputs.shape}")
-    flat = np.ascontiguousarray(outputs.reshape(len(outputs), -1))
-    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat], dtype="S16")
+    digests = np.empty(len(outputs), dtype="S16")
+    step = max(1, 4_000_000 // (int(np.prod(outputs.shape[1:], dtype=np.int64)) or 1))
+    for s in range(0, len(outputs), step):  # a chunk of rows at a time (images on disk are read so)
+        chunk = np.asarray(outputs[s:s + step])
+        flat = np.ascontiguousarray(chunk).reshape(len(chunk), -1)
+        digests[s:s + len(flat)] = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
     return np.unique(digests, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 

@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix
 from sklearn.neighbors import KNeighborsClassifier
@@ -26,6 +25,7 @@ from deid.errors import EvaluationError
 from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class, available_attackers, get_attacker,
                                               register_attacker)
 from deid.models import CNNClassifier
+from deid.pixels import chunk_rows, chunks, is_lazy
 
 __all__ = ["AttackerConfig", "AttackResult", "train_attackers", "check_split_labels", "DEFAULT_ATTACKERS",
            "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker", "HogSVMAttacker",
@@ -76,6 +76,115 @@ def _flat(X: np.ndarray) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).reshape(len(X), -1)
 
 
+# -- streaming pieces: statistics and distances a chunk of rows at a time ------------------------------
+#: above this many values per image the PCA is fitted incrementally instead of from the covariance
+_COVARIANCE_MAX_DIM = 4096
+
+
+class _Standardise:
+    """Per-pixel mean and standard deviation of ``X``, gathered in chunks (StandardScaler's figures)."""
+
+    def __init__(self, X):
+        n = len(X)
+        s1 = s2 = 0.0
+        for _, c in chunks(X):
+            c = c.reshape(len(c), -1).astype(np.float64)
+            s1 = s1 + c.sum(0)
+            s2 = s2 + np.square(c).sum(0)
+        self.mean = s1 / n
+        var = np.maximum(s2 / n - np.square(self.mean), 0.0)
+        scale = np.sqrt(var)
+        scale[scale < 10 * np.finfo(np.float64).eps] = 1.0  # constant pixels are left as they are, as sklearn does
+        self.scale = scale
+        self._m32, self._s32 = self.mean.astype(np.float32), scale.astype(np.float32)
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        return (np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1) - self._m32) / self._s32
+
+
+class _StreamingPCA:
+    """Standardised pixels → their ``k`` leading principal components, fitted without holding ``X``.
+
+    Up to :data:`_COVARIANCE_MAX_DIM` values per image the components are the exact eigenvectors of the
+    standardised pixels' covariance, summed a chunk at a time; above it, scikit-learn's
+    :class:`~sklearn.decomposition.IncrementalPCA` over the same chunks.
+    """
+
+    def __init__(self, X, k: int):
+        self.std = _Standardise(X)
+        d = len(self.std.mean)
+        k = int(min(k, len(X) - 1, d))
+        if d <= _COVARIANCE_MAX_DIM:
+            cov = np.zeros((d, d), dtype=np.float64)
+            for _, c in chunks(X):
+                z = self.std(c)
+                cov += z.T @ z  # float32 products per chunk, summed in float64
+            from scipy.linalg import eigh
+
+            w, v = eigh(cov / max(1, len(X) - 1), subset_by_index=[d - k, d - 1])  # the k largest only
+            comps = v[:, np.argsort(w)[::-1]].T
+            # the sign convention of scikit-learn's svd_flip: each component's largest entry is positive
+            comps *= np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])[:, None]
+            self.components = comps.astype(np.float32)
+        else:
+            from sklearn.decomposition import IncrementalPCA
+
+            ipca = IncrementalPCA(k)
+            rows = max(k, chunk_rows((1, d)))
+            for _, c in chunks(X, rows):
+                if len(c) >= k:
+                    ipca.partial_fit(self.std(c))
+            self.components = (ipca.components_ * 1.0).astype(np.float32)
+            self._ipca_mean = ipca.mean_.astype(np.float32)
+        self.k = k
+
+    def transform(self, X) -> np.ndarray:
+        out = np.empty((len(X), self.k), dtype=np.float32)
+        for s, c in chunks(X):
+            z = self.std(c)
+            if hasattr(self, "_ipca_mean"):
+                z = z - self._ipca_mean
+            out[s:s + len(c)] = z @ self.components.T
+        return out
+
+
+_PCA_MEMO: dict = {}
+
+
+def _pca(X, k: int) -> _StreamingPCA:
+    """The PCA of ``X``; on a :class:`~deid.pixels.Pixels` view the last few are remembered by rows, since
+    the audit fits identity, expression and each attribute on the same training rows."""
+    if not is_lazy(X):
+        return _StreamingPCA(X, k)
+    key = (X.key(), k)
+    if key not in _PCA_MEMO:
+        while len(_PCA_MEMO) >= 4:
+            _PCA_MEMO.pop(next(iter(_PCA_MEMO)))
+        _PCA_MEMO[key] = _StreamingPCA(X, k)
+    return _PCA_MEMO[key]
+
+
+def _nearest(train, test, prep) -> np.ndarray:
+    """Index of each test row's nearest training row (Euclidean after ``prep``), in chunks of both."""
+    n_test = len(test)
+    best_d = np.full(n_test, np.inf, dtype=np.float64)
+    best_i = np.zeros(n_test, dtype=np.int64)
+    d = int(np.prod(train.shape[1:], dtype=np.int64)) or 1
+    rows = max(1, chunk_rows((1, d)))
+    for ts, tc in chunks(test, rows):
+        a = prep(tc)
+        a2 = np.einsum("nd,nd->n", a, a, dtype=np.float64)
+        for s, c in chunks(train, rows):
+            b = prep(c)
+            dist = a2[:, None] - 2.0 * (a @ b.T) + np.einsum("nd,nd->n", b, b, dtype=np.float64)[None, :]
+            j = dist.argmin(1)
+            v = dist[np.arange(len(a)), j]
+            better = v < best_d[ts:ts + len(a)]  # ties keep the earlier training row, as scikit-learn does
+            best_d[ts:ts + len(a)][better] = v[better]
+            best_i[ts:ts + len(a)][better] = s + j[better]
+    return best_i
+
+
 @register_attacker("cnn")
 class CNNAttacker(CNNClassifier):
     """A small CNN (:class:`~deid.models.SmallCNN`) with light augmentation and a floor on optimiser steps."""
@@ -113,13 +222,12 @@ class _PipelineAttacker:
         return self.model_[:-1].transform(self._inputs(X)) if len(self.model_) > 1 else self._inputs(X)
 
 
-def _components(n: int, inputs: np.ndarray) -> int:
-    return int(min(n, inputs.shape[0] - 1, inputs.shape[1]))
-
-
 @register_attacker("linear")
-class LinearPixelClassifier(_PipelineAttacker):
+class LinearPixelClassifier:
     """Standardised pixels → PCA → multinomial logistic regression."""
+
+    # Streams: the standardisation and the components are gathered a chunk of images at a time
+    # (_StreamingPCA), so only the (N, n_components) codes are held in memory.
 
     def __init__(self, n_components: int = 64, random_state: int = 0):
         self.n_components = n_components
@@ -129,14 +237,28 @@ class LinearPixelClassifier(_PipelineAttacker):
     def from_config(cls, cfg: AttackerConfig) -> "LinearPixelClassifier":
         return cls(cfg.pca_components, cfg.random_state)
 
-    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
-        return make_pipeline(StandardScaler(), PCA(_components(self.n_components, inputs), random_state=self.random_state),
-                             LogisticRegression(max_iter=2000, C=1.0))
+    def fit(self, X, y) -> "LinearPixelClassifier":
+        self.pca_ = _pca(X, self.n_components)
+        self.model_ = LogisticRegression(max_iter=2000, C=1.0)
+        with warnings.catch_warnings():  # constant inputs have no variance to explain
+            warnings.simplefilter("ignore")
+            self.model_.fit(self.pca_.transform(X), np.asarray(y))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.model_.predict(self.pca_.transform(X))
+
+    def features(self, X) -> np.ndarray:
+        """The principal-component codes ``(N, n_components)``."""
+        return self.pca_.transform(X)
 
 
 @register_attacker("knn-pixels")
-class KNNPixelAttacker(_PipelineAttacker):
+class KNNPixelAttacker:
     """1-nearest neighbour on standardised pixels, optionally PCA-reduced."""
+
+    # Streams: distances a chunk of test images against a chunk of training images at a time; the
+    # training images are not copied (a Pixels view stays on disk).
 
     def __init__(self, n_components: int | None = None, random_state: int = 0):
         self.n_components = n_components
@@ -146,31 +268,50 @@ class KNNPixelAttacker(_PipelineAttacker):
     def from_config(cls, cfg: AttackerConfig) -> "KNNPixelAttacker":
         return cls(cfg.knn_pca_components, cfg.random_state)
 
-    def _pipeline(self, inputs: np.ndarray) -> Pipeline:
-        steps = [StandardScaler()]
+    def fit(self, X, y) -> "KNNPixelAttacker":
+        self.y_ = np.asarray(y)
         if self.n_components:
-            steps.append(PCA(_components(self.n_components, inputs), random_state=self.random_state))
-        return make_pipeline(*steps, KNeighborsClassifier(n_neighbors=1))
+            self.pca_ = _pca(X, self.n_components)
+            self.codes_ = self.pca_.transform(X)
+        else:
+            self.std_ = _Standardise(X)
+            self.X_ = X
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        if self.n_components:
+            return self.y_[_nearest(self.codes_, self.pca_.transform(X), lambda c: c)]
+        return self.y_[_nearest(self.X_, X, self.std_)]
+
+    def features(self, X) -> np.ndarray:
+        if self.n_components:
+            return self.pca_.transform(X)
+        return np.concatenate([self.std_(c) for _, c in chunks(X)])
 
 
 def hog_features(X: np.ndarray, cell: int = 8, orientations: int = 9) -> np.ndarray:
     """HOG descriptors (:func:`skimage.feature.hog`, 2×2-cell blocks, L2-Hys) of ``(N, C, H, W)`` images → ``(N, D)``.
 
+    ``X`` may be a :class:`~deid.pixels.Pixels` view: images are read a chunk at a time.
+
     The cell shrinks on images smaller than two cells a side.
     """
     from skimage.feature import hog
 
-    X = np.asarray(X, dtype=np.float32)
+    if not is_lazy(X):
+        X = np.asarray(X, dtype=np.float32)
     if X.ndim != 4:
         raise ValueError(f"expected images (N, C, H, W), got shape {X.shape}")
     cell = int(max(1, min(cell, min(X.shape[2:]) // 2)))
     kw = dict(orientations=orientations, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
               block_norm="L2-Hys", feature_vector=True)
-    if X.shape[1] == 1:
-        out = [hog(x[0], **kw) for x in X]
-    else:
-        out = [hog(x, channel_axis=0, **kw) for x in X]
-    return np.stack(out).astype(np.float32)
+    out = []
+    for _, c in chunks(X):  # images are read a chunk at a time; the descriptors are kept
+        if X.shape[1] == 1:
+            out.extend(hog(x[0], **kw).astype(np.float32) for x in c)
+        else:
+            out.extend(hog(x, channel_axis=0, **kw).astype(np.float32) for x in c)
+    return np.stack(out)
 
 
 class _HogAttacker(_PipelineAttacker):
@@ -246,6 +387,12 @@ def _reusable(built, model) -> bool:
     return True
 
 
+def _all_identical(X) -> bool:
+    """Whether every row of ``X`` equals the first, read a chunk at a time."""
+    first = np.asarray(X[:1], dtype=np.float32)
+    return all(np.array_equal(c, np.broadcast_to(first, c.shape)) for _, c in chunks(X))
+
+
 def majority_rate(y) -> float:
     """The share of the most frequent label in ``y`` (what always guessing it scores)."""
     _, counts = np.unique(np.asarray(y), return_counts=True)
@@ -269,7 +416,7 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
     acc: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
     correct: dict[str, int] = {}
-    constant = bool(np.all(X_train == X_train[:1]))  # every training image identical (e.g. blackout)
+    constant = _all_identical(X_train)  # every training image identical (e.g. blackout)
     for name in cfg.attackers:
         built = get_attacker(name, cfg)
         if pretrained and name in pretrained and _reusable(built, pretrained[name]):

@@ -35,6 +35,7 @@ from deid.evaluation.fidelity import fidelity
 from deid.evaluation.intervals import add_intervals
 from deid.evaluation.linkage import linkage
 from deid.evaluation.unseen import unseen_attributes, unseen_retention
+from deid.pixels import chunks, is_lazy, map_pixels
 
 __all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
 
@@ -72,7 +73,7 @@ def _check_aligned(name: str, original: ImageSet, anon: ImageSet) -> ImageSet:
     anon = anon.align_to(original.image_id)
     if anon.X.shape != original.X.shape:
         raise EvaluationError(f"method '{name}': images of shape {anon.X.shape[1:]}, originals {original.X.shape[1:]}")
-    if not np.isfinite(anon.X).all():
+    if not is_lazy(anon.X) and not all(np.isfinite(c).all() for _, c in chunks(anon.X)):  # uint8 on disk is finite
         raise EvaluationError(f"method '{name}': de-identified images contain NaN or infinite pixels")
     if not (np.array_equal(anon.identity, original.identity) and np.array_equal(anon.split, original.split)):
         raise EvaluationError(f"method '{name}': identity or split labels differ from the originals' for the same ids")
@@ -109,11 +110,15 @@ def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: A
 
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
           dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
-          progress=None, progress_bar: bool = False) -> AuditResult:
+          progress=None, progress_bar: bool = False, scratch: str | Path | None = None) -> AuditResult:
     """Audit ``anonymized`` (method name → outputs row-aligned by ``image_id``) against ``original``.
 
     The original data is audited as the reference row :data:`ORIGINAL`. ``progress`` is an
     optional callable ``progress(message)``; ``progress_bar`` shows a bar over methods and stages.
+
+    The sets' images may be in memory or on disk (:func:`deid.data.open_image_set`); every protocol
+    reads them a chunk at a time, so with images on disk memory stays flat in their number. Images
+    the audit makes itself (the negative control) then go to ``scratch`` (default: beside the originals).
     """
     from tqdm.auto import tqdm
 
@@ -166,8 +171,14 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     if NEGATIVE_CONTROL not in outputs:  # the negative control runs in every audit
         from deid.methods import get_method
 
-        outputs[NEGATIVE_CONTROL] = ImageSet(get_method(NEGATIVE_CONTROL).fit(original.X[:1]).transform(original.X),
-                                             original.image_id, original.split, original.identity, original.expression)
+        control = get_method(NEGATIVE_CONTROL).fit(np.asarray(original.X[:1]))
+        if is_lazy(original.X):
+            where = Path(scratch) if scratch is not None else original.X.path.parent
+            X_control = map_pixels(control.transform, original.X, where / f"{NEGATIVE_CONTROL}-{original.X.key()}.npy")
+        else:
+            X_control = control.transform(original.X)
+        outputs[NEGATIVE_CONTROL] = ImageSet(X_control, original.image_id, original.split, original.identity,
+                                             original.expression)
     pool_mask = train_mask | test_mask
     recorded = sorted(original.attributes or {})
     unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["fidelity"]
+from deid.pixels import chunks
+
+__all__ = ["fidelity", "ssim_psnr"]
 
 
 def fidelity(original: np.ndarray, anonymized: np.ndarray) -> dict[str, float]:
@@ -13,6 +15,13 @@ def fidelity(original: np.ndarray, anonymized: np.ndarray) -> dict[str, float]:
     if original.shape != anonymized.shape:
         raise ValueError(f"fidelity: shapes differ {original.shape} vs {anonymized.shape}")
     ssim, psnr = [], []
+    for (s, ca), (_, cb) in zip(chunks(original), chunks(anonymized)):  # arrays or images on disk, a chunk at a time
+        ssim_psnr(ca, cb, ssim, psnr)
+    return {"ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
+
+
+def ssim_psnr(original: np.ndarray, anonymized: np.ndarray, ssim: list, psnr: list) -> None:
+    """SSIM and PSNR of each pair, appended to ``ssim`` and ``psnr``."""
     for a, b in zip(original, anonymized):
         a2, b2 = a.transpose(1, 2, 0), b.transpose(1, 2, 0)
         win = min(7, a2.shape[0] - (1 - a2.shape[0] % 2), a2.shape[1] - (1 - a2.shape[1] % 2))
@@ -21,4 +30,3 @@ def fidelity(original: np.ndarray, anonymized: np.ndarray) -> dict[str, float]:
             psnr.append(100.0)
         else:
             psnr.append(min(100.0, peak_signal_noise_ratio(a2, b2, data_range=1.0)))
-    return {"ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}

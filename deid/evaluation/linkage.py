@@ -12,6 +12,8 @@ from deid.errors import EvaluationError
 
 __all__ = ["LinkageResult", "cmc_curve", "linkage"]
 
+_CHUNK_VALUES = 4_000_000  # probe × gallery distances held at once (32 MB)
+
 
 @dataclass
 class LinkageResult:
@@ -32,12 +34,19 @@ def _normalise(f: np.ndarray) -> np.ndarray:
 def cmc_curve(gallery: np.ndarray, gallery_ids, probes: np.ndarray, probe_ids) -> np.ndarray:
     """Share of probes whose true identity is among the ``r`` nearest gallery identities, r = 1..K.
 
-    An identity's distance to a probe is its nearest gallery image's cosine distance.
+    An identity's distance to a probe is its nearest gallery image's cosine distance. Probes are
+    compared with the gallery a chunk at a time, so memory grows with probes × identities, not
+    probes × gallery images.
     """
     gallery_ids, probe_ids = np.asarray(gallery_ids), np.asarray(probe_ids)
     ids = np.unique(gallery_ids)
-    d = 1.0 - _normalise(probes) @ _normalise(gallery).T  # (P, G)
-    per_id = np.stack([d[:, gallery_ids == i].min(1) for i in ids], axis=1)  # (P, K)
+    g = _normalise(gallery)
+    members = [np.flatnonzero(gallery_ids == i) for i in ids]
+    per_id = np.empty((len(probes), len(ids)), dtype=np.float64)  # (P, K): probes × identities
+    step = max(1, _CHUNK_VALUES // max(1, len(g)))  # a chunk of probes against the whole gallery at a time
+    for s in range(0, len(probes), step):
+        d = 1.0 - _normalise(probes[s:s + step]) @ g.T
+        per_id[s:s + step] = np.stack([d[:, m].min(1) for m in members], axis=1)
     true_col = np.searchsorted(ids, probe_ids)
     valid = (true_col < len(ids)) & (ids[np.minimum(true_col, len(ids) - 1)] == probe_ids)
     if not valid.all():

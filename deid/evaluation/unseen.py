@@ -62,7 +62,7 @@ def unseen_attributes(original: ImageSet, output: ImageSet | np.ndarray, train_m
                                   "(align them with ImageSet.align_to first)")
         X = output.X
     else:
-        X = np.asarray(output)
+        X = output if hasattr(output, "shape") else np.asarray(output)  # an array or images on disk, not read here
         if len(X) != len(original):
             raise EvaluationError(f"unseen attributes: {len(X)} output images for {len(original)} originals")
     for m, what in ((train_mask, "train_mask"), (test_mask, "test_mask")):

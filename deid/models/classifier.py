@@ -66,7 +66,10 @@ class SmallCNN(nn.Module):
 
 @dataclass
 class CNNClassifier:
-    """Train :class:`SmallCNN` on ``(N, C, H, W)`` float images with string or int labels."""
+    """Train :class:`SmallCNN` on ``(N, C, H, W)`` float images with string or int labels.
+
+    ``X`` may be an array or a :class:`~deid.pixels.Pixels` view: each batch is read when it is used.
+    """
 
     epochs: int = 15
     batch_size: int = 64
@@ -99,7 +102,6 @@ class CNNClassifier:
         epochs = epochs_for(self.epochs, len(train), self.batch_size, self.min_steps)
         opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=epochs * max(1, -(-len(train) // self.batch_size)))
-        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         yt = torch.from_numpy(yi.astype(np.int64))
         loss_fn = nn.CrossEntropyLoss()
         best, best_state, bad = -1.0, None, 0
@@ -112,7 +114,7 @@ class CNNClassifier:
                 b = perm[s : s + self.batch_size]
                 if len(b) < 2:
                     continue
-                xb = Xt[b].to(dev, non_blocking=True)
+                xb = _rows(X, b.numpy()).to(dev, non_blocking=True)
                 if self.augment:
                     xb = _augment(xb, g, self.shift, self.flip)
                 opt.zero_grad(set_to_none=True)
@@ -170,6 +172,11 @@ class CNNClassifier:
             xb = torch.from_numpy(np.ascontiguousarray(X[s : s + 512], dtype=np.float32)).to(dev)
             out.append(self.model_.features(xb).float().cpu().numpy())
         return np.concatenate(out)
+
+
+def _rows(X, index: np.ndarray) -> torch.Tensor:
+    """Rows ``index`` of ``X`` (an array or a :class:`~deid.pixels.Pixels` view read from disk) as a tensor."""
+    return torch.from_numpy(np.ascontiguousarray(X[index], dtype=np.float32))
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, shift: int = 2, flip: bool = False) -> torch.Tensor:

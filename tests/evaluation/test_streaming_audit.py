@@ -1,0 +1,46 @@
+"""The audit on images kept on disk, read in small chunks, gives the figures of the audit in memory."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import deid.pixels
+from deid.data import ImageSet, load_image_set, open_image_set
+from deid.evaluation.audit import AuditConfig, audit
+from deid.imageio import to_uint8
+from deid.methods import get_method
+from deid.pixels import write_pixels
+
+ALL = AuditConfig(attackers=["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm"], cnn_epochs=2, cnn_width=8,
+                  cnn_min_steps=0, cnn_augment=False, pca_components=16, linkage_repeats=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folds", [None, 3])
+def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monkeypatch, folds):
+    cfg = ALL.model_copy(update={"folds": folds})
+    mem = load_image_set(ferg_images)
+    blurred = to_uint8(get_method("blur", sigma=1.5).fit(mem.X[:1]).transform(mem.X))  # as a table stores it
+    blur_mem = ImageSet(blurred.astype(np.float32) / np.float32(255), mem.image_id, mem.split, mem.identity,
+                        mem.expression)
+    in_memory = audit(mem, {"blur": blur_mem}, cfg, dataset="ferg")
+
+    monkeypatch.setattr(deid.pixels, "CHUNK_VALUES", 7_000)  # ~7 images of 32 × 32 a chunk: many chunks
+    disk = open_image_set(ferg_images, tmp_path)
+    order = np.random.default_rng(1).permutation(len(mem))  # stored in another row order: aligned by id
+    blur_disk = ImageSet(write_pixels(tmp_path / "blur.npy", blurred.shape, [blurred[order]]), mem.image_id[order],
+                         mem.split[order], mem.identity[order], mem.expression[order])
+    streamed = audit(disk, {"blur": blur_disk}, cfg, dataset="ferg", scratch=tmp_path)
+
+    assert streamed.methods.keys() == in_memory.methods.keys() == {"original", "blur", "blackout"}
+    for name, ref in in_memory.methods.items():
+        got = streamed.methods[name].metrics
+        assert got.keys() == ref.metrics.keys()
+        for k, v in ref.metrics.items():
+            if k == "seconds":
+                continue
+            assert math.isclose(got[k], v, rel_tol=1e-6, abs_tol=1e-6) or (math.isnan(v) and math.isnan(got[k])), \
+                f"{name} {k}: streamed {got[k]} in memory {v}"
