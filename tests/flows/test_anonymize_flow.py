@@ -30,13 +30,14 @@ def _config(tmp: Path, **release) -> Path:
     return p
 
 
-def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
+def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decidable, tmp_path):
     import mlflow
 
     from data_contracts import IMAGES_SCHEMA, read_table
     from deid.release import find_leaks
     from flows.anonymize import anonymize_ferg
 
+    seed_small_decidable(tmp_path / "work")
     out = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     methods = [r["method"] for r in out["table"]]
     assert methods == ["original", "ksame-select", "none", "blackout"]  # blackout: the audit's negative control
@@ -109,9 +110,10 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, tmp_path):
     assert len(list((tmp_path / "release" / "ferg").glob("v-*"))) == 1
 
 
-def test_failing_gate_blocks_the_release(prefect_server, tmp_path):
+def test_failing_gate_blocks_the_release(prefect_server, seed_small_decidable, tmp_path):
     from flows.anonymize import ReleaseBlocked, anonymize_ferg
 
+    seed_small_decidable(tmp_path / "work")
     p = _config(tmp_path)
     cfg = yaml.safe_load(p.read_text())
     cfg["gates"] = {"attacker_margin": 0.0, "min_utility_retention": 0.99, "min_k": 2}
@@ -139,12 +141,13 @@ def test_bad_config_fails_before_any_work(prefect_server, tmp_path):
     assert not (tmp_path / "work" / "datasets").exists()
 
 
-def test_target_identity_index_is_resolved_before_any_fit(prefect_server, tmp_path):
+def test_target_identity_index_is_resolved_before_any_fit(prefect_server, seed_small_decidable, tmp_path):
     """'@i' resolves in one place for every driver, after ingest and before any fit; beyond the
     identities it is one configuration error, not a failed (and retried) fit."""
     from deid.errors import ConfigError
     from flows.anonymize import anonymize_ferg
 
+    seed_small_decidable(tmp_path / "work")
     p = _config(tmp_path)
     cfg = yaml.safe_load(p.read_text())
     cfg["release"] = {"enabled": False}

@@ -16,48 +16,51 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def dask_cluster(tmp_path):
-    from flows.stack import free_port, stop
+def servers(tmp_path):
+    """A Dask scheduler with one separate worker process, and an MLflow tracking server on a SQLite
+    database, all on 127.0.0.1 and started at once (MLflow boots while the cluster comes up); every
+    one stopped when the test ends, whether it passed or not. Yields (scheduler address, MLflow URL)."""
+    import os
 
-    port, dash = free_port(), free_port()
-    sched = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                              "--dashboard-address", f"127.0.0.1:{dash}"], stdout=open(tmp_path / "sched.log", "w"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{dash}/health", 60, sched)
-    worker = subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1",
-                               "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                               "--local-directory", str(tmp_path / "dask-worker")],
-                              stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     from distributed import Client
 
-    with Client(f"tcp://127.0.0.1:{port}", timeout=30) as c:
-        c.wait_for_workers(1, timeout=60)
-    yield f"tcp://127.0.0.1:{port}"
-    stop(worker, sched)
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
     from flows.stack import free_port, stop
 
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"],
-                            stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    port, dash, mlflow_port = free_port(), free_port(), free_port()
+    procs: list[subprocess.Popen] = []
+    with open(tmp_path / "sched.log", "w") as slog, open(tmp_path / "worker.log", "w") as wlog, \
+            open(tmp_path / "mlflow.log", "w") as mlog:
+        try:
+            sched = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                      "--dashboard-address", f"127.0.0.1:{dash}"], stdout=slog,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+            procs.append(sched)
+            mlflow_proc = subprocess.Popen(
+                [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                 "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+                 "--port", str(mlflow_port), "--workers", "1"], stdout=mlog, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+            procs.append(mlflow_proc)
+            wait_http(f"http://127.0.0.1:{dash}/health", 60, sched)
+            procs.append(subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1",
+                                           "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                                           "--local-directory", str(tmp_path / "dask-worker")],
+                                          stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True))
+            with Client(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+                c.wait_for_workers(1, timeout=60)
+            wait_http(f"http://127.0.0.1:{mlflow_port}/health", 120, mlflow_proc)
+            yield f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{mlflow_port}"
+        finally:
+            stop(*reversed(procs))
 
 
-def test_flow_with_dask_scheduler_and_mlflow_server(dask_cluster, mlflow_server, tmp_path):
+def test_flow_with_dask_scheduler_and_mlflow_server(servers, prefect_server, tmp_path):
     import mlflow
 
     from flows.anonymize import run_anonymization
     from prefect import flow
-    from prefect.testing.utilities import prefect_test_harness
 
+    dask_cluster, mlflow_server = servers
     cfg = {
         "name": "remote",
         "dataset": {"name": "ferg", "source": "builtin",
@@ -71,8 +74,7 @@ def test_flow_with_dask_scheduler_and_mlflow_server(dask_cluster, mlflow_server,
     }
     p = tmp_path / "remote.yaml"
     p.write_text(yaml.safe_dump(cfg))
-    with prefect_test_harness(server_startup_timeout=180):
-        out = flow(name="anonymize-remote-test")(run_anonymization)(str(p), None, str(tmp_path))
+    out = flow(name="anonymize-remote-test")(run_anonymization)(str(p), None, str(tmp_path))
     assert out.ingest["written"] == 3 * 7 * 5
     # The scheduler ran the ingest chunks (on its separate worker process).
     from distributed import Client
