@@ -37,20 +37,35 @@ def _config(tmp: Path) -> Path:
     return p
 
 
-def _start(tmp: Path) -> subprocess.Popen:
+def _start(tmp: Path, log: Path) -> subprocess.Popen:
+    """The run of ``tmp``'s config in a new process, its output to ``log`` (a file: nothing blocks on a
+    pipe nobody reads while another run is watched)."""
     from flows.stack import prefect_env
 
     code = ("from flows.anonymize import anonymize_ferg; import json, sys; "
             f"r = anonymize_ferg(config={str(_config(tmp))!r}, base={str(tmp)!r}); "
             "print('RESULT', json.dumps(r['release']))")
-    return subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT), env=prefect_env(tmp / "prefect"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with open(log, "w") as out:
+        p = subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT), env=prefect_env(tmp / "prefect"),
+                             stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    p.log = log
+    return p
 
 
 def _finish(p: subprocess.Popen) -> dict:
-    out, _ = p.communicate(timeout=900)
+    p.wait(timeout=900)
+    out = p.log.read_text()
     assert p.returncode == 0, out[-4000:]
     return json.loads(out.rsplit("RESULT", 1)[1].splitlines()[0])
+
+
+def _kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def _released_images(path: Path) -> list[bytes]:
@@ -60,18 +75,28 @@ def _released_images(path: Path) -> list[bytes]:
     return sorted(t.column("image").combine_chunks().field("bytes").to_pylist())
 
 
-def test_killed_run_reruns_to_the_same_release(tmp_path):
-    clean = _finish(_start(tmp_path / "clean"))
+def test_killed_run_reruns_to_the_same_release(tmp_path, seed_small_decidable):
     victim = tmp_path / "victim"
-    p = _start(victim)
-    anon = victim / "work" / "runs" / "tiny-kill" / "anonymized"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not (anon.exists() and len(list(anon.iterdir())) >= 2):
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)  # mid-run: some methods written, the audit and release not yet
-    p.wait()
-    assert not any((victim / "release").rglob("manifest.json")) if (victim / "release").exists() else True
-    again = _finish(_start(victim))
+    for run in (tmp_path / "clean", victim):
+        seed_small_decidable(run / "work")
+    # The clean run and the victim run at once: separate work dirs and Prefect homes.
+    procs = [_start(tmp_path / "clean", tmp_path / "clean.log")]
+    try:
+        procs.append(p := _start(victim, tmp_path / "victim-killed.log"))
+        anon = victim / "work" / "runs" / "tiny-kill" / "anonymized"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not (anon.exists() and len(list(anon.iterdir())) >= 2):
+            assert p.poll() is None, p.log.read_text()[-4000:]
+            time.sleep(0.05)
+        os.killpg(p.pid, signal.SIGKILL)  # mid-run: some methods written, the audit and release not yet
+        p.wait()
+        assert not any((victim / "release").rglob("manifest.json")) if (victim / "release").exists() else True
+        procs.append(rerun := _start(victim, tmp_path / "victim-rerun.log"))
+        clean = _finish(procs[0])
+        again = _finish(rerun)
+    finally:
+        for q in procs:
+            _kill(q)
     assert not again["reused"] and again["rows"] == clean["rows"]
     # Versions are drawn at random (a release is not a function of its data); the same content was published.
     assert again["version"] != clean["version"]
