@@ -56,6 +56,20 @@ def _fit_reference(name: str, params: dict, images: Path, tmp: Path) -> tuple[Pa
     return model_dir, ref
 
 
+@pytest.fixture(scope="module")
+def references(ferg_images, tmp_path_factory):
+    """``name → (saved model, in-process table)`` of ``ferg_images``, each fitted once for this module
+    (the Dask tests only read them)."""
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def reference(name: str, params: dict) -> tuple[Path, Path]:
+        if name not in done:
+            done[name] = _fit_reference(name, params, ferg_images, tmp_path_factory.mktemp(f"ref-{name}"))
+        return done[name]
+
+    return reference
+
+
 # -- fast checks --------------------------------------------------------------------------------------------
 def test_pick_device_gives_each_worker_its_gpu_and_leaves_explicit_devices():
     assert [pick_device("auto", i, 2) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
@@ -84,11 +98,12 @@ def test_set_level_method_is_refused_on_dask_and_routed_in_process(ferg_images, 
 
 # -- a LocalCluster ------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_local_cluster_writes_the_in_process_table_and_loads_each_model_once_per_worker(ferg_images, tmp_path):
+def test_local_cluster_writes_the_in_process_table_and_loads_each_model_once_per_worker(ferg_images, references,
+                                                                                       tmp_path):
     from deid.faces_dask import open_client
 
     methods = CHEAP + [_learned()]
-    refs = {name: _fit_reference(name, params, ferg_images, tmp_path) for name, params in methods}
+    refs = {name: references(name, params) for name, params in methods}
     with open_client(DaskConfig(n_workers=2)) as client:
         for name, _ in methods:
             before = sum(client.run(worker_loads).values())
@@ -102,10 +117,10 @@ def test_local_cluster_writes_the_in_process_table_and_loads_each_model_once_per
 
 
 @pytest.mark.slow
-def test_workers_above_one_start_a_local_cluster(ferg_images, tmp_path):
+def test_workers_above_one_start_a_local_cluster(ferg_images, references, tmp_path):
     """``workers > 1`` without a Dask config: a LocalCluster of that many workers, the same table."""
     name, params = CHEAP[0]
-    _, ref = _fit_reference(name, params, ferg_images, tmp_path)
+    _, ref = references(name, params)
     stats = fit_and_anonymize(name, params, ferg_images, tmp_path / "m", tmp_path / "out", batch_size=BATCH,
                               workers=2)
     assert stats["workers"] == 2 and stats["rows"] == 168 and stats["fit_seconds"] >= 0
@@ -144,11 +159,12 @@ def scheduler_and_worker(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_scheduler_and_worker_write_the_in_process_table(scheduler_and_worker, ferg_images, tmp_path):
+def test_real_scheduler_and_worker_write_the_in_process_table(scheduler_and_worker, ferg_images, references,
+                                                              tmp_path):
     from distributed import Client
 
     methods = [CHEAP[0], _learned()]
-    refs = {name: _fit_reference(name, params, ferg_images, tmp_path) for name, params in methods}
+    refs = {name: references(name, params) for name, params in methods}
     for name, _ in methods:
         stats = anonymize_table_dask(refs[name][0], ferg_images, tmp_path / f"dask-{name}", batch_size=BATCH,
                                      dask=DaskConfig(address=scheduler_and_worker))
