@@ -245,7 +245,7 @@ def refresh_demo(out: Path, work: Path, say=print) -> Path:
     (work / "perf" / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     plot = perf_plot(rows, out / "performance_scaling.png")
     path = out / "PERFORMANCE.md"
-    path.write_text(render_performance(rows, meta, plot.name))
+    path.write_text(render_performance(rows, meta, plot.name) + _kept_sections(path))
     return path
 
 
@@ -281,8 +281,18 @@ def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stag
     plot = perf_plot(rows, out / "performance_scaling.png")
     (pw / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     path = out / "PERFORMANCE.md"
-    path.write_text(render_performance(rows, meta, plot.name))
+    path.write_text(render_performance(rows, meta, plot.name) + _kept_sections(path))
     return path
+
+
+def _kept_sections(path: Path) -> str:
+    """The sections other benches wrote into ``path`` between their ``<!-- name: begin/end -->`` markers,
+    kept when ``deid perf`` rewrites the rest."""
+    import re
+
+    text = path.read_text() if path.exists() else ""
+    blocks = re.findall(r"(<!-- ([^>]*?): begin -->.*?<!-- \2: end -->)", text, flags=re.S)
+    return "".join(f"\n{b[0]}\n" for b in blocks)
 
 
 def _one(stage: str, side: str, n: int, work: Path) -> None:

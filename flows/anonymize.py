@@ -9,6 +9,8 @@ default the current directory).
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,11 +176,16 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
     ds = cfg.dataset
 
+    clock = {"start": time.perf_counter()}
     images, summary = ingest_run(cfg, base_dir)
+    clock["ingest"] = time.perf_counter()
     anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work)
+    clock["fit_and_transform"] = time.perf_counter()
     result = audit(**audit_inputs(cfg, images, anonymized, work))
+    clock["audit"] = time.perf_counter()
     a = judge_report_log(cfg, result, images, anonymized, model_dirs, stats, summary, work=work,
                          tracking_uri=tracking_uri, started=started)
+    clock["report_and_tracking"] = time.perf_counter()
     run_dir = work / "runs" / cfg.name
     verdicts, run_id, header = a.verdicts, a.run_id, a.header
     out = RunSummary(cfg.name, result.table(), a.report, run_id, tracking_uri,
@@ -214,6 +221,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                 release = ReleaseSummary(status="reused" if rel["reused"] else "published", method=m,
                                          version=rel["version"], path=rel["path"])
         header.update(release_status=release.status, release_version=release.version, release_path=release.path)
+    clock["release"] = time.perf_counter()
     # Rendered again with what is known only now: the MLflow run and the release.
     report = out.report = write_report(result, a.judgement, a.figures, str(a.report_dir), a.title, a.dataset_info,
                                        a.config, a.notes, header)
@@ -221,13 +229,29 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                         code_commit=header["code_commit"], methods={n: r.metrics for n, r in result.methods.items()},
                         judgement=a.judgement, gates=cfg.gates.model_dump(), release=release,
                         used_utility_label=_uses_utility(cfg), controls=CONTROLS, reference=ORIGINAL,
-                        mlflow_run_id=run_id, prefect_flow_run_id=header["prefect_flow_run_id"], report=report)
+                        mlflow_run_id=run_id, prefect_flow_run_id=header["prefect_flow_run_id"], report=report,
+                        timings=_timings(clock, summary, stats, result))
     out.summary = str(write_summary(doc, run_dir))
     record_outcome(run_id, tracking_uri, doc.model_dump(mode="json"), report, out.summary)
     if blocked is not None:
         raise blocked
     log.info("done: %s", out.report)
     return out
+
+
+def _timings(clock: dict[str, float], summary: IngestSummary, stats: dict, result: AuditResult) -> dict:
+    """Wall seconds of each stage of this run (a stage served from the cache is fast), and per method
+    its fit seconds and transform images/s (as measured when it was fitted) and its audit seconds."""
+    marks = list(clock.items())
+    stages = {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks) if i}
+    methods = {}
+    for name, st in stats.items():
+        st = st.result() if hasattr(st, "result") else st
+        methods[name] = {k: st[k] for k in ("fit_seconds", "rows", "images_per_s") if k in st}
+    for name, ma in result.methods.items():
+        methods.setdefault(name, {})["audit_seconds"] = round(ma.metrics.get("seconds", float("nan")), 3)
+    return {"stages_s": stages, "total_s": round(marks[-1][1] - marks[0][1], 3), "images": summary.written,
+            "ingest_seen": summary.input, "methods": methods}
 
 
 def _uses_utility(cfg: RunConfig) -> dict[str, bool]:

@@ -148,20 +148,25 @@ class _StreamingPCA:
         return out
 
 
-_PCA_MEMO: dict = {}
+_MEMO: dict = {}
+_MEMO_SIZE = 4
+
+
+def _memo(key: tuple, make):
+    """``make()`` remembered under ``key`` (the last few): work on the same rows of images on disk, which
+    the audit repeats for identity, the utility label and each attribute."""
+    if key not in _MEMO:
+        while len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = make()
+    return _MEMO[key]
 
 
 def _pca(X, k: int) -> _StreamingPCA:
-    """The PCA of ``X``; on a :class:`~deid.pixels.Pixels` view the last few are remembered by rows, since
-    the audit fits identity, expression and each attribute on the same training rows."""
+    """The PCA of ``X``; on a :class:`~deid.pixels.Pixels` view remembered by its rows."""
     if not is_lazy(X):
         return _StreamingPCA(X, k)
-    key = (X.key(), k)
-    if key not in _PCA_MEMO:
-        while len(_PCA_MEMO) >= 4:
-            _PCA_MEMO.pop(next(iter(_PCA_MEMO)))
-        _PCA_MEMO[key] = _StreamingPCA(X, k)
-    return _PCA_MEMO[key]
+    return _memo(("pca", X.key(), k), lambda: _StreamingPCA(X, k))
 
 
 def _nearest(train, test, prep) -> np.ndarray:
@@ -327,7 +332,10 @@ class _HogAttacker(_PipelineAttacker):
         return cls(cfg.hog_cell, cfg.svm_c, cfg.random_state)
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
-        return hog_features(X, self.cell)
+        if not is_lazy(X):
+            return hog_features(X, self.cell)
+        # both HOG attackers, for identity and for the utility label, describe the same rows
+        return _memo(("hog", X.key(), self.cell), lambda: hog_features(X, self.cell))
 
 
 @register_attacker("knn-hog")

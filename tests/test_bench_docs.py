@@ -1,0 +1,28 @@
+"""The benches that write into docs/ replace their own sections and keep the others'."""
+
+from __future__ import annotations
+
+from bench.bench_release import growth, write_section
+from bench.perf import _kept_sections
+
+
+def test_a_section_is_replaced_between_its_markers_and_others_are_kept(tmp_path):
+    doc = tmp_path / "PERFORMANCE.md"
+    doc.write_text("# head\n\n<!-- bench_transform: begin -->\nDask\n<!-- bench_transform: end -->\n")
+    write_section(doc, "ferg-full", "first")
+    write_section(doc, "ferg-full", "second")
+    text = doc.read_text()
+    assert "second" in text and "first" not in text and text.count("bench_release ferg-full: begin") == 1
+    kept = _kept_sections(doc)
+    assert "Dask" in kept and "second" in kept and "# head" not in kept
+
+
+def test_growth_scales_per_image_costs_and_spreads_only_what_runs_on_workers():
+    tm = {"stages_s": {"ingest": 36.0, "audit": 360.0},
+          "methods": {"m": {"fit_seconds": 600.0, "rows": 3600, "images_per_s": 100.0}}}
+    text = growth({"peak_process_mb": 2048}, tm, 3600)
+    row = next(line for line in text.splitlines() if line.startswith("| 1,000,000 | 8 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # 1M images: ingest 10 ms/img over 8 workers, transform 10 ms/img over 8, audit 100 ms/img in one process
+    assert cells[2:5] == ["0.3", "0.3", "27.8"]
+    assert cells[5] == f"{0.3472 + 0.3472 + 27.7778 + 600 / 3600:.1f}"
