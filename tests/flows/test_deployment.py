@@ -42,9 +42,10 @@ def _tiny_config(tmp: Path) -> Path:
     return p
 
 
-def test_served_deployment_runs_from_the_cli(tmp_path):
+def test_served_deployment_runs_from_the_cli(tmp_path, seed_small_decidable):
     from flows.stack import free_port, prefect_env, start_server, start_serving, stop, wait_healthy
 
+    seed_small_decidable(tmp_path / "work")
     home = tmp_path / "prefect"
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -45,6 +45,8 @@ def test_prefect_deploy_into_a_process_pool_and_a_worker_completes_the_run(tmp_p
         return r
 
     try:
+        # The tiny manifest dataset of the run below is drawn while the server starts.
+        manifest = manifest_tree(tmp_path / "data", n_characters=3, images_per_cell=4)
         wait_healthy(api, timeout=180, proc=server)
         # The server's UI calls the API on the server's own port, not 4200.
         assert _api(f"http://127.0.0.1:{port}", "/ui-settings")["api_url"] == api
@@ -64,8 +66,7 @@ def test_prefect_deploy_into_a_process_pool_and_a_worker_completes_the_run(tmp_p
         assert _api(api, "/deployments/name/anonymize-ferg/ferg-weekly")["schedules"] == []
         assert weekly["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
 
-        # A tiny manifest dataset, deployed the same way, run by a worker started elsewhere.
-        manifest = manifest_tree(tmp_path / "data", n_characters=3, images_per_cell=4)
+        # The tiny manifest dataset, deployed the same way, run by a worker started elsewhere.
         cfg = manifest_config(tmp_path / "tiny-pool.yaml", "tiny-pool", manifest, tmp_path / "work",
                               include_baselines=False, methods=[{"name": "blur"}], audit=TINY_AUDIT)
         write_prefect_yaml([cfg], tmp_path / "prefect.yaml")
