@@ -132,7 +132,8 @@ class ProxyMix(DeidMethod):
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,
                  code_dim: PositiveInt = 8, id_dim: PositiveInt = 16, hidden: PositiveInt = 256,
-                 epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, batch_size: PositiveInt = 64,
+                 epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, max_steps: PositiveInt | None = 2000,
+                 batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
                  label_weight: NonNegativeFloat = 1.0, align: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
@@ -146,6 +147,7 @@ class ProxyMix(DeidMethod):
         self.hidden = hidden
         self.epochs = epochs
         self.min_steps = min_steps
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
         self.kl_weight = kl_weight
@@ -213,17 +215,25 @@ class ProxyMix(DeidMethod):
         opt_a = torch.optim.Adam(adv.parameters(), lr=float(self.lr))
         opt_c = torch.optim.Adam(critic.parameters(), lr=float(self.lr))
         steps = max(1, epochs * -(-n // bs))
+        if self.max_steps is not None:  # a bigger set is seen for the same number of updates, not more of them
+            steps = min(steps, int(self.max_steps))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=float(self.lr) * 0.05)
         pixels = float(np.prod(x_all.shape[1:]))
         log_q = float(np.log(q))
         history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": [], "critic_acc": [],
                    "mixture_label_acc": []}
+        done = 0
         for _ in range(epochs):
+            if done >= steps:
+                break
             tot = np.zeros(6)
             count = 0
             for idx in torch.randperm(n, generator=g).split(bs):
+                if done >= steps:
+                    break
                 if len(idx) < 2:
                     continue
+                done += 1
                 xb, ib, eb = x_all[idx].to(dev), qi[idx].to(dev), ei[idx].to(dev)
                 mu, logvar = enc(xb)
                 z = mu + torch.randn(mu.shape, generator=g).to(dev) * (0.5 * logvar).exp()
@@ -266,7 +276,7 @@ class ProxyMix(DeidMethod):
         for m in self._modules():
             m.eval()
         self.history_ = history
-        self.train_report_ = {"epochs": epochs, "identity_chance": 1.0 / q,
+        self.train_report_ = {"epochs": len(history["reconstruction"]), "steps": done, "identity_chance": 1.0 / q,
                               "adversary_acc_last_epoch": history["adversary_acc"][-1]}
 
     # -- transforming -------------------------------------------------------------------

@@ -77,6 +77,13 @@ def test_identity_is_used_to_align_only_and_labels_must_be_known():
         _fit(k=5)
 
 
+def test_the_fit_stops_at_max_steps_whatever_the_set_size():
+    m, *_ = _fit(epochs=50, max_steps=7)
+    assert m.train_report_["steps"] == 7  # 50 epochs would be more
+    m, *_ = _fit(epochs=12, max_steps=None)  # one batch an epoch here: 12 steps
+    assert m.train_report_["steps"] > 7
+
+
 def _linear_cv(X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
