@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, SPLITS, TableWriter, atomic_dir, iter_batches, read_table,
                             table_labels)
-from deid.data import load_image_set
+from deid.data import image_set_from_table, load_image_set
 from deid.imageio import array_to_pngs, images_to_array
 from deid.errors import ConfigError
 from deid.methods import DeidMethod, get_method
@@ -41,9 +41,15 @@ _COLS = ["image_id", "dataset", "split", "identity", "expression", "image", "hei
 
 def fit_method(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, *,
                splits: tuple[str, ...] = FIT_SPLITS) -> DeidMethod:
-    """Fit method ``name`` on the given splits of an images table and save it to ``model_dir``."""
-    train = load_image_set(images_dir, splits=splits)
+    """Fit method ``name`` on the given splits of an images table and save it to ``model_dir``.
+
+    A method that does not learn (``learns = False``: blur, pixelate, ...) is fitted on one image."""
     method = get_method(name, **params)
+    if method.learns:
+        train = load_image_set(images_dir, splits=splits)
+    else:
+        train = image_set_from_table(next(iter_batches(images_dir, IMAGES_SCHEMA, columns=_COLS, splits=splits,
+                                                       batch_size=1)))
     method.fit(train.X, train.identity, train.expression)
     with atomic_dir(model_dir) as tmp:
         method.save(tmp)

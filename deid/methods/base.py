@@ -118,6 +118,8 @@ class DeidMethod:
       it may be applied batch by batch.
     - ``holds_training_images``: the saved state keeps original training images or pixels
       derived from few of them (an image bank, a mean face, eigenfaces): the model is private.
+    - ``learns``: ``fit`` learns from the training images; ``False`` for stateless filters, which the
+      pipeline fits on one image instead of reading the whole training split.
     """
 
     name: ClassVar[str] = "?"
@@ -125,6 +127,7 @@ class DeidMethod:
     needs_utility: ClassVar[bool] = False
     set_level: ClassVar[bool] = False
     holds_training_images: ClassVar[bool] = False
+    learns: ClassVar[bool] = True
 
     # -- parameters ---------------------------------------------------------------------
     @classmethod

@@ -20,6 +20,8 @@ __all__ = ["NoOp", "GaussianBlur", "Pixelate", "Blackout"]
 class NoOp(DeidMethod):
     """Returns the input: the original data run through the same pipeline."""
 
+    learns = False  # a fixed filter: fitted on one image, not the training split
+
     def __init__(self) -> None:
         pass
 
@@ -30,6 +32,8 @@ class NoOp(DeidMethod):
 @register_method("blur")
 class GaussianBlur(DeidMethod):
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel covers ±3σ)."""
+
+    learns = False  # a fixed filter: fitted on one image, not the training split
 
     def __init__(self, sigma: PositiveFloat = 3.0) -> None:
         self.sigma = sigma
@@ -50,6 +54,8 @@ class GaussianBlur(DeidMethod):
 @register_method("pixelate")
 class Pixelate(DeidMethod):
     """Average over ``block`` × ``block`` pixel cells (mosaic)."""
+
+    learns = False  # a fixed filter: fitted on one image, not the training split
 
     def __init__(self, block: PositiveInt = 8) -> None:
         self.block = block
@@ -73,6 +79,8 @@ class Pixelate(DeidMethod):
 @register_method("blackout")
 class Blackout(DeidMethod):
     """Replace every pixel with ``value``: nothing of the face survives (nor its expression)."""
+
+    learns = False  # a fixed filter: fitted on one image, not the training split
 
     def __init__(self, value: UnitInterval = 0.0) -> None:
         self.value = value
