@@ -24,21 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _markers(name: str) -> tuple[str, str]:
-    return f"<!-- bench_release {name}: begin -->", f"<!-- bench_release {name}: end -->"
-
-
-def write_section(doc: Path, name: str, body: str) -> None:
-    """Put ``body`` between this config's markers in ``doc`` (replacing what was there, or at the end)."""
-    begin, end = _markers(name)
-    section = f"{begin}\n{body.strip()}\n{end}"
-    text = doc.read_text() if doc.exists() else ""
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+from bench.common import write_section  # noqa: E402
 
 
 class TreeMemory:
@@ -120,21 +106,15 @@ def run_release(config: Path, work: Path) -> dict:
 
 def references(work: Path, summary: dict) -> dict:
     """Bare-library loops on the run's own data: the floor each stage's images/s is compared with."""
-    import cv2
     import numpy as np
 
+    from bench.common import ingest_reference
     from deid.data import load_image_set
 
     out = {}
     files = sorted(p for p in (work / "data").rglob("*.png"))
     if files:  # ingest: decode, grayscale, resize, PNG encode, nothing else
-        t0 = time.perf_counter()
-        for f in files:
-            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-            if img.ndim == 3:
-                img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-            cv2.imencode(".png", cv2.resize(img, (50, 50), interpolation=cv2.INTER_AREA))
-        out["ingest"] = (len(files), time.perf_counter() - t0, "cv2 imread + cvtColor + resize + imencode per file")
+        out["ingest"] = (len(files), ingest_reference(files), "cv2 imread + cvtColor + resize + imencode per file")
     images = next(p for p in (work / "datasets").rglob("images") if p.is_dir())
     t0 = time.perf_counter()
     data = load_image_set(images)
@@ -285,7 +265,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps({"run": {k: v for k, v in res.items() if k != "summary"}, "refs": refs,
                                       "timings": res["summary"].get("timings")}, indent=1, default=str))
-    name = a.config.stem
+    name = f"bench_release {a.config.stem}"
     write_section(a.docs / "PERFORMANCE.md", name, performance_section(res, refs, meta))
     write_section(a.docs / "RESULTS.md", name, results_section(res, meta))
     print(performance_section(res, refs, meta))

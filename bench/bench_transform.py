@@ -27,13 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import markers, write_section
+
 #: the learned method measured, at the settings of bench_learned.py's convolutional row; few epochs
 #: (fit quality does not change the transform's cost)
 METHOD = ("latent-shift", {"architecture": "conv", "image_size": 64, "width": 32, "code_channels": 256,
                            "ae_epochs": 1, "finetune_epochs": 1, "post_epochs": 0, "n_clusters": 4,
                            "device": "cpu", "random_state": 0})
 SIDES = ("in-process", "dask 1 worker", "dask 2 workers")
-BEGIN, END = "<!-- bench_transform: begin -->", "<!-- bench_transform: end -->"
+BEGIN, END = markers("bench_transform")
 
 
 def _tables(work: Path, per_cell: int, size: int) -> tuple[Path, Path]:
@@ -191,16 +193,6 @@ def render(result: dict, command: str) -> str:
     return "\n".join(L)
 
 
-def write_doc(doc: Path, section: str) -> None:
-    """Put ``section`` in ``doc`` in place of the previous one (or at the end)."""
-    text = doc.read_text() if doc.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     from deid.provenance import command_line
 
@@ -217,7 +209,7 @@ def main() -> None:
         if not a.doc:
             ap.error("--from-json needs --doc")
         saved = json.loads(a.from_json.read_text())
-        write_doc(a.doc, render(saved, saved["command"]))
+        write_section(a.doc, "bench_transform", render(saved, saved["command"]))
         print(f"wrote its section of {a.doc} from {a.from_json}")
         return
     if a.per_cell < 1 or a.repeats < 1 or a.batch_size < 1:
@@ -234,7 +226,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps({**result, "command": cmd}, indent=1))
     if a.doc:
-        write_doc(a.doc, render(result, cmd))
+        write_section(a.doc, "bench_transform", render(result, cmd))
         print(f"wrote its section of {a.doc}")
 
 

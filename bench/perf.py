@@ -82,14 +82,10 @@ def _measure(stage: str, side: str, tree: Path, ingested: Path, tmp: Path) -> di
 
             ingest_dataset("ferg", tree, tmp / "ingest", preprocess=PreprocessConfig(size=50), workers=1)
         else:
-            import cv2
+            from bench.common import ingest_reference
 
             t0 = time.perf_counter()
-            for f in files:
-                img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-                if img.ndim == 3:
-                    img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-                cv2.imencode(".png", cv2.resize(img, (50, 50), interpolation=cv2.INTER_AREA))
+            ingest_reference(files)
         n = len(files)
     else:
         from deid.data import load_image_set
@@ -237,6 +233,7 @@ def _demo(work: Path, say) -> str:
 
 def refresh_demo(out: Path, work: Path, say=print) -> Path:
     """Re-measure only the demo and re-render ``PERFORMANCE.md`` from the stage rows already measured."""
+    from bench.common import kept_sections
     from deid.reporting.study import perf_plot, render_performance
 
     saved = json.loads((work / "perf" / "performance.json").read_text())  # written by the last full `deid perf`
@@ -245,13 +242,14 @@ def refresh_demo(out: Path, work: Path, say=print) -> Path:
     (work / "perf" / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     plot = perf_plot(rows, out / "performance_scaling.png")
     path = out / "PERFORMANCE.md"
-    path.write_text(render_performance(rows, meta, plot.name) + _kept_sections(path))
+    path.write_text(render_performance(rows, meta, plot.name) + kept_sections(path))
     return path
 
 
 def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stages: list[str] | None = None,
              say=print) -> Path:
     from deid.provenance import command_line, loadavg, machine
+    from bench.common import kept_sections
     from deid.reporting.study import perf_plot, render_performance
 
     t_start = time.perf_counter()
@@ -281,18 +279,8 @@ def run_perf(sizes: list[int], *, out: Path, work: Path, demo: bool = True, stag
     plot = perf_plot(rows, out / "performance_scaling.png")
     (pw / "performance.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     path = out / "PERFORMANCE.md"
-    path.write_text(render_performance(rows, meta, plot.name) + _kept_sections(path))
+    path.write_text(render_performance(rows, meta, plot.name) + kept_sections(path))
     return path
-
-
-def _kept_sections(path: Path) -> str:
-    """The sections other benches wrote into ``path`` between their ``<!-- name: begin/end -->`` markers,
-    kept when ``deid perf`` rewrites the rest."""
-    import re
-
-    text = path.read_text() if path.exists() else ""
-    blocks = re.findall(r"(<!-- ([^>]*?): begin -->.*?<!-- \2: end -->)", text, flags=re.S)
-    return "".join(f"\n{b[0]}\n" for b in blocks)
 
 
 def _one(stage: str, side: str, n: int, work: Path) -> None:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from bench.bench_release import growth, write_section
-from bench.perf import _kept_sections
+from bench.bench_release import growth
+from bench.common import kept_sections, write_section
 
 
 def test_a_section_is_replaced_between_its_markers_and_others_are_kept(tmp_path):
     doc = tmp_path / "PERFORMANCE.md"
     doc.write_text("# head\n\n<!-- bench_transform: begin -->\nDask\n<!-- bench_transform: end -->\n")
-    write_section(doc, "ferg-full", "first")
-    write_section(doc, "ferg-full", "second")
+    write_section(doc, "bench_release ferg-full", "first")
+    write_section(doc, "bench_release ferg-full", "second")
     text = doc.read_text()
     assert "second" in text and "first" not in text and text.count("bench_release ferg-full: begin") == 1
-    kept = _kept_sections(doc)
+    kept = kept_sections(doc)
     assert "Dask" in kept and "second" in kept and "# head" not in kept
 
 
