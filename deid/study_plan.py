@@ -2,7 +2,8 @@
 the :class:`~deid.config.RunConfig` the anonymization pipeline runs.
 
 The settings are the ones the papers report and a small sweep around them (``plan("full")``);
-``plan("quick")`` trims epochs and the sweep. A setting's *key* (``blur[sigma=2.0]``) names it in
+``plan("quick")`` trims epochs and the sweep; ``plan("full-size")`` runs the papers' settings on
+the built-in set at FERG's size (``deid study --full-size``). A setting's *key* (``blur[sigma=2.0]``) names it in
 the tables; its *label* (``blur-sigma-2.0``) is the folder and method name the pipeline uses.
 """
 
@@ -111,6 +112,8 @@ def plan(mode: str) -> StudyPlan:
     """The settings the papers report, and a small sweep around them; ``quick`` trims epochs and sweep."""
     from deid.methods import available_methods
 
+    if mode == "full-size":
+        return _full_size()
     quick = mode == "quick"
     ls_ep = dict(ae_epochs=5, finetune_epochs=2) if quick else dict(ae_epochs=20, finetune_epochs=10)
     adv_ep = {"epochs": 2} if quick else {}
@@ -164,6 +167,32 @@ def plan(mode: str) -> StudyPlan:
     # on the originals (study 20261122-032153-f5aa11), against 0.95 with 15 in the quick run
     return StudyPlan("full", [0, 1, 2], m, ferg_per_cell=24, ferg_size=40,
                      audit={"cnn_epochs": 15, "cnn_width": 16, "linkage_repeats": 5})
+
+
+def _full_size() -> StudyPlan:
+    """The seed methods at their papers' scale: the built-in set at FERG's size (55,776 images, 50 px), one
+    seed, the papers' settings only (Feutry et al.'s Table 1 targets and λ sweep, Nousi et al.'s Tables 5
+    and 6, FaDeNet's λ) next to the baselines and the releasable method. The audit streams from disk; its
+    attackers are the three that scale (the CNN is the reference only, one epoch: ~630 steps at this size).
+    """
+    from deid.methods import available_methods
+
+    m: list[tuple[str, dict]] = [
+        ("blur", {"sigma": 2.0}), ("pixelate", {"block": 5}), ("blackout", {}),
+        ("ksame-select", {"k": 5}),
+        ("latent-shift", {"architecture": "fc", "target": "kmeans", "n_clusters": 50, "alpha": 0.8,
+                          "ae_epochs": 20, "finetune_epochs": 10}),
+        ("latent-shift", {"architecture": "conv", "target": "mean_neighbour", "alpha": 0.8, "n_neighbors": 9,
+                          "ae_epochs": 20, "finetune_epochs": 10}),
+        ("fadenet", {"lam": 0.1}),
+        *(("mi-adversarial", {"lam": 1.0, "target_identity": f"@{i}", "substitute": True}) for i in (0, 2, 3, 4, 5)),
+        *(("mi-adversarial", {"lam": lam}) for lam in (0.0, 1.0, 2.0, 4.0)),
+        ("proxy-mix", {"k": 3}),
+    ]
+    known = set(available_methods())
+    return StudyPlan("full-size", [0], [(n, q) for n, q in m if n in known], ferg_per_cell=1328, ferg_size=50,
+                     audit={"attackers": ["linear", "knn-hog", "hog-svm"], "cnn_epochs": 1, "cnn_width": 16,
+                            "linkage_repeats": 3})
 
 
 def full_estimate(quick_seconds: float, quick_seeds: int, quick_settings: int) -> str:

@@ -364,7 +364,9 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
           from_mlflow: bool = typer.Option(False, "--from-mlflow", help="only regenerate the files from the MLflow store"),
           study_id: str = typer.Option(None, "--study-id", help="with --from-mlflow: which study (default the latest)"),
           tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default the local one under work/)"),
-          workers: int = typer.Option(1, "--workers", min=1, help="(dataset, seed) units run in this many processes")) -> None:
+          workers: int = typer.Option(1, "--workers", min=1, help="(dataset, seed) units run in this many processes"),
+          full_size: bool = typer.Option(False, "--full-size", help="the papers' settings on the built-in set at FERG's "
+                                         "size (55,776 images), one seed; writes docs/full-size/RESULTS.md")) -> None:
     """The privacy–utility study: every method, papers' settings and a sweep, audited; writes RESULTS.md."""
     _prefect_home()
     from flows.study import command_line, plan, run_study, write_results
@@ -375,7 +377,16 @@ def study(quick: bool = typer.Option(False, "--quick", help="budget run: one see
             uri = configure_tracking(tracking_uri, "deid-study", _WORK)
             path = write_results(uri, study_id, out)
         else:
-            path = run_study(plan("quick" if quick else "full"), datasets, work=_WORK, out=out,
+            if full_size:
+                from deid.errors import ConfigError
+
+                if quick:
+                    raise ConfigError("--full-size and --quick are two different plans: give one")
+                if "jaffe" in datasets and datasets != ["ferg", "jaffe"]:
+                    raise ConfigError("--full-size runs the built-in set at FERG's size; JAFFE has no bigger size")
+                datasets = ["ferg"]
+                out = out / "full-size" if out == Path("docs") else out
+            path = run_study(plan("full-size" if full_size else "quick" if quick else "full"), datasets, work=_WORK, out=out,
                              tracking_uri=tracking_uri, command=command_line(), say=typer.echo, workers=workers)
     except (DeidError, LookupError, ValueError) as exc:
         _fail(exc)

@@ -99,7 +99,7 @@ def test_every_planned_setting_is_one_run_config_method_with_its_own_folder_name
     from deid.config import check_name
     from deid.study_plan import key, method_label, plan, run_config
 
-    for mode in ("quick", "full"):
+    for mode in ("quick", "full", "full-size"):
         p = plan(mode)
         labels = [method_label(key(n, q)) for n, q in p.methods]
         assert len(set(labels)) == len(labels) and all(check_name(x) == x for x in labels)
@@ -107,6 +107,18 @@ def test_every_planned_setting_is_one_run_config_method_with_its_own_folder_name
         assert [m.key for m in cfg.methods] == labels and not cfg.include_baselines
         assert cfg.seed == cfg.dataset.split.seed == cfg.audit.seed == 2  # the run's seed reaches split and audit
         assert cfg.dataset.synthetic.n_characters == p.ferg_characters and cfg.dataset.preprocess.size == p.ferg_size
+
+
+def test_the_full_size_plan_runs_the_papers_settings_at_fergs_size(tmp_path):
+    from deid.study_plan import plan, run_config
+
+    p = plan("full-size")
+    cfg = run_config(p, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path)
+    assert 6 * 7 * cfg.dataset.synthetic.images_per_cell == 55_776 and cfg.dataset.preprocess.size == 50
+    targets = sorted(q["target_identity"] for n, q in p.methods if n == "mi-adversarial" and "target_identity" in q)
+    assert targets == ["@0", "@2", "@3", "@4", "@5"]  # Feutry et al.'s Table 1
+    assert sorted(q["lam"] for n, q in p.methods if n == "mi-adversarial" and "target_identity" not in q) == [0, 1, 2, 4]
+    assert "knn-pixels" not in cfg.audit.attackers and p.seeds == [0]
 
 
 def test_a_plan_setting_is_checked_like_a_config(tmp_path):
