@@ -50,6 +50,12 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert doc.methods["ksame-select"].verdict == "PASS" and doc.methods["none"].verdict == "FAIL"
     assert doc.methods["ksame-select"].used_utility_label is True
     assert doc.release.status == "published" and doc.release.version == out["release"]["version"]
+    # The summary times each stage of the run, and each method's fit, transform and audit.
+    t = doc.timings
+    assert list(t["stages_s"]) == ["ingest", "fit_and_transform", "audit", "report_and_tracking", "release"]
+    assert all(v >= 0 for v in t["stages_s"].values()) and t["total_s"] >= sum(t["stages_s"].values()) - 1e-6
+    assert t["images"] == doc.dataset["rows"] and t["methods"]["ksame-select"]["fit_seconds"] > 0
+    assert t["methods"]["none"]["images_per_s"] > 0 and t["methods"]["blackout"]["audit_seconds"] > 0
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
     assert manifest["method"] == "ksame-select" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
