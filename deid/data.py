@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_contracts import ANONYMIZED_SCHEMA, IMAGES_SCHEMA, iter_batches, read_table, table_files
-from deid.imageio import images_to_array
+from deid.imageio import images_to_array, images_to_uint8
 from deid.pixels import Pixels, write_pixels
 
 __all__ = ["ImageSet", "load_image_set", "open_image_set", "image_set_from_table"]
@@ -78,9 +78,10 @@ def _attributes(column: pa.ChunkedArray) -> dict[str, np.ndarray]:
     return out
 
 
-def image_set_from_table(table: pa.Table) -> ImageSet:
+def image_set_from_table(table: pa.Table, X: np.ndarray | Pixels | None = None) -> ImageSet:
+    """The rows of ``table`` as an image set; its ``image`` column decoded unless ``X`` is given."""
     return ImageSet(
-        X=images_to_array(table.column("image")),
+        X=images_to_array(table.column("image")) if X is None else X,
         image_id=np.asarray(table.column("image_id").to_pylist(), dtype=object),
         split=np.asarray(table.column("split").to_pylist(), dtype=object),
         identity=np.asarray(table.column("identity").to_pylist(), dtype=object),
@@ -96,13 +97,12 @@ def load_image_set(path: str | Path, *, splits: tuple[str, ...] | None = None, a
     table has none (``attributes=None``).
     """
     schema = ANONYMIZED_SCHEMA if anonymized else IMAGES_SCHEMA
-    cols = ["image_id", "split", "identity", "expression", "image"] + ([] if anonymized else ["attributes"])
-    return image_set_from_table(read_table(path, schema, columns=cols, splits=splits))
+    return image_set_from_table(read_table(path, schema, columns=_columns(anonymized) + ["image"], splits=splits))
 
 
-def _labels_table(path: str | Path, schema, splits, anonymized: bool) -> pa.Table:
-    cols = ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes"])
-    return read_table(path, schema, columns=cols, splits=splits)
+def _columns(anonymized: bool) -> list[str]:
+    """The label columns an image set reads (an ``anonymized`` table has no attributes)."""
+    return ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes"])
 
 
 def _store_name(path: Path, splits, anonymized: bool) -> tuple[str, str]:
@@ -118,31 +118,18 @@ def _store_name(path: Path, splits, anonymized: bool) -> tuple[str, str]:
     return which, h.hexdigest()
 
 
-def _uint8_images(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    from deid.imageio import decode_png
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    blobs = column.field("bytes").to_pylist() if pa.types.is_struct(column.type) else column.to_pylist()
-    arrs = [decode_png(b) for b in blobs]
-    first = arrs[0].shape
-    if any(a.shape != first for a in arrs):
-        raise ValueError(f"images differ in shape (first {first}); preprocess to one size before stacking")
-    x = np.stack(arrs)
-    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-
-
 def open_image_set(path: str | Path, cache_dir: str | Path, *, splits: tuple[str, ...] | None = None,
                    anonymized: bool = False, batch_rows: int = 2048) -> ImageSet:
     """An ``images`` (or ``anonymized``) table with its pixels on disk: ``X`` is a :class:`Pixels` view.
 
     The images are decoded once, a row group at a time, into ``cache_dir/pixels-<table>-<version>.npy``
     (``table``: its path and ``splits``; ``version``: its files' names, sizes and modification times),
-    reused while the table is unchanged and replaced when it changes. Labels are read into memory as :func:`load_image_set` reads them, in the same row order.
+    reused while the table is unchanged and replaced when it changes. Labels are read into memory as
+    :func:`load_image_set` reads them, in the same row order.
     """
     path = Path(path)
     schema = ANONYMIZED_SCHEMA if anonymized else IMAGES_SCHEMA
-    labels = _labels_table(path, schema, splits, anonymized)
+    labels = read_table(path, schema, columns=_columns(anonymized), splits=splits)
     which, version = _store_name(path, splits, anonymized)
     store = Path(cache_dir) / f"pixels-{which}-{version}.npy"
     for old in Path(cache_dir).glob(f"pixels-{which}-*.npy"):  # earlier versions of this table
@@ -154,16 +141,8 @@ def open_image_set(path: str | Path, cache_dir: str | Path, *, splits: tuple[str
         if labels.num_rows == 0:
             raise ValueError(f"{path}: no images to read")
         first = next(iter_batches(path, schema, columns=["image"], splits=splits, batch_size=1))
-        one = _uint8_images(first.column("image"))
-        batches = (_uint8_images(t.column("image"))
+        one = images_to_uint8(first.column("image"))
+        batches = (images_to_uint8(t.column("image"))
                    for t in iter_batches(path, schema, columns=["image"], splits=splits, batch_size=batch_rows))
         write_pixels(store, (labels.num_rows, *one.shape[1:]), batches)
-    t = labels
-    return ImageSet(
-        X=Pixels(store),
-        image_id=np.asarray(t.column("image_id").to_pylist(), dtype=object),
-        split=np.asarray(t.column("split").to_pylist(), dtype=object),
-        identity=np.asarray(t.column("identity").to_pylist(), dtype=object),
-        expression=np.asarray(t.column("expression").to_pylist(), dtype=object),
-        attributes=_attributes(t.column("attributes")) if not anonymized else None,
-    )
+    return image_set_from_table(labels, X=Pixels(store))

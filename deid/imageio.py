@@ -178,6 +178,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 def images_to_array(images: pa.Array | pa.ChunkedArray | list[bytes]) -> np.ndarray:
     """A column of PNG structs (or a list of PNG bytes) to ``float32`` ``(N, C, H, W)`` in ``[0, 1]``."""
+    return images_to_uint8(images).astype(np.float32) / np.float32(255.0)
+
+
+def images_to_uint8(images: pa.Array | pa.ChunkedArray | list[bytes]) -> np.ndarray:
+    """A column of PNG structs (or a list of PNG bytes) to ``uint8`` ``(N, C, H, W)``."""
     if isinstance(images, (pa.Array, pa.ChunkedArray)):
         if isinstance(images, pa.ChunkedArray):
             images = images.combine_chunks()
@@ -191,11 +196,7 @@ def images_to_array(images: pa.Array | pa.ChunkedArray | list[bytes]) -> np.ndar
     if any(a.shape != first for a in arrs):
         raise ValueError(f"images differ in shape (first {first}); preprocess to one size before stacking")
     x = np.stack(arrs)
-    if x.ndim == 3:
-        x = x[:, None, :, :]
-    else:
-        x = x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(x[:, None, :, :] if x.ndim == 3 else x.transpose(0, 3, 1, 2))
 
 
 def array_to_pngs(x: np.ndarray) -> list[bytes]:
