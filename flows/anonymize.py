@@ -243,7 +243,7 @@ def _timings(clock: dict[str, float], summary: IngestSummary, stats: dict, resul
     """Wall seconds of each stage of this run (a stage served from the cache is fast), and per method
     its fit seconds and transform images/s (as measured when it was fitted) and its audit seconds."""
     marks = list(clock.items())
-    stages = {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks) if i}
+    stages = {name: round(t - marks[i - 1][1], 3) for i, (name, t) in enumerate(marks) if i}
     methods = {}
     for name, st in stats.items():
         st = st.result() if hasattr(st, "result") else st

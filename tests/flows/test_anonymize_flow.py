@@ -53,7 +53,8 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     # The summary times each stage of the run, and each method's fit, transform and audit.
     t = doc.timings
     assert list(t["stages_s"]) == ["ingest", "fit_and_transform", "audit", "report_and_tracking", "release"]
-    assert all(v >= 0 for v in t["stages_s"].values()) and t["total_s"] >= sum(t["stages_s"].values()) - 1e-6
+    assert t["stages_s"]["audit"] > 0 and t["stages_s"]["fit_and_transform"] > 0  # each stage's own share
+    assert sum(t["stages_s"].values()) == pytest.approx(t["total_s"], abs=0.01)
     assert t["images"] == doc.dataset["rows"] and t["methods"]["ksame-select"]["fit_seconds"] > 0
     assert t["methods"]["none"]["images_per_s"] > 0 and t["methods"]["blackout"]["audit_seconds"] > 0
     rel = Path(out["release"]["path"])
