@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Pixels", "CHUNK_VALUES", "chunk_rows", "chunks", "write_pixels", "map_pixels", "is_lazy",
-           "rows_key"]
+__all__ = ["Pixels", "CHUNK_VALUES", "chunk_rows", "chunks", "write_pixels", "map_pixels", "is_lazy"]
 
 #: values (pixels or features) one chunk holds; 4M float32 values are 16 MB
 CHUNK_VALUES = 4_000_000
@@ -128,15 +127,11 @@ class Pixels:
 
     def key(self) -> str:
         """What identifies these rows of this file (for memoising work on the same rows)."""
-        return rows_key(self)
-
-
-def rows_key(X: Pixels) -> str:
-    h = hashlib.blake2b(str(X.path.resolve()).encode(), digest_size=16)
-    h.update(repr(X._file_shape).encode())
-    if X.rows is not None:
-        h.update(np.ascontiguousarray(X.rows).tobytes())
-    return h.hexdigest()
+        h = hashlib.blake2b(str(self.path.resolve()).encode(), digest_size=16)
+        h.update(repr(self._file_shape).encode())
+        if self.rows is not None:
+            h.update(np.ascontiguousarray(self.rows).tobytes())
+        return h.hexdigest()
 
 
 def write_pixels(path: str | Path, shape: tuple[int, ...], batches: Iterable[np.ndarray]) -> Pixels:
