@@ -235,7 +235,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
             ma.classes["utility"] = util.classes
         stage(name, "linkage")
-        link = linkage(orig_feat, ref_id.features(Xte), test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+        out_feat = ref_id.features(Xte)  # for linkage and, with the originals', for diversity
+        link = linkage(orig_feat, out_feat, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
         m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
                  linkage_rank5_std=link.rank5_std)
         ma.cmc["critic"] = (link.cmc, link.cmc_std)
@@ -250,7 +251,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
         stage(name, "diversity")
         groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
-        m.update(diversity_ratio(test.X, Xte, groups, features=ref_id.features, random_state=cfg.seed))
+        m.update(diversity_ratio(test.X, Xte, groups, embeddings=(orig_feat, out_feat), random_state=cfg.seed))
+        del out_feat
         stage(name, "unseen attributes")
         if unseen:
             m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))

@@ -88,6 +88,7 @@ def _distinct_fraction(X: np.ndarray) -> float:
 
 def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
                     features: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
                     max_pairs: int = DEFAULT_MAX_PAIRS, random_state: int = 0) -> dict[str, float]:
     """How varied the outputs are within each group, relative to the originals.
 
@@ -95,7 +96,8 @@ def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
     ``k`` of ``originals``; float in [0, 1] or ``uint8`` (read as ``/255``). ``groups``: ``(N,)``
     labels of the utility class (e.g. expression). ``features``: optional callable from a batch
     of images ``(B, ...)`` to an embedding ``(B, D)`` (e.g. an identity attacker's feature
-    extractor), applied to originals and outputs alike.
+    extractor), applied to originals and outputs alike; or ``embeddings``: those features already
+    computed, ``(originals', outputs')`` with one row per image (the audit's linkage has them).
 
     Returns ``diversity_pixels`` (and ``diversity_features`` when ``features`` is given): the
     pair-count-weighted mean over groups of ``mean output distance / mean original distance``,
@@ -121,7 +123,14 @@ def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
 
     # space → (originals, outputs, row of each image in them); distances are L2 between rows
     spaces = {"pixels": (originals, outputs, np.arange(len(originals)))}
-    if features is not None:
+    if features is not None and embeddings is not None:
+        raise ValueError("give features or embeddings, not both")
+    if embeddings is not None:
+        A, B = (np.asarray(e, dtype=np.float64).reshape(len(e), -1) for e in embeddings)
+        if len(A) != len(originals) or len(B) != len(outputs):
+            raise ValueError(f"embeddings must have one row per image ({len(originals)}), got {len(A)} and {len(B)}")
+        spaces["features"] = (A, B, np.arange(len(originals)))
+    elif features is not None:
         used = np.unique(np.concatenate([np.concatenate([i, j]) for _, i, j in plan] or [np.zeros(0, np.int64)]))
         row = np.full(len(originals), -1, dtype=np.int64)
         row[used] = np.arange(len(used))

@@ -104,3 +104,16 @@ def test_nothing_to_measure_gives_nan_and_bad_shapes_raise():
         diversity_ratio(X, X[:2], np.array(["a"] * 3))
     with pytest.raises(ValueError, match="groups must have shape"):
         diversity_ratio(X, X, np.array(["a"] * 2))
+
+
+def test_embeddings_computed_beforehand_give_the_same_figures_as_the_feature_function():
+    X, g = _faces()
+    rng = np.random.default_rng(3)
+    out = np.clip(X + rng.normal(0, 0.05, X.shape), 0, 1)
+    with_fn = diversity_ratio(X, out, g, features=_first_pixels, max_pairs=50, random_state=1)
+    given = diversity_ratio(X, out, g, embeddings=(_first_pixels(X), _first_pixels(out)), max_pairs=50, random_state=1)
+    assert given == pytest.approx(with_fn)
+    assert given["diversity_features"] != pytest.approx(
+        diversity_ratio(X, out, g, embeddings=(_first_pixels(X), _first_pixels(X)), max_pairs=50)["diversity_features"])
+    with pytest.raises(ValueError, match="one row per image"):
+        diversity_ratio(X, out, g, embeddings=(_first_pixels(X)[:3], _first_pixels(out)))
