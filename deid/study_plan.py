@@ -105,7 +105,9 @@ def describe(p: StudyPlan, dataset: str, written: int, identities: int) -> str:
 
 
 def audit_summary(p: StudyPlan) -> str:
-    return ", ".join(f"{k}={v}" for k, v in {"attackers": ["cnn", "linear"], **p.audit}.items())
+    from deid.evaluation.attacker_registry import DEFAULT_ATTACKERS
+
+    return ", ".join(f"{k}={v}" for k, v in {"attackers": list(DEFAULT_ATTACKERS), **p.audit}.items())
 
 
 def plan(mode: str) -> StudyPlan:
@@ -160,13 +162,15 @@ def plan(mode: str) -> StudyPlan:
         # trained on the originals (original-trained classifier, linkage features) still get 15 epochs
         return StudyPlan("quick", [0], m, ferg_per_cell=24, ferg_size=40,
                          audit={"attackers": ["linear"], "cnn_epochs": 15, "cnn_width": 16, "linkage_repeats": 3})
-    # every row gets CNN and linear attackers; the images are the quick mode's size (40 px, 24 per cell)
-    # so that three seeds of 33 settings fit in about an hour and a half on two cores (measured: at 50 px
-    # with width-32 attackers one FERG-like audit row took ~170 s under load 3, ~4 h for the study)
+    # every row gets the demo's pool (configs/ferg.yaml): PCA + logistic regression, 1-NN on pixels and on HOG,
+    # HOG + linear SVM. The CNN attacker was never the worst on any method of the built-in set or JAFFE
+    # (docs/attackers-table.md) and cost a minute a row; it stays the reference (linkage features, the
+    # original-trained utility classifier). The images are the quick mode's size (40 px, 24 per cell).
     # 15 epochs, not 10: with 10 the utility CNN learned the built-in set's expressions to only 0.48 ± 0.14
     # on the originals (study 20261122-032153-f5aa11), against 0.95 with 15 in the quick run
     return StudyPlan("full", [0, 1, 2], m, ferg_per_cell=24, ferg_size=40,
-                     audit={"cnn_epochs": 15, "cnn_width": 16, "linkage_repeats": 5})
+                     audit={"attackers": ["linear", "knn-pixels", "knn-hog", "hog-svm"], "cnn_epochs": 15,
+                            "cnn_width": 16, "linkage_repeats": 5})
 
 
 def _full_size() -> StudyPlan:
@@ -207,5 +211,6 @@ def full_estimate(quick_seconds: float, quick_seeds: int, quick_settings: int) -
     one = quick_seconds * scale * 2.0
     return (f"about {one / 3600:.1f} h with one worker, {one / 7200:.1f} h with `--workers 2` (an estimate, not a "
             f"measurement: the quick run's wall time × {scale:.1f} for 3 seeds × {len(full.methods)} settings instead of "
-            f"{quick_seeds} × {quick_settings}, × 2.0 on one worker for CNN attackers on every row and the full epochs, "
-            f"the ratio measured between a quick and a full run on a 2-core machine)")
+            f"{quick_seeds} × {quick_settings}, × 2.0 on one worker for the full epochs and attacker pool, "
+            f"the ratio measured between a quick and a full run on a 2-core machine when every full row also trained "
+            f"CNN attackers: an upper bound now)")
