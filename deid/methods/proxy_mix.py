@@ -81,7 +81,13 @@ def _sqrt_psd(c: np.ndarray, inverse: bool = False) -> np.ndarray:
     return (v * (w ** (-0.5 if inverse else 0.5))) @ v.T
 
 
-def align_codes(z: np.ndarray, identity, labels=None) -> np.ndarray:
+def _cell_offsets(z: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
+    """Each label's mean code over ``z``'s rows; a label with a single row is left out (its own value
+    would be its own mean)."""
+    return {y: z[lab == y].mean(0) for y in np.unique(lab) if (lab == y).sum() > 1}
+
+
+def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = None) -> np.ndarray:
     """Codes ``(N, Z)`` whose mean and covariance are the same for every identity.
 
     Each identity's codes are whitened with that identity's covariance and coloured with the whole
@@ -91,30 +97,47 @@ def align_codes(z: np.ndarray, identity, labels=None) -> np.ndarray:
     loses it here. An identity with fewer images than code dimensions keeps the set's covariance
     scaled per dimension; a single-image identity (or cell) gets the set's (or the label's) mean,
     since its own value would be its own mean.
+
+    ``reference`` — ``(codes, identity, labels)`` of a larger set of the same identities, the method's
+    training images — is where the moments are estimated when it holds an identity with more images
+    than code dimensions (and its cells with two or more): a small batch (a test split, a week's
+    intake) is then aligned with moments it could not estimate from its own few images per cell,
+    whose own cell means would take each image's pose and lighting with them. Identities, cells and
+    labels the reference lacks are estimated from ``z`` itself, as without a reference.
     """
     z = np.asarray(z, np.float64)
-    ident = np.unique(np.asarray(identity).astype(str), return_inverse=True)[1].reshape(-1)
-    lab = (np.zeros(len(z), np.int64) if labels is None
-           else np.unique(np.asarray(labels).astype(str), return_inverse=True)[1].reshape(-1))
     d = z.shape[1]
-    cov_all = np.cov(z, rowvar=False).reshape(d, d) if len(z) > 1 else np.eye(d)
+    ident = np.asarray(identity).astype(str)
+    lab = np.zeros(len(z), "U1") if labels is None else np.asarray(labels).astype(str)
+    if reference is not None:
+        zr = np.asarray(reference[0], np.float64).reshape(-1, d)
+        ir = np.asarray(reference[1]).astype(str)
+        lr = np.zeros(len(zr), "U1") if labels is None else np.asarray(reference[2]).astype(str)
+    else:
+        zr, ir, lr = z, ident, lab
+    pool = zr if len(zr) > 1 else z
+    cov_all = np.cov(pool, rowvar=False).reshape(d, d) if len(pool) > 1 else np.eye(d)
     colour = _sqrt_psd(cov_all)
     sd = np.sqrt(np.diag(cov_all)) + 1e-6
     label_mean = {y: z[lab == y].mean(0) for y in np.unique(lab)}
+    label_mean.update({y: zr[lr == y].mean(0) for y in np.unique(lr)})
     out = np.empty_like(z)
     for i in np.unique(ident):
         rows = ident == i
-        centred = z[rows].copy()
-        for y in np.unique(lab[rows]):  # centre every (identity, label) cell on itself
-            cell = lab[rows] == y
-            centred[cell] -= centred[cell].mean(0) if cell.sum() > 1 else centred[cell]
-        n = int(rows.sum())
+        own_z, own_lab = z[rows], lab[rows]
+        ref = ir == i
+        src_z, src_lab = (zr[ref], lr[ref]) if ref.sum() > d else (own_z, own_lab)
+        offsets = {**_cell_offsets(own_z, own_lab), **_cell_offsets(src_z, src_lab)}
+        # centre every (identity, label) cell: on the source's cell mean, else on the cell itself
+        centred = own_z - np.stack([offsets.get(y, own_z[k]) for k, y in enumerate(own_lab)])
+        src_centred = src_z - np.stack([offsets.get(y, src_z[k]) for k, y in enumerate(src_lab)])
+        n = len(src_z)
         if n > d:
-            white = _sqrt_psd(np.cov(centred, rowvar=False).reshape(d, d), inverse=True)
+            white = _sqrt_psd(np.cov(src_centred, rowvar=False).reshape(d, d), inverse=True)
             centred = centred @ white @ colour
         elif n > 1:
-            centred = centred / (centred.std(0) + 1e-6) * sd
-        out[rows] = centred + np.stack([label_mean[y] for y in lab[rows]])
+            centred = centred / (src_centred.std(0) + 1e-6) * sd
+        out[rows] = centred + np.stack([label_mean[y] for y in own_lab])
     return out.astype(np.float32)
 
 
@@ -275,6 +298,10 @@ class ProxyMix(DeidMethod):
                 history[key].append(float(v))
         for m in self._modules():
             m.eval()
+        # the training codes, the reference a smaller batch is aligned with (align_codes)
+        self.ref_codes_ = self._encode(X, dev)[0]
+        self.ref_identity_ = qi.numpy().astype(np.int32)
+        self.ref_label_ = ei.numpy().astype(np.int32)
         self.history_ = history
         self.train_report_ = {"epochs": len(history["reconstruction"]), "steps": done, "identity_chance": 1.0 / q,
                               "adversary_acc_last_epoch": history["adversary_acc"][-1]}
@@ -291,12 +318,28 @@ class ProxyMix(DeidMethod):
         return np.searchsorted(self.labels_, u)
 
     @no_grad
+    def _encode(self, X, dev) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's posterior means and standard deviations ``(N, Z)`` each, 256 images at a time."""
+        import torch
+
+        from deid.models.autoencoder import to_net
+
+        enc = self.encoder_.to(dev).eval()
+        mus, sds = [], []
+        for s in range(0, len(X), 256):
+            xb = to_net(torch.from_numpy(np.ascontiguousarray(X[s:s + 256])), int(self.image_size)).to(dev)
+            mu, logvar = enc(xb)
+            mus.append(mu.float().cpu().numpy())
+            sds.append((0.5 * logvar).exp().float().cpu().numpy())
+        return np.concatenate(mus), np.concatenate(sds)
+
+    @no_grad
     def _transform(self, X, identity, utility):
         import torch
         import torch.nn.functional as F
 
         from deid.device import resolve_device
-        from deid.models.autoencoder import from_net, to_net
+        from deid.models.autoencoder import from_net
 
         ei = self._label_index(utility)
         seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
@@ -307,19 +350,18 @@ class ProxyMix(DeidMethod):
             mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng)
         noise = rng.standard_normal((len(X), int(self.code_dim))).astype(np.float32)
         dev = resolve_device(self.device)
-        enc, dec, table = (m.to(dev).eval() for m in self._modules()[:3])
+        dec, table = (m.to(dev).eval() for m in self._modules()[1:3])
         codes = table.weight.detach()
-        mus, sds = [], []
-        for s in range(0, len(X), 256):
-            xb = to_net(torch.from_numpy(np.ascontiguousarray(X[s:s + 256])), int(self.image_size)).to(dev)
-            mu, logvar = enc(xb)
-            mus.append(mu.float().cpu().numpy())
-            sds.append((0.5 * logvar).exp().float().cpu().numpy())
-        z = np.concatenate(mus) + noise * float(self.nuisance_noise) * np.concatenate(sds)
+        mu, sd = self._encode(X, dev)
+        z = mu + noise * float(self.nuisance_noise) * sd
         if self.align:
             if identity is None:
                 raise MethodError("method 'proxy-mix' with align on needs identity labels to transform")
-            z = align_codes(z, identity, utility)
+            reference = None
+            if getattr(self, "ref_codes_", None) is not None:  # moments from the training codes where they hold them
+                reference = (self.ref_codes_, np.asarray(self.proxies_)[self.ref_identity_],
+                             np.asarray(self.labels_)[self.ref_label_])
+            z = align_codes(z, identity, utility, reference)
         out = np.empty_like(X, dtype=np.float32)
         e = len(self.labels_)
         for s in range(0, len(X), 256):

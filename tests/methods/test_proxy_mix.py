@@ -46,6 +46,40 @@ def test_aligned_codes_carry_no_identity_in_their_first_two_moments():
     np.testing.assert_allclose(one[2], [13 / 3, 5.0], rtol=1e-5)
 
 
+def _codes(rng, per_cell: int):
+    """Codes of three identities × three labels: dimension 0 a nuisance (lighting) independent of both,
+    dimension 1 an identity offset."""
+    offset = {"a": [0.0, 3.0], "b": [0.0, -3.0], "c": [0.0, 0.0]}
+    ident = np.repeat(np.array(list("abc")), 3 * per_cell)
+    lab = np.tile(np.repeat(np.array(["x", "y", "z"]), per_cell), 3)
+    light = rng.uniform(-1.7, 1.7, len(ident))
+    z = np.stack([light, np.zeros(len(ident))], 1) + np.array([offset[i] for i in ident])
+    return (z + rng.normal(0, 0.3, z.shape)).astype(np.float32), ident, lab, light
+
+
+def test_a_small_batch_aligned_with_the_training_codes_keeps_its_nuisance_and_loses_identity():
+    rng = np.random.default_rng(0)
+    ref = _codes(rng, 100)[:3]
+    z, ident, lab, light = _codes(rng, 2)  # a test split: two images a cell
+    own = align_codes(z, ident, lab)
+    with_ref = align_codes(z, ident, lab, ref)
+    # centring two-image cells on themselves takes half of each image's lighting with it
+    assert np.corrcoef(with_ref[:, 0], light)[0, 1] > 0.9 > np.corrcoef(own[:, 0], light)[0, 1] + 0.1
+    # the identity offsets (6 apart) are gone up to the sampling noise of six images an identity
+    spread = np.ptp([with_ref[ident == i, 1].mean() for i in "abc"])
+    assert np.ptp([z[ident == i, 1].mean() for i in "abc"]) > 5 and spread < 2
+    # the reference's own codes align exactly as without a reference
+    np.testing.assert_array_equal(align_codes(*ref, reference=ref), align_codes(*ref))
+
+
+def test_the_fitted_model_aligns_new_images_with_its_training_codes(tmp_path):
+    m, X, ident, util = _fit(draw_seed=0)
+    assert m.ref_codes_.shape == (len(X), m.code_dim) and len(m.ref_identity_) == len(X)
+    loaded = type(m).load(m.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.ref_codes_, m.ref_codes_)
+    np.testing.assert_array_equal(loaded.transform(X[:6], ident[:6], util[:6]), m.transform(X[:6], ident[:6], util[:6]))
+
+
 def _fit(**params):
     rng = np.random.default_rng(0)
     X = rng.random((24, 1, 16, 16), dtype=np.float32)
