@@ -62,13 +62,28 @@ if TYPE_CHECKING:
 __all__ = ["ProxyMix", "draw_mixtures", "align_codes"]
 
 
-def draw_mixtures(n: int, n_proxies: int, k: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """Mixture weights ``(n, n_proxies)``: each row k distinct proxies (uniform), Dirichlet(alpha) weights."""
+def draw_mixtures(n: int, n_proxies: int, k: int, alpha: float, rng: np.random.Generator,
+                  max_weight: float | None = None) -> np.ndarray:
+    """Mixture weights ``(n, n_proxies)``: each row k distinct proxies (uniform), Dirichlet(alpha) weights.
+
+    ``max_weight``: no proxy gets more than this share of a face; a row whose largest weight is above it
+    is drawn again (the Dirichlet truncated to the cap). The draws still read no input, so the
+    guarantee is unchanged. It must exceed ``1 / k``.
+    """
     if k > n_proxies:
         raise MethodError(f"proxy-mix: k = {k} but the model holds {n_proxies} proxy identities")
+    if max_weight is not None and max_weight * k <= 1.0:
+        raise MethodError(f"proxy-mix: max_weight = {max_weight} cannot be met by {k} weights summing to 1; "
+                          f"raise it above 1/k = {1 / k:.3g} or raise k")
     keys = rng.random((n, n_proxies))
     chosen = np.argsort(keys, axis=1)[:, :k]  # a uniform k-subset per row
-    w = rng.dirichlet(np.full(k, float(alpha)), size=n).astype(np.float32)
+    w = rng.dirichlet(np.full(k, float(alpha)), size=n)
+    if max_weight is not None:
+        over = w.max(1) > max_weight
+        while over.any():  # rejection: the kept rows follow the Dirichlet restricted to the cap
+            w[over] = rng.dirichlet(np.full(k, float(alpha)), size=int(over.sum()))
+            over = w.max(1) > max_weight
+    w = w.astype(np.float32)
     out = np.zeros((n, n_proxies), np.float32)
     np.put_along_axis(out, chosen, w, axis=1)
     return out
@@ -149,20 +164,22 @@ class ProxyMix(DeidMethod):
     set_level = True  # align: each identity's codes are standardised over the whole set
     holds_training_images = True  # the identity table and decoder render the training identities: the model is private
     needs_utility = True
-    test_params = {"k": 2, "image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2,
+    test_params = {"k": 2, "max_weight": 0.9, "image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2,
                    "min_steps": 0, "draw_seed": 0}
 
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,
                  code_dim: PositiveInt = 8, id_dim: PositiveInt = 16, hidden: PositiveInt = 256,
+                 max_weight: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.5,
                  epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, max_steps: PositiveInt | None = 2000,
                  batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
-                 label_weight: NonNegativeFloat = 1.0, align: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
+                 label_weight: NonNegativeFloat = 1.0, align: bool = True, avoid_copies: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
                  device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
+        self.max_weight = max_weight
         self.image_size = image_size
         self.width = width
         self.code_dim = code_dim
@@ -178,6 +195,7 @@ class ProxyMix(DeidMethod):
         self.nuisance_noise = nuisance_noise
         self.label_weight = label_weight
         self.align = align
+        self.avoid_copies = avoid_copies
         self.mixture = mixture
         self.warp = warp
         self.device = device
@@ -203,6 +221,9 @@ class ProxyMix(DeidMethod):
     def _modules(self) -> "list[torch.nn.Module]":
         return [self.encoder_, self.decoder_, self.identity_codes_, self.adversary_, self.label_critic_]
 
+    def _cap(self) -> float | None:
+        return None if self.max_weight is None else float(self.max_weight)
+
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
         import torch
@@ -220,6 +241,9 @@ class ProxyMix(DeidMethod):
         if int(self.k) > len(self.proxies_):
             raise ConfigError(f"proxy-mix: k = {self.k} but the training set holds only {len(self.proxies_)} "
                               "identities; lower k or train on more identities")
+        if self.max_weight is not None and float(self.max_weight) * int(self.k) <= 1.0:
+            raise ConfigError(f"proxy-mix: max_weight = {self.max_weight} cannot be met by k = {self.k} weights "
+                              f"summing to 1; raise it above 1/k or raise k")
         self.labels_ = sorted(str(v) for v in np.unique(utility))
         seed = int(self.random_state)
         dev = resolve_device(self.device)
@@ -281,7 +305,8 @@ class ProxyMix(DeidMethod):
                 loss = l_rec + float(self.kl_weight) * kl + float(self.adversary_weight) * pixels ** 0.5 * l_adv
                 mix_acc = 0.0
                 if float(self.label_weight) > 0:  # faces of drawn identity mixtures must show their label to the critic
-                    w = torch.from_numpy(draw_mixtures(len(idx), q, min(int(self.k), q), float(self.alpha), rng)).to(dev)
+                    w = torch.from_numpy(draw_mixtures(len(idx), q, min(int(self.k), q), float(self.alpha), rng,
+                                                       self._cap())).to(dev)
                     m_logits = critic(dec(z, w @ table.weight, onehot))
                     loss = loss + float(self.label_weight) * F.cross_entropy(m_logits, eb)
                     mix_acc = float((m_logits.argmax(1) == eb).float().mean())
@@ -347,7 +372,7 @@ class ProxyMix(DeidMethod):
         if self.mixture == "mean":  # ablation: one identity code, the proxies' mean, for every image
             mix = np.full((len(X), len(self.proxies_)), 1.0 / len(self.proxies_), np.float32)
         else:
-            mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng)
+            mix = draw_mixtures(len(X), len(self.proxies_), int(self.k), float(self.alpha), rng, self._cap())
         noise = rng.standard_normal((len(X), int(self.code_dim))).astype(np.float32)
         dev = resolve_device(self.device)
         dec, table = (m.to(dev).eval() for m in self._modules()[1:3])
@@ -362,11 +387,33 @@ class ProxyMix(DeidMethod):
                 reference = (self.ref_codes_, np.asarray(self.proxies_)[self.ref_identity_],
                              np.asarray(self.labels_)[self.ref_label_])
             z = align_codes(z, identity, utility, reference)
-        out = np.empty_like(X, dtype=np.float32)
         e = len(self.labels_)
-        for s in range(0, len(X), 256):
-            ident = torch.from_numpy(mix[s:s + 256]).to(dev) @ codes
-            lab = F.one_hot(torch.from_numpy(ei[s:s + 256]).to(dev), e).float()
-            y = dec(torch.from_numpy(z[s:s + 256]).to(dev), ident, lab).float().cpu()
-            out[s:s + 256] = from_net(y, tuple(X.shape[-2:])).clamp(0.0, 1.0).numpy()
+
+        def decode(rows: np.ndarray) -> np.ndarray:
+            out = np.empty((len(rows), *X.shape[1:]), dtype=np.float32)
+            for s in range(0, len(rows), 256):
+                r = rows[s:s + 256]
+                ident = torch.from_numpy(mix[r]).to(dev) @ codes
+                lab = F.one_hot(torch.from_numpy(ei[r]).to(dev), e).float()
+                y = dec(torch.from_numpy(z[r]).to(dev), ident, lab).float().cpu()
+                out[s:s + len(r)] = from_net(y, tuple(X.shape[-2:])).clamp(0.0, 1.0).numpy()
+            return out
+
+        out = decode(np.arange(len(X)))
+        self.redrawn = 0
+        if self.avoid_copies and self.mixture == "random":
+            from deid.release_policy import perceptual_hash
+
+            # an output the release policy would call a copy of its input (the same perceptual hash) gets a
+            # new mixture; the loop ends because each redraw is a fresh independent draw
+            rows = np.arange(len(X))
+            for _ in range(100):
+                same = rows[[np.array_equal(perceptual_hash(X[i]), perceptual_hash(out[i])) for i in rows]]
+                if not len(same):
+                    break
+                self.redrawn += len(same)
+                mix[same] = draw_mixtures(len(same), len(self.proxies_), int(self.k), float(self.alpha), rng,
+                                          self._cap())
+                out[same] = decode(same)
+                rows = same
         return out

@@ -151,3 +151,36 @@ def test_on_a_built_in_set_a_retrained_attacker_is_at_chance_and_label_pose_and_
         assert out - at_chance >= share * (orig - at_chance), (attribute, out, orig, at_chance)
     # outputs are all distinct and vary within a label (no collapse to one face per class)
     assert len({y.tobytes() for y in Y}) == n
+
+
+def test_an_output_with_its_inputs_perceptual_hash_gets_a_new_mixture_and_no_other_changes(monkeypatch):
+    import deid.release_policy as policy
+
+    m, X, ident, util = _fit(draw_seed=0)
+    m.avoid_copies = False
+    plain = m.transform(X, ident, util)
+    calls = {"n": 0}
+
+    def fake_hash(img):  # the first pass calls rows 0 and 1 copies of their inputs, nothing after
+        calls["n"] += 1
+        first_pass = calls["n"] <= 2 * len(X)
+        row = (calls["n"] - 1) // 2
+        return np.zeros(63, bool) if first_pass and row < 2 else np.random.default_rng(calls["n"]).random(63) > 0.5
+
+    monkeypatch.setattr(policy, "perceptual_hash", fake_hash)
+    m.avoid_copies = True
+    out = m.transform(X, ident, util)
+    assert m.redrawn == 2
+    assert not np.allclose(out[:2], plain[:2])  # the two flagged outputs were drawn again
+    np.testing.assert_array_equal(out[2:], plain[2:])  # every other output is as it was
+
+
+def test_no_proxy_gets_more_than_max_weight_and_the_cap_must_be_reachable():
+    rng = np.random.default_rng(0)
+    w = draw_mixtures(5000, 6, 3, 2.0, rng, max_weight=0.5)
+    assert w.max() <= 0.5 and np.allclose(w.sum(1), 1.0) and ((w > 0).sum(1) == 3).all()
+    assert draw_mixtures(5000, 6, 3, 2.0, rng).max() > 0.8  # without the cap one proxy can take most of a face
+    with pytest.raises(MethodError, match="max_weight"):
+        draw_mixtures(2, 6, 2, 2.0, rng, max_weight=0.5)
+    with pytest.raises(ConfigError, match="max_weight"):
+        _fit(k=2, max_weight=0.5)
