@@ -256,7 +256,7 @@ def main() -> None:
     from deid.provenance import command_line, git_commit, machine
 
     work = a.work or Path("/tmp/deid-release-bench") / a.config.stem
-    meta = {"command": command_line(), "machine": machine(), "commit": git_commit()}
+    meta = {"command": command_line("bench/bench_release.py"), "machine": machine(), "commit": git_commit()}
     print(f"running {a.config} end to end in {work} ...", flush=True)
     res = run_release(a.config.resolve(), work)
     res["config"] = str(a.config)
