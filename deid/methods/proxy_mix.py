@@ -24,12 +24,14 @@ this small (trained in a minute on a CPU) renders an average pose and light.
    moments is gone. This is the only use of identity labels at transform time;
 3. draws, for every image, an identity code that is a random convex mixture of ``k`` distinct proxy
    identities' codes (uniform over k-subsets, Dirichlet(``alpha``) weights);
-4. decodes with the image's own label.
+4. decodes with the image's own label; an output with its own input's perceptual hash (the release
+   policy's copy test) is drawn again (``avoid_copies``). No proxy takes more than ``max_weight`` of a face.
 
 The guarantee, by construction: the identity code of an output is drawn independently of the
 input — neither its identity, nor its pixels, nor its row position choose it — so two inputs with
 the same label and the same aligned code have outputs with the same distribution, whichever
-identities they came from. What the aligned code still carries beyond its first two moments is
+identities they came from — up to the outputs drawn again as copies, whose share bounds the difference
+(2 in 55,776 at FERG's size). What the aligned code still carries beyond its first two moments is
 left to the audit; its informed attackers measure exactly that. No output shows a single proxy
 identity: every face mixes k of them.
 
