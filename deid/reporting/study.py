@@ -84,6 +84,9 @@ TABLE_COLUMNS = [  # (header, metric)
     ("linkage Rank-5 ↓", "linkage_rank5"),
     ("dlib Rank-1 ↓", "linkage_dlib_rank1"),
     ("k-anonymity ↑", "k_anonymity"),
+    ("diversity ↑", "diversity_pixels"),
+    ("distinct ↑", "distinct_outputs"),
+    ("unseen attributes kept ↑", "unseen_retention"),
     ("FCNS", "faceness"),
     ("DEID ↑", "deid"),
     ("DIV ↑", "div"),
@@ -377,8 +380,13 @@ def lambda_sweep_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Pat
 
 # -- figures ---------------------------------------------------------------------------------------
 def frontier_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path:
-    """Worst informed attacker (x) against utility (y), mean ± std over seeds, one panel per dataset;
-    the Pareto frontier (low identity, high utility) drawn as a step line; chance as dashed lines."""
+    """Privacy against utility and against diversity, one column per dataset, mean ± std over seeds.
+
+    Top row: worst informed attacker (x) against utility (y); bottom row (when the audit measured it):
+    the same x against the diversity ratio (y). Each panel draws its Pareto frontier (low identity, high
+    y) as a step line and chance as dashed lines; a setting whose diversity is under 0.5 (collapsed
+    faces) is drawn hollow in the top row, so a point can sit on the privacy–utility frontier and still
+    be seen to have collapsed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -386,36 +394,46 @@ def frontier_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path:
 
     path = Path(path)
     n = max(1, len(aggs))
-    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 5.5), squeeze=False)
-    for ax, (ds, rows) in zip(axes[0], aggs.items()):
-        pts = [(a, a.mean["identity_acc_worst"], a.mean.get("utility_acc_best", float("nan"))) for a in rows
-               if "identity_acc_worst" in a.mean]
-        methods = sorted({a.method for a, _, _ in pts})
+    has_div = any("diversity_pixels" in a.mean for rows in aggs.values() for a in rows)
+    panels = [("utility_acc_best", "utility accuracy, trained on anonymized (higher = better)", "privacy–utility")]
+    if has_div:
+        panels.append(("diversity_pixels", "diversity ratio, pixels (higher = more varied faces)", "privacy–diversity"))
+    fig, axes = plt.subplots(len(panels), n, figsize=(6.5 * n, 5.5 * len(panels)), squeeze=False)
+    for col, (ds, rows) in enumerate(aggs.items()):
+        methods = sorted({a.method for a in rows})
         cmap = plt.get_cmap("tab20")
-        for a, x, y in pts:
-            c = "black" if a.key == "original" else cmap(methods.index(a.method) % 20)
-            ax.errorbar(x, y, xerr=a.std.get("identity_acc_worst", 0), yerr=a.std.get("utility_acc_best", 0),
-                        fmt="*" if a.key == "original" else "o", color=c, ms=10 if a.key == "original" else 6,
-                        capsize=2, alpha=0.9)
-            short = a.key if len(a.key) <= 30 else a.key[:28] + "…]"
-            ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", clip_on=True)
-        front = pareto_front([(x, y) for _, x, y in pts if np.isfinite(y)])
-        if front:
-            fx, fy = zip(*front)
-            ax.step(fx, fy, where="post", color="grey", lw=1, label="frontier")
         orig = next((a for a in rows if a.key == "original"), None)
-        if orig is not None:
-            if "identity_chance" in orig.mean:
+        for r, (metric, ylabel, title) in enumerate(panels):
+            ax = axes[r][col]
+            pts = [(a, a.mean["identity_acc_worst"], a.mean.get(metric, float("nan"))) for a in rows
+                   if "identity_acc_worst" in a.mean]
+            for a, x, y in pts:
+                if not np.isfinite(y):
+                    continue
+                c = "black" if a.key == "original" else cmap(methods.index(a.method) % 20)
+                collapsed = r == 0 and a.mean.get("diversity_pixels", 1.0) < 0.5
+                ax.errorbar(x, y, xerr=a.std.get("identity_acc_worst", 0), yerr=a.std.get(metric, 0),
+                            fmt="*" if a.key == "original" else "o", color=c, ms=10 if a.key == "original" else 6,
+                            mfc="none" if collapsed else c, capsize=2, alpha=0.9)
+                short = a.key if len(a.key) <= 30 else a.key[:28] + "…]"
+                ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", clip_on=True)
+            front = pareto_front([(x, y) for _, x, y in pts if np.isfinite(y)])
+            if front:
+                fx, fy = zip(*front)
+                ax.step(fx, fy, where="post", color="grey", lw=1, label="frontier")
+            if orig is not None and "identity_chance" in orig.mean:
                 ax.axvline(orig.mean["identity_chance"], ls="--", color="red", lw=0.8, label="identity chance")
-            if "utility_chance" in orig.mean:
+            if r == 0 and orig is not None and "utility_chance" in orig.mean:
                 ax.axhline(orig.mean["utility_chance"], ls="--", color="blue", lw=0.8, label="utility chance")
-        ax.set_xlabel("identity accuracy, worst informed attacker (lower = more private)")
-        ax.set_ylabel("utility accuracy, trained on anonymized (higher = better)")
-        ax.set_title(f"{ds}: privacy–utility (mean ± std over seeds)")
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
+            if metric == "diversity_pixels":
+                ax.axhline(0.5, ls=":", color="green", lw=0.8, label="diversity 0.5 (release target)")
+            ax.set_xlabel("identity accuracy, worst informed attacker (lower = more private)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{ds}: {title} (mean ± std over seeds)" + ("; hollow: diversity < 0.5" if r == 0 and has_div else ""))
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=7, loc="lower right")
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -497,8 +515,10 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str,
         settings = meta.get("settings", {}).get(ds)
         if settings:
             L += ["Settings run: " + "; ".join(f"`{s}`" for s in settings), ""]
-    L += ["## Privacy–utility frontier", "", f"![privacy–utility frontier]({plot_name})", "",
-          "The grey step line joins the settings no other setting beats on both axes.", ""]
+    L += ["## Privacy–utility–diversity frontier", "", f"![privacy–utility–diversity frontier]({plot_name})", "",
+          "Top: privacy against utility; bottom: privacy against the diversity ratio. The grey step line joins "
+          "the settings no other setting beats on both axes of its panel; a hollow point in the top row is a "
+          "setting whose faces collapsed (diversity under 0.5), however good its privacy and utility.", ""]
     feutry = {ds: t for ds, rows in aggs.items() for t in [feutry_table(rows)] if t}
     if feutry:
         L += ["## Feutry et al.'s Table 1 protocol, per targeted identity", "",

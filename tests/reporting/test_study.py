@@ -139,3 +139,28 @@ def test_settings_whose_k_exceeds_the_identities_are_named_not_run(tmp_path):
     cfg, skipped = applicable(run_config(p, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path), 3)
     assert [m.key for m in cfg.methods] == ["blur-sigma-2.0", "ksame-pixel-k-3"]
     assert skipped == ["`ksame-pixel[k=5]`: k = 5 > 3 identities"]
+
+
+def test_frontier_plot_adds_a_diversity_row_and_the_table_its_columns(tmp_path):
+    from PIL import Image
+
+    from deid.reporting.study import frontier_plot, results_table
+
+    def rec(key, method, seed, idn, util, div):
+        return Record("ferg", seed, key, method, "", {"identity_acc_worst": idn, "utility_acc_best": util,
+                                                     "identity_chance": 0.167, "utility_chance": 0.143,
+                                                     "diversity_pixels": div, "distinct_outputs": div})
+
+    records = [rec("original", "original", s, 1.0, 0.8, 1.0) for s in (0, 1)]
+    records += [rec("ksame-select[k=6]", "ksame-select", s, 0.04, 1.0, 0.3) for s in (0, 1)]
+    records += [rec("proxy-mix[k=3]", "proxy-mix", s, 0.17, 0.97, 0.6) for s in (0, 1)]
+    aggs = aggregate(records)
+    with_div = Image.open(frontier_plot(aggs, tmp_path / "a.png")).size
+    no_div = aggregate([Record(r.dataset, r.seed, r.key, r.method, r.setting,
+                               {k: v for k, v in r.metrics.items() if k not in ("diversity_pixels", "distinct_outputs")})
+                        for r in records])
+    without = Image.open(frontier_plot(no_div, tmp_path / "b.png")).size
+    assert with_div[0] == without[0] and with_div[1] > 1.8 * without[1]  # a second row of panels
+    table = results_table(aggs["ferg"])
+    assert "diversity ↑" in table and "0.300 ± 0.000" in table
+    assert "diversity ↑" not in results_table(no_div["ferg"])
