@@ -44,6 +44,21 @@ KEYS = [("identity_acc_worst", "worst attacker"), ("identity_chance", "chance"),
         ("diversity_pixels", "diversity px"), ("diversity_features", "diversity feat"), ("distinct_outputs", "distinct"), ("seconds_fit", "fit s")]
 
 
+def variant_params(spec: str) -> dict:
+    """A variant's parameters: a name of :data:`VARIANTS`, or ``name:key=value,key=value`` (values read as
+    YAML) for that variant with the parameters changed (``full:cycle_weight=1``)."""
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    if name not in VARIANTS:
+        raise SystemExit(f"bench_proxy_mix: unknown variant {name!r}; known: {sorted(VARIANTS)}")
+    params = dict(VARIANTS[name])
+    for part in filter(None, rest.split(",")):
+        key, _, value = part.partition("=")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
 def target_gates(orig) -> "GateConfig":
     """The release target: worst attacker's upper bound within chance + 5 points, utility's lower bound at
     90 % of the original's, linkage Rank-1 at most twice chance, diversity at least 0.5, 95 % distinct
@@ -69,7 +84,7 @@ def run(images: Path, seeds: list[int], variants: list[str], others: list[str], 
     rows = []
     for seed in seeds:
         outputs, fit_s = {}, {}
-        plan = [(f"proxy-mix/{v}", "proxy-mix", {**VARIANTS[v], "random_state": seed}) for v in variants]
+        plan = [(f"proxy-mix/{v}", "proxy-mix", {**variant_params(v), "random_state": seed}) for v in variants]
         plan += [(o, o, {**OTHERS.get(o, {}), **({"random_state": seed} if o.startswith("ksame") else {})})
                  for o in others]
         for label, name, params in plan:
@@ -138,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=Path, action="append", required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                    help=f"of {sorted(VARIANTS)}, each optionally with :key=value,... (full:cycle_weight=1)")
     ap.add_argument("--others", nargs="*", default=[])
     ap.add_argument("--attackers", nargs="+", default=None)
     ap.add_argument("--folds", type=int, default=None)

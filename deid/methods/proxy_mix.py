@@ -173,7 +173,7 @@ class ProxyMix(DeidMethod):
                  image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,
                  code_dim: PositiveInt = 8, id_dim: PositiveInt = 16, hidden: PositiveInt = 256,
                  max_weight: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.5,
-                 epochs: PositiveInt = 30, min_steps: NonNegativeInt = 400, max_steps: PositiveInt | None = 2000,
+                 epochs: PositiveInt = 30, min_steps: NonNegativeInt = 800, max_steps: PositiveInt | None = 2000,
                  batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
