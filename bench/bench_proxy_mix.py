@@ -141,11 +141,29 @@ def render(rows: list[dict], argv: list[str]) -> str:
             cells.append(f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "—")
         passed = sum(r["verdict"] == "PASS" for r in rs)
         means.append(f"| {ds} | {method} | {len(rs)} | {passed}/{len(rs)} | " + " | ".join(cells) + " |")
+    attrs = sorted({k[len("attr_"):-len("_acc_best")] for r in rows for k in r if k.startswith("attr_") and k.endswith("_acc_best")})
+    per_attr = []
+    if attrs:
+        per_attr = ["", "Unseen attributes, each one's share of the original's accuracy above chance (the `unseen` "
+                    "column is the least of them):", "",
+                    "| dataset | method | seed | " + " | ".join(attrs) + " |", "|" + "---|" * (3 + len(attrs))]
+        orig = {(r["dataset"], r["seed"]): r for r in rows if r["method"] == "original"}
+        for r in rows:
+            o = orig.get((r["dataset"], r["seed"]))
+            if o is None or r["method"] == "original":
+                continue
+            cells = []
+            for a in attrs:
+                acc, ch = r.get(f"attr_{a}_acc_best"), r.get(f"attr_{a}_chance")
+                oacc, och = o.get(f"attr_{a}_acc_best"), o.get(f"attr_{a}_chance")
+                ok = None not in (acc, ch, oacc, och) and oacc > och
+                cells.append(f"{(acc - ch) / (oacc - och):.3f}" if ok else "—")
+            per_attr.append(f"| {r['dataset']} | {r['method']} | {r['seed']} | " + " | ".join(cells) + " |")
     fails = ["", "Why a row failed:", ""] + [f"- {r['dataset']} {r['method']} seed {r['seed']}: {r['reasons']}"
                                              for r in rows if r["verdict"] == "FAIL"]
     prov = (f"Measured by `{command_line('bench/bench_proxy_mix.py', argv)}` at commit {git_commit() or '?'} on {machine()}, "
             f"load average {loadavg()}.")
-    return "\n".join(lines + means + fails + ["", prov, ""])
+    return "\n".join(lines + means + per_attr + fails + ["", prov, ""])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,3 +26,21 @@ def test_growth_scales_per_image_costs_and_spreads_only_what_runs_on_workers():
     # 1M images: ingest 10 ms/img over 8 workers, transform 10 ms/img over 8, audit 100 ms/img in one process
     assert cells[2:5] == ["0.3", "0.3", "27.8"]
     assert cells[5] == f"{0.3472 + 0.3472 + 27.7778 + 600 / 3600:.1f}"
+
+
+def test_proxy_mix_bench_takes_variants_with_parameters_and_tabulates_each_unseen_attribute():
+    import pytest
+
+    from bench.bench_proxy_mix import render, variant_params
+
+    assert variant_params("no-warp:min_steps=800,alpha=1.5") == {"warp": False, "min_steps": 800, "alpha": 1.5}
+    with pytest.raises(SystemExit, match="unknown variant"):
+        variant_params("no-such-variant")
+    base = {"dataset": "d", "seed": 0, "reasons": ""}
+    rows = [{**base, "method": "original", "verdict": "FAIL", "attr_light_acc_best": 0.9, "attr_light_chance": 0.3,
+             "attr_pose_acc_best": 0.3, "attr_pose_chance": 0.3},
+            {**base, "method": "proxy-mix/full", "verdict": "PASS", "attr_light_acc_best": 0.75,
+             "attr_light_chance": 0.3, "attr_pose_acc_best": 0.5, "attr_pose_chance": 0.3}]
+    text = render(rows, [])
+    # light keeps (0.75 - 0.3) / (0.9 - 0.3); pose is not above chance on the originals, so it has no share
+    assert "| d | proxy-mix/full | 0 | 0.750 | — |" in text
