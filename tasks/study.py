@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 from prefect import task
 
+from deid.reporting.sections import kept_sections
 from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, lambda_sweep_plot, render_results
 from deid.study_plan import EXPERIMENT, full_estimate
 from tasks._retry import retry_unless_deterministic
@@ -89,7 +90,8 @@ def write_results(tracking_uri: str, study_id: str | None, out: Path, experiment
     plot = frontier_plot(aggs, out / "results_frontier.png")
     sweep = lambda_sweep_plot(aggs, out / "results_lambda_sweep.png")
     path = out / "RESULTS.md"
-    path.write_text(render_results(aggs, meta, plot.name, sweep.name if sweep else None))
+    # the sections other tools write into RESULTS.md (bench_release's full-size run) are kept
+    path.write_text(render_results(aggs, meta, plot.name, sweep.name if sweep else None) + kept_sections(path))
     return path
 
 

@@ -69,6 +69,12 @@ def test_the_study_is_the_run_pipeline_and_renders_from_the_store(prefect_server
     assert re.search(r"\| 1 \| ", rows["*original data*"])
     # regenerating from the store alone gives the same file
     assert write_results(uri, meta["study_id"], tmp_path / "again").read_text() == md
+    # ... and keeps the sections other tools wrote into the file (bench_release's full-size run)
+    from deid.reporting.sections import write_section
+
+    write_section(tmp_path / "again" / "RESULTS.md", "bench_release ferg-full", "## A release at full size\n\n42 min")
+    again = write_results(uri, meta["study_id"], tmp_path / "again").read_text()
+    assert again.startswith(md.rstrip("\n")) and again.count("42 min") == 1
 
     # The same config through `deid run`'s flow (its own work dir: nothing cached) gives the same figures;
     # '@0' resolves there as in the study.
