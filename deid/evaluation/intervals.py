@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson", "add_intervals", "Z95"]
+__all__ = ["wilson", "add_intervals", "Z95", "decidable_margin", "decidability_table", "pass_probability_at_chance",
+           "power_table"]
 
 Z95 = 1.959963984540054
 
@@ -55,4 +56,29 @@ def decidability_table(sizes=(64, 100, 213, 302, 500, 1008, 5000, 55767), classe
     lines = [head, "|---:|" + "---:|" * len(classes)]
     for n in sizes:
         lines.append(f"| {n:,} | " + " | ".join(f"{100 * decidable_margin(n, 1 / c):.1f} points" for c in classes) + " |")
+    return "\n".join(lines)
+
+
+def pass_probability_at_chance(n: int, chance: float, margin: float, attackers: int = 1) -> float:
+    """How often a method whose outputs hold no identity at all passes the privacy gate: the chance that
+    every one of ``attackers`` attackers, each scoring like a coin of bias ``chance`` on ``n`` test images,
+    keeps its 95 % upper bound within ``chance + margin``. Attackers are taken as independent; correlated
+    ones pass more often, so this is the floor, and one attacker's figure the ceiling."""
+    from scipy.stats import binom
+
+    ok = [k for k in range(n + 1) if wilson(k, n)[1] <= chance + margin + 1e-12]
+    if not ok:
+        return 0.0
+    return float(binom.cdf(max(ok), n, chance)) ** int(attackers)
+
+
+def power_table(cases=((213, 10, "JAFFE, every image tested once (folds)"), (302, 6, "the demo's test split"),
+                       (924, 6, "the demo's train + test in 3 folds"), (11172, 6, "FERG's size, test split")),
+                margin: float = 0.05, attackers: int = 4) -> str:
+    """Markdown: for each (test images, identities), how often a method exactly at chance passes the privacy
+    gate with one attacker and with ``attackers`` independent ones."""
+    lines = ["| test images | identities | where | 1 attacker | " f"{attackers} attackers |", "|---:|---:|---|---:|---:|"]
+    for n, ids, where in cases:
+        one, many = (pass_probability_at_chance(n, 1 / ids, margin, a) for a in (1, attackers))
+        lines.append(f"| {n:,} | {ids} | {where} | {one:.0%} | {many:.0%} |")
     return "\n".join(lines)

@@ -91,3 +91,17 @@ def test_the_decidability_table_in_the_docs_is_the_computed_one():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
     block = doc.split("<!-- decidability-table -->\n", 1)[1].split("\n<!-- /decidability-table -->", 1)[0]
     assert block == decidability_table()
+
+
+def test_the_power_table_in_the_docs_is_the_computed_one_and_more_attackers_pass_less_often():
+    from pathlib import Path
+
+    from deid.evaluation.intervals import pass_probability_at_chance, power_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    block = doc.split("<!-- power-table -->\n", 1)[1].split("\n<!-- /power-table -->", 1)[0]
+    assert block == power_table()
+    one, four = (pass_probability_at_chance(213, 0.1, 0.05, a) for a in (1, 4))
+    assert 0 < four < one < 1 and four == pytest.approx(one ** 4)
+    assert pass_probability_at_chance(11172, 1 / 6, 0.05, 4) > 0.99  # a big test split leaves no doubt
+    assert pass_probability_at_chance(20, 0.5, 0.05) < 0.1  # too few images: only a score well below chance passes
