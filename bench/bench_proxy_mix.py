@@ -122,7 +122,8 @@ def _cell(row: dict, key: str) -> str:
     return f"{v:.3f}"
 
 
-def render(rows: list[dict], argv: list[str]) -> str:
+def render(rows: list[dict], argv: list[str], commit: str | None = None) -> str:
+    """The tables as Markdown; ``commit`` is the code the rows were measured on (taken when the run began)."""
     head = "| dataset | method | seed | verdict | " + " | ".join(k[1] for k in KEYS) + " |"
     lines = [head, "|" + "---|" * (4 + len(KEYS))]
     for r in rows:
@@ -161,7 +162,7 @@ def render(rows: list[dict], argv: list[str]) -> str:
             per_attr.append(f"| {r['dataset']} | {r['method']} | {r['seed']} | " + " | ".join(cells) + " |")
     fails = ["", "Why a row failed:", ""] + [f"- {r['dataset']} {r['method']} seed {r['seed']}: {r['reasons']}"
                                              for r in rows if r["verdict"] == "FAIL"]
-    prov = (f"Measured by `{command_line('bench/bench_proxy_mix.py', argv)}` at commit {git_commit() or '?'} on {machine()}, "
+    prov = (f"Measured by `{command_line('bench/bench_proxy_mix.py', argv)}` at commit {commit or git_commit() or '?'} on {machine()}, "
             f"load average {loadavg()}.")
     return "\n".join(lines + means + per_attr + fails + ["", prov, ""])
 
@@ -178,10 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    commit = git_commit()  # the code measured, before anyone commits during a long run
     rows = []
     for images in args.images:
         rows += run(images, args.seeds, args.variants, args.others, args.attackers, args.folds)
-    text = render(rows, argv)
+    text = render(rows, argv, commit)
     print(text)
     if args.out:
         args.out.write_text(text)
