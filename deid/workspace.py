@@ -4,7 +4,8 @@ Both roots come from the config, so a typo or a hostile file could point them at
 someone's data. :func:`check_workspace` resolves them and refuses system directories and
 non-empty directories the pipeline did not create; :func:`claim` marks a root as the
 pipeline's (the marker file :data:`MARKER`), so the next run recognises it. :func:`inside`
-and :func:`ensure_inside` check that a computed path stays under its root.
+and :func:`ensure_inside` check that a computed path stays under its root; :func:`write_text_atomic`
+replaces a file whole or not at all.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from deid.config import RunConfig
 
 __all__ = ["MARKER", "Workspace", "work_root", "release_root", "check_root", "check_workspace", "claim",
-           "claim_workspace", "inside", "ensure_inside", "is_system_dir"]
+           "claim_workspace", "inside", "ensure_inside", "is_system_dir", "write_text_atomic"]
 
 #: written into a root the pipeline created or claimed while it was empty
 MARKER = ".deid-workspace"
@@ -158,3 +159,19 @@ def claim_workspace(ws: Workspace) -> Workspace:
     if ws.release is not None and not inside(ws.work, ws.release):
         claim(ws.release)
     return ws
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`: a reader (or an
+    interrupted run) sees the old file or the new one, never half of it."""
+    import secrets
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p

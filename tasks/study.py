@@ -16,6 +16,7 @@ from prefect import task
 from deid.reporting.sections import kept_sections
 from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, lambda_sweep_plot, render_results
 from deid.study_plan import EXPERIMENT, full_estimate
+from deid.workspace import write_text_atomic
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["open_study", "log_study_meta", "collect", "write_results", "render_study"]
@@ -91,7 +92,7 @@ def write_results(tracking_uri: str, study_id: str | None, out: Path, experiment
     sweep = lambda_sweep_plot(aggs, out / "results_lambda_sweep.png")
     path = out / "RESULTS.md"
     # the sections other tools write into RESULTS.md (bench_release's full-size run) are kept
-    path.write_text(render_results(aggs, meta, plot.name, sweep.name if sweep else None) + kept_sections(path))
+    write_text_atomic(path, render_results(aggs, meta, plot.name, sweep.name if sweep else None) + kept_sections(path))
     return path
 
 

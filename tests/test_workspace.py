@@ -132,3 +132,25 @@ def test_check_root_reports_one_line(tmp_path):
         check_root(tmp_path / "x", "work_dir")
     assert "\n" not in str(info.value)
     assert Path(str(info.value).split(": ")[1].split(" ")[0]) == tmp_path / "x"
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    import os
+
+    from deid.workspace import write_text_atomic
+
+    doc = tmp_path / "docs" / "RESULTS.md"
+    write_text_atomic(doc, "old\n")
+    assert doc.read_text() == "old\n"
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the run stopped between writing the new text and putting it in place
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(doc, "new text that never lands\n")
+    monkeypatch.undo()
+    assert doc.read_text() == "old\n"
+    assert sorted(p.name for p in doc.parent.iterdir()) == ["RESULTS.md"]  # no temporary file left behind
+    write_text_atomic(doc, "new\n")
+    assert doc.read_text() == "new\n"

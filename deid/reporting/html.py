@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from deid.reporting.columns import COLUMNS, chance_for, fmt
+from deid.workspace import write_text_atomic
 
 __all__ = ["render_report"]
 
@@ -59,9 +60,4 @@ def render_report(path: str | Path, *, title: str, dataset: dict, rows: list[dic
         gates=config.get("gates", {}), cell=_cell, chance_cell=chance_cell, attackers=attackers,
         figures=[(cap, base64.b64encode(Path(p).read_bytes()).decode(), Path(p).stem) for cap, p in figures],
         config_json=json.dumps(config, indent=2, sort_keys=True, default=str))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, doc)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deid.workspace import write_text_atomic
+
 __all__ = ["markers", "write_section", "kept_sections"]
 
 
@@ -25,7 +27,7 @@ def write_section(doc: Path, name: str, body: str) -> None:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+    write_text_atomic(doc, text)
 
 
 def kept_sections(path: Path) -> str:

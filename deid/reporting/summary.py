@@ -10,13 +10,13 @@ its table from this file.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from deid.provenance import git_commit
+from deid.workspace import write_text_atomic
 
 __all__ = ["Interval", "MethodSummary", "AuditSummary", "ReleaseSummary", "RunSummaryDoc", "build_summary",
            "write_summary", "read_summary", "SUMMARY_FILE", "EXIT_CODES"]
@@ -142,12 +142,8 @@ def build_summary(*, config_name: str, dataset: dict, date: str, methods: dict[s
 
 def write_summary(doc: RunSummaryDoc, run_dir: str | Path) -> Path:
     """Write ``<run_dir>/summary.json`` atomically."""
-    path = Path(run_dir) / SUMMARY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps(doc.model_dump(mode="json"), indent=2))  # methods keep the audit's order
-    os.replace(tmp, path)
-    return path
+    # methods keep the audit's order
+    return write_text_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(doc.model_dump(mode="json"), indent=2))
 
 
 def read_summary(path: str | Path) -> RunSummaryDoc:
