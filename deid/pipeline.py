@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from deid.evaluation.audit import AuditConfig
     from deid.faces_dask import DaskConfig
 
-__all__ = ["fit_method", "anonymize_table", "fit_and_anonymize", "transform_batch", "transform_batches", "SplitWriters", "TransformStats", "FIT_SPLITS", "identities_of",
+__all__ = ["fit_method", "every_param", "anonymize_table", "fit_and_anonymize", "transform_batch", "transform_batches", "SplitWriters", "TransformStats", "FIT_SPLITS", "identities_of",
            "resolve_params", "resolve_methods", "audit_config", "public_config"]
 
 #: the splits every method is fitted on
@@ -214,6 +214,15 @@ def resolve_params(name: str, params: dict[str, Any], *, identities: list[str], 
     if "device" in names:
         out.setdefault("device", device)
     return out
+
+
+def every_param(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter's value the method will be built with: ``params`` and the method's defaults for
+    the rest. What keys a fitted model and its output, so a model fitted under an older default is not
+    reused once the default changes."""
+    from deid.methods import method_class
+
+    return method_class(name).validate_params(params)
 
 
 def resolve_methods(cfg: "RunConfig", identities: list[str]) -> "list[MethodSpec]":

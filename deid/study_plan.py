@@ -67,7 +67,8 @@ def method_label(setting_key: str) -> str:
 def run_config(p: StudyPlan, dataset: str, seed: int, *, work_dir: Path, jaffe_dir: Path,
                tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> RunConfig:
     """One (dataset, seed) of the study as a run config: the split, the audit and every method's
-    ``random_state`` take ``seed``; no baselines besides the plan's own settings."""
+    ``random_state`` take ``seed``; no baselines besides the plan's own settings. The full-size plan's
+    runs have names (and so folders under ``work/runs``) of their own."""
     if dataset not in STUDY_DATASETS:
         raise ValueError(f"study datasets are {list(STUDY_DATASETS)}, got '{dataset}'")
     if dataset == "ferg":
@@ -79,7 +80,7 @@ def run_config(p: StudyPlan, dataset: str, seed: int, *, work_dir: Path, jaffe_d
               "split": {"val": 0.0, "test": 0.3, "seed": seed}, "real_faces": True}
     methods = [{"name": n, "params": dict(q), "label": method_label(key(n, q))} for n, q in p.methods_for(dataset)]
     return validate_config({
-        "name": f"study-{dataset}-seed{seed}", "dataset": ds, "methods": methods, "include_baselines": False,
+        "name": f"study-{dataset}{'-full-size' if p.mode == 'full-size' else ''}-seed{seed}", "dataset": ds, "methods": methods, "include_baselines": False,
         "audit": {**p.audit, "seed": seed}, "work_dir": str(work_dir), "seed": seed, "device": "cpu",
         "tracking": {"uri": tracking_uri, "experiment": experiment},
     }, where=f"study plan '{p.mode}', {dataset} seed {seed}")

@@ -23,7 +23,7 @@ from deid.errors import ConfigError, DeidError
 from deid.evaluation.audit import ORIGINAL, AuditResult
 from deid.evaluation.gates import CONTROLS, AuditJudgement
 from deid.ingest import IngestSummary
-from deid.pipeline import audit_config, identities_of, public_config, resolve_methods
+from deid.pipeline import audit_config, every_param, identities_of, public_config, resolve_methods
 from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release_policy import load_release_policy
@@ -95,11 +95,12 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
                    parallel: bool = False) -> tuple[dict[str, str], dict[str, str], dict]:
     """Fit and apply every method of the run (parameters resolved once, before any fitting): returns
     (label → anonymized table, label → model folder, label → transform stats, or their futures when
-    ``parallel``). Folders are named by what made them, so a cached result always matches its output."""
+    ``parallel``). Folders are named by what made them (every parameter's value, the method's defaults
+    included, and the data's digest), so a cached result always matches its output."""
     run_dir = work / "runs" / cfg.name
     anonymized, model_dirs, stats = {}, {}, {}
     for spec in resolve_methods(cfg, identities_of(images)):
-        made_of = content_key(spec.name, spec.params, summary.digest)
+        made_of = content_key(spec.name, every_param(spec.name, spec.params), summary.digest)  # defaults too
         model_dir = run_dir / "models" / f"{spec.key}-{made_of}"
         out_dir = run_dir / "anonymized" / f"{spec.key}-{made_of}"
         step = fit_and_anonymize_in(work, model_dir, out_dir)
@@ -114,7 +115,7 @@ def audit_inputs(cfg: RunConfig, images: Path, anonymized: dict[str, str], work:
     """The :func:`tasks.audit.audit` arguments of a run."""
     return dict(images_dir=str(images), anonymized=anonymized, cfg=audit_config(cfg), dataset=cfg.dataset.name,
                 real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"),
-                pixel_cache=pixel_cache(work))
+                pixel_cache=pixel_cache(work), row_cache=str(work / "cache" / "audit-rows"))
 
 
 def pixel_cache(work: Path) -> str:

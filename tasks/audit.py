@@ -17,15 +17,16 @@ __all__ = ["audit", "judge_and_plot", "write_report"]
 
 @task(tags=["compute-heavy"])
 def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset: str, real_faces: bool,
-          descriptor_cache: str | None, pixel_cache: str) -> AuditResult:
+          descriptor_cache: str | None, pixel_cache: str, row_cache: str | None = None) -> AuditResult:
     """The audit of every method's output (``anonymized``: label → table folder) against the originals.
 
-    The images stay on disk (decoded once into ``pixel_cache``) and are read a chunk at a time."""
+    The images stay on disk (decoded once into ``pixel_cache``) and are read a chunk at a time; each
+    finished row is kept in ``row_cache``, so a rerun after an interruption resumes at its row."""
     log = get_run_logger()
     original = open_image_set(images_dir, pixel_cache)
     outs = {name: open_image_set(path, pixel_cache, anonymized=True) for name, path in anonymized.items()}
     return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces, descriptor_cache=descriptor_cache,
-                  progress=log.info, progress_bar=True, scratch=pixel_cache)
+                  progress=log.info, progress_bar=True, scratch=pixel_cache, row_cache=row_cache)
 
 
 @task

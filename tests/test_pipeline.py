@@ -27,3 +27,22 @@ def test_a_learning_method_reads_the_training_split(ferg_images, tmp_path, monke
     monkeypatch.setattr(deid.pipeline, "load_image_set", lambda *a, **k: calls.append(1) or real(*a, **k))
     fit_method("ksame-pixel", {"k": 2}, ferg_images, tmp_path / "model")
     assert calls
+
+
+def test_a_fitted_models_key_holds_every_parameter_so_a_changed_default_is_not_reused(monkeypatch):
+    from deid.methods import method_class
+    from deid.pipeline import every_param
+    from flows.ingest import content_key
+
+    def key(params):
+        return content_key("blur", every_param("blur", params), "digest")
+
+    cls = method_class("blur")
+    default = cls.param_model().model_fields["sigma"].default
+    assert key({}) == key({"sigma": default})  # the default written out is the same setting
+    before = key({})
+    monkeypatch.setattr(cls.__init__, "__defaults__", (default + 1.0,))  # a new release changes the default
+    monkeypatch.setattr(cls, "_param_model", None)
+    assert every_param("blur", {})["sigma"] == default + 1.0
+    assert key({}) != before  # the model fitted under the old default is keyed apart
+    assert key({"sigma": default}) == before

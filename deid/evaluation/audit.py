@@ -108,9 +108,72 @@ def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: A
     return first
 
 
+def _code_digest() -> str:
+    """A digest of the code a row's figures come from (this package and the networks it trains)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    here = Path(__file__).resolve().parent
+    for f in sorted([*here.glob("*.py"), *(here.parent / "models").glob("*.py"), here.parent / "pixels.py"]):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+class _RowCache:
+    """Finished rows of an audit on disk, so an interrupted audit (a killed run, a machine that went
+    down) resumes at the row it was on. A row is keyed by everything its figures depend on: the
+    original and output pixel files (their paths name their table versions) and rows, the audit's
+    settings, the dataset, and the audit's code; anything else changed means a new key."""
+
+    def __init__(self, root: str | Path, original: ImageSet, cfg: AuditConfig, dataset: str, face: bool,
+                 unseen: list[str]):
+        import hashlib
+        import json
+
+        self.root = Path(root)
+        base = json.dumps({"original": original.X.key(), "cfg": cfg.model_dump(mode="json"), "dataset": dataset,
+                           "face": face, "unseen": unseen, "code": _code_digest()}, sort_keys=True)
+        self._base = hashlib.blake2b(base.encode(), digest_size=16).hexdigest()
+
+    def _path(self, name: str, out: ImageSet) -> Path:
+        import hashlib
+
+        h = hashlib.blake2b(f"{self._base}|{name}|{out.X.key()}".encode(), digest_size=16).hexdigest()
+        return self.root / f"{h}.pkl"
+
+    def get(self, name: str, out: ImageSet) -> "MethodAudit | None":
+        import pickle
+
+        p = self._path(name, out)
+        if not p.exists():
+            return None
+        try:
+            with p.open("rb") as f:
+                row = pickle.load(f)  # written by this class only, under the run's own work directory
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError):
+            return None  # unreadable: computed again
+        return row if isinstance(row, MethodAudit) and row.method == name else None
+
+    def put(self, name: str, out: ImageSet, row: "MethodAudit") -> None:
+        import os
+        import pickle
+        import secrets
+
+        p = self._path(name, out)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.write_bytes(pickle.dumps(row))
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
           dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
-          progress=None, progress_bar: bool = False, scratch: str | Path | None = None) -> AuditResult:
+          progress=None, progress_bar: bool = False, scratch: str | Path | None = None,
+          row_cache: str | Path | None = None) -> AuditResult:
     """Audit ``anonymized`` (method name → outputs row-aligned by ``image_id``) against ``original``.
 
     The original data is audited as the reference row :data:`ORIGINAL`. ``progress`` is an
@@ -119,6 +182,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     The sets' images may be in memory or on disk (:func:`deid.data.open_image_set`); every protocol
     reads them a chunk at a time, so with images on disk memory stays flat in their number. Images
     the audit makes itself (the negative control) then go to ``scratch`` (default: beside the originals).
+
+    ``row_cache``: a folder where each finished row is kept (sets on disk only), so a rerun after an
+    interruption audits only the rows it had not finished (:class:`_RowCache`).
     """
     from tqdm.auto import tqdm
 
@@ -204,7 +270,15 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         bar.set_postfix_str(f"{name}: {what}", refresh=False)
         bar.update(1)
 
+    rows = None
+    if row_cache is not None and is_lazy(original.X) and all(is_lazy(o.X) for o in outputs.values()):
+        rows = _RowCache(row_cache, original, cfg, dataset, face, unseen)
     for name, out in outputs.items():
+        if rows is not None and (done := rows.get(name, out)) is not None:
+            say(f"'{name}': finished by an earlier, interrupted audit of the same data; kept")
+            results[name] = done
+            bar.update(len(stages))
+            continue
         t0 = time.perf_counter()
         say(f"auditing '{name}'")
         bar.set_postfix_str(f"{name}: identity attackers")
@@ -261,6 +335,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         m.update(fidelity(test.X, Xte))
         m["seconds"] = time.perf_counter() - t0
         results[name] = ma
+        if rows is not None:
+            rows.put(name, out, ma)
         bar.update(1)
     bar.close()
     base = results[ORIGINAL].metrics.get("utility_acc_best")

@@ -44,3 +44,46 @@ def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monke
                 continue
             assert math.isclose(got[k], v, rel_tol=1e-6, abs_tol=1e-6) or (math.isnan(v) and math.isnan(got[k])), \
                 f"{name} {k}: streamed {got[k]} in memory {v}"
+
+
+def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path, monkeypatch):
+    import deid.evaluation.audit as audit_mod
+
+    cfg = AuditConfig(attackers=["linear"], cnn_epochs=1, cnn_width=4, cnn_min_steps=0, cnn_augment=False,
+                      pca_components=8, linkage_repeats=1)
+    mem = load_image_set(ferg_images)
+    blurred = to_uint8(get_method("blur", sigma=1.5).fit(mem.X[:1]).transform(mem.X))
+    disk = open_image_set(ferg_images, tmp_path)
+    blur = ImageSet(write_pixels(tmp_path / "blur.npy", blurred.shape, [blurred]), mem.image_id, mem.split,
+                    mem.identity, mem.expression)
+    rows = tmp_path / "rows"
+
+    real, calls = audit_mod.fidelity, []
+
+    def dies_on_the_second_row(*a, **k):  # the machine goes down while the audit is on its second row
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(audit_mod, "fidelity", dies_on_the_second_row)
+    with pytest.raises(KeyboardInterrupt):
+        audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows)
+    assert len(list(rows.glob("*.pkl"))) == 1  # the finished row, and nothing half-written
+    monkeypatch.setattr(audit_mod, "fidelity", real)
+
+    said: list[str] = []
+    resumed = audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows, progress=said.append)
+    assert any("'original'" in m and "kept" in m for m in said)
+    assert not any(m == "auditing 'original'" for m in said) and "auditing 'blur'" in said
+    fresh = audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path)
+    for name, ref in fresh.methods.items():
+        for k, v in ref.metrics.items():
+            if k != "seconds":
+                got = resumed.methods[name].metrics[k]
+                assert math.isclose(got, v, rel_tol=1e-6, abs_tol=1e-6) or (math.isnan(v) and math.isnan(got)), k
+    # another audit setting is another row: nothing is reused across settings
+    said.clear()
+    audit(disk, {"blur": blur}, cfg.model_copy(update={"seed": 1}), dataset="ferg", scratch=tmp_path, row_cache=rows,
+          progress=said.append)
+    assert "auditing 'original'" in said

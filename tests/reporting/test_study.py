@@ -119,6 +119,8 @@ def test_the_full_size_plan_runs_the_papers_settings_at_fergs_size(tmp_path):
     assert targets == ["@0", "@2", "@3", "@4", "@5"]  # Feutry et al.'s Table 1
     assert sorted(q["lam"] for n, q in p.methods if n == "mi-adversarial" and "target_identity" not in q) == [0, 1, 2, 4]
     assert "knn-pixels" not in cfg.audit.attackers and p.seeds == [0]
+    # its folders under work/runs are not the full study's seed 0
+    assert cfg.name != run_config(plan("full"), "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path).name
 
 
 def test_a_plan_setting_is_checked_like_a_config(tmp_path):
