@@ -29,6 +29,9 @@ def test_a_learning_method_reads_the_training_split(ferg_images, tmp_path, monke
     assert calls
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='a method\'s default changes between two runs on the same work dir',
+                         before='the model fitted under the old default reused',
+                         after='every parameter\'s value keys the model: fitted again')
 def test_a_fitted_models_key_holds_every_parameter_so_a_changed_default_is_not_reused(monkeypatch):
     from deid.methods import method_class
     from deid.pipeline import every_param

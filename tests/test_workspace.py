@@ -134,6 +134,9 @@ def test_check_root_reports_one_line(tmp_path):
     assert Path(str(info.value).split(": ")[1].split(" ")[0]) == tmp_path / "x"
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='run killed while writing RESULTS.md, a report or summary.json',
+                         before='a half-written file',
+                         after='the old file whole, or the new one (temporary file and os.replace)')
 def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     import os
 

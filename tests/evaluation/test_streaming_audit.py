@@ -46,6 +46,9 @@ def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monke
                 f"{name} {k}: streamed {got[k]} in memory {v}"
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='run killed during the audit (a 90-minute audit at FERG\'s size)',
+                         before='the whole audit computed again',
+                         after='the rerun keeps every finished row (keyed by pixels, settings, code) and audits the rest')
 def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path, monkeypatch):
     import deid.evaluation.audit as audit_mod
 
