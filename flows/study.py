@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from deid.provenance import command_line, git_commit, loadavg, machine
@@ -24,6 +23,7 @@ from deid.study_plan import (EXPERIMENT, STUDY_DATASETS, StudyPlan, applicable, 
                              run_config, setting_label)
 from flows.anonymize import _preflight, audit_inputs, judge_report_log, submit_methods
 from flows.ingest import ingest_run
+from deid.evaluation.audit import merge_audits
 from tasks.audit import audit
 from tasks.study import collect, log_study_meta, open_study, render_study, write_results
 from tasks.tracking import configure_tracking
@@ -78,18 +78,22 @@ def study(plan: StudyPlan, datasets: list[str], work_dir: str, out: str, trackin
     log_study_meta(uri, study_run, {**meta, "status": "running"})
 
     units.sort(key=lambda u: (u[0].seed, u[0].dataset.name))  # the two datasets alternate on the workers
-    audits = {}
+    parts = audit_parts(len(units), workers)
+    if parts > 1:
+        log.info("each audit runs as %d parts, one per worker (each part audits the originals too)", parts)
+    audits = []
     for cfg, images, summary in units:
         anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work, parallel=True)
-        fut = audit.submit(**audit_inputs(cfg, images, anonymized, work), wait_for=list(stats.values()))
-        audits[fut] = (cfg, images, summary, anonymized, model_dirs, stats)
-    for fut in as_completed(list(audits)):
-        cfg, images, summary, anonymized, model_dirs, stats = audits[fut]
+        futs = [audit.submit(**audit_inputs(cfg, images, part, work), wait_for=list(stats.values()))
+                for part in split_methods(anonymized, parts)]
+        audits.append((futs, (cfg, images, summary, anonymized, model_dirs, stats)))
+    for futs, unit in audits:
+        cfg, images, summary, anonymized, model_dirs, stats = unit
         ds, seed = cfg.dataset.name, cfg.seed
         method_tags = {m.key: {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
                                "deid.seed": str(seed), "deid.key": key(m.name, m.params), "deid.registered": m.name,
                                "deid.setting": setting_label(m.params)} for m in cfg.methods}
-        result = fut.result()
+        result = merge_audits([f.result() for f in futs], order=list(anonymized))
         for name in result.methods:  # the audit's own rows: the original data and its controls
             method_tags.setdefault(name, {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
                                           "deid.seed": str(seed), "deid.key": name, "deid.registered": name,
@@ -103,6 +107,19 @@ def study(plan: StudyPlan, datasets: list[str], work_dir: str, out: str, trackin
     meta.update(load_end=loadavg(), status="done", wall_time=f"{wall / 60:.1f} min")
     log_study_meta(uri, study_run, meta, wall)
     return render_study(uri, study_id, out, experiment)
+
+
+def audit_parts(units: int, workers: int) -> int:
+    """How many parts each (dataset, seed) audit is split into: workers the units leave idle are given
+    to the audits (the full-size plan's single unit audits on both workers of a 2-core machine)."""
+    return max(1, workers // max(units, 1))
+
+
+def split_methods(anonymized: dict[str, str], parts: int) -> list[dict[str, str]]:
+    """``anonymized`` (label → table) dealt into ``parts`` groups of near-equal size, in order."""
+    items = list(anonymized.items())
+    groups = [dict(items[i::parts]) for i in range(max(1, min(parts, len(items))))]
+    return groups or [{}]
 
 
 def _one_torch_thread() -> None:

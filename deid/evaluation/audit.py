@@ -37,7 +37,7 @@ from deid.evaluation.linkage import linkage
 from deid.evaluation.unseen import unseen_attributes, unseen_retention
 from deid.pixels import chunks, is_lazy, map_pixels
 
-__all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "ORIGINAL", "AUDIT_METRICS"]
+__all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "merge_audits", "ORIGINAL", "AUDIT_METRICS"]
 
 ORIGINAL = "original"
 NEGATIVE_CONTROL = "blackout"
@@ -347,3 +347,25 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             ma.metrics["unseen_retention"] = r
         ma.metrics = add_intervals(ma.metrics)
     return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
+
+
+def merge_audits(parts: list[AuditResult], order: list[str] | None = None) -> AuditResult:
+    """Audits of the same originals under the same settings, each of some of the methods (run at once
+    on several workers), as one audit: every row once, in the order the parts give them. Each part
+    has its own reference row (:data:`ORIGINAL`) and negative control; they are computed the same way
+    from the same data, and the first part's are kept. ``order``: the method names in the order the
+    rows should take (after the reference row); rows it does not name follow."""
+    if not parts:
+        raise EvaluationError("merge_audits: no audits to merge")
+    first = parts[0]
+    for p in parts[1:]:
+        if (p.dataset, p.config, p.real_faces) != (first.dataset, first.config, first.real_faces):
+            raise EvaluationError("merge_audits: the parts were audited on different data or settings")
+    methods: dict[str, MethodAudit] = {}
+    for p in parts:
+        for name, row in p.methods.items():
+            methods.setdefault(name, row)
+    first_names = [ORIGINAL, *(order or [])]
+    names = [n for n in first_names if n in methods] + [n for n in methods if n not in first_names]
+    methods = {n: methods[n] for n in names}
+    return AuditResult(dataset=first.dataset, methods=methods, config=first.config, real_faces=first.real_faces)

@@ -144,3 +144,24 @@ def test_an_uninformative_utility_label_gives_no_verdict(ferg_images):
                                cnn_min_steps=0))
     assert not j.sound and any("utility classifiers did not learn" in r for r in j.inconclusive), j.checks
     assert {v.status for m, v in j.verdicts.items() if m != ORIGINAL} == {"INCONCLUSIVE"}
+
+
+def test_an_audit_split_over_workers_merges_into_the_audit_of_all_methods(ferg_images):
+    from deid.evaluation.audit import merge_audits
+
+    s = load_image_set(ferg_images)
+    cfg = AuditConfig(attackers=["linear"], cnn_epochs=1, cnn_width=4, cnn_min_steps=0, pca_components=8,
+                      linkage_repeats=1)
+    outs = {"none": _apply(s, "none"), "blur": _apply(s, "blur", sigma=2.0), "pixelate": _apply(s, "pixelate")}
+    whole = audit(s, outs, cfg, dataset="ferg")
+    parts = [audit(s, {k: outs[k] for k in ("none", "pixelate")}, cfg, dataset="ferg"),
+             audit(s, {"blur": outs["blur"]}, cfg, dataset="ferg")]
+    merged = merge_audits(parts, order=list(outs))
+    assert list(merged.methods) == list(whole.methods) == ["original", "none", "blur", "pixelate", "blackout"]
+    for name, row in whole.methods.items():
+        got = merged.methods[name].metrics
+        assert {k: v for k, v in got.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in row.metrics.items() if k != "seconds"}, nan_ok=True), name
+    other = audit(s, {"blur": outs["blur"]}, cfg.model_copy(update={"seed": 1}), dataset="ferg")
+    with pytest.raises(EvaluationError, match="different data or settings"):
+        merge_audits([parts[0], other])

@@ -126,3 +126,30 @@ def test_a_bad_setting_stops_the_study_before_any_work(prefect_server, tmp_path)
                   tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None,
                   workers=2)
     assert not (tmp_path / "work" / "datasets").exists() and not (tmp_path / "docs").exists()
+
+
+def test_a_single_units_audit_split_over_two_workers_gives_the_sequential_figures(prefect_server, tmp_path):
+    from flows.study import collect, run_study
+
+    plan = _plan("tiny", [("blur", {"sigma": 2.0}), ("pixelate", {"block": 4})], seeds=(0,))
+    got = {}
+    for workers in (1, 2):
+        uri = f"sqlite:///{tmp_path / f'mlflow{workers}.db'}"
+        run_study(plan, ["ferg"], work=tmp_path / f"work{workers}", out=tmp_path / f"docs{workers}", tracking_uri=uri,
+                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=workers)
+        records, _ = collect(uri)
+        got[workers] = {r.key: (r.metrics["identity_acc_linear"], r.metrics["ssim"]) for r in records}
+    assert {"blur[sigma=2.0]", "pixelate[block=4]", "original"} <= set(got[2])
+    assert got[1] == got[2]
+
+
+def test_idle_workers_split_each_audit_and_every_method_is_audited_once():
+    from flows.study import audit_parts, split_methods
+
+    assert audit_parts(units=1, workers=2) == 2  # the full-size plan: one unit, both workers on its audit
+    assert audit_parts(units=6, workers=2) == 1 and audit_parts(units=1, workers=1) == 1
+    methods = {f"m{i}": f"/t/{i}" for i in range(5)}
+    parts = split_methods(methods, 2)
+    assert len(parts) == 2 and sorted(len(p) for p in parts) == [2, 3]
+    assert sorted(k for p in parts for k in p) == sorted(methods)
+    assert split_methods({"a": "x"}, 4) == [{"a": "x"}]  # never an empty part
