@@ -101,10 +101,10 @@ def test_the_study_is_the_run_pipeline_and_renders_from_the_store(prefect_server
     assert _same(_figures(next(r for r in again if r.key == "blur[sigma=2.0]").metrics), _figures(blur.metrics))
 
 
-def test_steps_on_worker_processes_log_what_a_sequential_study_logs(prefect_server, tmp_path):
+def _on_one_and_two_workers(plan, tmp_path) -> dict[int, dict]:
+    """The plan's study run with 1 and with 2 workers: (seed, key) → a figure of each row, per worker count."""
     from flows.study import collect, run_study
 
-    plan = _plan("tiny", [("blur", {"sigma": 2.0})], seeds=(0, 1))
     got = {}
     for workers in (1, 2):
         uri = f"sqlite:///{tmp_path / f'mlflow{workers}.db'}"
@@ -113,6 +113,11 @@ def test_steps_on_worker_processes_log_what_a_sequential_study_logs(prefect_serv
         records, meta = collect(uri)
         assert meta["workers"] == workers and meta["status"] == "done"
         got[workers] = {(r.seed, r.key): (r.metrics["identity_acc_linear"], r.metrics["ssim"]) for r in records}
+    return got
+
+
+def test_steps_on_worker_processes_log_what_a_sequential_study_logs(prefect_server, tmp_path):
+    got = _on_one_and_two_workers(_plan("tiny", [("blur", {"sigma": 2.0})], seeds=(0, 1)), tmp_path)
     assert {s for s, _ in got[2]} == {0, 1}
     assert got[1] == got[2]
 
@@ -129,17 +134,8 @@ def test_a_bad_setting_stops_the_study_before_any_work(prefect_server, tmp_path)
 
 
 def test_a_single_units_audit_split_over_two_workers_gives_the_sequential_figures(prefect_server, tmp_path):
-    from flows.study import collect, run_study
-
-    plan = _plan("tiny", [("blur", {"sigma": 2.0}), ("pixelate", {"block": 4})], seeds=(0,))
-    got = {}
-    for workers in (1, 2):
-        uri = f"sqlite:///{tmp_path / f'mlflow{workers}.db'}"
-        run_study(plan, ["ferg"], work=tmp_path / f"work{workers}", out=tmp_path / f"docs{workers}", tracking_uri=uri,
-                  jaffe_dir=tmp_path / "no-jaffe", say=lambda m: None, workers=workers)
-        records, _ = collect(uri)
-        got[workers] = {r.key: (r.metrics["identity_acc_linear"], r.metrics["ssim"]) for r in records}
-    assert {"blur[sigma=2.0]", "pixelate[block=4]", "original"} <= set(got[2])
+    got = _on_one_and_two_workers(_plan("tiny", [("blur", {"sigma": 2.0}), ("pixelate", {"block": 4})]), tmp_path)
+    assert {"blur[sigma=2.0]", "pixelate[block=4]", "original"} <= {k for _, k in got[2]}
     assert got[1] == got[2]
 
 
