@@ -10,6 +10,11 @@
 - ``e[id]`` a learned code per training identity (the proxy identities);
 - ``label`` the image's utility label, one-hot.
 
+Faces of drawn identity mixtures must show their label to a critic trained on real images
+(``label_weight``) and, with ``cycle_weight`` > 0, give their code back when encoded again by the
+encoder held fixed (render consistency: only the decoder can meet it, by showing on every mixture
+face the pose and lighting the code says; it keeps lighting and costs diversity, docs/proxy-mix.md).
+
 The decoder renders a face from the three and then applies what ``z`` alone decides: an in-plane
 similarity warp (rotation, scale, shift) and a first-order illumination plane per channel. These
 two heads carry head pose and lighting through a code of a few numbers; without them a decoder
@@ -158,6 +163,21 @@ def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = 
     return out.astype(np.float32)
 
 
+def _render_consistency(enc, faces, z):
+    """``‖E(faces) − z‖²`` per image, with the encoder held fixed: its gradient reaches the decoder only.
+
+    The encoder cannot meet it by putting less into the code (its weights get no gradient from it, and
+    its batch-norm statistics are left as they were); the decoder meets it by rendering what the code
+    says, pose and lighting, on every mixture face, not only on the face of the code's own identity.
+    """
+    from torch.func import functional_call
+
+    fixed = {n: p.detach() for n, p in enc.named_parameters()}
+    fixed.update({n: b.clone() for n, b in enc.named_buffers()})  # batch-norm statistics updated on copies
+    mu, _ = functional_call(enc, fixed, (faces,))
+    return (mu - z.detach()).pow(2).sum(1).mean()
+
+
 @register_method("proxy-mix")
 class ProxyMix(DeidMethod):
     """A face per image from a random mixture of k proxy identities, keeping its label, pose and lighting."""
@@ -177,7 +197,7 @@ class ProxyMix(DeidMethod):
                  batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
-                 label_weight: NonNegativeFloat = 1.0, align: bool = True, avoid_copies: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
+                 label_weight: NonNegativeFloat = 1.0, cycle_weight: NonNegativeFloat = 0.0, align: bool = True, avoid_copies: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
                  device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
@@ -196,6 +216,7 @@ class ProxyMix(DeidMethod):
         self.adversary_weight = adversary_weight
         self.nuisance_noise = nuisance_noise
         self.label_weight = label_weight
+        self.cycle_weight = cycle_weight
         self.align = align
         self.avoid_copies = avoid_copies
         self.mixture = mixture
@@ -309,9 +330,12 @@ class ProxyMix(DeidMethod):
                 if float(self.label_weight) > 0:  # faces of drawn identity mixtures must show their label to the critic
                     w = torch.from_numpy(draw_mixtures(len(idx), q, min(int(self.k), q), float(self.alpha), rng,
                                                        self._cap())).to(dev)
-                    m_logits = critic(dec(z, w @ table.weight, onehot))
+                    mixed = dec(z, w @ table.weight, onehot)
+                    m_logits = critic(mixed)
                     loss = loss + float(self.label_weight) * F.cross_entropy(m_logits, eb)
                     mix_acc = float((m_logits.argmax(1) == eb).float().mean())
+                    if float(self.cycle_weight) > 0:  # the mixture face must show the code it was drawn with
+                        loss = loss + float(self.cycle_weight) * _render_consistency(enc, mixed, z)
                 opt_g.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_g.step()

@@ -184,3 +184,23 @@ def test_no_proxy_gets_more_than_max_weight_and_the_cap_must_be_reachable():
         draw_mixtures(2, 6, 2, 2.0, rng, max_weight=0.5)
     with pytest.raises(ConfigError, match="max_weight"):
         _fit(k=2, max_weight=0.5)
+
+
+def test_the_render_consistency_term_trains_the_decoder_and_leaves_the_encoder_alone():
+    import torch
+
+    from deid.methods.proxy_mix import _render_consistency
+    from deid.models.mixer import NuisanceEncoder
+
+    torch.manual_seed(0)
+    enc = NuisanceEncoder(1, 8, 4, 3).train()
+    before = {n: b.clone() for n, b in enc.named_buffers()}
+    faces = torch.rand(6, 1, 8, 8, requires_grad=True)  # stands for the decoder's mixture faces
+    z = torch.randn(6, 3, requires_grad=True)
+    loss = _render_consistency(enc, faces, z)
+    loss.backward()
+    assert float(loss) > 0
+    assert faces.grad is not None and float(faces.grad.abs().sum()) > 0  # the decoder is pushed
+    assert all(p.grad is None for p in enc.parameters())  # the encoder cannot meet it by shrinking its code
+    assert z.grad is None  # nor by moving the code it is compared with
+    assert all(torch.equal(b, before[n]) for n, b in enc.named_buffers())  # batch-norm statistics untouched
