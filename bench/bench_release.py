@@ -225,9 +225,11 @@ def growth(res: dict, tm: dict, n: int) -> str:
             ha = N * per["audit"] / 3600
             L.append(f"| {N:,} | {w} | {hi:.1f} | {ht:.1f} | {ha:.1f} | {hi + ht + ha + fits / 3600:.1f} | "
                      f"≤ {peak / 1024:.1f} GB (this run's largest process) |")
-    L += ["", "The audit dominates and does not yet spread over workers: at 10M images it is the part to "
-          "distribute next (its attackers train on chunks already, so each attacker can run on a worker of "
-          "its own). With GPUs the torch parts (the learned methods' fits and transforms, the reference CNNs "
+    L += ["", "The audit dominates. `deid run` audits in one process; `deid study` already splits an audit by "
+          "rows over the workers its units leave idle (`merge_audits`: each part audits the originals and the "
+          "negative control too, so w parts of r method rows cost about (r + 2w) / (r + 2) of one audit's "
+          "work, spread over w workers), and a release "
+          "run at 10M images is where that split is needed next. With GPUs the torch parts (the learned methods' fits and transforms, the reference CNNs "
           "of the audit) shrink; no GPU was available here, so no GPU figure is given."]
     return "\n".join(L)
 
