@@ -112,10 +112,11 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
 
 
 def audit_inputs(cfg: RunConfig, images: Path, anonymized: dict[str, str], work: Path) -> dict:
-    """The :func:`tasks.audit.audit` arguments of a run."""
+    """The :func:`tasks.audit.audit` arguments of a run (with the run's ``dask`` cluster, its rows are
+    split over the cluster's workers)."""
     return dict(images_dir=str(images), anonymized=anonymized, cfg=audit_config(cfg), dataset=cfg.dataset.name,
                 real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"),
-                pixel_cache=pixel_cache(work), row_cache=str(work / "cache" / "audit-rows"))
+                pixel_cache=pixel_cache(work), row_cache=str(work / "cache" / "audit-rows"), dask=cfg.dask)
 
 
 def pixel_cache(work: Path) -> str:

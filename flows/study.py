@@ -18,12 +18,13 @@ from typing import Callable
 from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from deid.audit_dask import split_methods
+from deid.evaluation.audit import merge_audits
 from deid.provenance import command_line, git_commit, loadavg, machine
 from deid.study_plan import (EXPERIMENT, STUDY_DATASETS, StudyPlan, applicable, audit_summary, describe, key, plan,
                              run_config, setting_label)
 from flows.anonymize import _preflight, audit_inputs, judge_report_log, submit_methods
 from flows.ingest import ingest_run
-from deid.evaluation.audit import merge_audits
 from tasks.audit import audit
 from tasks.study import collect, log_study_meta, open_study, render_study, write_results
 from tasks.tracking import configure_tracking
@@ -113,13 +114,6 @@ def audit_parts(units: int, workers: int) -> int:
     """How many parts each (dataset, seed) audit is split into: workers the units leave idle are given
     to the audits (the full-size plan's single unit audits on both workers of a 2-core machine)."""
     return max(1, workers // max(units, 1))
-
-
-def split_methods(anonymized: dict[str, str], parts: int) -> list[dict[str, str]]:
-    """``anonymized`` (label → table) dealt into ``parts`` groups of near-equal size, in order."""
-    items = list(anonymized.items())
-    groups = [dict(items[i::parts]) for i in range(max(1, min(parts, len(items))))]
-    return groups or [{}]
 
 
 def _one_torch_thread() -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from deid.audit_dask import audit_on_dask
 from deid.data import open_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit as _audit
 from deid.evaluation.gates import AuditJudgement, GateConfig, judge_audit
+from deid.faces_dask import DaskConfig
 from deid.reporting.html import render_report
 from deid.reporting.plots import cmc_plot, confusion_plot, privacy_utility_plot, sample_grid
 
@@ -17,12 +19,19 @@ __all__ = ["audit", "judge_and_plot", "write_report"]
 
 @task(tags=["compute-heavy"])
 def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset: str, real_faces: bool,
-          descriptor_cache: str | None, pixel_cache: str, row_cache: str | None = None) -> AuditResult:
+          descriptor_cache: str | None, pixel_cache: str, row_cache: str | None = None,
+          dask: DaskConfig | None = None) -> AuditResult:
     """The audit of every method's output (``anonymized``: label → table folder) against the originals.
 
     The images stay on disk (decoded once into ``pixel_cache``) and are read a chunk at a time; each
-    finished row is kept in ``row_cache``, so a rerun after an interruption resumes at its row."""
+    finished row is kept in ``row_cache``, so a rerun after an interruption resumes at its row. With
+    ``dask`` (the run's cluster) and more than one method, the rows are split over its workers
+    (:func:`deid.audit_dask.audit_on_dask`) into the same audit."""
     log = get_run_logger()
+    if dask is not None and len(anonymized) > 1:
+        return audit_on_dask(images_dir, anonymized, cfg, dask=dask, dataset=dataset, real_faces=real_faces,
+                             pixel_cache=pixel_cache, descriptor_cache=descriptor_cache, row_cache=row_cache,
+                             say=log.info)
     original = open_image_set(images_dir, pixel_cache)
     outs = {name: open_image_set(path, pixel_cache, anonymized=True) for name, path in anonymized.items()}
     return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces, descriptor_cache=descriptor_cache,

@@ -24,8 +24,16 @@ def test_growth_scales_per_image_costs_and_spreads_only_what_runs_on_workers():
     row = next(line for line in text.splitlines() if line.startswith("| 1,000,000 | 8 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # 1M images: ingest 10 ms/img over 8 workers, transform 10 ms/img over 8, audit 100 ms/img in one process
-    assert cells[2:5] == ["0.3", "0.3", "27.8"]
-    assert cells[5] == f"{0.3472 + 0.3472 + 27.7778 + 600 / 3600:.1f}"
+    assert cells[2:6] == ["0.3", "0.3", "27.8", "27.8"]  # no per-row seconds: the audit is not split
+    assert cells[6] == f"{0.3472 + 0.3472 + 27.7778 + 600 / 3600:.1f}"
+    # Per-row seconds: the reference row 60 s, two method rows of 120 s, 60 s of fixed work. Split by
+    # method, a part is the reference, the fixed work and its rows: at most 2 parts however many workers.
+    tm["methods"] = {"original": {"audit_seconds": 60.0}, "a": {**tm["methods"]["m"], "audit_seconds": 120.0},
+                     "b": {"audit_seconds": 120.0}}
+    text = growth({"peak_process_mb": 2048}, tm, 3600)
+    split = {int(line.split("|")[2]): [c.strip() for c in line.strip("|").split("|")][4:6]
+             for line in text.splitlines() if line.startswith("| 1,000,000 |")}
+    assert split[1] == ["27.8", "27.8"] and split[8] == split[32] == ["27.8", f"{240 / 3600 * 1e6 / 3600:.1f}"]
 
 
 def test_proxy_mix_bench_takes_variants_with_parameters_and_tabulates_each_unseen_attribute():

@@ -66,7 +66,7 @@ def test_flow_with_dask_scheduler_and_mlflow_server(servers, prefect_server, tmp
         "dataset": {"name": "ferg", "source": "builtin",
                     "synthetic": {"n_characters": 3, "images_per_cell": 5, "size": 64},
                     "preprocess": {"size": 32}, "split": {"val": 0.0, "test": 0.4}},
-        "include_baselines": False, "methods": [{"name": "blur"}],
+        "include_baselines": False, "methods": [{"name": "blur"}, {"name": "pixelate"}],
         "audit": {"attackers": ["linear"], "linkage_repeats": 1, "cnn_epochs": 1, "cnn_width": 4},
         "tracking": {"uri": mlflow_server, "experiment": "remote-test"},
         "dask": {"address": dask_cluster},
@@ -76,12 +76,14 @@ def test_flow_with_dask_scheduler_and_mlflow_server(servers, prefect_server, tmp
     p.write_text(yaml.safe_dump(cfg))
     out = flow(name="anonymize-remote-test")(run_anonymization)(str(p), None, str(tmp_path))
     assert out.ingest["written"] == 3 * 7 * 5
-    # The scheduler ran the ingest chunks (on its separate worker process).
+    # The scheduler ran the ingest chunks and the audit's part (on its separate worker process).
     from distributed import Client
 
     with Client(dask_cluster, timeout=30) as c:
         prefixes = c.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     assert any("process_chunk" in x for x in prefixes), prefixes
+    assert "audit_part" in prefixes, prefixes
+    assert [r["method"] for r in out.table][:3] == ["original", "blur", "pixelate"]
     mlflow.set_tracking_uri(mlflow_server)
     runs = mlflow.search_runs(experiment_names=["remote-test"], output_format="list")
     assert {r.info.run_id for r in runs} >= {out.mlflow_run_id}

@@ -139,13 +139,8 @@ def test_a_single_units_audit_split_over_two_workers_gives_the_sequential_figure
     assert got[1] == got[2]
 
 
-def test_idle_workers_split_each_audit_and_every_method_is_audited_once():
-    from flows.study import audit_parts, split_methods
+def test_idle_workers_split_each_audit():
+    from flows.study import audit_parts
 
     assert audit_parts(units=1, workers=2) == 2  # the full-size plan: one unit, both workers on its audit
     assert audit_parts(units=6, workers=2) == 1 and audit_parts(units=1, workers=1) == 1
-    methods = {f"m{i}": f"/t/{i}" for i in range(5)}
-    parts = split_methods(methods, 2)
-    assert len(parts) == 2 and sorted(len(p) for p in parts) == [2, 3]
-    assert sorted(k for p in parts for k in p) == sorted(methods)
-    assert split_methods({"a": "x"}, 4) == [{"a": "x"}]  # never an empty part
