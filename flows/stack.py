@@ -178,6 +178,9 @@ def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health
     server = start_server(home, port, log)  # until the handler below is in place, SIGTERM kills us and it
     try:
         wait_healthy(api, timeout=health_timeout, proc=server)
+        # Also in the environment: worker processes (a process pool, Dask) start from it, and a process
+        # that meets Prefect before its settings arrive would start a temporary server of its own.
+        os.environ["PREFECT_API_URL"] = api
         with temporary_settings(updates={PREFECT_API_URL: api}):
             signal.signal(signal.SIGTERM, _raise_stopped)
             try:
@@ -189,6 +192,7 @@ def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the cleanup
                 _drain_prefect_services()
     finally:
+        os.environ.pop("PREFECT_API_URL", None)
         stop(server)
         signal.signal(signal.SIGTERM, previous)
 

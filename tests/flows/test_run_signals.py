@@ -64,3 +64,21 @@ def test_stopping_deid_run_leaves_no_server_listening(tmp_path, how):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _api_url_seen_by_a_child() -> str | None:
+    return os.environ.get("PREFECT_API_URL")
+
+
+def test_worker_processes_of_a_run_use_its_server(tmp_path, monkeypatch):
+    """A process the run starts (a process pool's worker, a Dask worker) reports to the run's server
+    from birth, instead of starting a temporary server of its own; the environment is restored after."""
+    import multiprocessing
+
+    from flows.stack import run_server
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with run_server(tmp_path / "prefect", tmp_path / "server.log", say=lambda m: None) as api:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(_api_url_seen_by_a_child) == api
+    assert "PREFECT_API_URL" not in os.environ
