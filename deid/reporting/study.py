@@ -18,7 +18,7 @@ import numpy as np
 from deid.methods.registry import ALIASES
 
 __all__ = ["Record", "Aggregate", "LitFigure", "LITERATURE", "aggregate", "results_table", "literature_table",
-           "paper_comparison", "reference_notes", "frontier_plot", "render_results", "render_performance", "perf_plot", "fmt_ms",
+           "paper_comparison", "reference_notes", "cost_table", "frontier_plot", "render_results", "render_performance", "perf_plot", "fmt_ms",
            "TABLE_COLUMNS", "feutry_table", "lambda_sweep", "lambda_sweep_plot"]
 
 
@@ -478,6 +478,33 @@ def reference_notes(rows: list[Aggregate], margin: float = 0.05) -> list[str]:
     return out + ([""] if out else [])
 
 
+def cost_table(rows: list[Aggregate]) -> list[str]:
+    """What each setting cost, from the figures its runs logged: fit seconds and transform images/s (as
+    measured when the setting was fitted; a fit served from the cache keeps them) and audit seconds of its
+    row; then the sum, which is the study's compute whether it ran in one go or was resumed."""
+    have = [a for a in rows if any(k in a.mean for k in ("transform_fit_seconds", "seconds"))]
+    if not have:
+        return []
+
+    def num(a: Aggregate, k: str) -> float | None:
+        v = a.mean.get(k)
+        return v if v is not None and v == v else None
+
+    L = ["| setting | fit s | transform s | transform images/s | audit s (its row) |", "|---|---|---|---|---|"]
+    fits = transforms = audits = 0.0
+    for a in have:
+        fit, ips, rows_n, aud = (num(a, "transform_fit_seconds"), num(a, "transform_images_per_s"),
+                                 num(a, "transform_rows"), num(a, "seconds"))
+        tr = rows_n / ips if rows_n and ips else None
+        fits, transforms, audits = fits + (fit or 0.0), transforms + (tr or 0.0), audits + (aud or 0.0)
+        name = "*the originals*" if a.key == "original" else f"`{a.key}`"
+        L.append(f"| {name} | " + " | ".join("–" if v is None else fmt_ms(v) for v in (fit, tr, ips, aud)) + " |")
+    L += ["", f"Sum: fits {fits / 60:.1f} min, transforms {transforms / 60:.1f} min, audit rows {audits / 60:.1f} min "
+          f"({(fits + transforms + audits) / 3600:.1f} h of one worker each; seeds averaged). A fit's seconds are "
+          "those of the run that fitted it, on a machine that may have been shared.", ""]
+    return L
+
+
 def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str, sweep_plot: str | None = None) -> str:
     """The whole ``RESULTS.md``: provenance, one table per dataset, the plot, the papers, the comparison."""
     L = ["# Results: the privacy–utility study", "",
@@ -515,6 +542,11 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str,
         settings = meta.get("settings", {}).get(ds)
         if settings:
             L += ["Settings run: " + "; ".join(f"`{s}`" for s in settings), ""]
+    costs = {ds: t for ds, rows in aggs.items() for t in [cost_table(rows)] if t}
+    if costs:
+        L += ["## What each setting cost", ""]
+        for ds, t in costs.items():
+            L += [f"**{ds}**", "", *t]
     L += ["## Privacy–utility–diversity frontier", "", f"![privacy–utility–diversity frontier]({plot_name})", "",
           "Top: privacy against utility; bottom: privacy against the diversity ratio. The grey step line joins "
           "the settings no other setting beats on both axes of its panel; a hollow point in the top row is a "

@@ -166,3 +166,18 @@ def test_frontier_plot_adds_a_diversity_row_and_the_table_its_columns(tmp_path):
     table = results_table(aggs["ferg"])
     assert "diversity ↑" in table and "0.300 ± 0.000" in table
     assert "diversity ↑" not in results_table(no_div["ferg"])
+
+
+def test_the_cost_table_sums_each_settings_fit_transform_and_audit():
+    from deid.reporting.study import cost_table
+
+    orig = Aggregate("ferg", "original", "original", "", 1, {"seconds": 120.0}, {})
+    blur = Aggregate("ferg", "blur[sigma=2.0]", "blur", "sigma=2.0", 1,
+                     {"transform_fit_seconds": 0.5, "transform_rows": 1000.0, "transform_images_per_s": 500.0,
+                      "seconds": 60.0}, {})
+    lines = cost_table([orig, blur])
+    assert "| `blur[sigma=2.0]` | 0.500 | 2.0 | 500 | 60.0 |" in lines
+    assert "| *the originals* | – | – | – | 120 |" in lines
+    total = next(line for line in lines if line.startswith("Sum:"))
+    assert "fits 0.0 min, transforms 0.0 min, audit rows 3.0 min" in total
+    assert cost_table([Aggregate("ferg", "x", "x", "", 1, {"identity_acc_worst": 0.2}, {})]) == []
