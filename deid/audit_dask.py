@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deid.errors import EvaluationError
-from deid.evaluation.audit import AuditResult, audit, merge_audits
+from deid.evaluation.audit import AuditResult, audit_tables, merge_audits
 from deid.evaluation.audit_config import AuditConfig
 from deid.faces_dask import DaskConfig, open_client
 
@@ -37,8 +37,6 @@ def _audit_part(job: dict) -> AuditResult:
     """One part on a worker: the originals and this part's methods, one torch thread per Dask thread."""
     import torch
 
-    from deid.data import open_image_set
-
     try:
         from distributed import get_worker
 
@@ -52,10 +50,9 @@ def _audit_part(job: dict) -> AuditResult:
         raise EvaluationError(f"audit on Dask: worker on {socket.gethostname()} cannot see {missing[0]}; the "
                               "audit's parts read the run's work folder, which must be on a filesystem every "
                               "worker sees")
-    original = open_image_set(job["images_dir"], job["pixel_cache"])
-    outs = {n: open_image_set(p, job["pixel_cache"], anonymized=True) for n, p in job["anonymized"].items()}
-    return audit(original, outs, job["cfg"], dataset=job["dataset"], real_faces=job["real_faces"],
-                 descriptor_cache=job["descriptor_cache"], scratch=job["pixel_cache"], row_cache=job["row_cache"])
+    return audit_tables(job["images_dir"], job["anonymized"], job["cfg"], pixel_cache=job["pixel_cache"],
+                        dataset=job["dataset"], real_faces=job["real_faces"],
+                        descriptor_cache=job["descriptor_cache"], row_cache=job["row_cache"])
 
 
 def audit_on_dask(images_dir: str | Path, anonymized: dict[str, str], cfg: AuditConfig, *, dask: DaskConfig,
@@ -91,7 +88,7 @@ def _run_parts(client: Any, anonymized: dict[str, str], base: dict, say: Callabl
     say(f"audit: {len(anonymized)} method(s) in {len(groups)} part(s) on {len(workers)} Dask worker(s) "
         "(each part audits the originals too)")
     futures = {client.submit(_audit_part, {**base, "anonymized": g}, pure=False): i for i, g in enumerate(groups)}
-    results: list[AuditResult | None] = [None] * len(groups)
+    results: dict[int, AuditResult] = {}
     try:
         for done, fut in enumerate(as_completed(list(futures), loop=client.loop), 1):
             i = futures[fut]
@@ -100,6 +97,4 @@ def _run_parts(client: Any, anonymized: dict[str, str], base: dict, say: Callabl
     except Exception:
         client.cancel(list(futures))
         raise
-    if any(r is None for r in results):  # pragma: no cover - as_completed yields every future
-        raise EvaluationError("audit on Dask: a part returned no result")
-    return merge_audits([r for r in results if r is not None], order=list(anonymized))
+    return merge_audits([results[i] for i in sorted(results)], order=list(anonymized))

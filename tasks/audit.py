@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from deid.audit_dask import audit_on_dask
 from deid.data import open_image_set
-from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit as _audit
+from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit_tables
 from deid.evaluation.gates import AuditJudgement, GateConfig, judge_audit
 from deid.faces_dask import DaskConfig
 from deid.reporting.html import render_report
@@ -32,10 +32,9 @@ def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset
         return audit_on_dask(images_dir, anonymized, cfg, dask=dask, dataset=dataset, real_faces=real_faces,
                              pixel_cache=pixel_cache, descriptor_cache=descriptor_cache, row_cache=row_cache,
                              say=log.info)
-    original = open_image_set(images_dir, pixel_cache)
-    outs = {name: open_image_set(path, pixel_cache, anonymized=True) for name, path in anonymized.items()}
-    return _audit(original, outs, cfg, dataset=dataset, real_faces=real_faces, descriptor_cache=descriptor_cache,
-                  progress=log.info, progress_bar=True, scratch=pixel_cache, row_cache=row_cache)
+    return audit_tables(images_dir, anonymized, cfg, pixel_cache=pixel_cache, dataset=dataset,
+                        real_faces=real_faces, descriptor_cache=descriptor_cache, progress=log.info,
+                        progress_bar=True, row_cache=row_cache)
 
 
 @task

@@ -349,6 +349,20 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
 
 
+def audit_tables(images_dir: str | Path, anonymized: dict[str, str | Path], cfg: AuditConfig, *,
+                 pixel_cache: str | Path, dataset: str = "?", real_faces: bool = False,
+                 descriptor_cache: str | Path | None = None, row_cache: str | Path | None = None,
+                 progress=None, progress_bar: bool = False) -> AuditResult:
+    """:func:`audit` of tables on disk: the originals' ``images`` table and each method's ``anonymized``
+    table (label → folder), decoded once into ``pixel_cache`` and read a chunk at a time."""
+    from deid.data import open_image_set
+
+    original = open_image_set(images_dir, pixel_cache)
+    outs = {name: open_image_set(path, pixel_cache, anonymized=True) for name, path in anonymized.items()}
+    return audit(original, outs, cfg, dataset=dataset, real_faces=real_faces, descriptor_cache=descriptor_cache,
+                 progress=progress, progress_bar=progress_bar, scratch=pixel_cache, row_cache=row_cache)
+
+
 def merge_audits(parts: list[AuditResult], order: list[str] | None = None) -> AuditResult:
     """Audits of the same originals under the same settings, each of some of the methods (run at once
     on several workers), as one audit: every row once, in the order the parts give them. Each part
