@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from data_contracts.atomic import atomic_dir, atomic_file
 
 __all__ = [
     "ContractError",
@@ -47,6 +46,7 @@ __all__ = [
     "count_rows",
     "table_files",
     "atomic_dir",
+    "atomic_file",
     "digest_table",
     "storage_schema",
     "hf_features",
@@ -341,58 +341,6 @@ def read_table(
 
 def count_rows(path: str | Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in table_files(path))
-
-
-class atomic_dir:
-    """Build a directory under a temporary name next to ``final`` and rename it into place.
-
-    On success an existing ``final`` is replaced; on an exception the temporary directory is
-    removed and ``final`` is left as it was. Readers never see a half-written directory.
-    """
-
-    def __init__(self, final: str | Path):
-        self.final = Path(final)
-        self.tmp = self.final.parent / f".{self.final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale()
-        self.tmp.mkdir()
-        return self.tmp
-
-    def _remove_stale(self) -> None:
-        """Temporary siblings left by a process that died (kill -9) are removed; live ones kept."""
-        for p in self.final.parent.glob(f".{self.final.name}.tmp-*"):
-            try:
-                pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
-            except (IndexError, ValueError):
-                continue
-            if not _alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
-        for p in self.final.parent.glob(f".{self.final.name}.old-*"):
-            shutil.rmtree(p, ignore_errors=True)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.final, old)
-        os.replace(self.tmp, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TableWriter:

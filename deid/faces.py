@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -192,12 +190,11 @@ class DetectionCache:
         return [Detection(tuple(d["box"]), d["score"], tuple(tuple(x) for x in d["landmarks"])) for d in raw["faces"]]
 
     def put(self, sha256: str, key: str, faces: list[Detection]) -> None:
-        p = self._path(sha256, key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps({"faces": [{"box": list(d.box), "score": d.score,
-                                               "landmarks": [list(x) for x in d.landmarks]} for d in faces]}))
-        os.replace(tmp, p)
+        from data_contracts.atomic import atomic_file
+
+        with atomic_file(self._path(sha256, key)) as tmp:
+            tmp.write_text(json.dumps({"faces": [{"box": list(d.box), "score": d.score,
+                                                   "landmarks": [list(x) for x in d.landmarks]} for d in faces]}))
 
 
 def exif_orientation(data: bytes) -> int:

@@ -14,8 +14,6 @@ Code that loops over ``X[s:s + step]`` works unchanged on a ``numpy`` array or o
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -140,11 +138,11 @@ def write_pixels(path: str | Path, shape: tuple[int, ...], batches: Iterable[np.
     ``shape`` is the whole array's; the batches must fill it exactly. Written with plain writes (no
     memory map), so the process holds one batch at a time.
     """
+    from data_contracts.atomic import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     n = 0
-    try:
+    with atomic_file(path) as tmp:
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
                                                      "fortran_order": False, "shape": tuple(shape)})
@@ -156,11 +154,6 @@ def write_pixels(path: str | Path, shape: tuple[int, ...], batches: Iterable[np.
                 n += len(b)
             if n != shape[0]:
                 raise ValueError(f"{n} rows written for a shape of {shape[0]}")
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Pixels(path)
 
 

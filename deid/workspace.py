@@ -164,14 +164,9 @@ def claim_workspace(ws: Workspace) -> Workspace:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`: a reader (or an
     interrupted run) sees the old file or the new one, never half of it."""
-    import secrets
+    from data_contracts.atomic import atomic_file
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_file(p) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p

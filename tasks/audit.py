@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from data_contracts.atomic import atomic_file
 from deid.audit_dask import audit_on_dask
 from deid.data import open_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit_tables
@@ -95,9 +96,8 @@ def write_report(result: AuditResult, judgement: AuditJudgement, figures: list[t
                          rows=result.table(), verdicts=verdicts, figures=figures, config=config, notes=notes,
                          judgement=judgement, header=header)
     latest = out / "report.html"
-    tmp = latest.with_suffix(".html.tmp")
-    shutil.copyfile(kept, tmp)
-    tmp.replace(latest)
+    with atomic_file(latest) as tmp:
+        shutil.copyfile(kept, tmp)
     get_run_logger().info("report: %s", latest)
     return str(latest)
 

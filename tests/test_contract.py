@@ -80,3 +80,51 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
             (tmp / "half.parquet").write_bytes(b"x")
             raise RuntimeError("killed")
     assert not final.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.reliability(section='6. Crash and concurrency',
+                         case='run killed (kill -9) while writing a cache file, a pixel array or a table',
+                         before='its temporary file stayed in the work folder for good',
+                         after='the next write of that path removes the temporaries of dead processes; a live '
+                               "writer's are kept")
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_dead_writers_temporaries_are_removed_by_the_next_write(tmp_path, kind):
+    import subprocess
+    import sys
+
+    from data_contracts import atomic_file
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        final = tmp_path / "cache" / "pixels-x.npy"
+        final.parent.mkdir()
+        left = final.parent / f".{final.name}.tmp-{int(dead.stdout)}-deadbeef"
+        busy = final.parent / f".{final.name}.tmp-{live.pid}-cafecafe"
+        other = final.parent / f".another.npy.tmp-{int(dead.stdout)}-deadbeef"
+        for p in (left, busy, other):
+            p.write_bytes(b"half")
+        if kind == "file":
+            with atomic_file(final) as tmp:
+                tmp.write_bytes(b"whole")
+            assert final.read_bytes() == b"whole"
+        else:
+            with atomic_dir(final) as tmp:
+                (tmp / "part").write_bytes(b"whole")
+            assert (final / "part").read_bytes() == b"whole"
+        assert sorted(p.name for p in final.parent.iterdir()) == sorted([final.name, busy.name, other.name])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_atomic_file_leaves_the_old_file_on_failure(tmp_path):
+    from data_contracts import atomic_file
+
+    final = tmp_path / "f.bin"
+    final.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(final) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert final.read_bytes() == b"old" and list(tmp_path.iterdir()) == [final]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from deid.datasets.base import (
     walk_files,
 )
 from deid.errors import DatasetLayoutError
+from deid.workspace import write_text_atomic
 
 __all__ = ["FERG_CHARACTERS", "FERG_EXPRESSIONS", "ATTRIBUTES_FILE", "scan_ferg", "read_ferg_attributes",
            "write_ferg_attributes"]
@@ -93,10 +93,7 @@ def write_ferg_attributes(path: str | Path, table: dict[str, dict[str, float]]) 
     w.writerow(["file", *names])
     for key in sorted(table):
         w.writerow([key, *(f"{table[key][n]:g}" for n in names)])
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 
 def scan_ferg(root: str | Path, *, characters: list[str] | None = None,

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_contracts.atomic import atomic_file
 from deid.datasets.ferg import ATTRIBUTES_FILE, FERG_CHARACTERS, FERG_EXPRESSIONS, write_ferg_attributes
 
 __all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits", "character_palette",
@@ -344,9 +345,8 @@ def _draw_cell(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
             palette = character_palette(index, cfg.seed) if cfg.colour else None
             img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
             ok, buf = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            tmp = path.with_suffix(".png.tmp")
-            tmp.write_bytes(buf.tobytes())
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(buf.tobytes())
         bins[f"{name}/{d.name}/{path.name}"] = _bins(draws)
     return cfg.images_per_cell, bins
 

@@ -156,18 +156,12 @@ class _RowCache:
         return row if isinstance(row, MethodAudit) and row.method == name else None
 
     def put(self, name: str, out: ImageSet, row: "MethodAudit") -> None:
-        import os
         import pickle
-        import secrets
 
-        p = self._path(name, out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-        try:
+        from data_contracts.atomic import atomic_file
+
+        with atomic_file(self._path(name, out)) as tmp:
             tmp.write_bytes(pickle.dumps(row))
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,

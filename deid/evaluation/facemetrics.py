@@ -73,11 +73,10 @@ class DescriptorCache:
     def put(self, k: str, v: np.ndarray) -> None:
         if self.directory is None:
             return
-        d = self.directory / k[:2]
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{k}.tmp.npy"
-        np.save(tmp, v)
-        tmp.replace(d / f"{k}.npy")
+        from data_contracts.atomic import atomic_file
+
+        with atomic_file(self.directory / k[:2] / f"{k}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, v)
 
 
 def describe(X: np.ndarray, cache: DescriptorCache | None = None) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""Atomic writes that heal: a file or directory is built under a temporary name beside its final
+path and renamed into place, so a reader (or a run killed with ``kill -9``) sees the old version or
+the new one, never half of it.
+
+Every temporary name is ``.<final name>.tmp-<pid>-<random>``. A process that dies mid-write leaves
+its temporary behind; the next write of the same path removes the temporaries whose process is gone
+(live ones, another process's write in progress, are kept), so a rerun leaves no debris.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_dir", "atomic_file", "remove_stale"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _temporary(final: Path) -> Path:
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale(final: str | Path) -> None:
+    """Remove the temporaries of ``final`` left by processes that died, and the old versions a
+    replaced directory left (``.<name>.old-*``)."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    for p in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            _remove(p)
+    for p in final.parent.glob(f".{final.name}.old-*"):
+        _remove(p)
+
+
+@contextmanager
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``final``'s new content to; on a clean exit it replaces ``final``
+    (after an ``fsync``), on an exception it is removed and ``final`` is left as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final)
+    tmp = _temporary(final)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class atomic_dir:
+    """Build a directory under a temporary name next to ``final`` and rename it into place.
+
+    On success an existing ``final`` is replaced; on an exception the temporary directory is
+    removed and ``final`` is left as it was. Readers never see a half-written directory.
+    """
+
+    def __init__(self, final: str | Path):
+        self.final = Path(final)
+        self.tmp = _temporary(self.final)
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.final)
+        self.tmp.mkdir()
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.final.exists():
+            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
