@@ -2,10 +2,11 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bench_proxy_mix.py --images DIR [--images DIR ...]
         [--seeds 0 1 2] [--variants full no-mixture no-cleaning no-warp] [--others ksame-select ksame-net]
-        [--attackers default] [--folds N] [--out docs/proxy-mix-results.md]
+        [--attackers default] [--folds N] [--audit key=value ...] [--out docs/proxy-mix-results.md]
 
 ``DIR`` is an ingested images table (``work/datasets/<name>/images``, from ``deid ingest`` or a
-run). Every method is fitted on the training split with ``random_state`` = the seed, applied to
+run). ``--audit`` sets other fields of the audit's configuration (``cnn_epochs=1 cnn_width=16``, the
+FERG-sized run's). Every method is fitted on the training split with ``random_state`` = the seed, applied to
 every split, and audited with the audit's default attacker pool (or ``--attackers``), pooled over
 ``--folds`` folds when given. Per dataset, variant and seed the table gives the figures the
 release gates read, with their 95 % intervals, and the verdict under the release target
@@ -59,6 +60,22 @@ def variant_params(spec: str) -> dict:
     return params
 
 
+def audit_overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs (values read as YAML) as the audit configuration's fields, checked by it."""
+    import yaml
+
+    from deid.evaluation.audit import AuditConfig
+
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or key.strip() not in AuditConfig.model_fields:
+            raise SystemExit(f"bench_proxy_mix: --audit takes key=value with a key of the audit's configuration, "
+                             f"not {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def target_gates(orig) -> "GateConfig":
     """The release target: worst attacker's upper bound within chance + 5 points, utility's lower bound at
     90 % of the original's, linkage Rank-1 at most twice chance, diversity at least 0.5, 95 % distinct
@@ -73,7 +90,7 @@ def target_gates(orig) -> "GateConfig":
 
 
 def run(images: Path, seeds: list[int], variants: list[str], others: list[str], attackers: list[str] | None,
-        folds: int | None) -> list[dict]:
+        folds: int | None, audit_fields: dict | None = None) -> list[dict]:
     from deid.data import ImageSet, load_image_set
     from deid.evaluation.audit import AuditConfig, audit
     from deid.evaluation.gates import GateConfig, judge_audit
@@ -97,7 +114,8 @@ def run(images: Path, seeds: list[int], variants: list[str], others: list[str], 
                 Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
             outputs[label] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
             print(f"  {images.parent.name} seed {seed} {label}: fitted in {fit_s[label]:.0f} s", flush=True)
-        cfg = AuditConfig(seed=seed, folds=folds, **({"attackers": attackers} if attackers else {}))
+        cfg = AuditConfig(**{**(audit_fields or {}), "seed": seed, "folds": folds,
+                             **({"attackers": attackers} if attackers else {})})
         res = audit(orig, outputs, cfg, dataset=images.parent.name)
         judged = judge_audit({n: ma.metrics for n, ma in res.methods.items()}, target_gates(orig))
         for label, ma in res.methods.items():
@@ -177,12 +195,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--others", nargs="*", default=[])
     ap.add_argument("--attackers", nargs="+", default=None)
     ap.add_argument("--folds", type=int, default=None)
+    ap.add_argument("--audit", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="other audit fields, e.g. cnn_epochs=1 cnn_width=16")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    audit_fields = audit_overrides(args.audit)
     commit = git_commit()  # the code measured, before anyone commits during a long run
     rows = []
     for images in args.images:
-        rows += run(images, args.seeds, args.variants, args.others, args.attackers, args.folds)
+        rows += run(images, args.seeds, args.variants, args.others, args.attackers, args.folds, audit_fields)
     text = render(rows, argv, commit)
     print(text)
     if args.out:

@@ -39,11 +39,14 @@ def test_growth_scales_per_image_costs_and_spreads_only_what_runs_on_workers():
 def test_proxy_mix_bench_takes_variants_with_parameters_and_tabulates_each_unseen_attribute():
     import pytest
 
-    from bench.bench_proxy_mix import render, variant_params
+    from bench.bench_proxy_mix import audit_overrides, render, variant_params
 
     assert variant_params("no-warp:min_steps=800,alpha=1.5") == {"warp": False, "min_steps": 800, "alpha": 1.5}
     with pytest.raises(SystemExit, match="unknown variant"):
         variant_params("no-such-variant")
+    assert audit_overrides(["cnn_epochs=1", "cnn_width=16"]) == {"cnn_epochs": 1, "cnn_width": 16}
+    with pytest.raises(SystemExit, match="--audit takes key=value"):
+        audit_overrides(["no_such_field=1"])
     base = {"dataset": "d", "seed": 0, "reasons": ""}
     rows = [{**base, "method": "original", "verdict": "FAIL", "attr_light_acc_best": 0.9, "attr_light_chance": 0.3,
              "attr_pose_acc_best": 0.3, "attr_pose_chance": 0.3},
