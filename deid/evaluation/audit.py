@@ -13,7 +13,9 @@ Metric names (per method):
 - ``linkage_rank1``/``linkage_rank5`` (± ``_std``): originals as gallery, outputs as probes, with
   features of an identity CNN trained on original training images; ``linkage_dlib_*`` the same
   with dlib's descriptor (real faces only).
-- ``faceness``, ``deid``, ``div`` (real faces only), ``k_anonymity``, ``ssim``, ``psnr``.
+- ``faceness``, ``deid``, ``div`` (real faces only), ``k_anonymity`` (identical outputs shared by k
+  identities), ``k_attacker`` (``1 /`` the worst attacker's upper bound: the k a distribution-level
+  guarantee promises, measured), ``ssim``, ``psnr``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<
     "utility_orig_clf_acc_cnn", "utility_orig_clf_acc_linear",
     "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
     "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
-    "faceness", "deid", "div", "k_anonymity", "ssim", "psnr", "n_train", "n_test", "seconds",
+    "faceness", "deid", "div", "k_anonymity", "k_attacker", "ssim", "psnr", "n_train", "n_test", "seconds",
     "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention",
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson", "add_intervals", "Z95", "decidable_margin", "decidability_table", "pass_probability_at_chance",
+__all__ = ["wilson", "add_intervals", "k_attacker", "Z95", "decidable_margin", "decidability_table", "pass_probability_at_chance",
            "power_table"]
 
 Z95 = 1.959963984540054
@@ -28,7 +28,8 @@ def _is_accuracy(name: str) -> bool:
 
 def add_intervals(metrics: dict[str, float], n_key: str = "n_test") -> dict[str, float]:
     """``metrics`` with ``<name>_lo`` / ``<name>_hi`` (95 % Wilson) beside every accuracy, over
-    ``metrics[n_key]`` test images (``n_eval`` when the audit pooled predictions over folds)."""
+    ``metrics[n_key]`` test images (``n_eval`` when the audit pooled predictions over folds), and
+    ``k_attacker``, the anonymity the worst attacker's upper bound leaves (:func:`k_attacker`)."""
     n = metrics.get("n_eval", metrics.get(n_key))
     if not n:
         return metrics
@@ -40,7 +41,22 @@ def add_intervals(metrics: dict[str, float], n_key: str = "n_test") -> dict[str,
     his = [v for k, v in out.items() if k.startswith("identity_acc_") and k.endswith("_hi") and "worst" not in k]
     if his:
         out["identity_acc_worst_hi"] = max(his)
+        if out.get("identity_chance"):
+            out["k_attacker"] = k_attacker(out["identity_acc_worst_hi"], out["identity_chance"])
     return out
+
+
+def k_attacker(upper: float, chance: float) -> float:
+    """The k the informed attackers leave: ``1 / upper``, at most ``1 / chance``.
+
+    When each output is equally likely to have come from any of k identities (k-anonymity over
+    identities, a k-Same method's guarantee, or a distribution that does not depend on the identity),
+    no attacker names its identity more often than 1 in k. Read backwards, an attacker whose 95 %
+    upper bound is ``upper`` says the outputs hide a person among ``1 / upper`` identities on average
+    at least (95 % confidence); ``1 / chance`` (the test's identities, when balanced) is the most a
+    test can show. The privacy gate (upper bound within chance + margin) is the same test, stated in
+    accuracy: ``k_attacker >= 1 / (chance + margin)``."""
+    return 1.0 / max(float(upper), float(chance), 1e-12)
 
 
 def decidable_margin(n: int, chance: float) -> float:

@@ -32,6 +32,7 @@ COLUMNS = (
     Column("diversity_features", "diversity ratio (identity features)", "div feat", "f3", False),
     Column("distinct_outputs", "distinct outputs", "distinct", "pct", False),
     Column("k_anonymity", "k", "k", "int"),
+    Column("k_attacker", "k, attackers' view (1 / worst upper bound)", "k att", "f1"),
     Column("ssim", "SSIM", "ssim", "f3"),
     Column("psnr", "PSNR dB", "psnr", "f1", False),
 )

@@ -42,7 +42,11 @@ def test_blackout_scores_chance(result):
     assert b["identity_acc_cnn"] == pytest.approx(b["identity_chance"])
     assert b["identity_acc_linear"] == pytest.approx(b["identity_chance"])
     assert b["utility_acc_best"] == pytest.approx(b["utility_chance"])
-    assert b["k_anonymity"] == len(set(result.methods[ORIGINAL].classes["identity"]))
+    n_ids = len(set(result.methods[ORIGINAL].classes["identity"]))
+    assert b["k_anonymity"] == n_ids
+    # at chance the attackers' k is the identities less the interval's width; the originals hide no one
+    assert 1 < b["k_attacker"] <= n_ids and b["k_attacker"] == pytest.approx(1 / b["identity_acc_worst_hi"])
+    assert result.methods[ORIGINAL].metrics["k_attacker"] < 1.2
 
 
 def test_gates_pass_blackout_on_privacy_and_fail_it_on_utility(result):

@@ -44,6 +44,18 @@ def test_gates_judge_the_upper_bound_of_the_attacker():
     assert j.verdicts["near"].status == FAIL
 
 
+@pytest.mark.parametrize("identity", [1 / 6, 0.19, 0.2, 0.21, 0.3, 0.9])
+@pytest.mark.parametrize("n", [64, 600, 11172])
+def test_the_attackers_k_is_the_privacy_gate_read_as_identities(identity, n):
+    m = _m(identity, 0.95, n=n)
+    assert m["k_attacker"] == pytest.approx(1 / max(m["identity_acc_worst_hi"], 1 / 6))
+    assert m["k_attacker"] <= 6  # no test shows more identities than it holds
+    passes = judge_audit(_audit(m=m), GateConfig()).verdicts["m"].checks[0]["ok"]
+    assert passes == (m["k_attacker"] >= 1 / (1 / 6 + 0.05) - 1e-9)
+    if n == 11172 and identity == 1 / 6:
+        assert m["k_attacker"] > 5.6  # a large test at chance shows nearly every identity
+
+
 def test_a_reference_that_did_not_learn_makes_every_verdict_inconclusive():
     # cnn_epochs=2 on a colour set: original utility 24 %, identity 33 % (chance 14 % / 17 %)
     methods = {"original": _m(0.33, 0.24), "blackout": _m(1 / 6, 1 / 7), "ksame-select": _m(0.17, 0.54)}
