@@ -2,11 +2,13 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bench_proxy_mix.py --images DIR [--images DIR ...]
         [--seeds 0 1 2] [--variants full no-mixture no-cleaning no-warp] [--others ksame-select ksame-net]
-        [--attackers default] [--folds N] [--audit key=value ...] [--out docs/proxy-mix-results.md]
+        [--attackers default] [--folds N] [--audit key=value ...] [--draws N] [--out docs/proxy-mix-results.md]
 
 ``DIR`` is an ingested images table (``work/datasets/<name>/images``, from ``deid ingest`` or a
 run). ``--audit`` sets other fields of the audit's configuration (``cnn_epochs=1 cnn_width=16``, the
-FERG-sized run's). Every method is fitted on the training split with ``random_state`` = the seed, applied to
+FERG-sized run's). ``--draws N`` transforms with each fitted proxy-mix N times (fresh mixture draws
+each time; rows ``<variant> draw 2`` ...), to show how much one fitted model's figures move between
+runs. Every method is fitted on the training split with ``random_state`` = the seed, applied to
 every split, and audited with the audit's default attacker pool (or ``--attackers``), pooled over
 ``--folds`` folds when given. Per dataset, variant and seed the table gives the figures the
 release gates read, with their 95 % intervals, and the verdict under the release target
@@ -90,7 +92,7 @@ def target_gates(orig) -> "GateConfig":
 
 
 def run(images: Path, seeds: list[int], variants: list[str], others: list[str], attackers: list[str] | None,
-        folds: int | None, audit_fields: dict | None = None) -> list[dict]:
+        folds: int | None, audit_fields: dict | None = None, draws: int = 1) -> list[dict]:
     from deid.data import ImageSet, load_image_set
     from deid.evaluation.audit import AuditConfig, audit
     from deid.evaluation.gates import GateConfig, judge_audit
@@ -108,11 +110,14 @@ def run(images: Path, seeds: list[int], variants: list[str], others: list[str], 
             t0 = time.perf_counter()
             m = get_method(name, **params).fit(orig.X[train], orig.identity[train], orig.expression[train])
             fit_s[label] = time.perf_counter() - t0
-            Y = np.empty_like(orig.X)
-            for split in np.unique(orig.split):  # one split at a time, as the pipeline hands a set-level method
-                k = orig.split == split
-                Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
-            outputs[label] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
+            for d in range(draws if name == "proxy-mix" else 1):
+                Y = np.empty_like(orig.X)
+                for split in np.unique(orig.split):  # one split at a time, as the pipeline hands a set-level method
+                    k = orig.split == split
+                    Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
+                row = label if d == 0 else f"{label} draw {d + 1}"
+                outputs[row] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
+                fit_s[row] = fit_s[label]
             print(f"  {images.parent.name} seed {seed} {label}: fitted in {fit_s[label]:.0f} s", flush=True)
         cfg = AuditConfig(**{**(audit_fields or {}), "seed": seed, "folds": folds,
                              **({"attackers": attackers} if attackers else {})})
@@ -197,13 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--audit", nargs="+", default=[], metavar="KEY=VALUE",
                     help="other audit fields, e.g. cnn_epochs=1 cnn_width=16")
+    ap.add_argument("--draws", type=int, default=1, help="transforms (fresh draws) per fitted proxy-mix")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     audit_fields = audit_overrides(args.audit)
     commit = git_commit()  # the code measured, before anyone commits during a long run
     rows = []
     for images in args.images:
-        rows += run(images, args.seeds, args.variants, args.others, args.attackers, args.folds, audit_fields)
+        rows += run(images, args.seeds, args.variants, args.others, args.attackers, args.folds, audit_fields,
+                    args.draws)
     text = render(rows, argv, commit)
     print(text)
     if args.out:
