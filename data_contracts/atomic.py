@@ -5,6 +5,10 @@ the new one, never half of it.
 Every temporary name is ``.<final name>.tmp-<pid>-<random>``. A process that dies mid-write leaves
 its temporary behind; the next write of the same path removes the temporaries whose process is gone
 (live ones, another process's write in progress, are kept), so a rerun leaves no debris.
+
+Caches of many small files (a file per image) write with ``cache=True``: no ``fsync`` (a lost entry is
+computed again), and a folder's dead temporaries are swept the first time a process writes there, not
+on every write (listing a folder of a thousand entries per write would cost ten times the write).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_dir", "atomic_file", "remove_stale"]
+
+_swept: set[Path] = set()  # cache folders this process has swept already
 
 
 def _alive(pid: int) -> bool:
@@ -40,35 +46,44 @@ def _temporary(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def remove_stale(final: str | Path) -> None:
+def remove_stale(final: str | Path, *, folder: bool = False) -> None:
     """Remove the temporaries of ``final`` left by processes that died, and the old versions a
-    replaced directory left (``.<name>.old-*``)."""
+    replaced directory left (``.<name>.old-*``); with ``folder``, those of every file in its folder."""
     final = Path(final)
     if not final.parent.is_dir():
         return
-    for p in final.parent.glob(f".{final.name}.tmp-*"):
+    name = "*" if folder else final.name
+    for p in final.parent.glob(f".{name}.tmp-*"):
         try:
             pid = int(p.name.rsplit(".tmp-", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
         if pid != os.getpid() and not _alive(pid):
             _remove(p)
-    for p in final.parent.glob(f".{final.name}.old-*"):
+    for p in final.parent.glob(f".{name}.old-*"):
         _remove(p)
 
 
 @contextmanager
-def atomic_file(final: str | Path) -> Iterator[Path]:
+def atomic_file(final: str | Path, *, cache: bool = False) -> Iterator[Path]:
     """A temporary path to write ``final``'s new content to; on a clean exit it replaces ``final``
-    (after an ``fsync``), on an exception it is removed and ``final`` is left as it was."""
+    (after an ``fsync``), on an exception it is removed and ``final`` is left as it was.
+
+    ``cache``: ``final`` is one entry of a cache of many small files (no ``fsync``; the folder's dead
+    temporaries swept once per process)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final)
+    if not cache:
+        remove_stale(final)
+    elif final.parent not in _swept:
+        remove_stale(final, folder=True)
+        _swept.add(final.parent)
     tmp = _temporary(final)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if not cache:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

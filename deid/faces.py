@@ -192,7 +192,7 @@ class DetectionCache:
     def put(self, sha256: str, key: str, faces: list[Detection]) -> None:
         from data_contracts.atomic import atomic_file
 
-        with atomic_file(self._path(sha256, key)) as tmp:
+        with atomic_file(self._path(sha256, key), cache=True) as tmp:
             tmp.write_text(json.dumps({"faces": [{"box": list(d.box), "score": d.score,
                                                    "landmarks": [list(x) for x in d.landmarks]} for d in faces]}))
 

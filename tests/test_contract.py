@@ -87,7 +87,7 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
                          before='its temporary file stayed in the work folder for good',
                          after='the next write of that path removes the temporaries of dead processes; a live '
                                "writer's are kept")
-@pytest.mark.parametrize("kind", ["file", "dir"])
+@pytest.mark.parametrize("kind", ["file", "dir", "cache"])
 def test_a_dead_writers_temporaries_are_removed_by_the_next_write(tmp_path, kind):
     import subprocess
     import sys
@@ -104,15 +104,17 @@ def test_a_dead_writers_temporaries_are_removed_by_the_next_write(tmp_path, kind
         other = final.parent / f".another.npy.tmp-{int(dead.stdout)}-deadbeef"
         for p in (left, busy, other):
             p.write_bytes(b"half")
-        if kind == "file":
-            with atomic_file(final) as tmp:
+        if kind in ("file", "cache"):
+            with atomic_file(final, cache=kind == "cache") as tmp:
                 tmp.write_bytes(b"whole")
             assert final.read_bytes() == b"whole"
         else:
             with atomic_dir(final) as tmp:
                 (tmp / "part").write_bytes(b"whole")
             assert (final / "part").read_bytes() == b"whole"
-        assert sorted(p.name for p in final.parent.iterdir()) == sorted([final.name, busy.name, other.name])
+        # a cache entry's first write in a folder sweeps the dead temporaries of every entry there
+        kept = [final.name, busy.name] + ([] if kind == "cache" else [other.name])
+        assert sorted(p.name for p in final.parent.iterdir()) == sorted(kept)
     finally:
         live.kill()
         live.wait()

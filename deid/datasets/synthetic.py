@@ -345,7 +345,7 @@ def _draw_cell(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
             palette = character_palette(index, cfg.seed) if cfg.colour else None
             img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
             ok, buf = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            with atomic_file(path) as tmp:
+            with atomic_file(path, cache=True) as tmp:
                 tmp.write_bytes(buf.tobytes())
         bins[f"{name}/{d.name}/{path.name}"] = _bins(draws)
     return cfg.images_per_cell, bins

@@ -75,7 +75,7 @@ class DescriptorCache:
             return
         from data_contracts.atomic import atomic_file
 
-        with atomic_file(self.directory / k[:2] / f"{k}.npy") as tmp, open(tmp, "wb") as f:
+        with atomic_file(self.directory / k[:2] / f"{k}.npy", cache=True) as tmp, open(tmp, "wb") as f:
             np.save(f, v)
 
 
