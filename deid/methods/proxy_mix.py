@@ -25,8 +25,9 @@ this small (trained in a minute on a CPU) renders an average pose and light.
 1. encodes every image (the posterior mean; ``nuisance_noise`` adds that many posterior standard
    deviations of noise);
 2. aligns the codes per identity (``align``): each identity's codes get the whole set's
-   per-dimension mean and spread, so what the code still says about identity in its first two
-   moments is gone. This is the only use of identity labels at transform time;
+   per-dimension mean and spread (``align_covariance``: the whole covariance), so what the code
+   still says about identity in these moments is gone. This is the only use of identity labels at
+   transform time;
 3. draws, for every image, an identity code that is a random convex mixture of ``k`` distinct proxy
    identities' codes (uniform over k-subsets, Dirichlet(``alpha``) weights);
 4. decodes with the image's own label; an output with its own input's perceptual hash (the release
@@ -36,7 +37,7 @@ The guarantee, by construction: the identity code of an output is drawn independ
 input — neither its identity, nor its pixels, nor its row position choose it — so two inputs with
 the same label and the same aligned code have outputs with the same distribution, whichever
 identities they came from — up to the outputs drawn again as copies, whose share bounds the difference
-(2 in 55,776 at FERG's size). What the aligned code still carries beyond its first two moments is
+(2 in 55,776 at FERG's size). What the aligned code still carries beyond its means and spreads is
 left to the audit; its informed attackers measure exactly that. No output shows a single proxy
 identity: every face mixes k of them.
 
@@ -109,15 +110,19 @@ def _cell_offsets(z: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
     return {y: z[lab == y].mean(0) for y in np.unique(lab) if (lab == y).sum() > 1}
 
 
-def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = None) -> np.ndarray:
-    """Codes ``(N, Z)`` whose mean and covariance are the same for every identity.
+def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = None,
+                covariance: bool = False) -> np.ndarray:
+    """Codes ``(N, Z)`` whose mean and per-dimension spread are the same for every identity.
 
-    Each identity's codes are whitened with that identity's covariance and coloured with the whole
-    set's; the mean is set per (identity, label) cell to that label's mean over every identity
-    (``labels``; without them, per identity to the set's mean), so a person's own way of showing a
-    label (their smile) leaves the code too. A code that still carries identity in these moments
-    loses it here. An identity with fewer images than code dimensions keeps the set's covariance
-    scaled per dimension; a single-image identity (or cell) gets the set's (or the label's) mean,
+    The mean is set per (identity, label) cell to that label's mean over every identity (``labels``;
+    without them, per identity to the set's mean), so a person's own way of showing a label (their
+    smile) leaves the code too; each identity's codes are then scaled, dimension by dimension, to the
+    whole set's spread. ``covariance``: whiten each identity's codes with its own covariance and colour
+    them with the set's instead, so that the whole covariance is the same too — at the price of a
+    per-identity rotation estimated from that identity's few images, which moves every code, pose and
+    lighting included (docs/proxy-mix.md, "Alignment"). A code that still carries identity in these
+    moments loses it here. An identity with no more images than code dimensions is scaled per
+    dimension either way; a single-image identity (or cell) gets the set's (or the label's) mean,
     since its own value would be its own mean.
 
     ``reference`` — ``(codes, identity, labels)`` of a larger set of the same identities, the method's
@@ -154,7 +159,7 @@ def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = 
         centred = own_z - np.stack([offsets.get(y, own_z[k]) for k, y in enumerate(own_lab)])
         src_centred = src_z - np.stack([offsets.get(y, src_z[k]) for k, y in enumerate(src_lab)])
         n = len(src_z)
-        if n > d:
+        if n > d and covariance:
             white = _sqrt_psd(np.cov(src_centred, rowvar=False).reshape(d, d), inverse=True)
             centred = centred @ white @ colour
         elif n > 1:
@@ -197,7 +202,7 @@ class ProxyMix(DeidMethod):
                  batch_size: PositiveInt = 64,
                  lr: PositiveFloat = 2e-3, kl_weight: NonNegativeFloat = 0.1,
                  adversary_weight: NonNegativeFloat = 0.05, nuisance_noise: NonNegativeFloat = 0.0,
-                 label_weight: NonNegativeFloat = 1.0, cycle_weight: NonNegativeFloat = 0.0, align: bool = True, avoid_copies: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
+                 label_weight: NonNegativeFloat = 1.0, cycle_weight: NonNegativeFloat = 0.0, align: bool = True, align_covariance: bool = False, avoid_copies: bool = True, mixture: Literal["random", "mean"] = "random", warp: bool = True,
                  device: Device = "auto", random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
@@ -218,6 +223,7 @@ class ProxyMix(DeidMethod):
         self.label_weight = label_weight
         self.cycle_weight = cycle_weight
         self.align = align
+        self.align_covariance = align_covariance
         self.avoid_copies = avoid_copies
         self.mixture = mixture
         self.warp = warp
@@ -412,7 +418,7 @@ class ProxyMix(DeidMethod):
             if getattr(self, "ref_codes_", None) is not None:  # moments from the training codes where they hold them
                 reference = (self.ref_codes_, np.asarray(self.proxies_)[self.ref_identity_],
                              np.asarray(self.labels_)[self.ref_label_])
-            z = align_codes(z, identity, utility, reference)
+            z = align_codes(z, identity, utility, reference, bool(self.align_covariance))
         e = len(self.labels_)
 
         def decode(rows: np.ndarray) -> np.ndarray:

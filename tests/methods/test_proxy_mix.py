@@ -46,6 +46,25 @@ def test_aligned_codes_carry_no_identity_in_their_first_two_moments():
     np.testing.assert_allclose(one[2], [13 / 3, 5.0], rtol=1e-5)
 
 
+
+def test_spread_alignment_keeps_a_shared_nuisance_that_covariance_alignment_turns():
+    """Each identity's covariance, estimated from a few images, is mostly noise; whitening with it turns
+    every identity's codes by a different small rotation, and the lighting axis the decoder reads with them."""
+    rng = np.random.default_rng(0)
+    ident = np.repeat(np.array(list("abcdef")), 20)  # 20 images an identity, 8 code dimensions
+    light = rng.uniform(-1.7, 1.7, len(ident))
+    z = rng.normal(size=(len(ident), 8))
+    z[:, 0] = light
+    z[:, 1] += np.array([{"a": 3, "b": -3}.get(i, 0.0) for i in ident])  # an identity offset
+    spread, cov = align_codes(z, ident), align_codes(z, ident, covariance=True)
+    for a in (spread, cov):
+        assert np.ptp([a[ident == i, 1].mean() for i in "abcdef"]) < 1e-6  # the offset is gone either way
+    covs = [np.cov(cov[ident == i], rowvar=False) for i in "abcdef"]
+    np.testing.assert_allclose(covs, np.broadcast_to(covs[0], (6, 8, 8)), atol=0.05)  # the whole covariance
+    # (centring each identity on its 20 images' mean takes a little lighting with it in both)
+    assert np.corrcoef(spread[:, 0], light)[0, 1] > np.corrcoef(cov[:, 0], light)[0, 1] + 0.03
+    assert np.abs(spread - z).mean() < np.abs(cov - z).mean()
+
 def _codes(rng, per_cell: int):
     """Codes of three identities × three labels: dimension 0 a nuisance (lighting) independent of both,
     dimension 1 an identity offset."""
