@@ -144,7 +144,7 @@ def align_codes(z: np.ndarray, identity, labels=None, reference: tuple | None = 
         zr, ir, lr = z, ident, lab
     pool = zr if len(zr) > 1 else z
     cov_all = np.cov(pool, rowvar=False).reshape(d, d) if len(pool) > 1 else np.eye(d)
-    colour = _sqrt_psd(cov_all)
+    colour = _sqrt_psd(cov_all) if covariance else None
     sd = np.sqrt(np.diag(cov_all)) + 1e-6
     label_mean = {y: z[lab == y].mean(0) for y in np.unique(lab)}
     label_mean.update({y: zr[lr == y].mean(0) for y in np.unique(lr)})
