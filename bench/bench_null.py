@@ -1,0 +1,171 @@
+"""The privacy gate at the null: a method's worst informed attacker beside the same outputs with the identity labels shuffled.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_null.py --images DIR [--method proxy-mix] [--params k=3 ...]
+        [--seeds 0 1] [--draws 8] [--shuffles 4] [--attackers linear knn-pixels knn-hog hog-svm] [--folds 3]
+        [--margin 0.05] [--out FILE.md]
+
+``DIR`` is an ingested images table. Per seed the method is fitted on the training split
+(``random_state`` = the seed), then applied ``--draws`` times to every split, one split at a time as
+the pipeline hands a set-level method (a method that draws at random draws afresh each time). Each
+output is attacked as the audit does it — every attacker of ``--attackers`` trained on all folds but
+one of train + test and tested on the last, predictions pooled so every image is tested once — and
+then ``--shuffles`` times more with its identity labels permuted within each utility label. A shuffled
+label says nothing about the pixels, so the shuffled rows show what the worst attacker reads, and how
+often the privacy gate (upper 95 % bound within chance + ``--margin``) fails, when there is nothing to
+read: the gate's false alarms at this size, measured, beside the binomial figure for independent
+attackers (:func:`deid.evaluation.intervals.pass_probability_at_chance`). A method whose draws score
+like the shuffles holds no identity the attackers can find; its failures at the gate are the gate's.
+
+The p-value of a draw is the share of the seed's shuffled rows whose worst attacker scores at least
+as high (one added to both counts): a permutation test of "the outputs carry identity".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deid.provenance import command_line, git_commit, loadavg, machine
+
+DEFAULT_ATTACKERS = ["linear", "knn-pixels", "knn-hog", "hog-svm"]
+
+
+def shuffled_within(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``y`` permuted within each group of ``groups``: every group keeps its own multiset of labels."""
+    out = np.asarray(y).copy()
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        out[rows] = out[rng.permutation(rows)]
+    return out
+
+
+def gate_fails(accuracy: float, n: int, chance: float, margin: float) -> bool:
+    """The privacy gate's test: the 95 % upper bound of ``accuracy`` on ``n`` images above chance + margin."""
+    from deid.evaluation.intervals import wilson
+
+    return wilson(round(accuracy * n), n)[1] > chance + margin + 1e-12
+
+
+def attack(X: np.ndarray, identity: np.ndarray, folds: int, attackers: list[str], seed: int) -> tuple[dict, float]:
+    """Each attacker's pooled accuracy over ``folds`` folds, and chance (the majority rate)."""
+    from deid.evaluation.audit import AuditConfig, _pooled_attack
+
+    acfg = AuditConfig(seed=seed, folds=folds, attackers=attackers).attacker_config()
+    r = _pooled_attack(X, identity, "identity", folds, acfg, "bench_null", seed)
+    return dict(r.accuracy), float(r.chance)
+
+
+def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, shuffles: int,
+        attackers: list[str], folds: int) -> list[dict]:
+    from deid.data import load_image_set
+    from deid.methods import get_method
+
+    orig = load_image_set(images)
+    train = orig.split == "train"
+    pool = np.isin(orig.split, ["train", "test"])
+    ident = np.asarray(orig.identity).astype(str)
+    label = np.asarray(orig.expression).astype(str)
+    rows = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        m = get_method(method, **{**params, "random_state": seed}).fit(orig.X[train], orig.identity[train],
+                                                                          orig.expression[train])
+        print(f"  {images.parent.name} seed {seed} {method}: fitted in {time.perf_counter() - t0:.0f} s", flush=True)
+        rng = np.random.default_rng(seed)
+        for d in range(draws):
+            Y = np.empty_like(orig.X)
+            for split in np.unique(orig.split):
+                k = orig.split == split
+                Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
+            for s in range(shuffles + 1):
+                y = ident[pool] if s == 0 else shuffled_within(ident[pool], label[pool], rng)
+                acc, chance = attack(Y[pool], y, folds, attackers, seed)
+                rows.append({"dataset": images.parent.name, "seed": seed, "draw": d, "kind": "draw" if s == 0 else "shuffled",
+                             "accuracy": acc, "worst": max(acc.values()), "chance": chance, "n": int(pool.sum())})
+            print(f"  seed {seed} draw {d}: worst {rows[-shuffles - 1]['worst']:.3f}, shuffled "
+                  f"{[round(r['worst'], 3) for r in rows[-shuffles:]]}", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict], margin: float) -> list[dict]:
+    """Per (dataset, seed, kind): the worst attacker's mean, sd, and how often the gate fails; per draw its p-value."""
+    from deid.evaluation.intervals import pass_probability_at_chance
+
+    out = []
+    for key in sorted({(r["dataset"], r["seed"]) for r in rows}):
+        rs = [r for r in rows if (r["dataset"], r["seed"]) == key]
+        null = np.array([r["worst"] for r in rs if r["kind"] == "shuffled"])
+        for kind in ("draw", "shuffled"):
+            sel = [r for r in rs if r["kind"] == kind]
+            if not sel:
+                continue
+            w = np.array([r["worst"] for r in sel])
+            n, chance = sel[0]["n"], sel[0]["chance"]
+            per = {a: np.std([r["accuracy"][a] for r in sel]) for a in sel[0]["accuracy"]}
+            p = [float((1 + (null >= x - 1e-12).sum()) / (1 + len(null))) for x in w] if kind == "draw" else []
+            out.append({"dataset": key[0], "seed": key[1], "kind": kind, "rows": len(sel), "n": n, "chance": chance,
+                        "worst_mean": float(w.mean()), "worst_sd": float(w.std()), "worst_max": float(w.max()),
+                        "fails": int(sum(gate_fails(x, n, chance, margin) for x in w)),
+                        "attacker_sd": float(np.mean(list(per.values()))),
+                        "binomial_sd": float(np.sqrt(chance * (1 - chance) / n)),
+                        "binomial_fail": 1.0 - pass_probability_at_chance(n, chance, margin, len(per)),
+                        "p_values": p})
+    return out
+
+
+def render(summary: list[dict], argv: list[str], commit: str | None = None) -> str:
+    lines = ["| dataset | seed | outputs | rows | worst attacker, mean ± sd | max | gate fails | "
+             "one attacker's sd (binomial) | p-value, mean (min) |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        p = f"{np.mean(s['p_values']):.2f} ({min(s['p_values']):.2f})" if s["p_values"] else "—"
+        what = "as drawn" if s["kind"] == "draw" else "identity shuffled"
+        lines.append(f"| {s['dataset']} | {s['seed']} | {what} | {s['rows']} | {s['worst_mean']:.3f} ± {s['worst_sd']:.3f} "
+                     f"| {s['worst_max']:.3f} | {s['fails']}/{s['rows']} | {s['attacker_sd']:.4f} ({s['binomial_sd']:.4f}) "
+                     f"| {p} |")
+    null = [s for s in summary if s["kind"] == "shuffled"]
+    if null:
+        fails, total = sum(s["fails"] for s in null), sum(s["rows"] for s in null)
+        lines += ["", f"At the null the gate failed {fails} of {total} shuffled outputs ({fails / total:.0%}); "
+                  f"the binomial figure for independent attackers is {np.mean([s['binomial_fail'] for s in null]):.0%} "
+                  f"(n = {null[0]['n']}, chance {null[0]['chance']:.3f})."]
+    prov = (f"Measured by `{command_line('bench/bench_null.py', argv)}` at commit {commit or git_commit() or '?'} on "
+            f"{machine()}, load average {loadavg()}.")
+    return "\n".join(lines + ["", prov, ""])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import yaml
+
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=Path, required=True)
+    ap.add_argument("--method", default="proxy-mix")
+    ap.add_argument("--params", nargs="*", default=["k=3"], metavar="KEY=VALUE")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--draws", type=int, default=8)
+    ap.add_argument("--shuffles", type=int, default=4)
+    ap.add_argument("--attackers", nargs="+", default=DEFAULT_ATTACKERS)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    params = {}
+    for pair in args.params:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"bench_null: --params takes key=value, not {pair!r}")
+        params[key.strip()] = yaml.safe_load(value)
+    commit = git_commit()
+    rows = run(args.images, args.method, params, args.seeds, args.draws, args.shuffles, args.attackers, args.folds)
+    text = render(summarise(rows, args.margin), argv, commit)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
