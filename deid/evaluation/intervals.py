@@ -78,8 +78,10 @@ def decidability_table(sizes=(64, 100, 213, 302, 500, 1008, 5000, 55767), classe
 def pass_probability_at_chance(n: int, chance: float, margin: float, attackers: int = 1) -> float:
     """How often a method whose outputs hold no identity at all passes the privacy gate: the chance that
     every one of ``attackers`` attackers, each scoring like a coin of bias ``chance`` on ``n`` test images,
-    keeps its 95 % upper bound within ``chance + margin``. Attackers are taken as independent; correlated
-    ones pass more often, so this is the floor, and one attacker's figure the ceiling."""
+    keeps its 95 % upper bound within ``chance + margin``. Attackers are taken as independent (correlated
+    ones pass more often) and each one's score as a binomial count. Pooled over folds a score spreads
+    more than that — it moves with the folds it was trained on too — so the measured rate can be lower
+    than this figure: ``bench/bench_null.py`` measures it on shuffled identities (docs/audit.md)."""
     from scipy.stats import binom
 
     ok = [k for k in range(n + 1) if wilson(k, n)[1] <= chance + margin + 1e-12]
