@@ -142,6 +142,12 @@ def _run(config: str, sets: list[str]) -> None:
     except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: the server is stopped on the way out
         typer.secho("stopped", fg="red", err=True)
         raise typer.Exit(130) from None
+    except ReleaseBlocked as exc:  # before the catch-all below: a refused release is an outcome, not a crash
+        blocked = exc
+    except DeidError as exc:
+        if _summary_since(cfg, started) is None:  # failed before the audit concluded
+            _fail(exc)
+        blocked = exc  # the release policy refused after the audit
     except Exception:
         from flows.stack import stop_requested
 
@@ -149,12 +155,6 @@ def _run(config: str, sets: list[str]) -> None:
             typer.secho("stopped", fg="red", err=True)
             raise typer.Exit(130) from None
         raise
-    except ReleaseBlocked as exc:
-        blocked = exc
-    except DeidError as exc:
-        if _summary_since(cfg, started) is None:  # failed before the audit concluded
-            _fail(exc)
-        blocked = exc  # the release policy refused after the audit
     path = _summary_since(cfg, started)
     if path is None:
         _fail(blocked or RuntimeError("the run wrote no summary"))

@@ -166,8 +166,9 @@ def test_run_fails_in_one_line_before_any_flow(tmp_path, no_flow, no_server, fie
     assert no_flow == []
 
 
-def _fake_flow(tmp_path, started, *, sound=True, release="not requested"):
-    """A flow that writes the run's summary.json as the real one does, and records its call."""
+def _fake_flow(tmp_path, started, *, sound=True, release="not requested", blocked=False):
+    """A flow that writes the run's summary.json as the real one does, and records its call; ``blocked``:
+    its release is refused after the audit, as the real flow refuses a FAIL (ReleaseBlocked)."""
     from deid.evaluation.gates import AuditJudgement, Verdict
     from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 
@@ -180,7 +181,13 @@ def _fake_flow(tmp_path, started, *, sound=True, release="not requested"):
                             methods={"original": metrics, "m": metrics}, judgement=j, gates={},
                             release=ReleaseSummary(status=release), used_utility_label={"m": False},
                             controls=("original", "blackout"), reference="original")
+        if blocked:
+            doc.release = ReleaseSummary(status="blocked", method="m", reason="the audit's verdict is FAIL")
         write_summary(doc, tmp_path / "work" / "runs" / "t")
+        if blocked:
+            from flows.anonymize import ReleaseBlocked
+
+            raise ReleaseBlocked("release of 'm' blocked: the audit's verdict is FAIL")
         return {}
 
     return flow
@@ -204,6 +211,20 @@ def test_an_inconclusive_audit_exits_3(tmp_path, monkeypatch):
     r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
     assert r.exit_code == 3, r.output
     assert "INCONCLUSIVE" in r.output and "the reference did not learn" in r.output
+
+
+@pytest.mark.reliability(section='3. Gates a run cannot loosen', case='release refused after the audit (deid run, deid demo)',
+                         before='a Prefect traceback and exit 1, no verdict table',
+                         after="the verdict table, one 'release refused' line, exit 4")
+def test_a_refused_release_prints_the_table_and_exits_4_without_a_traceback(tmp_path, monkeypatch):
+    from flows import anonymize
+
+    monkeypatch.setattr(anonymize, "anonymize", _fake_flow(tmp_path, [], blocked=True))
+    r = runner.invoke(app, ["run", str(_config_file(tmp_path))])
+    assert r.exit_code == 4, r.output
+    assert "summary.json" in r.output and "release: blocked" in r.output
+    assert "release refused: release of 'm' blocked" in r.output
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit)
 
 
 def _real_command(tmp_path, *args: str):
