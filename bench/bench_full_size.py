@@ -49,14 +49,10 @@ METHODS = ("blur", "pixelate", "ksame-select:k=6", "proxy-mix:k=3")
 
 
 def _parse_method(spec: str) -> tuple[str, dict]:
-    import yaml
+    from bench.common import key_values
 
     name, _, rest = spec.partition(":")
-    params = {}
-    for part in filter(None, rest.split(",")):
-        key, _, value = part.partition("=")
-        params[key.strip()] = yaml.safe_load(value)
-    return name, params
+    return name, key_values(rest.split(","))
 
 
 def _label(spec: str) -> str:

@@ -61,6 +61,7 @@ def attack(X: np.ndarray, identity: np.ndarray, folds: int, attackers: list[str]
 
 def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, shuffles: int,
         attackers: list[str], folds: int) -> list[dict]:
+    from bench.common import transform_per_split
     from deid.data import load_image_set
     from deid.methods import get_method
 
@@ -77,10 +78,7 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
         print(f"  {images.parent.name} seed {seed} {method}: fitted in {time.perf_counter() - t0:.0f} s", flush=True)
         rng = np.random.default_rng(seed)
         for d in range(draws):
-            Y = np.empty_like(orig.X)
-            for split in np.unique(orig.split):
-                k = orig.split == split
-                Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
+            Y = transform_per_split(m, orig)
             for s in range(shuffles + 1):
                 y = ident[pool] if s == 0 else shuffled_within(ident[pool], label[pool], rng)
                 acc, chance = attack(Y[pool], y, folds, attackers, seed)
@@ -138,7 +136,7 @@ def render(summary: list[dict], argv: list[str], commit: str | None = None) -> s
 
 
 def main(argv: list[str] | None = None) -> None:
-    import yaml
+    from bench.common import key_values
 
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,12 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--margin", type=float, default=0.05)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    params = {}
-    for pair in args.params:
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise SystemExit(f"bench_null: --params takes key=value, not {pair!r}")
-        params[key.strip()] = yaml.safe_load(value)
+    if bad := [p for p in args.params if "=" not in p]:
+        raise SystemExit(f"bench_null: --params takes key=value, not {bad[0]!r}")
+    params = key_values(args.params)
     commit = git_commit()
     rows = run(args.images, args.method, params, args.seeds, args.draws, args.shuffles, args.attackers, args.folds)
     text = render(summarise(rows, args.margin), argv, commit)

@@ -50,16 +50,12 @@ KEYS = [("identity_acc_worst", "worst attacker"), ("identity_chance", "chance"),
 def variant_params(spec: str) -> dict:
     """A variant's parameters: a name of :data:`VARIANTS`, or ``name:key=value,key=value`` (values read as
     YAML) for that variant with the parameters changed (``full:cycle_weight=1``)."""
-    import yaml
+    from bench.common import key_values
 
     name, _, rest = spec.partition(":")
     if name not in VARIANTS:
         raise SystemExit(f"bench_proxy_mix: unknown variant {name!r}; known: {sorted(VARIANTS)}")
-    params = dict(VARIANTS[name])
-    for part in filter(None, rest.split(",")):
-        key, _, value = part.partition("=")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
+    return {**VARIANTS[name], **key_values(rest.split(","))}
 
 
 def audit_overrides(pairs: list[str]) -> dict:
@@ -93,6 +89,7 @@ def target_gates(orig) -> "GateConfig":
 
 def run(images: Path, seeds: list[int], variants: list[str], others: list[str], attackers: list[str] | None,
         folds: int | None, audit_fields: dict | None = None, draws: int = 1) -> list[dict]:
+    from bench.common import transform_per_split
     from deid.data import ImageSet, load_image_set
     from deid.evaluation.audit import AuditConfig, audit
     from deid.evaluation.gates import GateConfig, judge_audit
@@ -111,10 +108,7 @@ def run(images: Path, seeds: list[int], variants: list[str], others: list[str], 
             m = get_method(name, **params).fit(orig.X[train], orig.identity[train], orig.expression[train])
             fit_s[label] = time.perf_counter() - t0
             for d in range(draws if name == "proxy-mix" else 1):
-                Y = np.empty_like(orig.X)
-                for split in np.unique(orig.split):  # one split at a time, as the pipeline hands a set-level method
-                    k = orig.split == split
-                    Y[k] = m.transform(orig.X[k], orig.identity[k], orig.expression[k])
+                Y = transform_per_split(m, orig)
                 row = label if d == 0 else f"{label} draw {d + 1}"
                 outputs[row] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
                 fit_s[row] = fit_s[label]
