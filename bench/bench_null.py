@@ -23,6 +23,7 @@ as high (one added to both counts): a permutation test of "the outputs carry ide
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
     from bench.common import transform_per_split
     from deid.data import load_image_set
     from deid.methods import get_method
+    from deid.methods.registry import method_class
 
     orig = load_image_set(images)
     train = orig.split == "train"
@@ -73,7 +75,8 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()
-        m = get_method(method, **{**params, "random_state": seed}).fit(orig.X[train], orig.identity[train],
+        seeded = "random_state" in inspect.signature(method_class(method)).parameters
+        m = get_method(method, **{**params, **({"random_state": seed} if seeded else {})}).fit(orig.X[train], orig.identity[train],
                                                                           orig.expression[train])
         print(f"  {images.parent.name} seed {seed} {method}: fitted in {time.perf_counter() - t0:.0f} s", flush=True)
         rng = np.random.default_rng(seed)
