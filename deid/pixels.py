@@ -52,7 +52,7 @@ class Pixels:
     def __init__(self, path: str | Path, rows: np.ndarray | None = None, *, _shape: tuple[int, ...] | None = None):
         self.path = Path(path)
         if _shape is None:
-            mm = np.load(self.path, mmap_mode="r")
+            mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
             if mm.dtype != np.uint8 or mm.ndim != 4:
                 raise ValueError(f"{self.path}: expected uint8 (N, C, H, W), got {mm.dtype} {mm.shape}")
             _shape = tuple(mm.shape)
@@ -105,7 +105,7 @@ class Pixels:
     # -- reads ----------------------------------------------------------------------------------------
     def read_uint8(self) -> np.ndarray:
         """The rows as ``uint8`` ``(n, C, H, W)`` (a copy; the file is unmapped again)."""
-        mm = np.load(self.path, mmap_mode="r")
+        mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
         try:
             if self.rows is None:
                 return np.array(mm)

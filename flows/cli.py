@@ -68,11 +68,10 @@ def _fail(exc: Exception) -> None:
 def _prefect_home(work: Path | None = None) -> Path:
     """Prefect's folder, ``<work>/prefect`` (default the DEID_WORK folder) unless PREFECT_HOME was set;
     exported so every Prefect client and server of this process uses it. Call before prefect is imported."""
-    if not _PREFECT_HOME_SET:
-        os.environ["PREFECT_HOME"] = str(Path(work or _WORK).resolve() / "prefect")
-    home = Path(os.environ["PREFECT_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+    from flows.prefect_env import apply_prefect_settings
+
+    home = os.environ["PREFECT_HOME"] if _PREFECT_HOME_SET else Path(work or _WORK).resolve() / "prefect"
+    return apply_prefect_settings(home)  # and no logging config, profile or cached result read from it
 
 
 def _parse_sets(sets: list[str]) -> dict:

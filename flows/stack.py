@@ -36,8 +36,10 @@ def free_port() -> int:
 
 
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
+    from flows.prefect_env import prefect_settings
+
+    env = dict(os.environ, **prefect_settings(home), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1",
+               PYTHONUNBUFFERED="1")
     if api_url:
         env["PREFECT_API_URL"] = api_url
     else:

@@ -43,6 +43,35 @@ def cases(tests_dir: Path = ROOT / "tests") -> list[dict[str, str]]:
     return sorted(out, key=lambda c: (c["section"], c["test"]))
 
 
+#: prose a section opens with, before its table
+PREAMBLE = {
+    "7. Planted files": """A work directory is data, never code. Who may write one: anyone the folder lets write it — a
+teammate on a shared (NFS) folder, whoever a copied work dir came from. None of them may make the next
+run execute anything, so nothing read back from a work dir can execute code. What a run reads back,
+and how:
+
+| file (under `<work_dir>`) | read as | a planted or altered file |
+|---|---|---|
+| `data/<generated set>/` images and its marker | OpenCV / Pillow decode; JSON | bad images are quarantined; a changed marker draws the set again |
+| `datasets/**.parquet`, `runs/*/anonymized/**.parquet` | pyarrow (no pickled extension types) | schema checked against the data contract; a mismatch is an error |
+| `cache/pixels/*.npy`, `cache/dlib-descriptors/**.npy` | `np.load(allow_pickle=False)` | an object array is refused; shape and dtype are checked |
+| `cache/detections/**.json` | JSON | a miss: detected again |
+| `cache/audit-rows/*.json` | JSON of numbers, strings and numeric arrays | a miss: the row is audited again |
+| `runs/*/models/*/method.json`, `state.json`, `fit.json` | JSON | `fit.json` of another key or not numbers: fitted again |
+| `runs/*/models/*/state.npz`, `*.pt` | `np.load(allow_pickle=False)`, `torch.load(weights_only=True)` | tensors and arrays only |
+| `runs/*/summary.json`, the release index | JSON validated by its model | an error naming the file |
+| `prefect/` (Prefect's SQLite database) | Prefect's server | rows only: deid serves only the deployments it registers itself |
+| `prefect/logging.yml`, `prefect/profiles.toml` | never | Prefect's packaged logging config and profiles are used (`flows/prefect_env.py`) |
+| `cache/task-results/`, `prefect/storage/` | never | Prefect's task caching and result persistence are off: its records are pickles |
+| `mlflow.db`, MLflow artifacts | MLflow's server and client, written only | no logged model is ever loaded back |
+| `private/release.key` | bytes (0600) | the HMAC key of the private release index |
+
+`tests/flows/test_planted_files.py::test_product_code_has_no_code_executing_loader` keeps the class closed:
+no `pickle`/`cloudpickle`/`joblib` load, no `allow_pickle=True`, no `torch.load` without
+`weights_only=True` and no `yaml.load` in the product code.""",
+}
+
+
 def render(tests_dir: Path = ROOT / "tests") -> str:
     rows = cases(tests_dir)
     sections = sorted({c["section"] for c in rows})
@@ -57,7 +86,8 @@ def render(tests_dir: Path = ROOT / "tests") -> str:
         "",
     ]
     for s in sections:
-        lines += [f"## {s}", "", "| case | before | after | test |", "|---|---|---|---|"]
+        lines += [f"## {s}", ""] + ([PREAMBLE[s], ""] if s in PREAMBLE else [])
+        lines += ["| case | before | after | test |", "|---|---|---|---|"]
         for c in (c for c in rows if c["section"] == s):
             cell = {k: str(c[k]).replace("|", "\\|") for k in (*FIELDS, "test")}
             lines.append(f"| {cell['case']} | {cell['before']} | {cell['after']} | `{cell['test']}` |")

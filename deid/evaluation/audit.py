@@ -142,28 +142,67 @@ class _RowCache:
         import hashlib
 
         h = hashlib.blake2b(f"{self._base}|{name}|{out.X.key()}".encode(), digest_size=16).hexdigest()
-        return self.root / f"{h}.pkl"
+        return self.root / f"{h}.json"
 
     def get(self, name: str, out: ImageSet) -> "MethodAudit | None":
-        import pickle
-
+        """The row kept for ``name``'s outputs, or None (absent, unreadable or not a row of this audit:
+        then it is computed again). A row is plain JSON read as data: nothing in the file can run."""
         p = self._path(name, out)
         if not p.exists():
             return None
         try:
-            with p.open("rb") as f:
-                row = pickle.load(f)  # written by this class only, under the run's own work directory
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError):
-            return None  # unreadable: computed again
-        return row if isinstance(row, MethodAudit) and row.method == name else None
+            row = row_from_json(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+            return None
+        return row if row.method == name else None
 
     def put(self, name: str, out: ImageSet, row: "MethodAudit") -> None:
-        import pickle
-
         from data_contracts.atomic import atomic_file
 
         with atomic_file(self._path(name, out)) as tmp:
-            tmp.write_bytes(pickle.dumps(row))
+            tmp.write_text(row_to_json(row), encoding="utf-8")
+
+
+def _array(v: dict) -> np.ndarray:
+    if not isinstance(v, dict) or set(v) != {"dtype", "shape", "data"}:
+        raise ValueError("not an array record")
+    dtype = np.dtype(v["dtype"])
+    if dtype.kind not in "biuf":  # numbers only: an object array could hold anything
+        raise ValueError(f"array of dtype {dtype} in a row record")
+    return np.asarray(v["data"], dtype=dtype).reshape([int(d) for d in v["shape"]])
+
+
+def _record(a: np.ndarray) -> dict:
+    a = np.asarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def row_to_json(row: MethodAudit) -> str:
+    """An audit row as JSON: metrics, confusion matrices, class names and CMC curves."""
+    import json
+
+    return json.dumps({"method": row.method, "metrics": {k: float(v) for k, v in row.metrics.items()},
+                       "confusion": {k: _record(v) for k, v in row.confusion.items()},
+                       "classes": {k: [str(c) for c in v] for k, v in row.classes.items()},
+                       "cmc": {k: [_record(a) for a in v] for k, v in row.cmc.items()}})
+
+
+def row_from_json(text: str) -> MethodAudit:
+    """The inverse of :func:`row_to_json`; every field is checked for its type (ValueError/TypeError)."""
+    import json
+
+    d = json.loads(text)
+    if not isinstance(d, dict) or not isinstance(d.get("method"), str):
+        raise ValueError("not an audit row")
+    metrics = {str(k): float(v) for k, v in d["metrics"].items()}
+    confusion = {str(k): _array(v) for k, v in d["confusion"].items()}
+    classes = {str(k): [str(c) for c in v] for k, v in d["classes"].items()}
+    cmc = {}
+    for k, v in d["cmc"].items():
+        if not isinstance(v, list) or len(v) != 2:
+            raise ValueError("a CMC curve is two arrays")
+        cmc[str(k)] = (_array(v[0]), _array(v[1]))
+    return MethodAudit(d["method"], metrics, confusion, classes, cmc)
 
 
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,

@@ -68,7 +68,7 @@ class DescriptorCache:
         if self.directory is None:
             return None
         f = self.directory / k[:2] / f"{k}.npy"
-        return np.load(f) if f.exists() else None
+        return np.load(f, allow_pickle=False) if f.exists() else None  # data only: no object arrays
 
     def put(self, k: str, v: np.ndarray) -> None:
         if self.directory is None:
