@@ -5,8 +5,10 @@ Two files decide whether a method's output may be published, and they have diffe
 - the **run config** (``configs/*.yaml``, the pipeline operator's) asks for a release and sets
   the audit's gates, which may be as strict as the operator likes;
 - the **release policy** (``policy/release.yaml`` beside ``configs/``, the release owner's) sets
-  the privacy floor: the largest margin above chance the worst informed attacker may keep, and
-  how close an output may be to its own input. A run config cannot point elsewhere, and a margin
+  the privacy floor: the largest margin above (or below) chance an informed attacker may keep,
+  how close an output may be to its own input, and the usefulness floor: how much of the
+  originals' accuracy on real faces a model trained on the release keeps (TSTR) and original-trained
+  classifiers keep on the release (TRTS). A run config cannot point elsewhere, and a margin
   in the run config wider than the policy's is ignored for the release.
 
 On top of the policy, two checks hold whatever any file says (:data:`HARD_MAX_SSIM`): a release
@@ -31,6 +33,8 @@ __all__ = ["ReleasePolicy", "ReleaseRefused", "load_release_policy", "POLICY_FIL
 POLICY_FILE = Path("policy") / "release.yaml"
 HARD_MAX_SSIM = 0.95
 HARD_MAX_ATTACKER_MARGIN = 0.10
+HARD_MIN_TSTR_RETENTION = 0.5  # a policy may ask more of a release's usefulness on real faces, never less than this
+HARD_MIN_TRTS_RETENTION = 0.5
 
 
 class ReleaseRefused(DeidError):
@@ -47,6 +51,12 @@ class ReleasePolicy(BaseModel):
                                        description="worst informed attacker at most chance + this")
     max_ssim: float = Field(HARD_MAX_SSIM, gt=0.0, le=HARD_MAX_SSIM,
                             description="an output with SSIM at or above this against its own input is a near copy")
+    min_tstr_retention: float = Field(0.9, ge=HARD_MIN_TSTR_RETENTION, le=1.0,
+                                      description="a model trained on the release reads real test faces at least this "
+                                                  "share of what one trained on the originals reads (lower bound)")
+    min_trts_retention: float = Field(0.85, ge=HARD_MIN_TRTS_RETENTION, le=1.0,
+                                      description="original-trained classifiers read the outputs at least this share "
+                                                  "of the originals (lower bound)")
     min_phash_distance: int = Field(1, ge=1, le=32,
                                     description="an output whose 63-bit perceptual hash is closer than this to "
                                                 "its input's is a near copy")
@@ -71,14 +81,21 @@ def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: 
     cannot release. The margin applied is the stricter of the run's gate and the policy's: a run
     can tighten it, never widen it.
     """
+    from deid.evaluation.gates import privacy_checks
+
     margin = min(run_margin, policy.max_attacker_margin)
-    worst, chance = metrics.get("identity_acc_worst"), metrics.get("identity_chance")
-    if worst is None or chance is None:
+    if metrics.get("identity_acc_worst") is None or metrics.get("identity_chance") is None:
         return ["the audit measured no informed attacker for this method"]
-    hi = metrics.get("identity_acc_worst_hi", worst)  # the 95 % upper bound: a small test cannot certify privacy
-    if hi > chance + margin + 1e-12:
-        return [f"release policy: worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {margin:.0%}"]
-    return []
+    reasons = []
+    for _, value, op, threshold, text in privacy_checks(metrics, margin):  # two-sided, on the 95 % bounds
+        if not (value <= threshold + 1e-12 if op == "<=" else value >= threshold - 1e-12):
+            reasons.append(f"release policy: {text}")
+    for prefix, need in (("tstr", policy.min_tstr_retention), ("trts", policy.min_trts_retention)):
+        got = metrics.get(f"{prefix}_retention_lo")
+        if got is not None and got < need - 1e-12:
+            reasons.append(f"release policy: {prefix.upper()} keeps {got:.0%} of the original's accuracy on real faces "
+                           f"(lower bound) < {need:.0%}")
+    return reasons
 
 
 def perceptual_hash(img: np.ndarray) -> np.ndarray:

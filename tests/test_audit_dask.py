@@ -60,4 +60,4 @@ def test_an_audit_on_two_workers_gives_the_in_process_audit(ferg_images, tmp_pat
     for name, row in whole.methods.items():
         assert {k: v for k, v in got.methods[name].metrics.items() if k != "seconds"} == pytest.approx(
             {k: v for k, v in row.metrics.items() if k != "seconds"}, nan_ok=True), name
-    assert len(list(rows.glob("*.pkl"))) >= len(outs) + 1  # every row kept for a resumed run
+    assert len(list(rows.glob("*.json"))) >= len(outs) + 1  # every row kept for a resumed run

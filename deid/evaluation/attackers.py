@@ -65,6 +65,8 @@ class AttackResult:
     confusion: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     correct: dict[str, int] = field(default_factory=dict)
     n_test: int = 0
+    #: per extra test set (``train_attackers(also=...)``): attacker → correct predictions on it
+    also: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def worst(self) -> float:
@@ -413,8 +415,11 @@ def majority_rate(y) -> float:
 
 def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *, label: str,
                     cfg: AttackerConfig = AttackerConfig(), where: str = "audit",
-                    pretrained: dict | None = None) -> AttackResult:
+                    pretrained: dict | None = None, also: dict | None = None) -> AttackResult:
     """Train every configured attacker on (X_train, y_train); accuracy on (X_test, y_test).
+
+    ``also`` maps a name to another test set ``(X, y)`` the same trained models predict (the audit's
+    train-on-outputs, test-on-originals figure); correct counts land in ``AttackResult.also``.
 
     ``pretrained`` maps an attacker name to a model already trained on exactly (X_train, y_train)
     (the audit's reference classifiers on the original data), which is then reused instead of
@@ -428,6 +433,7 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
     acc: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
     correct: dict[str, int] = {}
+    extra: dict[str, dict[str, int]] = {}
     constant = _all_identical(X_train)  # every training image identical (e.g. blackout)
     for name in cfg.attackers:
         built = get_attacker(name, cfg)
@@ -442,5 +448,7 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
         correct[name] = int(hits.sum())
         acc[name] = float(hits.mean())
         conf[name] = confusion_matrix(y_test, pred, labels=classes)
+        for other, (Xo, yo) in (also or {}).items():
+            extra.setdefault(other, {})[name] = int((np.asarray(model.predict(Xo)) == np.asarray(yo)).sum())
     return AttackResult(label=label, accuracy=acc, chance=majority_rate(y_test), classes=classes,
-                        confusion=conf, correct=correct, n_test=int(len(y_test)))
+                        confusion=conf, correct=correct, n_test=int(len(y_test)), also=extra)

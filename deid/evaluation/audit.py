@@ -16,6 +16,10 @@ Metric names (per method):
 - ``faceness``, ``deid``, ``div`` (real faces only), ``k_anonymity`` (identical outputs shared by k
   identities), ``k_attacker`` (``1 /`` the worst attacker's upper bound: the k a distribution-level
   guarantee promises, measured), ``ssim``, ``psnr``.
+- ``tstr``/``trts`` (and per classifier, intervals, ``_retention`` against the reference row) and
+  ``sharpness_ratio``: usefulness on real faces and readability (:mod:`deid.evaluation.transfer`).
+- ``identity_chance_min``: the smallest identity's share, the least a guess blind to the outputs
+  scores; an attacker significantly below it reads identity from what the outputs exclude.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from deid.evaluation.diversity import diversity_ratio
 from deid.evaluation.fidelity import fidelity
 from deid.evaluation.intervals import add_intervals
 from deid.evaluation.linkage import linkage
+from deid.evaluation.transfer import sharpness_ratio, transfer_metrics, transfer_retention
 from deid.evaluation.unseen import unseen_attributes, unseen_retention
 from deid.pixels import chunks, is_lazy, map_pixels
 
@@ -291,11 +296,19 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     def attack_unseen(Xtr, ytr, Xte, yte, label):
         return train_attackers(Xtr, ytr, Xte, yte, label=label, cfg=ucfg, where="unseen attributes")
 
-    def attack(out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained):
+    def attack(out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained,
+               also: dict | None = None):
+        """The informed attackers (pooled over folds when configured), and with ``also`` the correct
+        counts of models trained on the training split's outputs on other test sets (TSTR)."""
         if not cfg.folds:
             return train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
-                                   cfg=acfg, where=where, pretrained=pretrained)
-        return _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed)
+                                   cfg=acfg, where=where, pretrained=pretrained, also=also)
+        r = _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed)
+        if also:
+            r.also = train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
+                                     cfg=acfg, where=f"{where} (train on outputs, test on originals)",
+                                     pretrained=pretrained, also=also).also
+        return r
 
     results: dict[str, MethodAudit] = {}
     stages = ("identity attackers", "utility attackers", "linkage", "diversity", "unseen attributes", "fidelity")
@@ -329,11 +342,14 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             m[f"identity_acc_{a}"] = v
             ma.confusion[f"identity_{a}"] = ident.confusion[a]
         m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
+        _, id_counts = np.unique(original.identity[pool_mask if cfg.folds else test_mask], return_counts=True)
+        m["identity_chance_min"] = float(id_counts.min() / id_counts.sum())  # the least a blind guess scores
         ma.classes["identity"] = ident.classes
         stage(name, "utility attackers")
         if util_ok:
             util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
-                          {"cnn": ref_util} if is_ref else None)
+                          {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
+            m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
             for a, v in util.accuracy.items():
                 m[f"utility_acc_{a}"] = v
                 ma.confusion[f"utility_{a}"] = util.confusion[a]
@@ -342,6 +358,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             for cname, clf in ref_util_clfs.items():
                 m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
             m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
+            m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
+                                               for c in ref_util_clfs}, len(test)))
             ma.classes["utility"] = util.classes
         stage(name, "linkage")
         out_feat = ref_id.features(Xte)  # for linkage and, with the originals', for diversity
@@ -368,6 +386,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         stage(name, "fidelity")
         m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
         m.update(fidelity(test.X, Xte))
+        m.update(sharpness_ratio(test.X, Xte, seed=cfg.seed))
         m["seconds"] = time.perf_counter() - t0
         results[name] = ma
         if rows is not None:
@@ -378,6 +397,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     for ma in results.values():
         if base:  # capped: a method cannot be more useful than the data it came from
             ma.metrics["utility_retention"] = min(1.0, ma.metrics["utility_acc_best"] / base)
+        ma.metrics.update(transfer_retention(ma.metrics, results[ORIGINAL].metrics))
         if unseen and (r := unseen_retention(ma.metrics, results[ORIGINAL].metrics, unseen)) is not None:
             ma.metrics["unseen_retention"] = r
         ma.metrics = add_intervals(ma.metrics)

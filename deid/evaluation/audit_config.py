@@ -27,7 +27,11 @@ AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<
     "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
     "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
     "faceness", "deid", "div", "k_anonymity", "k_attacker", "ssim", "psnr", "n_train", "n_test", "seconds",
-    "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention",
+    "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention", "identity_chance_min",
+    # usefulness on real faces (deid/evaluation/transfer.py): train on outputs, test on originals, and back
+    *(f"tstr_{a}" for a in available_attackers()), "tstr", "tstr_lo", "tstr_hi", "tstr_retention",
+    "tstr_retention_lo", "trts_cnn", "trts_linear", "trts", "trts_lo", "trts_hi", "trts_retention",
+    "trts_retention_lo", "sharpness_ratio", "sharpness_ratio_lo", "sharpness_ratio_hi",
 )
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from deid.evaluation.audit_config import AUDIT_METRICS
 from deid.evaluation.intervals import Z95, add_intervals, wilson
 
-__all__ = ["Gate", "GateConfig", "Verdict", "AuditJudgement", "judge", "judge_audit", "wilson", "add_intervals",
+__all__ = ["Gate", "GateConfig", "Verdict", "AuditJudgement", "judge", "judge_audit", "wilson", "add_intervals", "privacy_checks",
            "PASS", "FAIL", "INCONCLUSIVE", "CONTROLS"]
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
@@ -69,6 +69,9 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attacker_margin: float = Field(0.05, ge=0.0, le=1.0)
+    min_tstr_retention: float = Field(0.9, ge=0.0, le=1.0)  # trained on outputs, tested on real faces: of TRTR
+    min_trts_retention: float = Field(0.85, ge=0.0, le=1.0)  # original-trained classifiers on outputs: of the original's
+    min_sharpness: float | None = Field(None, ge=0.0)  # median Laplacian-variance ratio, lower bound
     min_utility_retention: float = Field(0.9, ge=0.0, le=1.0)
     min_utility_above_chance: float = Field(0.05, ge=0.0, le=1.0)
     reference_min_gain: float = Field(0.5, gt=0.0, le=1.0)
@@ -99,11 +102,30 @@ def _check(checks: list[dict], reasons: list[str], what: str, value: float, op: 
         reasons.append(text)
 
 
-def _privacy(metrics: dict[str, float], gates: GateConfig, checks: list, reasons: list) -> None:
+def privacy_checks(metrics: dict[str, float], margin: float) -> list[tuple[str, float, str, float, str]]:
+    """The privacy gate, two-sided: (gate, value, op, threshold, reason) for the worst informed attacker's
+    upper bound against chance + ``margin``, and for every attacker's upper bound against the smallest
+    identity's share − ``margin``: an attacker significantly *below* what a blind guess scores has learnt
+    which identities an output is not (a k-Same cluster excludes everyone outside it), and reading
+    its answers the other way names the person. The release policy applies the same checks."""
     worst, chance = metrics["identity_acc_worst"], metrics["identity_chance"]
     hi = metrics.get("identity_acc_worst_hi", worst)
-    _check(checks, reasons, "identity_acc_worst_hi", hi, "<=", chance + gates.attacker_margin,
-           f"worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {gates.attacker_margin:.0%}")
+    out = [("identity_acc_worst_hi", hi, "<=", chance + margin,
+            f"worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {margin:.0%}")]
+    floor = metrics.get("identity_chance_min")
+    if floor is not None:
+        for k, v in sorted(metrics.items()):
+            if k.startswith("identity_acc_") and k.endswith("_hi") and "worst" not in k:
+                a = k[len("identity_acc_"):-len("_hi")]
+                out.append((k, v, ">=", floor - margin,
+                            f"attacker '{a}' {metrics.get(f'identity_acc_{a}', v):.1%} (upper bound {v:.1%}) is below "
+                            f"chance {floor:.1%} − {margin:.0%}: its errors say which identities an output is not"))
+    return out
+
+
+def _privacy(metrics: dict[str, float], gates: GateConfig, checks: list, reasons: list) -> None:
+    for gate, value, op, threshold, text in privacy_checks(metrics, gates.attacker_margin):
+        _check(checks, reasons, gate, value, op, threshold, text)
 
 
 def _utility(metrics: dict[str, float], ref_utility: float | None, gates: GateConfig, checks: list, reasons: list) -> None:
@@ -112,6 +134,21 @@ def _utility(metrics: dict[str, float], ref_utility: float | None, gates: GateCo
         return
     lo = metrics.get("utility_acc_best_lo", best)
     chance = metrics.get("utility_chance", 0.0)
+    before = len(reasons)
+    for prefix, need, what in (("tstr", gates.min_tstr_retention, "trained on the outputs, tested on real faces (TSTR)"),
+                               ("trts", gates.min_trts_retention, "trained on real faces, tested on the outputs (TRTS)")):
+        if (r := metrics.get(f"{prefix}_retention_lo")) is not None:
+            v, vlo = metrics[prefix], metrics[f"{prefix}_lo"]
+            _check(checks, reasons, f"{prefix}_retention_lo", r, ">=", need,
+                   f"utility {what} {v:.1%} (lower bound {vlo:.1%}) keeps {r:.0%} of the original's < {need:.0%}")
+    if (t := metrics.get("tstr_lo")) is not None:
+        _check(checks, reasons, "tstr_lo", t, ">=", chance + gates.min_utility_above_chance,
+               f"TSTR lower bound {t:.1%} < chance {chance:.1%} + {gates.min_utility_above_chance:.0%}")
+    ref_hi = metrics.get("_reference_utility_hi")
+    if len(reasons) > before and ref_hi is not None and lo > ref_hi:
+        reasons.append(f"the outputs are easier than the originals (trained and tested on outputs {best:.1%}, lower "
+                       f"bound {lo:.1%} > the original's upper bound {ref_hi:.1%}) while real faces gain little from "
+                       "them: the outputs carry the label in a form real faces do not")
     if ref_utility is not None:
         need = gates.min_utility_retention * ref_utility
         _check(checks, reasons, "utility_acc_best_lo", lo, ">=", need,
@@ -130,6 +167,10 @@ def judge(method: str, metrics: dict[str, float], gates: GateConfig, ref_utility
     checks: list[dict] = []
     _privacy(metrics, gates, checks, reasons)
     _utility(metrics, ref_utility, gates, checks, reasons)
+    if gates.min_sharpness is not None and (sh := metrics.get("sharpness_ratio_lo")) is not None:
+        _check(checks, reasons, "sharpness_ratio_lo", sh, ">=", gates.min_sharpness,
+               f"sharpness {metrics['sharpness_ratio']:.2f} of the originals' (lower bound {sh:.2f}) < "
+               f"{gates.min_sharpness:.2f}: the faces are blurred")
     if gates.min_k is not None:
         _check(checks, reasons, "k_anonymity", metrics["k_anonymity"], ">=", gates.min_k,
                f"k-anonymity {metrics['k_anonymity']:.0f} < {gates.min_k}")
@@ -209,8 +250,17 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig) -> Audi
         if not ok:
             why.append(f"{n:.0f} test images cannot certify utility: a method as useful as the original "
                        f"({ref_util:.1%}) has lower bound {lo:.1%} < {need:.1%}")
+    if (t := ref.get("tstr")) and (t_lo := ref.get("tstr_lo")) is not None:
+        ok = t_lo >= gates.min_tstr_retention * t - 1e-12
+        checks.append({"check": "TSTR gate decidable", "original_lower": t_lo, "threshold": gates.min_tstr_retention * t,
+                       "ok": ok})
+        if not ok:
+            why.append(f"{ref.get('n_test', 0):.0f} test images cannot certify utility on real faces: a release as useful "
+                       f"as the originals (TRTR {t:.1%}) has lower bound {t_lo:.1%} < {gates.min_tstr_retention:.0%} of it")
     # 3. The controls fail where they must.
-    verdicts = {m: judge(m, metrics, gates, ref_util) for m, metrics in methods.items()}
+    ref_hi = ref.get("utility_acc_best_hi")
+    verdicts = {m: judge(m, {**metrics, "_reference_utility_hi": ref_hi} if ref_hi is not None and m != POSITIVE_CONTROL
+                         else metrics, gates, ref_util) for m, metrics in methods.items()}
     pos = verdicts[POSITIVE_CONTROL]
     pos_private = not any(c["gate"] == "identity_acc_worst_hi" and not c["ok"] for c in pos.checks)
     checks.append({"check": "positive control (originals) fails privacy", "ok": not pos_private})
@@ -218,7 +268,8 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig) -> Audi
         why.append("the unchanged originals pass the privacy gate: the attackers cannot tell identities apart")
     neg = verdicts.get(NEGATIVE_CONTROL)
     if neg is not None and ref_util is not None:
-        neg_useful = not any(c["gate"] == "utility_acc_best_lo" and not c["ok"] for c in neg.checks)
+        neg_useful = not any(c["gate"] in ("utility_acc_best_lo", "tstr_retention_lo", "tstr_lo") and not c["ok"]
+                             for c in neg.checks)
         checks.append({"check": "negative control (blackout) fails utility", "ok": not neg_useful})
         if neg_useful:
             why.append("blackout passes the utility gate: the utility label is not learnable from images on this split")

@@ -31,6 +31,7 @@ METHOD_MODULES: dict[str, tuple[str, ...]] = {
     "mi_adversarial": ("mi-adversarial",),
     "substitution": ("substitution",),
     "proxy_mix": ("proxy-mix",),
+    "proxy_morph": ("proxy-morph",),
 }
 
 #: Former names, still accepted in configs, by :func:`get_method` and from stored runs and saved models.

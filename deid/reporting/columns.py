@@ -18,8 +18,12 @@ class Column:
 
 COLUMNS = (
     Column("identity_acc_worst", "identity, worst attacker", "id worst", "pct"),
-    Column("utility_acc_best", "utility, trained on output", "utility", "pct"),
-    Column("utility_orig_clf_acc", "utility, original-trained", "util(orig clf)", "pct"),
+    Column("tstr", "utility on real faces, trained on output (TSTR)", "TSTR", "pct"),
+    Column("trts", "utility on output, original-trained (TRTS)", "TRTS", "pct"),
+    Column("utility_acc_best", "utility, trained and tested on output (diagnostic)", "util(out)", "pct"),
+    Column("utility_orig_clf_acc", "utility, original-trained", "util(orig clf)", "pct", False),
+    Column("tstr_retention", "TSTR kept of the original's (TRTR)", "tstr kept", "pct", False),
+    Column("sharpness_ratio", "sharpness ratio (Laplacian variance, median)", "sharp", "f3"),
     Column("utility_retention", "utility retention", "retention", "pct", False),
     Column("linkage_rank1", "linkage Rank-1", "rank-1", "pct"),
     Column("linkage_rank5", "linkage Rank-5", "rank-5", "pct", False),
@@ -52,8 +56,10 @@ def fmt(v, kind: str) -> str:
 
 def chance_for(key: str, row: dict) -> float | None:
     """The chance level a column is read against (identity or utility), from a row's metrics."""
+    if key.endswith("rank5") and row.get("identity_chance") is not None:  # five guesses, not one
+        return min(1.0, 5 * row["identity_chance"])
     if key.startswith(("identity_acc", "linkage")):
         return row.get("identity_chance")
-    if key.startswith(("utility_acc", "utility_orig")):
+    if key.startswith(("utility_acc", "utility_orig", "tstr", "trts")) and not key.endswith("retention"):
         return row.get("utility_chance")
     return None

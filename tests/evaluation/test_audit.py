@@ -59,9 +59,10 @@ def test_gates_pass_blackout_on_privacy_and_fail_it_on_utility(result):
     assert any("worst attacker" in r for r in judge("blackout", b, GateConfig(), ref_util).reasons)
     v = judge("original", o, GateConfig(), ref_util)
     assert any("worst attacker" in r for r in v.reasons)
-    loose = judge("blackout", b, GateConfig(attacker_margin=0.3, min_utility_retention=0.0, min_utility_above_chance=0.0),
-                  ref_util)
-    assert loose.reasons == [r for r in loose.reasons if "utility lower bound" in r and "< chance" in r] != []
+    loose = judge("blackout", b, GateConfig(attacker_margin=0.3, min_utility_retention=0.0, min_utility_above_chance=0.0,
+                                            min_tstr_retention=0.0, min_trts_retention=0.0), ref_util)
+    assert loose.reasons == [r for r in loose.reasons if "lower bound" in r and "< chance" in r] != []
+    assert any(r.startswith("TSTR lower bound") for r in loose.reasons)
 
 
 def test_every_accuracy_has_its_interval(result):

@@ -72,7 +72,7 @@ def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path
     monkeypatch.setattr(audit_mod, "fidelity", dies_on_the_second_row)
     with pytest.raises(KeyboardInterrupt):
         audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows)
-    assert len(list(rows.glob("*.pkl"))) == 1  # the finished row, and nothing half-written
+    assert len(list(rows.glob("*.json"))) == 1  # the finished row, and nothing half-written
     monkeypatch.setattr(audit_mod, "fidelity", real)
 
     said: list[str] = []
