@@ -6,3 +6,19 @@ SMALL_DECIDABLE = {"n_characters": 6, "images_per_cell": 12, "size": 64, "entang
 FAST_POOLED_AUDIT = {"attackers": ["linear", "hog-svm"], "folds": 3, "cnn_epochs": 2, "cnn_width": 8,
                      "cnn_min_steps": 0, "linkage_repeats": 1, "pca_components": 16,
                      "unseen_attackers": ["knn-pixels"]}
+
+#: Gates for tests of the pipeline's mechanics (publishing, tracking, reruns, deployments), not of a method's
+#: quality: k-Same-Select's one face per expression is private but not useful on real faces (TSTR), so these
+#: tests ask nothing of usefulness. The release policy's usefulness floors are the release owner's; such a
+#: test writes its own policy (:func:`mechanics_policy`) beside its config.
+MECHANICS_GATES = {"attacker_margin": 0.05, "min_utility_retention": 0.0, "min_tstr_retention": 0.0,
+                   "min_trts_retention": 0.0}
+
+
+def mechanics_policy(base) -> None:
+    """``<base>/policy/release.yaml``: the default privacy floor, no usefulness floor."""
+    from pathlib import Path
+
+    p = Path(base) / "policy" / "release.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("min_tstr_retention: 0.0\nmin_trts_retention: 0.0\n")

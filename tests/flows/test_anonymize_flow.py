@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +21,11 @@ def _config(tmp: Path, **release) -> Path:
         "include_baselines": False,
         "methods": [{"name": "ksame-select", "params": {"k": 6}}, {"name": "none"}],
         "audit": FAST_POOLED_AUDIT,
-        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "gates": MECHANICS_GATES,
         "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release"), **release},
         "work_dir": str(tmp / "work"),
     }
+    mechanics_policy(tmp)
     p = tmp / "tiny.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +32,12 @@ def _tiny_config(tmp: Path) -> Path:
         "include_baselines": False,
         "methods": [{"name": "ksame-select", "params": {"k": 6}}],
         "audit": FAST_POOLED_AUDIT,
-        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "gates": MECHANICS_GATES,
         "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
         "schedule": "0 3 * * 1",
     }
+    mechanics_policy(tmp)
     p = tmp / "tiny-served.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,11 +27,12 @@ def _config(tmp: Path) -> Path:
         "include_baselines": False,  # the audit adds blackout, its control, by itself
         "methods": [{"name": "ksame-select", "params": {"k": 6}}, {"name": "pixelate"}],
         "audit": FAST_POOLED_AUDIT,
-        "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+        "gates": MECHANICS_GATES,
         "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
     }
     tmp.mkdir(parents=True, exist_ok=True)
+    mechanics_policy(tmp)
     p = tmp / "tiny-kill.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

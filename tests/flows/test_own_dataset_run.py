@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, mechanics_policy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,10 +61,11 @@ def test_the_readme_own_dataset_command_runs_to_a_licensed_release(tmp_path):
     shutil.copy(ROOT / m.group(1), project / m.group(1))
     example = yaml.safe_load((project / m.group(1)).read_text())
     unusable = _my_faces(project, per_cell=21)
+    mechanics_policy(project)  # the release owner's policy beside the configs: no usefulness floor (a test of mechanics)
     # The command as written, with the run made small and releasable, and another work directory.
     sets = {"work_dir": str(work), "dataset.preprocess.size": 40, "include_baselines": False,
             "methods": [{"name": "ksame-select", "params": {"k": 6}}], "audit": FAST_POOLED_AUDIT,
-            "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.0},
+            "gates": MECHANICS_GATES,
             "release.enabled": True, "release.method": "ksame-select"}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
                                                   if not isinstance(v, str) else f"{k}={v}")]
@@ -87,4 +88,4 @@ def test_the_readme_own_dataset_command_runs_to_a_licensed_release(tmp_path):
     assert json.loads((card.parent / "manifest.json").read_text())["license"] == "cc-by-4.0"
     # One work directory for everything the run wrote: Prefect's database and the MLflow store too.
     assert (work / "prefect" / "prefect.db").is_file() and (work / "mlflow" / "mlflow.db").is_file()
-    assert sorted(p.name for p in project.iterdir()) == ["configs", "data"]
+    assert sorted(p.name for p in project.iterdir()) == ["configs", "data", "policy"]
