@@ -174,7 +174,7 @@ class ProxyMorph(DeidMethod):
         templates = {str(k): v for k, v in zip(self.id_names_, self.id_templates_)} if hasattr(self, "id_templates_") else {}
         slope_means = {str(k): v for k, v in zip(self.id_names_, self.id_slopes_)} if hasattr(self, "id_slopes_") else {}
         grey = np.stack([_gray(x) for x in X])
-        slopes_raw = np.stack([light_slopes(g) for g in grey]) if self.nuisance else np.zeros((n, 2), np.float32)
+        slopes_raw = np.zeros((n, 2), np.float32)
         warps = np.tile(np.eye(2, 3, dtype=np.float32), (n, 1, 1))
         slopes = np.zeros((n, 2), np.float32)
         canon = np.empty_like(X)
@@ -183,12 +183,16 @@ class ProxyMorph(DeidMethod):
             template = templates.get(i_d)
             if template is None:
                 template = grey[rows].mean(0)
+            for i in rows:
+                if self.align and len(rows) > 1 or (self.align and i_d in templates):
+                    warps[i] = register_to(template, X[i])
+                if self.nuisance:  # the plane through what differs from the identity's mean face: light, not the face
+                    posed = _warp(grey[i][None], warps[i], inverse=True)[0]
+                    slopes_raw[i] = light_slopes(posed - template)
             mean_s = slope_means.get(i_d)
             if mean_s is None:
                 mean_s = slopes_raw[rows].mean(0)
             for i in rows:
-                if self.align and len(rows) > 1 or (self.align and i_d in templates):
-                    warps[i] = register_to(template, X[i])
                 slopes[i] = slopes_raw[i] - mean_s
                 flat = X[i] - (slopes[i][0] * gx + slopes[i][1] * gy)[None]
                 canon[i] = _warp(flat, warps[i], inverse=True)
@@ -208,9 +212,9 @@ class ProxyMorph(DeidMethod):
         grey = np.stack([_gray(x) for x in X])
         self.id_names_ = np.array(ids)
         self.id_templates_ = np.stack([grey[ident == i].mean(0) for i in ids]).astype(np.float32)
-        self.id_slopes_ = (np.stack([np.mean([light_slopes(g) for g in grey[ident == i]], axis=0) for i in ids])
-                           if self.nuisance else np.zeros((len(ids), 2))).astype(np.float32)
-        warps, slopes, canon = self._nuisance_of(X, ident)
+        warps, slopes, canon = self._nuisance_of(X, ident)  # slopes already less each identity's mean
+        # each slope is measured against its identity's mean face, so their mean per identity is 0 up to resampling
+        self.id_slopes_ = np.zeros((len(ids), 2), np.float32)
         self.bank_ = np.clip(np.rint(X * 255), 0, 255).astype(np.uint8)  # as taken: each warped once, at transform
         self.bank_warp_ = warps.astype(np.float32)
         self.bank_slopes_ = slopes.astype(np.float32)
