@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # labels are data: '$x$' in an identity is text, not TeX
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -93,7 +94,8 @@ def cmc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
 def privacy_utility_plot(points: dict[str, tuple[float, float]], path: str | Path, *, id_chance: float,
                          util_chance: float | None, title: str = "privacy–utility",
                          gate: tuple[float, float] | None = None) -> Path:
-    """x: worst informed attacker's identity accuracy (lower is more private); y: utility accuracy.
+    """x: worst informed attacker's identity accuracy (lower is more private); y: utility accuracy (the
+    audit's: trained on the outputs, tested on real faces).
     ``gate``: (largest identity, smallest utility) a method must reach; that corner is shaded."""
     fig, ax = plt.subplots(figsize=(5.2, 4))
     if gate is not None:
