@@ -57,11 +57,11 @@ __all__ = [
 
 # 2: attributes as a list of {name, value} records (was a map), Hugging Face features in the
 # schema metadata, the utility label optionally stored as a ClassLabel index.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: the private ``group`` column (a recording, a session) of every image
 # The column holding the utility label, whatever the dataset calls its labels.
 UTILITY_COLUMN = "expression"
 SPLITS = ("train", "val", "test")
-PRIVATE_COLUMNS = ("identity", "source_path", "source_sha256")
+PRIVATE_COLUMNS = ("identity", "group", "source_path", "source_sha256")
 
 _IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 _ATTRIBUTES = pa.list_(pa.struct([pa.field("name", pa.string()), pa.field("value", pa.float32())]))
@@ -82,6 +82,7 @@ _FIELDS = {f.name: f for f in [
     pa.field("identity", pa.string(), nullable=False),
     pa.field("expression", pa.string(), nullable=True),
     pa.field("attributes", _ATTRIBUTES, nullable=True),
+    pa.field("group", pa.string(), nullable=True),  # frames of one recording or session: never split apart
     pa.field("method", pa.string(), nullable=False),
     pa.field("image", _IMAGE_STRUCT, nullable=False),
     pa.field("height", pa.int32(), nullable=False),
@@ -100,7 +101,8 @@ def _schema(name: str, columns: str, nullable: tuple[str, ...] = ()) -> pa.Schem
 
 
 _PIXELS = "image height width channels"
-IMAGES_SCHEMA = _schema("images", f"image_id dataset split identity expression attributes {_PIXELS} source_path source_sha256")
+IMAGES_SCHEMA = _schema("images", f"image_id dataset split identity expression attributes group {_PIXELS} source_path "
+                                  "source_sha256")
 # A de-identified table keeps the link to its source row (``image_id``) for the audit; the
 # release step drops it together with every other private column.
 ANONYMIZED_SCHEMA = _schema("anonymized", f"image_id dataset split identity expression method {_PIXELS}")

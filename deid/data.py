@@ -38,14 +38,18 @@ class ImageSet:
     identity: np.ndarray
     expression: np.ndarray
     attributes: dict[str, np.ndarray] | None = None
+    #: per row, the group it belongs to (a recording, a session; ``None`` when it has none); ``None`` when
+    #: the table carries no groups (de-identified tables)
+    group: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.X)
 
     def subset(self, mask_or_index) -> "ImageSet":
         attrs = None if self.attributes is None else {k: v[mask_or_index] for k, v in self.attributes.items()}
+        group = None if self.group is None else self.group[mask_or_index]
         return ImageSet(self.X[mask_or_index], self.image_id[mask_or_index], self.split[mask_or_index],
-                        self.identity[mask_or_index], self.expression[mask_or_index], attrs)
+                        self.identity[mask_or_index], self.expression[mask_or_index], attrs, group)
 
     def of_split(self, *splits: str) -> "ImageSet":
         return self.subset(np.isin(self.split, splits))
@@ -87,6 +91,7 @@ def image_set_from_table(table: pa.Table, X: np.ndarray | Pixels | None = None) 
         identity=np.asarray(table.column("identity").to_pylist(), dtype=object),
         expression=np.asarray(table.column("expression").to_pylist(), dtype=object),
         attributes=_attributes(table.column("attributes")) if "attributes" in table.column_names else None,
+        group=np.asarray(table.column("group").to_pylist(), dtype=object) if "group" in table.column_names else None,
     )
 
 
@@ -102,7 +107,7 @@ def load_image_set(path: str | Path, *, splits: tuple[str, ...] | None = None, a
 
 def _columns(anonymized: bool) -> list[str]:
     """The label columns an image set reads (an ``anonymized`` table has no attributes)."""
-    return ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes"])
+    return ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes", "group"])
 
 
 def _store_name(path: Path, splits, anonymized: bool) -> tuple[str, str]:

@@ -415,6 +415,7 @@ def ingest_dataset(
                     "expression": it.expression,
                     "attributes": ([{"name": k, "value": v} for k, v in it.attributes.items()]
                                    if it.attributes else None),
+                    "group": None if it.group is None else str(it.group),
                     "image": {"bytes": out.png, "path": it.relpath},
                     "height": out.height, "width": out.width, "channels": out.channels,
                     "source_path": it.relpath, "source_sha256": out.sha256,

@@ -176,50 +176,172 @@ def _check_near_copies(table: pa.Table, originals_dir: str | Path, policy: Relea
         raise ReleaseRefused("release policy: outputs are copies of their inputs: " + "; ".join(reasons))
 
 
+#: words that name nothing on their own: a private string that is one of them (or a number, or one or two
+#: characters) is a leak only as a whole value in a structured field, never as a word of prose
+COMMON_WORDS = frozenset("""a an and the of to in on at by for with from as is it this that no yes true false none null
+test train val validation image images data face faces mix method label labels split splits file files name
+male female man woman left right up down top bottom small large low high""".split())
+#: structured fields of a release that are the release's own vocabulary, not its people
+_PUBLIC_COLUMNS = frozenset({"split", "expression"})
+_CONTRACT_METADATA = frozenset({b"deid.schema", b"deid.schema_version"})
+
+
+def _weak(word: str, public: set[str]) -> bool:
+    """A private string too common to be a leak as a word: a number, one or two characters, a common
+    word, or a word of the release's own vocabulary (its splits and labels)."""
+    w = word.strip().lower()
+    return w.replace(".", "", 1).isdigit() or len(w) <= 2 or w in COMMON_WORDS or w in public
+
+
+def _walk(doc, path: str = ""):
+    """(path, key or None, string value or None) for every key and string value of a JSON/YAML document."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield f"{path}.{k}", str(k), None
+            yield from _walk(v, f"{path}.{k}")
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _walk(v, f"{path}[{i}]")
+    elif isinstance(doc, str):
+        yield path, None, doc
+
+
+#: keys under which a value names a person or a source: there even a number or a common word is a leak
+_IDENTIFYING_KEYS = re.compile(r"(identit|person|people|subject|who|source|file|path|group|session|sequence)",
+                               re.IGNORECASE)
+
+
 def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
-    """Places in a release (string columns, Parquet metadata, manifest) where a private string occurs as a word."""
+    """Places in a release where a private string (an identity, a source file name) occurs so that it
+    can identify someone.
+
+    A *distinctive* private string (not a number, not one or two characters, not a common word or one of
+    the release's splits and labels) is a leak wherever it occurs as a word: file names, string columns,
+    Parquet metadata, the manifest and the dataset card. A *weak* one (CelebA's identities are integers;
+    ``1`` … ``10``, ``test`` or ``mix`` occur in any release) is a leak only where it is a whole value: a
+    string cell of a non-public column, a string value in the manifest, the card's YAML or a Parquet
+    metadata document under a key that names a person or a source, or a file or folder name; never a
+    word of prose or a number in a table of figures."""
     release_dir = Path(release_dir)
     words = {w for w in private if w}
     if not words:
         return []
-    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?![A-Za-z0-9])")
-    found = []
+    public = _release_vocabulary(release_dir)
+    strong = {w for w in words if not _weak(w, public)}
+    weak = words - strong
+    pattern = (re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(w) for w in sorted(strong, key=len, reverse=True))
+                          + r")(?![A-Za-z0-9])") if strong else None)
+
+    def search(text: str) -> str | None:
+        m = pattern.search(text) if pattern is not None else None
+        return m.group(1) if m else None
+
+    def structured(doc, where: str, found: list[str]) -> None:
+        for path, key, value in _walk(doc):
+            for v in (key, value):
+                if v is None:
+                    continue
+                if (hit := search(v)) is not None:
+                    found.append(f"{where} {path}: '{hit}'")
+                elif v.strip() in weak and value is not None and _IDENTIFYING_KEYS.search(path.rsplit(".", 1)[-1]):
+                    found.append(f"{where} {path}: '{v.strip()}'")
+
+    found: list[str] = []
     for f in sorted(release_dir.rglob("*")):
         if f.is_dir():
             continue
         rel = f.relative_to(release_dir).as_posix()
-        if m := pattern.search(rel):
-            found.append(f"file name {rel}: '{m.group(1)}'")
+        stems = {part.rsplit(".", 1)[0] for part in rel.split("/")} | set(rel.split("/"))
+        named = {w for w in stems & weak if w.lower() not in public}  # 'data/test/...' is the split's folder
+        if (hit := search(rel)) is not None or (hit := next(iter(sorted(named)), None)) is not None:
+            found.append(f"file name {rel}: '{hit}'")
         if f.suffix == ".parquet":
-            md = pq.read_metadata(f)
-            meta = {**(md.metadata or {})}
-            for k, v in meta.items():
-                if k == b"ARROW:schema":
-                    continue
-                if m := pattern.search(k.decode(errors="replace") + " " + v.decode(errors="replace")):
-                    found.append(f"{rel} metadata: '{m.group(1)}'")
-            t = pq.read_table(f)
-            for name in t.column_names:
-                col = t.column(name)
-                if pa.types.is_string(col.type):
-                    for v in col.unique().to_pylist():
-                        if v is not None and (m := pattern.search(v)):
-                            found.append(f"{rel} column {name}: '{m.group(1)}'")
-                            break
-                if pa.types.is_struct(col.type):
-                    paths = col.combine_chunks().field("path")
-                    if paths.null_count != len(paths):
-                        found.append(f"{rel} column {name}.path is not empty")
+            _scan_parquet(f, rel, search, weak, structured, found)
         elif f.suffix in (".json", ".txt", ".md"):
             text = f.read_text(errors="replace")
             if rel == MANIFEST:
                 doc = json.loads(text)
-                text = json.dumps({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, default=str)
-            elif rel == CARD:
+                structured({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, rel, found)
+                continue
+            if rel == CARD:
                 text = _DECLARED_BLOCK.sub("", text)
-            if m := pattern.search(text):
-                found.append(f"{rel}: '{m.group(1)}'")
+                front, body = _front_matter(text)
+                if front is not None:
+                    structured(front, f"{rel} front matter", found)
+                text = body
+            if (hit := search(text)) is not None:
+                found.append(f"{rel}: '{hit}'")
     return found
+
+
+def _front_matter(text: str):
+    """The card's YAML front matter (parsed) and its body; (None, text) without one."""
+    import yaml
+
+    if not text.startswith("---\n"):
+        return None, text
+    head, sep, body = text[4:].partition("\n---")
+    if not sep:
+        return None, text
+    try:
+        return yaml.safe_load(head), body
+    except yaml.YAMLError:
+        return None, text
+
+
+def _release_vocabulary(release_dir: Path) -> set[str]:
+    """The release's own words: its split names and labels (public by construction)."""
+    vocab = {s.lower() for s in SPLITS} | {"validation"}
+    for f in sorted(release_dir.rglob("*.parquet")):
+        t = pq.read_table(f, columns=[c for c in pq.read_schema(f).names if c in _PUBLIC_COLUMNS])
+        for name in t.column_names:
+            col = t.column(name)
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(pa.string())
+            if pa.types.is_string(col.type):
+                vocab |= {str(v).lower() for v in col.unique().to_pylist() if v is not None}
+            elif pa.types.is_integer(col.type):  # a ClassLabel: its names are in the features metadata
+                pass
+        meta = pq.read_metadata(f).metadata or {}
+        raw = meta.get(b"huggingface")
+        if raw:
+            try:
+                feats = json.loads(raw).get("info", {}).get("features", {})
+                names = (feats.get("expression") or {}).get("names") or []
+                vocab |= {str(n).lower() for n in names}
+            except (ValueError, AttributeError):
+                pass
+    return vocab
+
+
+def _scan_parquet(f: Path, rel: str, search, weak: set[str], structured, found: list[str]) -> None:
+    md = pq.read_metadata(f)
+    for k, v in (md.metadata or {}).items():
+        if k == b"ARROW:schema" or k in _CONTRACT_METADATA:
+            continue
+        key, value = k.decode(errors="replace"), v.decode(errors="replace")
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            doc = value
+        structured({key: doc}, f"{rel} metadata", found)
+    t = pq.read_table(f)
+    for name in t.column_names:
+        col = t.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        if pa.types.is_string(col.type):
+            for v in col.unique().to_pylist():
+                if v is None:
+                    continue
+                if (hit := search(v)) is not None or (name not in _PUBLIC_COLUMNS and v.strip() in weak
+                                                      and (hit := v.strip())):
+                    found.append(f"{rel} column {name}: '{hit}'")
+                    break
+        if pa.types.is_struct(col.type):
+            paths = col.combine_chunks().field("path")
+            if paths.null_count != len(paths):
+                found.append(f"{rel} column {name}.path is not empty")
 
 
 def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, *, method: str, manifest: dict,

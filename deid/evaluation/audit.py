@@ -44,7 +44,8 @@ from deid.evaluation.transfer import sharpness_ratio, transfer_metrics, transfer
 from deid.evaluation.unseen import unseen_attributes, unseen_retention
 from deid.pixels import chunks, is_lazy, map_pixels
 
-__all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "merge_audits", "ORIGINAL", "AUDIT_METRICS"]
+__all__ = ["AuditConfig", "MethodAudit", "AuditResult", "audit", "merge_audits", "audit_folds", "ORIGINAL",
+           "AUDIT_METRICS"]
 
 ORIGINAL = "original"
 NEGATIVE_CONTROL = "blackout"
@@ -87,12 +88,23 @@ def _check_aligned(name: str, original: ImageSet, anon: ImageSet) -> ImageSet:
     return anon
 
 
-def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: AttackerConfig, where: str,
-                   seed: int):
-    """Every attacker trained on k-1 folds and tested on the k-th, predictions pooled over the folds:
-    each image is tested once, so the interval is over all of them. Stratified by ``y``."""
-    from sklearn.model_selection import StratifiedKFold
+def audit_folds(y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) row indices of ``folds`` folds stratified by ``y``. With ``groups`` (``None`` for an
+    image in no group) a group never straddles two folds (``StratifiedGroupKFold``): frames of one
+    recording are near copies, and one in the training fold would let an attacker recognise its twin."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    if groups is None or all(g is None for g in groups):
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    g = np.asarray([f"g:{v}" if v is not None else f"i:{i}" for i, v in enumerate(groups)], dtype=object)
+    return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, g))
+
+
+def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: AttackerConfig, where: str,
+                   seed: int, groups: np.ndarray | None = None):
+    """Every attacker trained on k-1 folds and tested on the k-th, predictions pooled over the folds:
+    each image is tested once, so the interval is over all of them. Stratified by ``y``; a group never
+    straddles two folds (:func:`audit_folds`)."""
     y = np.asarray(y)
     _, counts = np.unique(y, return_counts=True)
     if counts.min() < folds:
@@ -100,7 +112,7 @@ def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: A
     correct: dict[str, float] = {}
     confusion: dict[str, np.ndarray] = {}
     first = None
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+    for tr, te in audit_folds(y, folds, seed, groups):
         r = train_attackers(X[tr], y[tr], X[te], y[te], label=label, cfg=acfg, where=f"{where} (fold)")
         first = first or r
         for a, c in r.correct.items():
@@ -303,7 +315,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         if not cfg.folds:
             return train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
                                    cfg=acfg, where=where, pretrained=pretrained, also=also)
-        r = _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed)
+        r = _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed,
+                           None if original.group is None else original.group[pool_mask])
         if also:
             r.also = train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
                                      cfg=acfg, where=f"{where} (train on outputs, test on originals)",
