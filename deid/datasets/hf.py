@@ -59,6 +59,17 @@ def hf_form(root: Path) -> str:
     return "imagefolder"
 
 
+def _json_file(p: Path) -> dict:
+    """A JSON object from a dataset's own file, or one clear error naming it."""
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetLayoutError(f"hf: {p} cannot be read as JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict):
+        raise DatasetLayoutError(f"hf: {p} is not a JSON object")
+    return doc
+
+
 def _split_of(rel: PurePosixPath) -> str | None:
     """The split a file's path names (``train/x.parquet``, ``data/test-00000-of-00001.parquet``)."""
     for part in rel.parts:
@@ -93,12 +104,23 @@ def _arrow_tables(root: Path) -> Iterator[tuple[Path, str | None, pa.Table, dict
         dirs = [(root / s, SPLIT_ALIASES.get(s.lower(), s)) for s in splits]
     else:
         dirs = [(root, None)]
+    real_root = root.resolve()
     for d, split in dirs:
-        state = json.loads((d / "state.json").read_text())
+        if not d.resolve().is_relative_to(real_root):
+            raise DatasetLayoutError(f"hf: dataset_dict.json names split folder {d.name!r} outside {root}")
+        state = _json_file(d / "state.json")
         info_f = d / "dataset_info.json"
-        info = json.loads(info_f.read_text()) if info_f.is_file() else None
+        info = _json_file(info_f) if info_f.is_file() else None
         for entry in state.get("_data_files", []):
-            f = d / entry["filename"]
+            f = d / str(entry.get("filename", "")) if isinstance(entry, dict) else d / "?"
+            try:  # every file a loader opens resolves inside the dataset folder
+                inside = f.resolve(strict=True).is_relative_to(real_root) and f.resolve().is_file()
+            except (OSError, RuntimeError):
+                inside = False
+            if not inside:
+                raise DatasetLayoutError(f"hf: {(d / 'state.json').relative_to(root)} lists data file "
+                                         f"{entry.get('filename') if isinstance(entry, dict) else entry!r}, which is "
+                                         f"not a file inside {root}")
             with pa.memory_map(str(f)) as src:
                 try:
                     table = pa.ipc.open_stream(src).read_all()
@@ -169,15 +191,28 @@ def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
                                  f"metadata ({', '.join(METADATA_NAMES)}) that gives identities")
     result.skip(SKIP_METADATA, len(metas))
     listed: dict[Path, tuple[dict, Path]] = {}
+    twice: set[Path] = set()
     for m in metas:
         if m.suffix == ".jsonl":
-            rows = [json.loads(line) for line in m.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = []
+            for n, line in enumerate(m.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not JSON ({exc.msg})") from None
+                if not isinstance(rows[-1], dict):
+                    raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not a JSON object")
         else:
             rows = read_manifest(m)[1]
         for r in rows:
             name = r.get("file_name")
             if name:
-                listed[(m.parent / str(name)).resolve()] = (r, m)
+                real = (m.parent / str(name)).resolve()  # './a/x.tiff', 'a//x.tiff', a symlinked folder: one file
+                if real in listed or real in twice:
+                    twice.add(real)  # the manifest loader's rule: a file listed twice is not labelled by either row
+                listed[real] = (r, m)
     by_meta: dict[Path, list[dict]] = {m: [] for m in metas}
     for f in files:
         if f.name in METADATA_NAMES:
@@ -185,6 +220,11 @@ def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
         rel = PurePosixPath(f.relative_to(root).as_posix())
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             result.skip(SKIP_DOCUMENTATION)
+            continue
+        if f.resolve() in twice:
+            listed.pop(f.resolve(), None)
+            result.rejected.append(Rejected(rel.as_posix(), "listed twice in the imagefolder metadata "
+                                                             "(rows that may disagree on its labels)"))
             continue
         hit = listed.pop(f.resolve(), None)
         if hit is None:

@@ -251,3 +251,46 @@ def test_an_ingested_table_reads_in_pandas_duckdb_and_datasets(tmp_path):
     assert ds["train"].features["expression"].names == sorted(LABELS)
     assert {"validation" if k == "val" else k for k, v in s.by_split.items() if v} == set(ds)
     assert json.loads(json.dumps(ds["train"][0]["attributes"])) is None
+
+
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case="hf imagefolder: one image listed twice ('./a/x.png', a symlinked folder)",
+                         before='the later row silently relabelled the image (42 rows, 40 items, 0 rejected)',
+                         after="quarantined as 'listed twice' on its resolved path, as the manifest loader does")
+def test_hf_imagefolder_image_listed_twice_is_quarantined(tmp_path):
+    root = tmp_path / "imgf"
+    meta = []
+    for n, (ident, lab, k) in enumerate(_people()):
+        _png(root / "train" / lab / f"{ident}_{k}.png", n)
+        meta.append({"file_name": f"train/{lab}/{ident}_{k}.png", "person": ident})
+    (root / "alias").symlink_to(root / "train")
+    first = meta[0]["file_name"]
+    meta.append({"file_name": "./" + first, "person": "p2"})  # the same file, spelt another way
+    meta.append({"file_name": first.replace("train/", "alias/"), "person": "p1"})  # through a symlinked folder
+    pd.DataFrame(meta).to_csv(root / "metadata.csv", index=False)
+    s = ingest_dataset("hf", root, tmp_path / "out", preprocess=PRE, workers=1,
+                       loader_options={"identity_column": "person", "label_column": "label"})
+    _check_reconciles(s)
+    assert s.written == len(_people()) - 1
+    assert any("listed twice" in r for r in _quarantine(tmp_path / "out").values())
+
+
+@pytest.mark.reliability(section='2. Paths from config are validated', case="hf save_to_disk: state.json lists '../elsewhere/private.arrow'",
+                         before='the file outside the dataset folder was ingested (60 rows)',
+                         after='one error naming the file; nothing read outside the root')
+def test_hf_save_to_disk_never_reads_outside_its_root(tmp_path):
+    import json
+
+    from deid.errors import DatasetLayoutError
+
+    datasets, ds = _hf_rows()
+    ds.save_to_disk(str(tmp_path / "elsewhere"))
+    (tmp_path / "saved").mkdir()
+    ds.save_to_disk(str(tmp_path / "saved" / "inner"))
+    root = tmp_path / "saved" / "inner"
+    state = json.loads((root / "state.json").read_text())
+    arrow = state["_data_files"][0]["filename"]
+    state["_data_files"] = [{"filename": f"../../elsewhere/{arrow}"}]
+    (root / "state.json").write_text(json.dumps(state))
+    with pytest.raises(DatasetLayoutError, match="not a file inside"):
+        ingest_dataset("hf", root, tmp_path / "out", preprocess=PRE, workers=1, loader_options=OPTS)
+    assert not (tmp_path / "out" / "images").exists()
