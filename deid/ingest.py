@@ -127,14 +127,21 @@ def process_file(path: str | tuple[str, bytes], cfg: PreprocessConfig) -> Proces
     """
     if isinstance(path, tuple):  # (name, bytes): an image held in a table, not a file
         name, data = path
+        if len(data) > cfg.max_file_bytes:
+            return f"too large: {name}: {len(data):,} bytes > max_file_bytes {cfg.max_file_bytes:,}"
     else:
         name = Path(path).name
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
                 return "unreadable: not a regular file"
+            if st.st_size > cfg.max_file_bytes:  # decided from the size alone: a 40 GB sparse file is never read
+                return f"too large: {name}: {st.st_size:,} bytes > max_file_bytes {cfg.max_file_bytes:,}"
             data = Path(path).read_bytes()
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
+        except MemoryError:
+            return f"unreadable: {name}: out of memory reading the file"
     sha = hashlib.sha256(data).hexdigest()
     face_events: list[str] = []
     notes: list[str] = []
@@ -172,10 +179,12 @@ def _process_chunk(args: tuple[list[str], dict]) -> list[Processed | str]:
     return [process_file(p, cfg) for p in paths]
 
 
-def _sha256_file(path: Path) -> str | None:
-    """The file's sha256, or ``None`` when it is not a regular file or cannot be read."""
+def _sha256_file(path: Path, limit: int | None = None) -> str | None:
+    """The file's sha256, or ``None`` when it is not a regular file, cannot be read or is over ``limit``
+    bytes (the decode step quarantines it by its size)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
             return None
         with open(path, "rb") as fh:
             return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -183,16 +192,17 @@ def _sha256_file(path: Path) -> str | None:
         return None
 
 
-def _sha256_item(it: SourceItem) -> str | None:
-    return hashlib.sha256(it.data).hexdigest() if it.data is not None else _sha256_file(it.path)
+def _sha256_item(it: SourceItem, limit: int | None = None) -> str | None:
+    return hashlib.sha256(it.data).hexdigest() if it.data is not None else _sha256_file(it.path, limit)
 
 
-def _content_hashes(items: list[SourceItem], workers: int) -> list[str | None]:
-    """sha256 of every item's bytes (threads: hashing and reading release the GIL)."""
+def _content_hashes(items: list[SourceItem], workers: int, limit: int | None = None) -> list[str | None]:
+    """sha256 of every item's bytes (threads: hashing and reading release the GIL); files over ``limit``
+    bytes are not read."""
     if workers <= 1 or len(items) < 256:
-        return [_sha256_item(it) for it in items]
+        return [_sha256_item(it, limit) for it in items]
     with ThreadPoolExecutor(min(workers, 8)) as pool:
-        return list(pool.map(_sha256_item, items, chunksize=64))
+        return list(pool.map(lambda it: _sha256_item(it, limit), items, chunksize=64))
 
 
 def _job_input(it: SourceItem) -> str | tuple[str, bytes]:
@@ -325,7 +335,7 @@ def ingest_dataset(
     if n_input == 0:
         raise DatasetLayoutError(f"{dataset}: no files found under {root} (skipped: {skipped or 'nothing'})")
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    hashes = _content_hashes(items, workers)
+    hashes = _content_hashes(items, workers, preprocess.max_file_bytes)
     fp = _fingerprint(dataset, items, hashes, rejected, skipped, preprocess, split, options)
     out_dir = Path(out_dir)
     prev = load_summary(out_dir)

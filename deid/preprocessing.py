@@ -34,6 +34,11 @@ class PreprocessConfig(BaseModel):
                     "at most 150 M, below Pillow's own decompression-bomb limit",
     )
     min_side: int = Field(16, ge=1, description="source images whose shorter side is below this are quarantined")
+    max_file_bytes: int = Field(
+        64 * 2**20, ge=1024,
+        description="source files larger than this (from their size on disk, before any byte is read) are "
+                    "quarantined; 64 MiB holds any photo a face set uses",
+    )
     multipage: Literal["quarantine", "first"] = Field(
         "quarantine", description="multi-page or animated files: quarantine them, or keep page 1 and count it in "
                                   "the ingest summary's notes",

@@ -209,7 +209,7 @@ def test_file_rewritten_during_ingest_is_quarantined(tmp_path, monkeypatch):
     import deid.ingest as ingest
 
     real = ingest._sha256_file
-    monkeypatch.setattr(ingest, "_sha256_file", lambda p: "0" * 64 if p.name == "aia_joy_1.png" else real(p))
+    monkeypatch.setattr(ingest, "_sha256_file", lambda p, limit=None: "0" * 64 if p.name == "aia_joy_1.png" else real(p, limit))
     root = _ferg(tmp_path / "raw")
     s = ingest_dataset("ferg", root, tmp_path / "out", preprocess=CFG, workers=1)
     assert _quarantine(tmp_path / "out")["aia/aia_joy/aia_joy_1.png"].startswith("changed during ingest")
@@ -349,3 +349,22 @@ def test_rewrite_with_same_size_and_mtime_is_not_reused(tmp_path):
     assert again.fingerprint != first.fingerprint and again.digest != first.digest
     unchanged = ingest_dataset("ferg", root, out, preprocess=CFG, workers=1)
     assert unchanged.reused and unchanged.digest == again.digest
+
+
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case='a 40 GB sparse file named like an image; a PNG with 1 GB of trailing bytes',
+                         before='MemoryError outside the per-file catch after 3.6 min: nothing written, no quarantine row',
+                         after="quarantined 'too large' from its size on disk, before a byte is read; the batch goes on")
+def test_an_oversized_file_is_quarantined_from_its_size_and_the_batch_goes_on(tmp_path):
+    root = _ferg(tmp_path / "raw")
+    huge = root / "aia" / "aia_joy" / "aia_joy_9.png"
+    with open(huge, "wb") as fh:  # sparse: 40 GB on paper, nothing on disk
+        fh.truncate(40 * 2**30)
+    cfg = CFG.model_copy(update={"max_file_bytes": 2**20})
+    big = root / "ray" / "ray_joy" / "ray_joy_9.png"
+    _png(big, np.zeros((20, 20), np.uint8))
+    with open(big, "ab") as fh:
+        fh.write(b"\0" * (2**20 + 1))  # a real PNG, and a tail past the limit
+    s = ingest_dataset("ferg", root, tmp_path / "out", preprocess=cfg, workers=1)
+    assert s.reconciles() and s.written == 8
+    q = _quarantine(tmp_path / "out")
+    assert q["aia/aia_joy/aia_joy_9.png"].startswith("too large") and q["ray/ray_joy/ray_joy_9.png"].startswith("too large")
