@@ -11,6 +11,7 @@ replaces a file whole or not at all.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,9 +36,9 @@ _SYSTEM_DIRS = ("/", "/home", "/media", "/mnt", "/opt", "/private", "/private/va
 # What a work directory written by earlier versions (before the marker) holds; a directory holding
 # only these is recognised as the pipeline's. ``prefect`` is created by the ``deid`` command itself.
 _WORK_ENTRIES = frozenset({MARKER, "prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "release",
-                           "study", "perf", "perf-demo"})
+                           "study", "perf", "perf-demo", "private"})
 # Folders of the work directory that hold the pipeline's own state: never a release root.
-_WORK_INTERNAL = ("prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "study")
+_WORK_INTERNAL = ("prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "study", "private")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ def check_root(path: str | Path, what: str, recognised: frozenset[str] = frozens
         raise ConfigError(f"{what}: {p} is a system directory; choose a folder of its own")
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{what}: {p} exists and is not a directory")
+    if p.is_dir():  # others must not be able to plant files where a run reads its caches back
+        st = p.stat()
+        if st.st_mode & stat.S_IWOTH:
+            raise ConfigError(f"{what}: {p} is writable by every user of this machine; choose a folder of your own")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise ConfigError(f"{what}: {p} belongs to another user (uid {st.st_uid}); choose a folder of your own")
     if p.is_dir() and not (p / MARKER).exists():
         try:
             entries = {e.name for e in p.iterdir()}

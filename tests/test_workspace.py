@@ -157,3 +157,24 @@ def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeyp
     assert sorted(p.name for p in doc.parent.iterdir()) == ["RESULTS.md"]  # no temporary file left behind
     write_text_atomic(doc, "new\n")
     assert doc.read_text() == "new\n"
+
+
+@pytest.mark.reliability(section='2. Paths from config are validated', case='work_dir: a world-writable folder (/var/tmp) or one of another user; release.root inside <work_dir>/private',
+                         before='accepted: anyone could plant files the next run reads; a release published beside release.key',
+                         after='refused at config check, one line each')
+def test_shared_or_foreign_roots_and_the_private_folder_are_refused(tmp_path):
+    import os
+
+    from deid.errors import ConfigError
+    from deid.workspace import check_root
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(ConfigError, match="writable by every user"):
+        check_root(shared, "work_dir")
+    os.chmod(shared, 0o755)
+    assert check_root(shared, "work_dir") == shared
+    cfg = _cfg(tmp_path / "work", release=_release(tmp_path / "work" / "private" / "releases"))
+    with pytest.raises(ConfigError, match="release.root"):
+        check_workspace(cfg, tmp_path)
