@@ -48,6 +48,10 @@ def _manifest_file(source: Path) -> Path:
     return source
 
 
+#: cell texts a CSV writer uses for a missing value (pandas, Excel, R): read as empty
+MISSING_MARKERS = frozenset({"nan", "none", "null", "n/a", "#n/a"})
+
+
 def read_manifest(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     """A CSV (every cell as text, empty cells empty) or Parquet manifest as (columns, rows)."""
     import pandas as pd
@@ -65,7 +69,12 @@ def read_manifest(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     except Exception as exc:  # noqa: BLE001 - a parser's own error, one line
         raise DatasetLayoutError(f"manifest: cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
     df = df.astype(object).where(df.notna(), None)
-    return [str(c) for c in df.columns], df.to_dict(orient="records")
+    rows = df.to_dict(orient="records")
+    for r in rows:  # spreadsheet spellings of "missing" are missing, not a label class named 'NaN'
+        for k, v in r.items():
+            if isinstance(v, str) and v.strip().lower() in MISSING_MARKERS:
+                r[k] = None
+    return [str(c) for c in df.columns], rows
 
 
 def _image(base: Path, base_real: Path, rel: str) -> tuple[Path | None, str | None]:

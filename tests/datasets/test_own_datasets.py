@@ -294,3 +294,15 @@ def test_hf_save_to_disk_never_reads_outside_its_root(tmp_path):
     with pytest.raises(DatasetLayoutError, match="not a file inside"):
         ingest_dataset("hf", root, tmp_path / "out", preprocess=PRE, workers=1, loader_options=OPTS)
     assert not (tmp_path / "out" / "images").exists()
+
+
+@pytest.mark.reliability(section='4. Ingest: every entry counted, nothing kills the batch', case="CSV cells 'NaN', 'None', 'null', 'N/A', '#N/A' as labels",
+                         before='each became a label class of its own', after='read as missing: the row is quarantined for its missing label')
+def test_missing_value_spellings_in_a_csv_are_missing(tmp_path):
+    from deid.datasets.manifest import read_manifest
+
+    p = tmp_path / "m.csv"
+    pd.DataFrame({"file": [f"{i}.png" for i in range(6)], "label": ["NaN", "None", "null", "N/A", "#N/A", "happy"]}
+                 ).to_csv(p, index=False)
+    _, rows = read_manifest(p)
+    assert [r["label"] for r in rows] == [None] * 5 + ["happy"]
