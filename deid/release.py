@@ -469,6 +469,16 @@ def _gate_lines(verdict: dict | None) -> tuple[str, list[str], list[dict]]:
     return str(verdict.get("status", "not recorded")), lines, checks
 
 
+def md_code(text) -> str:
+    """``text`` as a Markdown code span on one line: newlines become spaces and the fence is one backtick
+    longer than the longest run inside, so nothing in a label can close it or start a heading."""
+    s = " ".join(str(text).split())
+    runs = [len(r) for r in re.findall(r"`+", s)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
 def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_by_split: dict[str, int],
                  labels: list[str] | None, audit: dict | None, verdict: dict | None, policy: dict,
                  date: str | None = None) -> str:
@@ -515,6 +525,7 @@ def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_
     front_matter += "# declared:end\n"
     env = Environment(loader=PackageLoader("deid.reporting", "templates"), autoescape=False,
                       keep_trailing_newline=True, undefined=StrictUndefined, trim_blocks=False)
+    env.filters["md_code"] = md_code  # labels are data: one line, in a code span no backtick of theirs closes
     kinds = {k: (_card_dtype(v) if not isinstance(_card_dtype(v), dict) else next(iter(_card_dtype(v))))
              for k, v in features.items()}
     return env.get_template("dataset_card.md.j2").render(

@@ -371,3 +371,17 @@ def test_weak_identities_are_still_caught_where_they_identify(anonymized, ferg_i
     found = find_leaks(d, WEAK)
     assert any("front matter" in f and "'11'" in f for f in found)
     assert not any(f.startswith("README.md: ") for f in found)  # the number in prose is not an identity
+
+
+@pytest.mark.reliability(section='1. Release unlinkable', case="a label with a newline ('x\\n# INJECTED HEADING') or a backtick in the dataset card",
+                         before='written unescaped: the newline made a heading, the backtick closed the code span',
+                         after='each label one line in a code span that its own backticks cannot close')
+def test_labels_cannot_inject_markdown_into_the_card():
+    from deid.release import dataset_card, md_code
+
+    assert md_code("a`b") == "``a`b``" and md_code("x\n# INJECTED HEADING") == "`x # INJECTED HEADING`"
+    card = dataset_card(dataset="d", method="blur", params={}, license="cc0-1.0", rows_by_split={"train": 2},
+                        labels=["x\n# INJECTED HEADING", "a`b"], audit=None, verdict=None, policy={})
+    body = card.split("---\n", 2)[2]
+    assert not any(line.startswith("# INJECTED") for line in body.splitlines())
+    assert "``a`b``" in body
