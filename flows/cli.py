@@ -18,9 +18,14 @@ _WORK = Path(os.environ.get("DEID_WORK", "work")).resolve()
 _PREFECT_HOME_SET = bool(os.environ.get("PREFECT_HOME"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "deid")  # a long fit's epoch lines reach the flow run's log
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from deid.threads import configure_threads  # noqa: E402  (before numpy or torch start a pool per machine core)
+
+configure_threads()
 
 import typer  # noqa: E402
 

@@ -52,6 +52,8 @@ the draws, so a release never sets it.
 
 from __future__ import annotations
 
+import logging
+
 import secrets
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -68,6 +70,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["ProxyMix", "draw_mixtures", "align_codes"]
+
+_log = logging.getLogger(__name__)
 
 
 def draw_mixtures(n: int, n_proxies: int, k: int, alpha: float, rng: np.random.Generator,
@@ -299,7 +303,10 @@ class ProxyMix(DeidMethod):
         history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": [], "critic_acc": [],
                    "mixture_label_acc": []}
         done = 0
-        for _ in range(epochs):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="fit proxy-mix", unit="step", mininterval=2.0)
+        for epoch in range(epochs):
             if done >= steps:
                 break
             tot = np.zeros(6)
@@ -310,6 +317,7 @@ class ProxyMix(DeidMethod):
                 if len(idx) < 2:
                     continue
                 done += 1
+                bar.update(1)
                 xb, ib, eb = x_all[idx].to(dev), qi[idx].to(dev), ei[idx].to(dev)
                 mu, logvar = enc(xb)
                 z = mu + torch.randn(mu.shape, generator=g).to(dev) * (0.5 * logvar).exp()
@@ -353,6 +361,10 @@ class ProxyMix(DeidMethod):
                 count += len(idx)
             for key, v in zip(history, tot / max(count, 1)):
                 history[key].append(float(v))
+            bar.set_postfix(rec=f"{history['reconstruction'][-1]:.4f}", adv=f"{history['adversary_acc'][-1]:.2f}")
+            _log.info("proxy-mix epoch %d: step %d of %d, reconstruction %.4f, adversary accuracy %.2f", epoch + 1,
+                      done, steps, history["reconstruction"][-1], history["adversary_acc"][-1])
+        bar.close()
         for m in self._modules():
             m.eval()
         # the training codes, the reference a smaller batch is aligned with (align_codes)
