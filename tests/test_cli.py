@@ -78,7 +78,7 @@ def test_validate_passes_every_shipped_config(shipped_configs_base, no_flow, no_
     lines = r.output.splitlines()
     assert [line.split(": ")[1] for line in lines] == [str(c) for c in CONFIGS]
     assert all(line.startswith("ok: ") and f"work dir {shipped_configs_base / 'work'}" in line for line in lines)
-    assert "methods blur, pixelate, blackout, proxy-mix, ksame-select" in lines[[c.name for c in CONFIGS].index("ferg.yaml")]
+    assert "methods blur, pixelate, blackout, proxy-morph, ksame-select" in lines[[c.name for c in CONFIGS].index("ferg.yaml")]
     assert not (shipped_configs_base / "work").exists()  # checked, not claimed
 
 

@@ -22,9 +22,14 @@ slopes are the image's *nuisance*; their mean per identity and over the set are 
 3. draw the proxies: k distinct identities among those with images of the input's label (uniform;
    never the input image itself), one image each: the first at random, the others the nearest of their
    identity's images to the first in the template frame (``pick: similar``, fewer ghosts) or at random;
-4. mix them with the drawn weights in the template frame; ``detail`` restores the high-frequency energy
-   mixing removes (the weighted mean of the proxies' Laplacian energy, gain at most 2.5);
-5. warp the mixture into the image's aligned pose and add its aligned lighting slopes.
+4. warp each proxy once, from its own pose straight into the image's aligned pose (its warp to its
+   identity's mean face composed with the inverse of the image's), its own lighting slopes removed;
+   ``morph`` then moves the proxies to their weighted mean geometry by dense optical flow (DIS, from
+   the first proxy to each other one: no landmarks, so cartoons and real faces alike), so one face
+   has one pair of eyes;
+5. mix them with the drawn weights; ``detail`` restores the high-frequency energy mixing and
+   resampling remove (the weighted mean of the proxies' Laplacian energy as taken, gain at most 2.5),
+   and the image's aligned lighting slopes are added.
 
 Expression comes from the proxies, which share the label; the input's own face geometry is never used
 beyond the nuisance of step 2. The draws come from operating-system entropy unless ``draw_seed`` is set.

@@ -8,7 +8,7 @@ FAST_POOLED_AUDIT = {"attackers": ["linear", "hog-svm"], "folds": 3, "cnn_epochs
                      "unseen_attackers": ["knn-pixels"]}
 
 #: Gates for tests of the pipeline's mechanics (publishing, tracking, reruns, deployments), not of a method's
-#: quality: k-Same-Select's one face per expression is private but not useful on real faces (TSTR), so these
+#: quality: on this small set no method reaches the usefulness gates on real faces (TSTR, TRTS), so these
 #: tests ask nothing of usefulness. The release policy's usefulness floors are the release owner's; such a
 #: test writes its own policy (:func:`mechanics_policy`) beside its config.
 MECHANICS_GATES = {"attacker_margin": 0.05, "min_utility_retention": 0.0, "min_tstr_retention": 0.0,

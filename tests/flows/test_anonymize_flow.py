@@ -19,10 +19,10 @@ def _config(tmp: Path, **release) -> Path:
         "dataset": {"name": "ferg", "source": "builtin",
                     "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
         "include_baselines": False,
-        "methods": [{"name": "ksame-select", "params": {"k": 6}}, {"name": "none"}],
+        "methods": [{"name": "proxy-morph", "params": {"k": 3, "draw_seed": 0}}, {"name": "none"}],
         "audit": FAST_POOLED_AUDIT,
         "gates": MECHANICS_GATES,
-        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release"), **release},
+        "release": {"enabled": True, "method": "proxy-morph", "root": str(tmp / "release"), **release},
         "work_dir": str(tmp / "work"),
     }
     mechanics_policy(tmp)
@@ -41,26 +41,26 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     seed_small_decidable(tmp_path / "work")
     out = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     methods = [r["method"] for r in out["table"]]
-    assert methods == ["original", "ksame-select", "none", "blackout"]  # blackout: the audit's negative control
+    assert methods == ["original", "proxy-morph", "none", "blackout"]  # blackout: the audit's negative control
     assert Path(out["report"]).read_text().startswith("<!doctype html>")
-    # The audit judged itself sound and passed k-Same-Select (k = all identities) on interval bounds.
+    # The audit judged itself sound and passed proxy-morph on interval bounds (usefulness not asked here).
     from deid.reporting.summary import read_summary
 
     doc = read_summary(out["summary"])
     assert doc.audit.sound, doc.audit.inconclusive
-    assert doc.methods["ksame-select"].verdict == "PASS" and doc.methods["none"].verdict == "FAIL"
-    assert doc.methods["ksame-select"].used_utility_label is True
+    assert doc.methods["proxy-morph"].verdict == "PASS" and doc.methods["none"].verdict == "FAIL"
+    assert doc.methods["proxy-morph"].used_utility_label is True
     assert doc.release.status == "published" and doc.release.version == out["release"]["version"]
     # The summary times each stage of the run, and each method's fit, transform and audit.
     t = doc.timings
     assert list(t["stages_s"]) == ["ingest", "fit_and_transform", "audit", "report_and_tracking", "release"]
     assert t["stages_s"]["audit"] > 0 and t["stages_s"]["fit_and_transform"] > 0  # each stage's own share
     assert sum(t["stages_s"].values()) == pytest.approx(t["total_s"], abs=0.01)
-    assert t["images"] == doc.dataset["rows"] and t["methods"]["ksame-select"]["fit_seconds"] > 0
+    assert t["images"] == doc.dataset["rows"] and t["methods"]["proxy-morph"]["fit_seconds"] > 0
     assert t["methods"]["none"]["images_per_s"] > 0 and t["methods"]["blackout"]["audit_seconds"] > 0
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["method"] == "ksame-select" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
+    assert manifest["method"] == "proxy-morph" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
     assert set(manifest["files"]) and all(len(v) == 64 for v in manifest["files"].values())
     assert rel.is_relative_to(tmp_path / "release")
     # Nothing private in the release: identities and source file names of the input.
@@ -76,8 +76,8 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert all("identity_acc_worst" in r.data.metrics for r in children)
     parent = mlflow.get_run(out["mlflow_run_id"])
     assert parent.data.tags["deid.audit"] == "sound" and parent.data.tags["deid.release"] == "published"
-    assert parent.data.tags["deid.verdict.ksame-select"] == "PASS"
-    assert next(r for r in children if r.data.tags["deid.method"] == "ksame-select").data.params["method.k"] == "6"
+    assert parent.data.tags["deid.verdict.proxy-morph"] == "PASS"
+    assert next(r for r in children if r.data.tags["deid.method"] == "proxy-morph").data.params["method.k"] == "3"
     assert mlflow.get_experiment_by_name("deid").tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.info.end_time - parent.info.start_time > 5000  # the run's real duration, not the logging's
     # The released method is in the model registry under the alias 'release', marked private (its
@@ -86,15 +86,15 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     mv = mlflow.MlflowClient().get_model_version_by_alias("deid-ferg", "release")
     assert mv.tags["release_version"] == out["release"]["version"] and mv.tags["deid.private"] == "true"
     model = mlflow.pyfunc.load_model(out["release"]["model_uri"])
-    assert model.unwrap_python_model().method.name == "ksame-select"
-    # Reuse is Prefect's cache, kept under the work directory: no key files inside data folders, which
+    assert model.unwrap_python_model().method.name == "proxy-morph"
+    # Reuse is a JSON record beside each fitted model (fit.json): no key files inside data folders, which
     # other Parquet readers take as they are.
     import pyarrow.parquet as pq
 
     work = tmp_path / "work"
     assert not [p for d in ("runs", "datasets") for p in (work / d).rglob("*") if p.name.endswith(".key")]
     outputs = {p.name: p for p in (work / "runs" / "tiny" / "anonymized").iterdir()}
-    assert sorted(n.rsplit("-", 1)[0] for n in outputs) == ["ksame-select", "none"]
+    assert sorted(n.rsplit("-", 1)[0] for n in outputs) == ["none", "proxy-morph"]
     for p in outputs.values():
         assert pq.read_table(p).num_rows == src.num_rows
     fitted = {p: p.stat().st_mtime_ns for p in (work / "runs" / "tiny" / "models").glob("*/method.json")}

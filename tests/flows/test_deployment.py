@@ -30,10 +30,10 @@ def _tiny_config(tmp: Path) -> Path:
         "dataset": {"name": "ferg", "source": "builtin",
                     "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
         "include_baselines": False,
-        "methods": [{"name": "ksame-select", "params": {"k": 6}}],
+        "methods": [{"name": "proxy-morph", "params": {"k": 3, "draw_seed": 0}}],
         "audit": FAST_POOLED_AUDIT,
         "gates": MECHANICS_GATES,
-        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
+        "release": {"enabled": True, "method": "proxy-morph", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
         "schedule": "0 3 * * 1",
     }
@@ -75,7 +75,7 @@ def test_served_deployment_runs_from_the_cli(tmp_path, seed_small_decidable):
         assert run.returncode == 0 and "Completed" in run.stdout, (run.stdout[-3000:], run.stderr[-3000:],
                                                                   (tmp_path / "serve.log").read_text()[-3000:])
         manifests = list((tmp_path / "release" / "ferg").glob("v-*/manifest.json"))
-        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "ksame-select"
+        assert len(manifests) == 1 and json.loads(manifests[0].read_text())["method"] == "proxy-morph"
         assert (tmp_path / "work" / "runs" / "tiny-served" / "report" / "report.html").exists()
     finally:
         stop(*[p for p in (serving, server) if p is not None])

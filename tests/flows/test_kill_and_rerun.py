@@ -25,10 +25,10 @@ def _config(tmp: Path) -> Path:
         "dataset": {"name": "ferg", "source": "builtin",
                     "synthetic": SMALL_DECIDABLE, "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
         "include_baselines": False,  # the audit adds blackout, its control, by itself
-        "methods": [{"name": "ksame-select", "params": {"k": 6}}, {"name": "pixelate"}],
+        "methods": [{"name": "proxy-morph", "params": {"k": 3, "draw_seed": 0}}, {"name": "pixelate"}],
         "audit": FAST_POOLED_AUDIT,
         "gates": MECHANICS_GATES,
-        "release": {"enabled": True, "method": "ksame-select", "root": str(tmp / "release")},
+        "release": {"enabled": True, "method": "proxy-morph", "root": str(tmp / "release")},
         "work_dir": str(tmp / "work"),
     }
     tmp.mkdir(parents=True, exist_ok=True)

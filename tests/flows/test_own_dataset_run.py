@@ -64,9 +64,9 @@ def test_the_readme_own_dataset_command_runs_to_a_licensed_release(tmp_path):
     mechanics_policy(project)  # the release owner's policy beside the configs: no usefulness floor (a test of mechanics)
     # The command as written, with the run made small and releasable, and another work directory.
     sets = {"work_dir": str(work), "dataset.preprocess.size": 40, "include_baselines": False,
-            "methods": [{"name": "ksame-select", "params": {"k": 6}}], "audit": FAST_POOLED_AUDIT,
+            "methods": [{"name": "proxy-morph", "params": {"k": 3, "draw_seed": 0}}], "audit": FAST_POOLED_AUDIT,
             "gates": MECHANICS_GATES,
-            "release.enabled": True, "release.method": "ksame-select"}
+            "release.enabled": True, "release.method": "proxy-morph"}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
                                                   if not isinstance(v, str) else f"{k}={v}")]
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME", "DEID_WORK")}
