@@ -267,13 +267,15 @@ def check_devices(cfg: RunConfig) -> None:
             raise ConfigError(f"{where}: '{dev}' was asked for but this machine has {have}; use 'auto' or 'cpu'")
 
 
-def check_run(cfg: RunConfig, base: Path | None = None) -> Workspace:
+def check_run(cfg: RunConfig, base: Path | None = None, *, warnings: list[str] | None = None) -> Workspace:
     """Everything about ``cfg`` that can be checked without its data or a server; writes nothing.
 
     The dataset source exists (when the dataset is read from disk) and is a folder; the work directory
     and release root are folders the pipeline may write to (:func:`deid.workspace.check_workspace`);
     the CUDA devices named exist (:func:`check_devices`). Relative paths are relative to ``base``
-    (default: the current directory). Raises :class:`ConfigError` naming the field.
+    (default: the current directory). Raises :class:`ConfigError` naming the field. With ``warnings`` (a
+    list, as ``deid validate`` passes) a missing dataset is appended there instead: the config is valid,
+    its data is elsewhere.
     """
     from deid.datasets import get_loader
     from deid.workspace import check_workspace
@@ -281,7 +283,11 @@ def check_run(cfg: RunConfig, base: Path | None = None) -> Workspace:
     base = Path.cwd() if base is None else Path(base)
     src = cfg.dataset.source_path(base)
     if src is not None and not src.exists():
-        raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
+        msg = f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')"
+        if warnings is None:
+            raise ConfigError(msg)
+        warnings.append(msg + "; `deid run` needs it")
+        src = None
     if src is not None and not src.is_dir() and not get_loader(cfg.dataset.name).source_may_be_file:
         raise ConfigError(f"dataset.source: {src} is not a directory (dataset '{cfg.dataset.name}')")
     workspace = check_workspace(cfg, base)

@@ -96,15 +96,16 @@ def _parse_sets(sets: list[str]) -> dict:
     return out
 
 
-def _checked(config: str | Path, sets: list[str]):
+def _checked(config: str | Path, sets: list[str], warnings: list[str] | None = None):
     """The config, validated and checked (:func:`deid.config.check_run`), and its workspace: no data read,
-    no server started. Raises :class:`~deid.errors.ConfigError`."""
+    no server started. Raises :class:`~deid.errors.ConfigError`; with ``warnings``, a missing dataset is
+    one of them instead."""
     from deid.config import check_run, load_config
     from deid.errors import ConfigError
 
     cfg = load_config(config, _parse_sets(sets))
     try:
-        return cfg, check_run(cfg, Path.cwd())
+        return cfg, check_run(cfg, Path.cwd(), warnings=warnings)
     except ConfigError as exc:  # name the file, as load_config's messages do
         raise ConfigError(f"{config}: {exc}") from None
 
@@ -225,7 +226,7 @@ def run(config: Path = typer.Argument(..., help="a YAML config from configs/"),
         dry_run: bool = typer.Option(False, "--dry-run", help="only check the config (as `deid validate`); start nothing")) -> None:
     """Run the anonymization flow on a config (any dataset loader)."""
     if dry_run:
-        validate([config], sets)
+        _validate([config], sets, data_required=True)
         return
     _run(str(config), sets)
 
@@ -235,17 +236,25 @@ def validate(configs: list[Path] = typer.Argument(..., help="YAML configs, e.g. 
              sets: list[str] = typer.Option([], "--set", help="override a config field: key.sub=value")) -> None:
     """Check configs without data or servers: YAML, keys, types, methods and their parameters, paths, work dir.
 
-    One line per problem; exit code 2 when any config has one.
+    One line per problem; exit code 2 when any config has one. A dataset that is not on this machine is a
+    warning: the config is valid (`deid run` and `--dry-run` refuse it).
     """
+    _validate(configs, sets, data_required=False)
+
+
+def _validate(configs: list[Path], sets: list[str], *, data_required: bool) -> None:
     failed = False
     for config in configs:
+        warnings: list[str] = []
         try:
-            cfg, workspace = _checked(config, sets)
+            cfg, workspace = _checked(config, sets, None if data_required else warnings)
         except DeidError as exc:
             _errors(exc)
             failed = True
             continue
         typer.echo(_describe(config, cfg, workspace))
+        for w in warnings:  # the config is valid; its data is not on this machine
+            typer.secho(f"warning: {config}: {w}", fg="yellow", err=True)
     if failed:
         raise typer.Exit(2)
 

@@ -54,10 +54,19 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
         idx = np.flatnonzero(original.identity == ident)
         pick.append(int(rng.choice(idx)))
     pick = pick[:8]
+    # by label: two test images of each label (other people), every method below its originals
+    by_label = []
+    if not any(v is None for v in original.expression):
+        for lab in sorted(set(original.expression), key=str):
+            idx = np.flatnonzero(original.expression == lab)
+            by_label += [int(i) for i in rng.choice(idx, size=min(2, len(idx)), replace=False)]
     rows = {ORIGINAL: np.asarray(original.X[pick])}
+    faces = {ORIGINAL: np.asarray(original.X[by_label])} if by_label else {}
     for name, path in anonymized.items():
-        a = open_image_set(path, pixel_cache, anonymized=True).align_to(original.image_id[pick])
-        rows[name] = np.asarray(a.X)
+        a = open_image_set(path, pixel_cache, anonymized=True)
+        rows[name] = np.asarray(a.align_to(original.image_id[pick]).X)
+        if by_label:
+            faces[name] = np.asarray(a.align_to(original.image_id[by_label]).X)
     figs: list[tuple[str, Path]] = []
 
     def figure(caption: str, draw) -> None:
@@ -69,6 +78,10 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
 
     figure("Samples: each column one test image, each row a method",
            lambda: sample_grid(rows, out / "samples.png", labels=[str(e) for e in original.expression[pick]]))
+    if faces:
+        figure("Faces by label: two test images of each label (columns), the originals on top and each method's "
+               "outputs below them — what a person reads in the release",
+               lambda: sample_grid(faces, out / "faces.png", labels=[str(e) for e in original.expression[by_label]]))
     pts = {m: (a.metrics["identity_acc_worst"], a.metrics.get("tstr", float("nan"))) for m, a in result.methods.items()}
     ref = result.methods[ORIGINAL].metrics
     figure("Privacy–utility: worst informed attacker against utility on real faces (TSTR: trained on the outputs, "

@@ -348,3 +348,18 @@ def test_stack_port_and_work_dir_reach_the_stack(tmp_path, monkeypatch, no_exec)
     assert r.exit_code == 0, r.output
     assert got == {"home": tmp_path / "sw" / "prefect", "port": 4317, "configs": [cfg], "logs": tmp_path / "sw" / "logs"}
     assert homes == [tmp_path / "sw"]
+
+
+def test_validate_on_a_fresh_clone_warns_of_missing_datasets_and_exits_0(tmp_path, monkeypatch, no_flow, no_server):
+    """`deid validate configs/*.yaml`, as the README shows it, where none of the example datasets is on disk."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["validate", *map(str, CONFIGS)])
+    assert r.exit_code == 0, r.output
+    on_disk = [c for c in CONFIGS if yaml.safe_load(c.read_text())["dataset"].get("source", "builtin") != "builtin"
+               and not Path(yaml.safe_load(c.read_text())["dataset"]["source"]).is_absolute()]
+    warned = [line for line in r.output.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == len(on_disk) and all("does not exist" in w for w in warned)
+    r = runner.invoke(app, ["run", "--dry-run", str(on_disk[0])]) if on_disk else None
+    assert r is None or r.exit_code == 2  # `run` still needs the data

@@ -43,6 +43,8 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     methods = [r["method"] for r in out["table"]]
     assert methods == ["original", "proxy-morph", "none", "blackout"]  # blackout: the audit's negative control
     assert Path(out["report"]).read_text().startswith("<!doctype html>")
+    faces = Path(out["report"]).parent / "faces.png"  # originals and outputs by label, at a size a person reads
+    assert faces.is_file() and faces.stat().st_size > 0
     # The audit judged itself sound and passed proxy-morph on interval bounds (usefulness not asked here).
     from deid.reporting.summary import read_summary
 
