@@ -131,6 +131,12 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+#: what each method's row logs on the parent run as ``<method>.<metric>``
+HEADLINE_METRICS = ("identity_acc_worst", "identity_acc_worst_hi", "identity_chance", "tstr", "tstr_lo",
+                    "tstr_retention", "trts", "trts_retention", "sharpness_ratio", "utility_acc_best",
+                    "linkage_rank1", "unseen_retention", "diversity_pixels", "distinct_outputs")
+
+
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info: dict, images_dir: str,
               report: str, figures: list[str], verdicts: dict, model_dirs: dict[str, str],
@@ -164,6 +170,9 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
         for f in figures:
             mlflow.log_artifact(f, artifact_path="figures")
         mlflow.log_table(pd.DataFrame(result.table()), artifact_file="audit_table.json")
+        # the headline figures on the parent too, prefixed by method: the runs table compares releases over weeks
+        mlflow.log_metrics({f"{name}.{k}": float(a.metrics[k]) for name, a in result.methods.items()
+                            for k in HEADLINE_METRICS if a.metrics.get(k) is not None})
         for name, audit in result.methods.items():
             with mlflow.start_run(run_name=name, nested=True):
                 mlflow.set_tags({"deid.method": name, **(method_tags or {}).get(name, {})})

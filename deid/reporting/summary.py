@@ -105,7 +105,7 @@ def _split_metrics(metrics: dict[str, float]) -> tuple[dict[str, Interval], dict
     for k, v in metrics.items():
         if k.endswith(("_lo", "_hi")):
             continue
-        if "_acc_" in k:
+        if "_acc_" in k or (f"{k}_lo" in metrics and f"{k}_hi" in metrics):  # every figure with an interval
             iv = Interval(value=v, lo=metrics.get(f"{k}_lo"), hi=metrics.get(f"{k}_hi"))
             acc[k] = iv
             label, _, attacker = k.partition("_acc_")

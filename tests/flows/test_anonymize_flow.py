@@ -81,6 +81,9 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert parent.data.tags["deid.verdict.proxy-morph"] == "PASS"
     assert next(r for r in children if r.data.tags["deid.method"] == "proxy-morph").data.params["method.k"] == "3"
     assert mlflow.get_experiment_by_name("deid").tags["mlflow.experimentKind"] == "custom_model_development"
+    # the parent run carries each method's headline figures, so releases compare across runs in the runs table
+    assert parent.data.metrics["proxy-morph.tstr"] == doc.methods["proxy-morph"].accuracies["tstr"].value
+    assert {"original.identity_acc_worst", "blackout.tstr_retention"} <= set(parent.data.metrics)
     assert parent.info.end_time - parent.info.start_time > 5000  # the run's real duration, not the logging's
     # The released method is in the model registry under the alias 'release', marked private (its
     # state holds averages of training faces), and loads back as the fitted method.
