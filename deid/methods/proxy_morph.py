@@ -29,7 +29,9 @@ slopes are the image's *nuisance*; their mean per identity and over the set are 
    has one pair of eyes;
 5. mix them with the drawn weights; ``detail`` restores the high-frequency energy mixing and
    resampling remove (the weighted mean of the proxies' Laplacian energy as taken, gain at most 2.5),
-   and the image's aligned lighting slopes are added.
+   and the image's aligned lighting slopes are added;
+6. **no copies** (``avoid_copies``): an output with its input's perceptual hash — the release policy's
+   copy test — is drawn again from new proxies.
 
 Expression comes from the proxies, which share the label; the input's own face geometry is never used
 beyond the nuisance of step 2. The draws come from operating-system entropy unless ``draw_seed`` is set.
@@ -151,7 +153,7 @@ class ProxyMorph(DeidMethod):
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  max_weight: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5,
                  align: bool = True, nuisance: bool = True, detail: bool = True, morph: bool = True,
-                 pick: Literal["similar", "random"] = "similar",
+                 pick: Literal["similar", "random"] = "similar", avoid_copies: bool = True,
                  random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
@@ -161,6 +163,7 @@ class ProxyMorph(DeidMethod):
         self.detail = detail
         self.morph = morph
         self.pick = pick
+        self.avoid_copies = avoid_copies
         self.random_state = random_state
         self.draw_seed = draw_seed
 
@@ -230,18 +233,26 @@ class ProxyMorph(DeidMethod):
         self.bank_hash_ = np.array([_digest(x) for x in X])
         nuisance = np.concatenate([warps.reshape(len(X), 6), slopes], axis=1)
         self.id_nuisance_ = np.stack([nuisance[ident == i].mean(0) for i in ids]).astype(np.float32)
+        self.id_nuisance_std_ = np.stack([nuisance[ident == i].std(0) for i in ids]).astype(np.float32)
         self.set_nuisance_ = nuisance.mean(0).astype(np.float32)
+        # the spread every identity's nuisance gets: the mean of the identities' own spreads
+        self.set_nuisance_std_ = self.id_nuisance_std_.mean(0).astype(np.float32)
 
     # -- transform ----------------------------------------------------------------------------------
     def _aligned_nuisance(self, nuis: np.ndarray, ident: np.ndarray) -> np.ndarray:
-        known = {str(n): v for n, v in zip(self.id_names_, self.id_nuisance_)}
+        """Each identity's nuisance moved to the set's mean and spread, dimension by dimension (proxy-mix's
+        code alignment): what is typical of a person — a head held low, a wider range of poses — is gone;
+        the image's place within its own identity's range is kept."""
+        known = {str(n): (m, sd) for n, m, sd in zip(self.id_names_, self.id_nuisance_, self.id_nuisance_std_)}
         out = np.empty_like(nuis)
+        floor = 1e-6
         for i in sorted(set(ident)):
             rows = ident == i
-            mean = known.get(i)
+            mean, sd = known.get(i, (None, None))
             if mean is None:
-                mean = nuis[rows].mean(0)
-            out[rows] = nuis[rows] - mean + self.set_nuisance_
+                mean, sd = nuis[rows].mean(0), nuis[rows].std(0) if rows.sum() > 1 else self.set_nuisance_std_
+            scale = np.where(sd > floor, self.set_nuisance_std_ / np.maximum(sd, floor), 1.0)
+            out[rows] = (nuis[rows] - mean) * scale + self.set_nuisance_
         return out
 
     def _proxies(self, label: str, own_hash: str, rng: np.random.Generator) -> tuple[list[int], np.ndarray]:
@@ -305,11 +316,20 @@ class ProxyMorph(DeidMethod):
         n, c, h, w = X.shape
         gx, gy = _grid(h, w)
         out = np.empty_like(X)
+        self.redrawn = 0
+        if self.avoid_copies:
+            from deid.release_policy import perceptual_hash
         for i in range(n):
-            rows, wts = self._proxies(util[i], _digest(X[i]), rng)
             W = nuis[i, :6].reshape(2, 3) if self.align else np.eye(2, 3, dtype=np.float32)
             s = nuis[i, 6:]
-            out[i] = self._mix(rows, wts, W) + (s[0] * gx + s[1] * gy)[None]
+            for _ in range(100):  # each redraw is a fresh, independent draw: the loop ends
+                rows, wts = self._proxies(util[i], _digest(X[i]), rng)
+                face = np.clip(self._mix(rows, wts, W) + (s[0] * gx + s[1] * gy)[None], 0.0, 1.0)
+                out[i] = np.rint(face * 255) / 255  # the grey levels it is written with: what the policy checks
+                # an output the release policy would call a copy of its input (same perceptual hash) is drawn again
+                if not self.avoid_copies or not np.array_equal(perceptual_hash(X[i]), perceptual_hash(out[i])):
+                    break
+                self.redrawn += 1
         return np.clip(out, 0.0, 1.0)
 
 

@@ -11,14 +11,18 @@ FAST_POOLED_AUDIT = {"attackers": ["linear", "hog-svm"], "folds": 3, "cnn_epochs
 #: quality: on this small set no method reaches the usefulness gates on real faces (TSTR, TRTS), so these
 #: tests ask nothing of usefulness. The release policy's usefulness floors are the release owner's; such a
 #: test writes its own policy (:func:`mechanics_policy`) beside its config.
-MECHANICS_GATES = {"attacker_margin": 0.05, "min_utility_retention": 0.0, "min_tstr_retention": 0.0,
+#: The privacy margin is the release policy's hard limit, 10 points: at these tests' 504 images a method at
+#: chance fails a 5-point margin on the worst attacker's noise about one run in six (docs/audit.md, "Measured
+#: at the null"), and a test of publishing must not hang on that draw. The originals still fail privacy (the
+#: audit's positive control), so the audit stays sound.
+MECHANICS_GATES = {"attacker_margin": 0.10, "min_utility_retention": 0.0, "min_tstr_retention": 0.0,
                    "min_trts_retention": 0.0}
 
 
 def mechanics_policy(base) -> None:
-    """``<base>/policy/release.yaml``: the default privacy floor, no usefulness floor."""
+    """``<base>/policy/release.yaml``: the widest privacy margin a policy may set (10 points), no usefulness floor."""
     from pathlib import Path
 
     p = Path(base) / "policy" / "release.yaml"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("min_tstr_retention: 0.0\nmin_trts_retention: 0.0\n")
+    p.write_text("max_attacker_margin: 0.10\nmin_tstr_retention: 0.0\nmin_trts_retention: 0.0\n")
