@@ -173,13 +173,24 @@ def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
+    from filelock import FileLock
+
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
+    log = log.with_name(f"{log.stem}-{os.getpid()}{log.suffix}")  # one log per run: concurrent runs share the folder
     log.parent.mkdir(parents=True, exist_ok=True)
     previous = signal.getsignal(signal.SIGTERM)
+    home.mkdir(parents=True, exist_ok=True)
+    # Runs started at once in one work dir each start a server on the same SQLite database; the first one
+    # creates and migrates it. Until a server is healthy (its migrations done) the next one waits.
+    start_lock = FileLock(str(home / ".server-start.lock"))
+    start_lock.acquire(timeout=health_timeout * 3)
     server = start_server(home, port, log)  # until the handler below is in place, SIGTERM kills us and it
     try:
-        wait_healthy(api, timeout=health_timeout, proc=server)
+        try:
+            wait_healthy(api, timeout=health_timeout, proc=server)
+        finally:
+            start_lock.release()
         # Also in the environment: worker processes (a process pool, Dask) start from it, and a process
         # that meets Prefect before its settings arrive would start a temporary server of its own.
         os.environ["PREFECT_API_URL"] = api

@@ -1,0 +1,42 @@
+"""Three `deid run` started at once on one fresh work dir: one Prefect database, created once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.flows.settings import FAST_POOLED_AUDIT, SMALL_DECIDABLE
+
+
+def _config(tmp: Path, name: str, method: str) -> Path:
+    cfg = {"name": name, "dataset": {"name": "ferg", "source": "builtin", "synthetic": SMALL_DECIDABLE,
+                                     "preprocess": {"size": 40}, "split": {"val": 0.0, "test": 0.4}},
+           "include_baselines": False, "methods": [{"name": method}], "audit": FAST_POOLED_AUDIT,
+           "work_dir": str(tmp / "work")}
+    p = tmp / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(section='6. Crash and concurrency', case='three deid run at once on a fresh work dir (Prefect servers on one SQLite file)',
+                         before="1 of 3 crashed creating Prefect's database ('table work_queue already exists'); one server log for all",
+                         after='server start serialised on a lock until the database is migrated; a log per run; all three finish')
+def test_three_fresh_runs_at_once_all_finish(tmp_path, seed_small_decidable):
+    seed_small_decidable(tmp_path / "work")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DEID_WORK"}
+    exe = str(Path(sys.executable).parent / "deid")
+    configs = [_config(tmp_path, f"c{i}", m) for i, m in enumerate(("pixelate", "blur", "pixelate"))]
+    procs = [subprocess.Popen([exe, "run", str(c)], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in configs]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode in (0, 3, 4) and "Traceback" not in err, err[-3000:]
+    logs = sorted((tmp_path / "work" / "logs").glob("prefect-server-*.log"))
+    assert len(logs) == 3
+    assert all((tmp_path / "work" / "runs" / f"c{i}" / "summary.json").is_file() for i in range(3))
