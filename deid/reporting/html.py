@@ -18,7 +18,8 @@ def _cell(row: dict, col: dict) -> str:
     text = html.escape(fmt(v, col["kind"]))
     lo, hi = row.get(f"{col['key']}_lo"), row.get(f"{col['key']}_hi")
     if v is not None and lo is not None and hi is not None:
-        text += f"<br><small>[{100 * lo:.1f}–{100 * hi:.1f}]</small>"
+        text += (f"<br><small>[{100 * lo:.1f}–{100 * hi:.1f}]</small>" if col["kind"] == "pct"
+                 else f"<br><small>[{lo:.2f}–{hi:.2f}]</small>")
     return text
 
 

@@ -11,7 +11,7 @@ def _cell(row: dict, key: str, kind: str, intervals: bool) -> str:
     text = fmt(row.get(key), kind)
     lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
     if intervals and row.get(key) is not None and lo is not None and hi is not None:
-        text += f" [{100 * lo:.0f}–{100 * hi:.0f}]"
+        text += f" [{100 * lo:.0f}–{100 * hi:.0f}]" if kind == "pct" else f" [{lo:.2f}–{hi:.2f}]"
     return text
 
 
