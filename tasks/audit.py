@@ -18,7 +18,7 @@ from deid.reporting.plots import cmc_plot, confusion_plot, privacy_utility_plot,
 __all__ = ["audit", "judge_and_plot", "write_report"]
 
 
-@task(tags=["compute-heavy"])
+@task(tags=["compute-heavy"], task_run_name="audit {dataset}")
 def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset: str, real_faces: bool,
           descriptor_cache: str | None, pixel_cache: str, row_cache: str | None = None,
           dask: DaskConfig | None = None) -> AuditResult:

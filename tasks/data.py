@@ -15,7 +15,8 @@ from tasks._retry import retry_unless_deterministic
 __all__ = ["generate_ferg_like", "ingest_dataset"]
 
 
-@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
+@task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic,
+      task_run_name="generate the built-in set")
 def generate_ferg_like(out_dir: str, spec: SyntheticSpec) -> str:
     """Draw the FERG-like tree (idempotent: an existing tree with the same settings is kept)."""
     root = _generate(out_dir, SyntheticFergConfig(**spec.model_dump()), progress=True)
@@ -23,7 +24,8 @@ def generate_ferg_like(out_dir: str, spec: SyntheticSpec) -> str:
     return str(root)
 
 
-@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
+@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic,
+      task_run_name="ingest {ds.name}")
 def ingest_dataset(ds: DatasetConfig, root: str, out_dir: str, dask: DaskConfig | None = None) -> IngestSummary:
     """Ingest dataset ``ds`` from ``root`` into Parquet; reuses the output when files and settings are unchanged."""
     dataset = ds.name

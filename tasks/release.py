@@ -12,7 +12,8 @@ from tasks._retry import retry_unless_deterministic
 __all__ = ["publish_release"]
 
 
-@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic)
+@task(retries=2, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_deterministic,
+      task_run_name="publish {method}")
 def publish_release(anonymized_dir: str, root: str, dataset: str, method: str, manifest: dict, images_dir: str,
                     private_dir: str, policy: ReleasePolicy, run_margin: float, audit: dict,
                     license: str | None = None) -> dict:

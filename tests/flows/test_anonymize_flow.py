@@ -81,6 +81,14 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert parent.data.tags["deid.verdict.proxy-morph"] == "PASS"
     assert next(r for r in children if r.data.tags["deid.method"] == "proxy-morph").data.params["method.k"] == "3"
     assert mlflow.get_experiment_by_name("deid").tags["mlflow.experimentKind"] == "custom_model_development"
+    # Prefect's task runs say what each one did
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs_ = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[doc.prefect_flow_run_id])))
+    names = {r.name for r in runs_}
+    assert {"fit proxy-morph", "fit none", "ingest ferg", "audit ferg", "publish proxy-morph"} <= names, names
     # the parent run carries each method's headline figures, so releases compare across runs in the runs table
     assert parent.data.metrics["proxy-morph.tstr"] == doc.methods["proxy-morph"].accuracies["tstr"].value
     assert {"original.identity_acc_worst", "blackout.tstr_retention"} <= set(parent.data.metrics)
