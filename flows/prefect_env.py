@@ -3,7 +3,7 @@
 Prefect keeps its database under ``PREFECT_HOME`` (``<work_dir>/prefect``), and by default it also
 reads from there a ``logging.yml`` (whose handlers are Python callables: ``(): os.system`` runs a
 command) and a ``profiles.toml`` (settings, which can point the logging config anywhere), and it reads
-cached task results back with cloudpickle. A work directory can be written by others (a team's shared
+cached task results back as pickles. A work directory can be written by others (a team's shared
 folder, a copied work dir), so none of that may come from it:
 
 - the logging config is the one installed with Prefect, or the one the user names in
