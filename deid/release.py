@@ -298,10 +298,8 @@ def _release_vocabulary(release_dir: Path) -> set[str]:
             col = t.column(name)
             if pa.types.is_dictionary(col.type):
                 col = col.cast(pa.string())
-            if pa.types.is_string(col.type):
+            if pa.types.is_string(col.type):  # a ClassLabel (integers) names its labels in the metadata below
                 vocab |= {str(v).lower() for v in col.unique().to_pylist() if v is not None}
-            elif pa.types.is_integer(col.type):  # a ClassLabel: its names are in the features metadata
-                pass
         meta = pq.read_metadata(f).metadata or {}
         raw = meta.get(b"huggingface")
         if raw:

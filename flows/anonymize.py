@@ -30,7 +30,7 @@ from deid.release_policy import load_release_policy
 from deid.workspace import release_root
 from flows.ingest import content_key, ingest_run
 from tasks.audit import audit, judge_and_plot, write_report
-from tasks.methods import fit_and_anonymize_in
+from tasks.methods import fit_and_anonymize
 from tasks.outcome import record_outcome
 from tasks.release import publish_release
 from tasks.tracking import configure_tracking, log_audit, register_release_model
@@ -103,10 +103,9 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
         made_of = content_key(spec.name, every_param(spec.name, spec.params), summary.digest)  # defaults too
         model_dir = run_dir / "models" / f"{spec.key}-{made_of}"
         out_dir = run_dir / "anonymized" / f"{spec.key}-{made_of}"
-        step = fit_and_anonymize_in(work, model_dir, out_dir)
         kw = dict(spec=spec, images_dir=str(images), data_digest=summary.digest, model_dir=str(model_dir),
                   out_dir=str(out_dir), batch_size=cfg.batch_size, dask=cfg.dask)
-        stats[spec.key] = step.submit(**kw) if parallel else step(**kw)
+        stats[spec.key] = fit_and_anonymize.submit(**kw) if parallel else fit_and_anonymize(**kw)
         anonymized[spec.key], model_dirs[spec.key] = str(out_dir), str(model_dir)
     return anonymized, model_dirs, stats
 

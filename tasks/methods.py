@@ -17,14 +17,14 @@ import json
 import math
 from pathlib import Path
 
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 
 from deid.config import MethodSpec
 from deid.faces_dask import DaskConfig
 from deid.pipeline import fit_and_anonymize as _fit_and_anonymize
 from tasks._retry import retry_unless_deterministic
 
-__all__ = ["fit_and_anonymize", "fit_and_anonymize_in", "FIT_RECORD", "fit_key", "read_fit_record"]
+__all__ = ["fit_and_anonymize", "FIT_RECORD", "fit_key", "read_fit_record"]
 
 #: the reuse record of a fit, in its model folder
 FIT_RECORD = "fit.json"
@@ -92,8 +92,3 @@ def fit_and_anonymize(spec: MethodSpec, images_dir: str, data_digest: str, model
     a set-level one (k-Same) in this process."""
     return _run(spec, images_dir, data_digest, model_dir, out_dir, batch_size, dask)
 
-
-def fit_and_anonymize_in(work: Path, model_dir: Path, out_dir: Path) -> Task:
-    """:func:`fit_and_anonymize` for a run in ``work`` (kept for the flows' call sites: the reuse record
-    lives in ``model_dir``, so nothing else under ``work`` is read back)."""
-    return fit_and_anonymize

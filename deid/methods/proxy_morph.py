@@ -192,7 +192,7 @@ class ProxyMorph(DeidMethod):
             if template is None:
                 template = grey[rows].mean(0)
             for i in rows:
-                if self.align and len(rows) > 1 or (self.align and i_d in templates):
+                if self.align and (i_d in templates or len(rows) > 1):  # a lone unknown image is its own template
                     warps[i] = register_to(template, X[i])
                 if self.nuisance:  # the plane through what differs from the identity's mean face: light, not the face
                     posed = _warp(grey[i][None], warps[i], inverse=True)[0]
