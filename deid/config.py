@@ -19,8 +19,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from deid.errors import ConfigError, did_you_mean
-from deid.evaluation.audit_config import AUDIT_METRICS, AuditConfig
+from deid.evaluation.audit_config import AuditConfig
 from deid.evaluation.gates import GateConfig
+from deid.evaluation.metric_registry import face_only_names
 from deid.faces_dask import DaskConfig
 from deid.methods.base import Device
 from deid.preprocessing import PreprocessConfig
@@ -218,8 +219,7 @@ class RunConfig(_Strict):
         if dup:
             raise ValueError(f"methods {dup} appear twice; give each setting its own 'label'")
         faces = self.audit.face_metrics == "on" or (self.audit.face_metrics == "auto" and self.dataset.real_faces)
-        face_only = {"faceness", "deid", "div"} | {m for m in AUDIT_METRICS if m.startswith("linkage_dlib")}
-        if not faces and (bad := sorted({g.metric for g in self.gates.extra} & face_only)):
+        if not faces and (bad := sorted({g.metric for g in self.gates.extra} & face_only_names())):
             raise ValueError(f"gates.extra: {bad} are face metrics, not measured for this dataset "
                              f"(dataset.real_faces is false and audit.face_metrics is '{self.audit.face_metrics}')")
         if self.release.method is not None and self.release.method not in keys:

@@ -83,21 +83,15 @@ def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: 
     cannot release. The margin applied is the stricter of the run's gate and the policy's: a run
     can tighten it, never widen it.
     """
-    from deid.evaluation.gates import privacy_checks
+    from deid.evaluation.gates import privacy_checks, usefulness_checks
 
     margin = min(run_margin, policy.max_attacker_margin)
     if metrics.get("identity_acc_worst") is None or metrics.get("identity_chance") is None:
         return ["the audit measured no informed attacker for this method"]
-    reasons = []
-    for _, value, op, threshold, text in privacy_checks(metrics, margin):  # two-sided, on the 95 % bounds
-        if not (value <= threshold + 1e-12 if op == "<=" else value >= threshold - 1e-12):
-            reasons.append(f"release policy: {text}")
-    for prefix, need in (("tstr", policy.min_tstr_retention), ("trts", policy.min_trts_retention)):
-        got = metrics.get(f"{prefix}_retention_lo")
-        if got is not None and got < need - 1e-12:
-            reasons.append(f"release policy: {prefix.upper()} keeps {got:.0%} of the original's accuracy on real faces "
-                           f"(lower bound) < {need:.0%}")
-    return reasons
+    checks = [*privacy_checks(metrics, margin),  # two-sided, on the 95 % bounds
+              *usefulness_checks(metrics, policy.min_tstr_retention, policy.min_trts_retention)]
+    return [f"release policy: {text}" for _, value, op, threshold, text in checks
+            if not (value <= threshold + 1e-12 if op == "<=" else value >= threshold - 1e-12)]
 
 
 def perceptual_hash(img: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from data_contracts.atomic import atomic_file
 from deid.audit_dask import audit_on_dask
 from deid.data import open_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit_tables
-from deid.evaluation.gates import AuditJudgement, GateConfig, judge_audit
+from deid.evaluation.gates import AuditJudgement, GateConfig, gate_region, judge_audit
 from deid.faces_dask import DaskConfig
 from deid.reporting.html import render_report
 from deid.reporting.plots import cmc_plot, confusion_plot, privacy_utility_plot, sample_grid
@@ -88,7 +88,7 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
            "tested on the original test images; original marked ★); the shaded corner is where the gates pass",
            lambda: privacy_utility_plot(pts, out / "privacy_utility.png", id_chance=ref["identity_chance"],
                                         util_chance=ref.get("utility_chance"), title=f"{title}: privacy–utility",
-                                        gate=_gate_region(ref, gates)))
+                                        gate=gate_region(ref, gates)))
     figure("Linkage CMC: originals as gallery, outputs as probes (identity CNN features)",
            lambda: cmc_plot({m: a.cmc["critic"] for m, a in result.methods.items()}, out / "cmc.png",
                             title="CMC, identity-CNN features"))
@@ -133,11 +133,3 @@ def _strongest(confusion: dict, metrics: dict) -> dict:
             best = max(keys, key=lambda k: metrics.get(f"{label}_acc_{k.split('_', 1)[1]}", -1.0))
             out[best] = confusion[best]
     return out
-
-
-def _gate_region(ref: dict, gates: GateConfig) -> tuple[float, float]:
-    """The (max identity, min utility) corner a method must reach, for shading the plot."""
-    util = ref.get("tstr")
-    need_u = max(gates.min_tstr_retention * util, ref.get("utility_chance", 0.0) + gates.min_utility_above_chance) \
-        if util is not None else 0.0
-    return (ref["identity_chance"] + gates.attacker_margin, need_u)

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 from deid.evaluation.audit import ORIGINAL, AuditResult
+from deid.evaluation.metric_registry import headline_names
 from deid.provenance import git_commit
 from tasks._retry import retry_unless_deterministic
 
@@ -132,9 +133,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 #: what each method's row logs on the parent run as ``<method>.<metric>``
-HEADLINE_METRICS = ("identity_acc_worst", "identity_acc_worst_hi", "identity_chance", "tstr", "tstr_lo",
-                    "tstr_retention", "trts", "trts_retention", "sharpness_ratio", "utility_acc_best",
-                    "linkage_rank1", "unseen_retention", "diversity_pixels", "distinct_outputs")
+HEADLINE_METRICS = headline_names()  # the metric table's headline figures, with their interval bounds
 
 
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)

@@ -1,8 +1,8 @@
 """What the audit measures and how it is configured: :data:`AUDIT_METRICS` and :class:`AuditConfig`.
 
 Light on purpose: a run config is validated against these without importing torch or scikit-learn
-(the attackers' module is imported only when an audit runs). Metric names are documented in
-:mod:`deid.evaluation.audit`.
+(the attackers' module is imported only when an audit runs). Each metric's facts are in
+:mod:`deid.evaluation.metric_registry`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from data_contracts import SPLITS
 from deid.evaluation.attacker_registry import DEFAULT_ATTACKERS, available_attackers
+from deid.evaluation.metric_registry import metric_names
 from deid.methods.base import Device
 
 if TYPE_CHECKING:
@@ -20,19 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditConfig", "AUDIT_METRICS"]
 
-AUDIT_METRICS = (  # per registered attacker: identity_acc_<name>, utility_acc_<name>
-    *(f"identity_acc_{a}" for a in available_attackers()), "identity_acc_worst", "identity_chance",
-    *(f"utility_acc_{a}" for a in available_attackers()), "utility_acc_best", "utility_chance", "utility_orig_clf_acc",
-    "utility_orig_clf_acc_cnn", "utility_orig_clf_acc_linear",
-    "utility_retention", "linkage_rank1", "linkage_rank1_std", "linkage_rank5", "linkage_rank5_std",
-    "linkage_dlib_rank1", "linkage_dlib_rank1_std", "linkage_dlib_rank5", "linkage_dlib_rank5_std",
-    "faceness", "deid", "div", "k_anonymity", "k_attacker", "ssim", "psnr", "n_train", "n_test", "seconds",
-    "diversity_pixels", "diversity_features", "distinct_outputs", "unseen_retention", "identity_chance_min",
-    # usefulness on real faces (deid/evaluation/transfer.py): train on outputs, test on originals, and back
-    *(f"tstr_{a}" for a in available_attackers()), "tstr", "tstr_lo", "tstr_hi", "tstr_retention",
-    "tstr_retention_lo", "trts_cnn", "trts_linear", "trts", "trts_lo", "trts_hi", "trts_retention",
-    "trts_retention_lo", "sharpness_ratio", "sharpness_ratio_lo", "sharpness_ratio_hi",
-)
+AUDIT_METRICS = metric_names()  # every name the audit writes: the metric table's (deid/evaluation/metric_registry.py)
 
 
 def _known_attacker(name: str) -> str:

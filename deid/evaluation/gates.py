@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deid.evaluation.audit_config import AUDIT_METRICS
+from deid.evaluation.metric_registry import metric
 from deid.evaluation.intervals import Z95, add_intervals, wilson
 
 __all__ = ["Gate", "GateConfig", "Verdict", "AuditJudgement", "judge", "judge_audit", "wilson", "add_intervals", "privacy_checks",
-           "PASS", "FAIL", "INCONCLUSIVE", "CONTROLS"]
+           "usefulness_checks", "gate_region", "PASS", "FAIL", "INCONCLUSIVE", "CONTROLS"]
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "original", "blackout"
@@ -47,7 +48,7 @@ class Gate(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in AUDIT_METRICS:
+        if metric(v) is None:
             raise ValueError(f"gate metric '{v}' is not produced by the audit; allowed: {list(AUDIT_METRICS)}")
         return v
 
@@ -123,6 +124,29 @@ def privacy_checks(metrics: dict[str, float], margin: float) -> list[tuple[str, 
     return out
 
 
+def usefulness_checks(metrics: dict[str, float], min_tstr: float, min_trts: float
+                      ) -> list[tuple[str, float, str, float, str]]:
+    """The usefulness gate on real faces: (gate, value, op, threshold, reason) for the lower bounds of
+    TSTR's and TRTS's retention against ``min_tstr`` / ``min_trts``. The release policy applies the same checks."""
+    out = []
+    for prefix, need, what in (("tstr", min_tstr, "trained on the outputs, tested on real faces (TSTR)"),
+                               ("trts", min_trts, "trained on real faces, tested on the outputs (TRTS)")):
+        if (r := metrics.get(f"{prefix}_retention_lo")) is not None:
+            v, vlo = metrics[prefix], metrics[f"{prefix}_lo"]
+            out.append((f"{prefix}_retention_lo", r, ">=", need,
+                        f"utility {what} {v:.1%} (lower bound {vlo:.1%}) keeps {r:.0%} of the original's < {need:.0%}"))
+    return out
+
+
+def gate_region(ref: dict[str, float], gates: GateConfig) -> tuple[float, float]:
+    """The (highest worst-attacker identity accuracy, lowest TSTR) corner a method must reach, from the
+    reference row and the gates: the privacy-utility plot shades it."""
+    util = ref.get("tstr")
+    need_u = max(gates.min_tstr_retention * util, ref.get("utility_chance", 0.0) + gates.min_utility_above_chance) \
+        if util is not None else 0.0
+    return ref["identity_chance"] + gates.attacker_margin, need_u
+
+
 def _privacy(metrics: dict[str, float], gates: GateConfig, checks: list, reasons: list) -> None:
     for gate, value, op, threshold, text in privacy_checks(metrics, gates.attacker_margin):
         _check(checks, reasons, gate, value, op, threshold, text)
@@ -135,12 +159,9 @@ def _utility(metrics: dict[str, float], ref_utility: float | None, gates: GateCo
     lo = metrics.get("utility_acc_best_lo", best)
     chance = metrics.get("utility_chance", 0.0)
     before = len(reasons)
-    for prefix, need, what in (("tstr", gates.min_tstr_retention, "trained on the outputs, tested on real faces (TSTR)"),
-                               ("trts", gates.min_trts_retention, "trained on real faces, tested on the outputs (TRTS)")):
-        if (r := metrics.get(f"{prefix}_retention_lo")) is not None:
-            v, vlo = metrics[prefix], metrics[f"{prefix}_lo"]
-            _check(checks, reasons, f"{prefix}_retention_lo", r, ">=", need,
-                   f"utility {what} {v:.1%} (lower bound {vlo:.1%}) keeps {r:.0%} of the original's < {need:.0%}")
+    for gate, value, op, threshold, text in usefulness_checks(metrics, gates.min_tstr_retention,
+                                                              gates.min_trts_retention):
+        _check(checks, reasons, gate, value, op, threshold, text)
     if (t := metrics.get("tstr_lo")) is not None:
         _check(checks, reasons, "tstr_lo", t, ">=", chance + gates.min_utility_above_chance,
                f"TSTR lower bound {t:.1%} < chance {chance:.1%} + {gates.min_utility_above_chance:.0%}")

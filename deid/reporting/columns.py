@@ -1,8 +1,11 @@
-"""How each audit metric is shown: one table for the HTML report, the terminal and Markdown."""
+"""How each audit metric is shown in the HTML report, the terminal and the card: the metric table's
+report columns (:mod:`deid.evaluation.metric_registry`), in its order."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from deid.evaluation.metric_registry import chance_level, report_metrics
 
 __all__ = ["Column", "COLUMNS", "fmt", "chance_for"]
 
@@ -14,32 +17,11 @@ class Column:
     short: str  # the terminal's header
     kind: str  # pct, int, f3, f1
     terminal: bool = True  # shown in the terminal table too
+    meaning: str = ""  # one line saying what it measures (the card's and the report's legend)
 
 
-COLUMNS = (
-    Column("identity_acc_worst", "identity, worst attacker", "id worst", "pct"),
-    Column("tstr", "utility on real faces, trained on output (TSTR)", "TSTR", "pct"),
-    Column("trts", "utility on output, original-trained (TRTS)", "TRTS", "pct"),
-    Column("utility_acc_best", "utility, trained and tested on output (diagnostic)", "util(out)", "pct"),
-    Column("utility_orig_clf_acc", "utility, original-trained", "util(orig clf)", "pct", False),
-    Column("tstr_retention", "TSTR kept of the original's (TRTR)", "tstr kept", "pct", False),
-    Column("sharpness_ratio", "sharpness ratio (Laplacian variance, median)", "sharp", "f3"),
-    Column("utility_retention", "utility retention", "retention", "pct", False),
-    Column("linkage_rank1", "linkage Rank-1", "rank-1", "pct"),
-    Column("linkage_rank5", "linkage Rank-5", "rank-5", "pct", False),
-    Column("linkage_dlib_rank1", "dlib Rank-1", "dlib rank-1", "pct", False),
-    Column("faceness", "faceness", "faceness", "pct", False),
-    Column("deid", "DEID", "deid", "pct", False),
-    Column("div", "DIV", "div", "pct", False),
-    Column("unseen_retention", "unseen attributes kept (above chance)", "unseen", "pct"),
-    Column("diversity_pixels", "diversity ratio (pixels)", "div", "f3"),
-    Column("diversity_features", "diversity ratio (identity features)", "div feat", "f3", False),
-    Column("distinct_outputs", "distinct outputs", "distinct", "pct", False),
-    Column("k_anonymity", "k", "k", "int"),
-    Column("k_attacker", "k, attackers' view (1 / worst upper bound)", "k att", "f1"),
-    Column("ssim", "SSIM", "ssim", "f3"),
-    Column("psnr", "PSNR dB", "psnr", "f1", False),
-)
+COLUMNS = tuple(Column(m.key, m.label, m.short or m.key, m.kind, m.short is not None, m.meaning)
+                for m in report_metrics())
 
 
 def fmt(v, kind: str) -> str:
@@ -54,12 +36,5 @@ def fmt(v, kind: str) -> str:
     return f"{v:.1f}"
 
 
-def chance_for(key: str, row: dict) -> float | None:
-    """The chance level a column is read against (identity or utility), from a row's metrics."""
-    if key.endswith("rank5") and row.get("identity_chance") is not None:  # five guesses, not one
-        return min(1.0, 5 * row["identity_chance"])
-    if key.startswith(("identity_acc", "linkage")):
-        return row.get("identity_chance")
-    if key.startswith(("utility_acc", "utility_orig", "tstr", "trts")) and not key.endswith("retention"):
-        return row.get("utility_chance")
-    return None
+#: the chance level a column is read against, from a row's metrics (the metric table's rule)
+chance_for = chance_level

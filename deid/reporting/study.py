@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deid.evaluation.metric_registry import chance_level, study_metrics
 from deid.methods.registry import ALIASES
 
 __all__ = ["Record", "Aggregate", "LitFigure", "LITERATURE", "aggregate", "results_table", "literature_table",
@@ -76,25 +77,7 @@ def _cell(a: Aggregate, metric: str, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-TABLE_COLUMNS = [  # (header, metric)
-    ("id acc, worst informed attacker ↓", "identity_acc_worst"),
-    ("utility on real faces, trained on anonymized (TSTR) ↑", "tstr"),
-    ("utility on anonymized, original-trained (TRTS) ↑", "trts"),
-    ("sharpness ratio ↑", "sharpness_ratio"),
-    ("utility acc, trained and tested on anonymized (diagnostic)", "utility_acc_best"),
-    ("utility acc, original-trained clf ↑", "utility_orig_clf_acc"),
-    ("linkage Rank-1 ↓", "linkage_rank1"),
-    ("linkage Rank-5 ↓", "linkage_rank5"),
-    ("dlib Rank-1 ↓", "linkage_dlib_rank1"),
-    ("k-anonymity ↑", "k_anonymity"),
-    ("diversity ↑", "diversity_pixels"),
-    ("distinct ↑", "distinct_outputs"),
-    ("unseen attributes kept ↑", "unseen_retention"),
-    ("FCNS", "faceness"),
-    ("DEID ↑", "deid"),
-    ("DIV ↑", "div"),
-    ("SSIM", "ssim"),
-]
+TABLE_COLUMNS = [(m.study_header(), m.key) for m in study_metrics()]  # (header, metric): the metric table's
 
 
 def _columns(aggs: list[Aggregate]) -> list[tuple[str, str]]:
@@ -109,14 +92,7 @@ def results_table(aggs: list[Aggregate]) -> str:
     lines = [head, "|" + "---|" * (3 + len(cols))]
     orig = next((a for a in aggs if a.key == "original"), None)
     if orig is not None:
-        chance = {"identity_acc_worst": orig.mean.get("identity_chance"),
-                  "utility_acc_best": orig.mean.get("utility_chance"),
-                  "tstr": orig.mean.get("utility_chance"), "trts": orig.mean.get("utility_chance"),
-                  "utility_orig_clf_acc": orig.mean.get("utility_chance"),
-                  "linkage_rank1": orig.mean.get("identity_chance"),
-                  "linkage_dlib_rank1": orig.mean.get("identity_chance")}
-        if orig.mean.get("identity_chance") is not None:
-            chance["linkage_rank5"] = min(1.0, 5 * orig.mean["identity_chance"])
+        chance = {m: chance_level(m, orig.mean) for _, m in cols}
         cells = [f"{chance[m]:.3f}" if chance.get(m) is not None else "–" for _, m in cols]
         lines.append("| *chance* | *reference* | – | " + " | ".join(cells) + " |")
     for a in sorted(aggs, key=lambda a: (a.key != "original",)):
