@@ -11,12 +11,13 @@ leave: :func:`find_leaks` scans a release for given private strings, and
 :func:`publish_release` refuses to finish when it finds any, or when the release policy's floors
 (:mod:`deid.release_policy`) are not met.
 
-Next to the manifest, ``README.md`` is the release's Hugging Face dataset card: YAML front matter
-(licence, features, splits and the data files of each, the deid version, date, method, audit and
-gates) and a Markdown body with a privacy notice. It is built from the released table, the
-method, the audit figures and the policy only, so it names nothing of the input either, and it
-passes the same leak scan. The Parquet files carry ``datasets`` features: ``image`` decodes to a
-PIL image and ``expression`` is a ``ClassLabel``.
+The manifest is public: it carries the deid version, never an internal pointer (an MLflow run id,
+a code commit, an orchestrator's run ids, an absolute path). Those go to the release's private
+record beside the index (:func:`release_record`). Next to the manifest, ``README.md`` is the
+release's Hugging Face dataset card (:mod:`deid.release_card`), built from the released table,
+counts of the source, the method, the audit figures and the policy only, so it names nothing of
+the input either, and it passes the same leak scan. The Parquet files carry ``datasets``
+features: ``image`` decodes to a PIL image and ``expression`` is a ``ClassLabel``.
 """
 
 from __future__ import annotations
@@ -38,28 +39,32 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, RELEASE_SCHEMA, SPLITS, TableWriter, atomic_dir,
-                            hf_features, read_table, table_labels)
+                            read_table, table_labels)
+from deid import __version__
 from deid.errors import DeidError
+from deid.release_card import HF_SPLIT_NAMES, NOTICE, dataset_card, md_code
 from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, privacy_floor
 
 __all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST", "CARD",
-           "DECLARED_FIELDS", "release_order", "new_release_ids", "dataset_card", "HF_SPLIT_NAMES"]
+           "DECLARED_FIELDS", "release_order", "new_release_ids", "dataset_card", "md_code", "HF_SPLIT_NAMES",
+           "INTERNAL_FIELDS", "release_record", "private_strings", "release_private_dir"]
 
 MANIFEST = "manifest.json"
 CARD = "README.md"
-# The contract's split names as Hugging Face calls them.
-HF_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 # Lines of the card that carry the run config's declared values (method parameters), skipped by
 # the leak scan as the manifest's DECLARED_FIELDS are.
 _DECLARED_BLOCK = re.compile(r"^[^\n]*declared:begin[^\n]*\n.*?^[^\n]*declared:end[^\n]*$", re.MULTILINE | re.DOTALL)
-NOTICE = ("De-identified images and utility labels only; no identities, source names or original pixels. "
-          "Row order and ids are random.")
 _RUN_SPECIFIC = ("mlflow_run_id", "audit")
+#: manifest fields that point inside the organisation that made the release: kept in its private record,
+#: never in the public manifest (so are fields named like them, and any field holding an absolute path)
+INTERNAL_FIELDS = ("mlflow_run_id", "code_commit", "prefect_flow_run_id", "prefect_task_run_id")
+_INTERNAL_NAME = re.compile(r"^(mlflow|prefect)_|_run_id$|(^|_)commit$")
 # Manifest fields whose values the run config declares (a template identity named by the config is
 # not a leak of the input): the leak scan reads the manifest without them.
 DECLARED_FIELDS = ("method_params",)
 _KEY_FILE = "release.key"
 _INDEX_FILE = "release-index.json"
+_RECORDS_DIR = "records"
 
 
 class LeakError(DeidError):
@@ -120,11 +125,90 @@ def _read_index(private_dir: Path) -> dict[str, str]:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def _write_index(private_dir: Path, index: dict[str, str]) -> None:
-    p = private_dir / _INDEX_FILE
+def _write_json(p: Path, doc: dict) -> None:
+    """``doc`` to ``p`` at once (written beside it, then renamed)."""
+    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str))
     os.replace(tmp, p)
+
+
+def _write_index(private_dir: Path, index: dict[str, str]) -> None:
+    _write_json(private_dir / _INDEX_FILE, index)
+
+
+def _absolute_path(value) -> bool:
+    """Whether ``value`` (or a string anywhere in it) is an absolute local path or a URI of one."""
+    if isinstance(value, dict):
+        return any(_absolute_path(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_absolute_path(v) for v in value)
+    if isinstance(value, Path):
+        return value.is_absolute()
+    return isinstance(value, str) and bool(re.match(r"(/[^/\s]|[A-Za-z]:[\\/]|\\\\|(file|sqlite):/)", value))
+
+
+def _internal(manifest: dict) -> tuple[dict, dict]:
+    """``manifest`` split into what the public manifest may carry and the internal pointers
+    (:data:`INTERNAL_FIELDS`, fields named like them, fields holding an absolute path)."""
+    inside = {k for k, v in manifest.items() if k in INTERNAL_FIELDS or _INTERNAL_NAME.search(k)
+              or (k not in DECLARED_FIELDS and _absolute_path(v))}
+    return ({k: v for k, v in manifest.items() if k not in inside}, {k: manifest[k] for k in sorted(inside)})
+
+
+def _record_path(private_dir: Path, dataset: str, version: str) -> Path:
+    return Path(private_dir) / _RECORDS_DIR / dataset / f"{version}.json"
+
+
+def release_private_dir(work: str | Path) -> Path:
+    """Where a work directory keeps its release key, index and records (never published)."""
+    return Path(work) / "private" / "releases"
+
+
+def release_record(private_dir: str | Path, dataset: str, version: str) -> dict | None:
+    """The private record of a release (``None`` if there is none): where it and its input are on this
+    machine (``path``, ``originals_dir``), and the internal pointers of the run that published it
+    (``published``: ``mlflow_run_id``, ``code_commit``, ...) and of each rerun that found it again
+    (``reruns``). It lives beside the private index and never leaves the work directory."""
+    p = _record_path(Path(private_dir), dataset, version)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _note_run(private_dir: Path, dataset: str, version: str, final: Path, originals_dir: str | Path,
+              internal: dict, reused: bool) -> None:
+    """Add this run's internal pointers to the release's private record (under the release lock)."""
+    run = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **internal}
+    record = release_record(private_dir, dataset, version) or {
+        "dataset": dataset, "version": version, "path": str(Path(final).resolve()),
+        "originals_dir": str(Path(originals_dir).resolve()), "published": None, "reruns": []}
+    if reused:  # a release published before records were kept has no publishing run on record
+        record["reruns"].append(run)
+    else:
+        record["published"] = run
+    _write_json(_record_path(private_dir, dataset, version), record)
+
+
+def private_strings(images_dir: str | Path) -> set[str]:
+    """What must not appear in a release of the ingested ``images`` table: its identities and its
+    source file names (with and without their extension)."""
+    src = read_table(images_dir, IMAGES_SCHEMA, columns=["identity", "source_path"])
+    private = set(src.column("identity").to_pylist())
+    for p in src.column("source_path").to_pylist():
+        name = p.rsplit("/", 1)[-1]
+        private |= {name, name.rsplit(".", 1)[0]}
+    return private
+
+
+def _source_facts(originals_dir: str | Path, labels: list[str] | None, source: dict | None,
+                  dataset: str) -> dict:
+    """What the card says of the source dataset: counts from the ingested table (people, images,
+    labels), the loader's description, and whether it is synthetic when the caller says so."""
+    from deid.datasets import available_loaders, get_loader
+
+    t = read_table(originals_dir, IMAGES_SCHEMA, columns=["identity"])
+    described = get_loader(dataset).description if dataset in available_loaders() else ""
+    return {"description": described, "synthetic": None, "identities": len(set(t.column("identity").to_pylist())),
+            "images": t.num_rows, "labels": len(labels) if labels else None, **(source or {})}
 
 
 def _sha256_file(p: Path) -> str:
@@ -133,6 +217,15 @@ def _sha256_file(p: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _arrow_bytes(files: list[Path]) -> int:
+    """The Arrow size of Parquet files as ``datasets`` reads them (a split's ``num_bytes``), a row group at a time."""
+    total = 0
+    for f in files:
+        pf = pq.ParquetFile(f)
+        total += sum(pf.read_row_group(i).nbytes for i in range(pf.num_row_groups))
+    return int(total)
 
 
 def _scrub(table: pa.Table) -> pa.Table:
@@ -345,11 +438,16 @@ def _scan_parquet(f: Path, rel: str, search, weak: set[str], structured, found: 
 def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, *, method: str, manifest: dict,
                     private: set[str], private_dir: str | Path, originals_dir: str | Path,
                     policy: ReleasePolicy | None = None, run_margin: float = 1.0,
-                    audit: dict[str, float] | None = None, license: str | None = None) -> ReleaseResult:
+                    audit: dict[str, float] | None = None, license: str | None = None,
+                    source: dict | None = None) -> ReleaseResult:
     """Publish ``anonymized_dir`` as ``<root>/<dataset>/<version>/`` with ``manifest.json``.
 
-    ``manifest`` holds what the release may say about itself (method, settings, audit, run id); it
-    must not hold paths or digests of private data. ``private`` are strings that must not appear
+    ``manifest`` holds what the release may say about itself (method, settings, audit) and the run's
+    internal pointers (run ids, code commit): those (:data:`INTERNAL_FIELDS`, and any field holding an
+    absolute path) go to the release's private record (:func:`release_record`), the rest to the public
+    manifest with the deid version; it must not hold digests of private data. ``source`` tells the
+    card what the pipeline knows of the source dataset (``description``, ``synthetic``); its counts of
+    people, images and labels are read from ``originals_dir``. ``private`` are strings that must not appear
     anywhere in the release (identities, source file names): if they do, nothing is published.
     ``private_dir`` (under the work directory, never published) keeps the secret key and the index
     that lets a rerun find its version; ``originals_dir`` is the ingested ``images`` table every
@@ -371,12 +469,14 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     spec = {"dataset": dataset, "method": method, "license": license,
             "manifest": {k: v for k, v in manifest.items() if k not in _RUN_SPECIFIC}}
     key = _content_key(private_dir, digest, spec)
+    public, internal = _internal(manifest)
     with FileLock(str(private_dir / ".release.lock")):
         index = _read_index(private_dir)
         version = index.get(key)
         if version and (Path(root) / dataset / version / MANIFEST).exists():
             final = Path(root) / dataset / version
             rows = json.loads((final / MANIFEST).read_text())["rows"]
+            _note_run(private_dir, dataset, version, final, originals_dir, internal, reused=True)
             return ReleaseResult(final, version, True, rows)
         if version is None:
             version = "v-" + secrets.token_hex(6)
@@ -390,144 +490,31 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
             labels = sorted(v for v in table.column("expression").unique().to_pylist() if v is not None)
         scrubbed = _scrub(table)
         del table
+        facts = _source_facts(originals_dir, labels, source, dataset)
         with atomic_dir(final) as tmp:
             for s in SPLITS:
                 part = scrubbed.filter(pa.compute.equal(scrubbed.column("split"), s))
                 if part.num_rows:
                     with TableWriter(tmp / "data" / s, RELEASE_SCHEMA, prefix="part", labels=labels) as w:
                         w.write(part)
-            files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in sorted(tmp.rglob("*.parquet"))}
+            parquet = sorted(tmp.rglob("*.parquet"))
+            nbytes = {s: _arrow_bytes(sorted((tmp / "data" / s).glob("*.parquet"))) for s in SPLITS
+                      if (tmp / "data" / s).is_dir()}
+            files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in parquet}
             doc = {"dataset": dataset, "version": version, "method": method, "rows": scrubbed.num_rows,
                    "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
                                      for s in SPLITS},
-                   **manifest, "license": license, "labels": labels, "release_policy": policy.model_dump(),
-                   "files": files, "notice": NOTICE}
+                   **public, "deid_version": __version__, "license": license, "labels": labels,
+                   "release_policy": policy.model_dump(), "files": files, "notice": NOTICE}
             (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
             (tmp / CARD).write_text(dataset_card(
-                dataset=dataset, method=method, params=manifest.get("method_params") or {}, license=license,
+                dataset=dataset, method=method, params=public.get("method_params") or {}, license=license,
                 rows_by_split=doc["rows_by_split"], labels=labels, audit=audit if audit is not None
-                else manifest.get("audit"), verdict=manifest.get("verdict"), policy=policy.model_dump()))
+                else public.get("audit"), verdict=public.get("verdict"), policy=policy.model_dump(),
+                version=version, bytes_by_split=nbytes, download_size=sum(p.stat().st_size for p in parquet),
+                source=facts, preprocess=public.get("preprocess")))
             leaks = find_leaks(tmp, private)
             if leaks:
                 raise LeakError(f"release of '{dataset}' would leak private data: {leaks[:5]}")
+        _note_run(private_dir, dataset, version, final, originals_dir, internal, reused=False)
         return ReleaseResult(final, version, False, scrubbed.num_rows)
-
-
-def _card_dtype(feature: dict | list) -> object:
-    """A ``datasets`` feature (JSON form) as a dataset card's ``dtype`` entry."""
-    if isinstance(feature, list):
-        return {"list": [{"name": k, "dtype": _card_dtype(v)} for k, v in feature[0].items()]}
-    kind = feature.get("_type")
-    if kind == "Image":
-        return "image"
-    if kind == "ClassLabel":
-        return {"class_label": {"names": {str(i): n for i, n in enumerate(feature["names"])}}}
-    return feature["dtype"]
-
-
-def _audit_rows(audit: dict | None) -> list[dict]:
-    from deid.reporting.columns import COLUMNS, chance_for, fmt
-
-    rows = []
-    for c in COLUMNS:
-        v = (audit or {}).get(c.key)
-        if v is None:
-            continue
-        lo, hi = audit.get(f"{c.key}_lo"), audit.get(f"{c.key}_hi")
-        chance = chance_for(c.key, audit)
-        rows.append({"key": c.key, "label": c.label, "value": fmt(v, c.kind),
-                     "interval": f"{fmt(lo, c.kind)} – {fmt(hi, c.kind)}" if lo is not None and hi is not None else "—",
-                     "chance": fmt(chance, c.kind) if chance is not None else "—",
-                     "raw": {"value": float(v), **({"low": float(lo), "high": float(hi)} if lo is not None
-                                                   and hi is not None else {})}})
-    return rows
-
-
-def _gate_lines(verdict: dict | None) -> tuple[str, list[str], list[dict]]:
-    if not verdict:
-        return "not recorded", [], []
-    g = verdict.get("gates") or {}
-    lines = []
-    if "attacker_margin" in g:
-        lines.append(f"the worst identity attacker's upper bound within {g['attacker_margin']:.0%} of chance")
-    if g.get("min_utility_retention") is not None:
-        lines.append(f"utility's lower bound at least {g['min_utility_retention']:.0%} of the original data's")
-    if g.get("min_utility_above_chance") is not None:
-        lines.append(f"utility's lower bound at least {g['min_utility_above_chance']:.0%} above chance")
-    if g.get("min_k") is not None:
-        lines.append(f"k-anonymity at least {g['min_k']}")
-    if g.get("max_linkage_rank1") is not None:
-        lines.append(f"linkage Rank-1 at most {g['max_linkage_rank1']:.0%}")
-    for e in g.get("extra") or []:
-        bounds = " and ".join(f"{k} {e[k]}" for k in ("min", "max") if e.get(k) is not None)
-        lines.append(f"{e.get('metric')}: {bounds}")
-    checks = [{"gate": c.get("gate"), "value": f"{c.get('value', float('nan')):.3f}", "op": c.get("op"),
-               "threshold": f"{c.get('threshold', float('nan')):.3f}", "ok": bool(c.get("ok"))}
-              for c in verdict.get("checks") or []]
-    return str(verdict.get("status", "not recorded")), lines, checks
-
-
-def md_code(text) -> str:
-    """``text`` as a Markdown code span on one line: newlines become spaces and the fence is one backtick
-    longer than the longest run inside, so nothing in a label can close it or start a heading."""
-    s = " ".join(str(text).split())
-    runs = [len(r) for r in re.findall(r"`+", s)]
-    fence = "`" * (max(runs, default=0) + 1)
-    pad = " " if s.startswith("`") or s.endswith("`") else ""
-    return f"{fence}{pad}{s}{pad}{fence}"
-
-
-def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_by_split: dict[str, int],
-                 labels: list[str] | None, audit: dict | None, verdict: dict | None, policy: dict,
-                 date: str | None = None) -> str:
-    """The release's ``README.md``: a Hugging Face dataset card (YAML front matter, Markdown body).
-
-    Everything in it comes from the arguments: the released table's shape and labels, the
-    method and its declared parameters, the audit figures, the verdict and the policy.
-    """
-    import yaml
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    from deid import __version__
-
-    date = date or datetime.now(timezone.utc).date().isoformat()
-    splits = [(s, int(rows_by_split.get(s, 0))) for s in SPLITS if rows_by_split.get(s)]
-    features = hf_features(RELEASE_SCHEMA, labels)
-    n = sum(r for _, r in splits)
-    size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
-            else "100K<n<1M" if n < 1_000_000 else "n>1M")
-    audit_rows = _audit_rows(audit)
-    status, gate_lines, checks = _gate_lines(verdict)
-    front = {
-        "license": license,
-        "pretty_name": f"{dataset} (de-identified, {method})",
-        "tags": ["de-identified", "faces", "privacy", "deid"],
-        "task_categories": ["image-classification"],
-        "size_categories": [size],
-        "configs": [{"config_name": "default", "data_files": [
-            {"split": HF_SPLIT_NAMES[s], "path": f"data/{s}/*.parquet"} for s, _ in splits]}],
-        "dataset_info": {
-            "features": [{"name": k, "dtype": _card_dtype(v)} for k, v in features.items()],
-            "splits": [{"name": HF_SPLIT_NAMES[s], "num_examples": r} for s, r in splits],
-        },
-        "deid": {
-            "version": __version__, "date": date, "dataset": dataset, "method": method,
-            "verdict": status, "gates": (verdict or {}).get("gates"),
-            "audit": {r["key"]: r["raw"] for r in audit_rows},
-            "release_policy": policy,
-        },
-    }
-    front_matter = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    front_matter += "# declared:begin (set by the run configuration)\n"
-    front_matter += yaml.safe_dump({"method_params": dict(params)}, sort_keys=True, allow_unicode=True)
-    front_matter += "# declared:end\n"
-    env = Environment(loader=PackageLoader("deid.reporting", "templates"), autoescape=False,
-                      keep_trailing_newline=True, undefined=StrictUndefined, trim_blocks=False)
-    env.filters["md_code"] = md_code  # labels are data: one line, in a code span no backtick of theirs closes
-    kinds = {k: (_card_dtype(v) if not isinstance(_card_dtype(v), dict) else next(iter(_card_dtype(v))))
-             for k, v in features.items()}
-    return env.get_template("dataset_card.md.j2").render(
-        front_matter=front_matter, pretty_name=front["pretty_name"], deid_version=__version__, date=date,
-        method=method, notice=NOTICE, splits=[{"name": HF_SPLIT_NAMES[s], "rows": r} for s, r in splits],
-        features=[{"name": k, "kind": kinds[k]} for k in features], labels=labels, license=license,
-        params=params, audit=audit_rows, verdict=status, gates=gate_lines, checks=checks, policy=policy)

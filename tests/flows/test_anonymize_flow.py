@@ -62,7 +62,11 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert t["methods"]["none"]["images_per_s"] > 0 and t["methods"]["blackout"]["audit_seconds"] > 0
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["method"] == "proxy-morph" and manifest["mlflow_run_id"] == out["mlflow_run_id"]
+    assert manifest["method"] == "proxy-morph" and not {"mlflow_run_id", "code_commit"} & set(manifest)
+    from deid.release import release_private_dir, release_record
+
+    record = release_record(release_private_dir(tmp_path / "work"), "ferg", out["release"]["version"])
+    assert record["published"]["mlflow_run_id"] == out["mlflow_run_id"]  # the internal pointer, kept private
     assert set(manifest["files"]) and all(len(v) == 64 for v in manifest["files"].values())
     assert rel.is_relative_to(tmp_path / "release")
     # Nothing private in the release: identities and source file names of the input.
