@@ -18,6 +18,7 @@ release's Hugging Face dataset card (:mod:`deid.release_card`), built from the r
 counts of the source, the method, the audit figures and the policy only, so it names nothing of
 the input either, and it passes the same leak scan. The Parquet files carry ``datasets``
 features: ``image`` decodes to a PIL image and ``expression`` is a ``ClassLabel``.
+:func:`check_release` is what a release must pass before it leaves the machine (``deid publish``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, priv
 
 __all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST", "CARD",
            "DECLARED_FIELDS", "release_order", "new_release_ids", "dataset_card", "md_code", "HF_SPLIT_NAMES",
-           "INTERNAL_FIELDS", "release_record", "private_strings", "release_private_dir"]
+           "INTERNAL_FIELDS", "release_record", "check_release", "NotARelease", "ReleaseCheck",
+           "private_strings", "release_private_dir"]
 
 MANIFEST = "manifest.json"
 CARD = "README.md"
@@ -518,3 +520,63 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
                 raise LeakError(f"release of '{dataset}' would leak private data: {leaks[:5]}")
         _note_run(private_dir, dataset, version, final, originals_dir, internal, reused=False)
         return ReleaseResult(final, version, False, scrubbed.num_rows)
+
+
+class NotARelease(DeidError):
+    """A folder that is not a published release, or not as it was published; the message says why."""
+
+
+@dataclass
+class ReleaseCheck:
+    """A release that passed :func:`check_release`: what it is and every file it holds (relative path,
+    bytes), the manifest and the card first."""
+
+    path: Path
+    dataset: str
+    version: str
+    files: list[tuple[str, int]]
+    scanned: int
+
+
+def check_release(release_dir: str | Path, private_dir: str | Path) -> ReleaseCheck:
+    """What a release folder must pass before it leaves the machine: it has a manifest and a card, holds
+    exactly the files the manifest lists (no link, nothing added) with their checksums, and the leak
+    scan finds none of its input's identities or source file names, read from the input table its
+    private record (under ``private_dir``) names. Raises :class:`NotARelease` or :class:`LeakError`."""
+    d = Path(release_dir)
+    if not d.is_dir():
+        raise NotARelease(f"{d} is not a folder")
+    missing = [n for n in (MANIFEST, CARD) if not (d / n).is_file()]
+    if missing:
+        raise NotARelease(f"{d} is not a deid release: it has no {' and no '.join(missing)}")
+    try:
+        doc = json.loads((d / MANIFEST).read_text())
+        listed, dataset, version = dict(doc["files"]), str(doc["dataset"]), str(doc["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotARelease(f"{d / MANIFEST} is not a deid release manifest ({type(exc).__name__}: {exc})") from None
+    links = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_symlink())
+    if links:
+        raise NotARelease(f"{d} holds symbolic links: {links[:5]}")
+    on_disk = {p.relative_to(d).as_posix(): p.stat().st_size for p in d.rglob("*") if p.is_file()}
+    extra = sorted(set(on_disk) - set(listed) - {MANIFEST, CARD})
+    if extra:
+        raise NotARelease(f"{d} holds files its manifest does not list: {extra[:5]}")
+    for rel, digest in sorted(listed.items()):
+        if rel not in on_disk:
+            raise NotARelease(f"{d}: {rel}, listed in the manifest, is missing")
+        if _sha256_file(d / rel) != digest:
+            raise NotARelease(f"{d}: {rel} does not match the manifest's checksum")
+    record = release_record(private_dir, dataset, version)
+    if record is None:
+        raise NotARelease(f"no private record of release {dataset} {version} under {private_dir}: the leak scan "
+                          "needs the input it was made from (give the work directory of the run that published it)")
+    originals = Path(record["originals_dir"])
+    if not originals.is_dir():
+        raise NotARelease(f"the input of release {dataset} {version} ({originals}) is gone: the leak scan needs it")
+    private = private_strings(originals)
+    leaks = find_leaks(d, private)
+    if leaks:
+        raise LeakError(f"release {dataset} {version} holds private data of its input: {leaks[:5]}")
+    files = [(n, on_disk[n]) for n in (CARD, MANIFEST)] + sorted((k, v) for k, v in on_disk.items()
+                                                                if k not in (CARD, MANIFEST))
+    return ReleaseCheck(d, dataset, version, files, len(private))

@@ -423,6 +423,70 @@ def perf(sizes: list[int] = typer.Option([1000, 10000], "--sizes", help="dataset
     typer.echo(f"written: {path}")
 
 
+@app.command()
+def publish(release: Path = typer.Argument(..., help="a published release folder, <release root>/<dataset>/<version>"),
+            repo: str = typer.Option(..., "--repo", help="the Hugging Face Hub dataset repository, ORG/NAME"),
+            yes: bool = typer.Option(False, "--yes", "--no-dry-run",
+                                     help="upload; without it, a dry run that only lists what would go where"),
+            public: bool = typer.Option(False, "--public", help="create the repository public (default private); "
+                                        "an existing repository keeps its visibility"),
+            work_dir: Path = typer.Option(None, "--work-dir", help="the work directory of the run that published the "
+                                          "release: its private record names the input the leak scan reads "
+                                          "(default DEID_WORK or ./work)")) -> None:
+    """Upload a published release to the Hugging Face Hub as a dataset repository (token: HF_TOKEN).
+
+    A dry run unless --yes. Either way the release is checked first: its manifest and card, exactly the
+    files the manifest lists with their checksums, and the leak scan against its input. The upload replaces
+    the repository's data/ files, so it holds this release only. Every refusal is one line, exit code 2.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import validate_repo_id
+
+    from deid.release import check_release, release_private_dir
+
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        if repo.count("/") != 1:
+            raise ValueError(f"--repo wants ORG/NAME, got '{repo}'")
+        validate_repo_id(repo)
+        check = check_release(release, release_private_dir((work_dir or _WORK).resolve()))
+        if yes and token is None:
+            raise DeidError(f"HF_TOKEN is not set: export a Hugging Face token with write access to {repo} to upload")
+    except (DeidError, ValueError) as exc:
+        _fail(exc)
+    url = f"{constants.ENDPOINT}/datasets/{repo}"
+    typer.echo(f"release {check.dataset} {check.version} at {check.path}: {len(check.files)} files checked against "
+               f"its manifest; leak scan clean ({check.scanned} private strings of its input)")
+    typer.echo(f"{'uploading' if yes else 'dry run: would upload'} to {url} (dataset repository, created "
+               f"{'public' if public else 'private'} if missing; its data/ files replaced):")
+    for name, size in check.files:
+        typer.echo(f"  {name}  {size:,} bytes")
+    typer.echo(f"  total {len(check.files)} files, {sum(s for _, s in check.files):,} bytes")
+    if not yes:
+        typer.echo("token: " + ("HF_TOKEN is set" if token else "HF_TOKEN is not set (needed to upload)"))
+        again = f" --work-dir {work_dir}" if work_dir else ""
+        typer.echo(f"nothing uploaded; to upload: deid publish {release} --repo {repo}{again} --yes")
+        return
+    try:
+        commit = _hub_upload(check, repo, token, public)
+    except Exception as exc:  # noqa: BLE001  (the Hub's and the network's errors: one line, not a traceback)
+        _fail(RuntimeError(f"upload to {url} failed: {type(exc).__name__}: {' '.join(str(exc).split())}"))
+    typer.echo(f"uploaded: {url}" + (f" ({commit})" if commit else ""))
+
+
+def _hub_upload(check, repo: str, token: str, public: bool) -> str:
+    """Create the dataset repository if missing and upload exactly the checked files in one commit, removing
+    the data files of any release it held before; returns the commit's address."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo, repo_type="dataset", private=not public, exist_ok=True)
+    info = api.upload_folder(folder_path=str(check.path), repo_id=repo, repo_type="dataset",
+                             allow_patterns=[name for name, _ in check.files], delete_patterns=["data/*"],
+                             commit_message=f"deid release {check.dataset} {check.version}")
+    return str(getattr(info, "commit_url", "") or "")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
