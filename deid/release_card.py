@@ -231,5 +231,6 @@ def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_
         labels=labels, license=license, params=params, audit=audit_rows, verdict=status, gates=gate_lines,
         checks=checks, policy=_policy_lines(policy), source=source, facts=facts, attackers=_attackers(audit),
         n_train=(audit or {}).get("n_train"), n_test=(audit or {}).get("n_test"),
+        linkage=any(k.startswith("linkage_") for k in audit or {}),
         not_tried=[t for t, by in NOT_TRIED if not by & set(_attackers(audit))],
         preprocess=preprocess or {})

@@ -150,6 +150,7 @@ def test_the_card_has_the_hugging_face_templates_sections_and_says_what_each_fig
     assert "as the attackers see it" in figures["k, attackers' view (1 / worst upper bound)"]
     # how it was audited: the attackers that ran; what none of them tried
     assert "(`cnn`, `linear`)" in body and "a person who knows someone in the source" in body
+    assert "Linkage used" not in body  # this audit recorded no linkage figure
     assert "each output is its own input, filtered" in body.lower()
     assert "no paper of its own" in body  # pixelate is a baseline
     # every released column is described
@@ -190,6 +191,7 @@ def test_an_attacker_that_ran_takes_its_limit_off_the_card(monkeypatch):
     ran = {"identity_acc_worst": 0.3, "identity_acc_cnn": 0.3, **{f"identity_acc_{a}": 0.3 for a in by}}
     card = dataset_card(audit=ran, **kw)
     assert text not in card and f"`{sorted(by)[0]}`" in card
+    assert "Linkage used the original images" in dataset_card(audit={**ran, "linkage_rank1": 0.2}, **kw)
 
 
 def test_config_text_on_the_card_cannot_inject_markdown():
