@@ -122,13 +122,17 @@ def test_the_yaml_validates_with_huggingface_hub_without_a_warning(release):
           "DatasetInfosDict": DatasetInfosDict, "MetadataConfigs": MetadataConfigs}
     assert _run_quietly(code, ns) == []
     info = ns["infos"]["default"]
-    assert {s: info.splits[s].num_examples for s in info.splits} == {"train": 112, "validation": 28, "test": 28}
+    rows = json.loads((r.path / "manifest.json").read_text())["rows_by_split"]
+    assert {s: info.splits[s].num_examples for s in info.splits} == {
+        {"val": "validation"}.get(k, k): v for k, v in rows.items() if v}
     assert all(info.splits[s].num_bytes > 0 for s in info.splits)
     assert ns["configs"]["default"]["data_files"][0] == {"split": "train", "path": "data/train/*.parquet"}
     assert ns["data"].license == "cc-by-4.0" and ns["data"].size_categories == ["n<1K"]
 
 
-def test_the_card_has_the_hugging_face_templates_sections_and_says_what_each_figure_means(release):
+def test_the_card_has_the_hugging_face_templates_sections_and_says_what_each_figure_means(release, ferg_images):
+    from data_contracts import IMAGES_SCHEMA, read_table
+
     r, _ = release
     front, body = _front(r.path)
     headings = re.findall(r"^#{2,3} (.+)$", body, re.MULTILINE)
@@ -137,9 +141,13 @@ def test_the_card_has_the_hugging_face_templates_sections_and_says_what_each_fig
                 "Recommendations", "Citation"]
     assert [h for h in headings if h in template] == template
     assert {"De-identification", "How it was audited", "Audit figures"} <= set(headings)
-    # the source, as the pipeline knows it: 4 people, 168 images, 7 labels; no word on synthetic
-    assert front["deid"]["source"] == {"synthetic": None, "identities": 4, "images": 168, "labels": 7}
-    assert "**People in the source:** 4" in body and "treat the source\n  as photographs of real people" in body
+    # the source, as the pipeline knows it (people, images, labels of the ingested table); no word on synthetic
+    src = read_table(ferg_images, IMAGES_SCHEMA, columns=["identity", "expression"])
+    people, labels = len(set(src.column("identity").to_pylist())), len(set(src.column("expression").to_pylist()))
+    assert front["deid"]["source"] == {"synthetic": None, "identities": people, "images": src.num_rows,
+                                       "labels": labels}
+    assert f"**People in the source:** {people}" in body
+    assert "treat the source\n  as photographs of real people" in body
     # every figure of the audit table has its meaning on its row, k and the attackers' k told apart
     rows = [line for line in body.splitlines() if line.startswith("| ") and " | " in line]
     figures = {line.split(" | ")[0][2:]: line.rstrip(" |").rsplit(" | ", 1)[1] for line in rows
