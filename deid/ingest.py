@@ -46,7 +46,8 @@ from deid.splits import (
     near_duplicates_across_splits,
 )
 
-__all__ = ["IngestSummary", "ingest_dataset", "process_file", "load_summary", "utility_label_names"]
+__all__ = ["IngestSummary", "ingest_dataset", "process_file", "load_summary", "utility_label_names", "SplitLeak",
+           "split_leak"]
 
 SUMMARY_FILE = "summary.json"
 
@@ -62,7 +63,10 @@ class IngestSummary(BaseModel):
     ``seen`` is ``None`` in summaries written before it existed.
     ``near_duplicates_across_splits`` counts (train or val, test) pairs of written images of one
     identity whose perceptual hashes differ in at most 2 bits, and ``notes`` how many test images
-    have such a copy; ``None`` in summaries written before the check existed.
+    have such a copy; ``None`` in summaries written before the check existed. ``groups`` counts the
+    groups (a recording or session kept in one split) the loader or ``group_pattern`` gave the written
+    rows, ``None`` when they have none: with groups, a near-duplicate across splits is a look-alike from
+    another group, not a frame of the same one (:func:`split_leak`).
     """
 
     dataset: str
@@ -84,6 +88,7 @@ class IngestSummary(BaseModel):
     skipped: dict[str, int] = {}
     notes: dict[str, int] = {}
     near_duplicates_across_splits: int | None = None
+    groups: int | None = None  # distinct groups (recordings, sessions) among the written rows; None: no groups
 
     def reconciles(self) -> bool:
         ok = self.input == self.written + self.quarantined
@@ -376,6 +381,7 @@ def ingest_dataset(
     by_split: Counter[str] = Counter()
     identities: set[str] = set()
     labels: set[str] = set()
+    groups: set[str] = set()
     written_hashes: list[tuple[int, str, str]] = []  # (perceptual hash, split, identity) per written row
     with atomic_dir(out_dir) as tmp:
         # one folder per split that has rows (train, val, test): ``datasets`` reads them as its splits
@@ -432,6 +438,8 @@ def ingest_dataset(
                 })
                 by_split[sp] += 1
                 written_hashes.append((out.phash, sp, it.identity))
+                if it.group is not None:
+                    groups.add(str(it.group))
             for s, rs in rows.items():
                 if rs:
                     writers[s].write(pa.Table.from_pylist(rs, schema=IMAGES_SCHEMA))
@@ -467,19 +475,49 @@ def ingest_dataset(
             images_per_s=round(len(items) / seconds, 1) if seconds > 0 else 0.0,
             faces=dict(sorted(face_counts.items())), seen=n_seen, skipped=skipped,
             notes=dict(sorted(note_counts.items())), near_duplicates_across_splits=near.pairs,
+            groups=len(groups) or None,
         )
         (tmp / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
     _warn_near_duplicates(summary)
     return summary
 
 
+@dataclass(frozen=True)
+class SplitLeak:
+    """What the near-duplicate check found across the splits, and what it means for the audit.
+
+    ``leaks``: no groups were given, so a test image and its near-duplicate in train/val may be frames
+    of one recording, and every audit score may be inflated (the audit is inconclusive unless the run
+    accepts it with a reason). With groups, they are look-alikes from different groups of one person."""
+
+    test_images: int
+    pairs: int
+    grouped: bool
+
+    @property
+    def leaks(self) -> bool:
+        return not self.grouped
+
+    def message(self, dataset: str) -> str:
+        found = (f"{dataset}: {self.test_images} test images have a near-duplicate of the same identity in train/val "
+                 f"({self.pairs} pairs within {NEAR_DUPLICATE_BITS} bits of perceptual hash)")
+        if self.grouped:
+            return (f"{found}; the configured groups keep each group in one split, so these are look-alikes "
+                    f"from other groups of the same person, not frames of one recording")
+        return (f"{found}. If they are frames of one recording or session, the split leaks and every audit score "
+                f"is inflated: give the loader a group (loader option '{GROUP_PATTERN}', a regex on the relative "
+                f"path) so each group stays in one split")
+
+
+def split_leak(summary: IngestSummary) -> SplitLeak | None:
+    """The near-duplicates an ingest found across its splits, or ``None`` (none, or not checked)."""
+    if not summary.near_duplicates_across_splits:
+        return None
+    return SplitLeak(summary.notes.get(NOTE_NEAR_DUPLICATE, 0), summary.near_duplicates_across_splits,
+                     summary.groups is not None)
+
+
 def _warn_near_duplicates(summary: IngestSummary) -> None:
-    pairs = summary.near_duplicates_across_splits
-    if pairs:
-        n_test = summary.notes.get(NOTE_NEAR_DUPLICATE, 0)
-        warnings.warn(
-            f"{summary.dataset}: {n_test} test images have a near-duplicate of the same identity in train/val "
-            f"({pairs} pairs within {NEAR_DUPLICATE_BITS} bits of perceptual hash). If they are frames of one "
-            f"recording or session, the split leaks and every audit score is inflated: give the loader a group "
-            f"(loader option '{GROUP_PATTERN}', a regex on the relative path) so each group stays in one split.",
-            SplitLeakWarning, stacklevel=3)
+    found = split_leak(summary)
+    if found is not None and found.leaks:
+        warnings.warn(found.message(summary.dataset) + ".", SplitLeakWarning, stacklevel=3)

@@ -22,7 +22,7 @@ from deid.datasets import available_loaders
 from deid.errors import ConfigError, DeidError
 from deid.evaluation.audit import ORIGINAL, AuditResult
 from deid.evaluation.gates import CONTROLS, AuditJudgement
-from deid.ingest import IngestSummary
+from deid.ingest import IngestSummary, split_leak
 from deid.pipeline import audit_config, every_param, identities_of, public_config, resolve_methods
 from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
@@ -123,6 +123,24 @@ def pixel_cache(work: Path) -> str:
     return str(work / "cache" / "pixels")
 
 
+def data_checks(summary: IngestSummary, accepted: str | None, dataset_info: dict, notes: list[str]) -> list[str]:
+    """What the ingest's own checks found, for the audit: returns the problems that make it inconclusive
+    and adds the rest to ``notes``; a split leak is recorded in ``dataset_info`` (summary.json, the report)."""
+    leak = split_leak(summary)
+    if leak is None:
+        return []
+    found = leak.message(summary.dataset)
+    dataset_info["split_leak"] = {"test_images": leak.test_images, "pairs": leak.pairs, "grouped": leak.grouped,
+                                  "accepted": accepted if leak.leaks else None}
+    if not leak.leaks:
+        notes.append(found)
+    elif accepted:
+        notes.append(f"{found}; accepted by the run config: {accepted}")
+    else:
+        return [f"{found}, or state why it does not (audit.accept_split_leak)"]
+    return []
+
+
 def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymized: dict[str, str],
                      model_dirs: dict[str, str], stats: dict[str, dict], summary: IngestSummary, *, work: Path,
                      tracking_uri: str, started: float | None, run_name: str | None = None,
@@ -137,9 +155,10 @@ def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymiz
     if used := sorted(k for k, v in _uses_utility(cfg).items() if v):
         notes.append(f"used the utility label when fitting (their utility is partly by construction; the unseen "
                      f"attributes show what else survives): {', '.join(used)}")
+    problems = data_checks(summary, cfg.audit.accept_split_leak, dataset_info, notes)
     title = f"deid audit — {run_name or cfg.name}"
     judgement, figures = judge_and_plot(result, str(images), anonymized, cfg.gates, str(report_dir), title,
-                                        pixel_cache(work))
+                                        pixel_cache(work), problems)
     header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_commit": git_commit(),
               "prefect_flow_run_id": _flow_run_id(),
               "release_status": "requested" if cfg.release.enabled else "not requested",

@@ -40,13 +40,15 @@ def audit(images_dir: str, anonymized: dict[str, str], cfg: AuditConfig, dataset
 
 @task
 def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, str], gates: GateConfig, out_dir: str,
-                   title: str, pixel_cache: str) -> tuple[AuditJudgement, list[tuple[str, str]]]:
-    """The audit judged (itself first, then every method) and its figures; returns the judgement
-    and (caption, path) per figure."""
+                   title: str, pixel_cache: str, data_problems: list[str] | None = None
+                   ) -> tuple[AuditJudgement, list[tuple[str, str]]]:
+    """The audit judged (itself first, with ``data_problems`` the data's checks found, then every method)
+    and its figures; returns the judgement and (caption, path) per figure."""
     import numpy as np
 
     out = Path(out_dir)
-    judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gates)
+    judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gates,
+                            data_problems=data_problems or ())
     original = open_image_set(images_dir, pixel_cache).of_split("test")  # the audit's decoded pixels
     rng = np.random.default_rng(0)
     pick = []

@@ -268,3 +268,22 @@ def test_ingest_counts_near_duplicates_and_a_group_pattern_removes_them(tmp_path
     with pytest.raises(ConfigError, match="group_pattern"):
         ingest_dataset("ferg", root, tmp_path / "bad", preprocess=pre, workers=1,
                        loader_options={"group_pattern": "(?P<group>"})
+
+
+def test_with_groups_a_near_duplicate_across_splits_is_a_look_alike_not_a_leak(tmp_path):
+    """A near-duplicate across the splits of a grouped dataset comes from another group (a group never
+    straddles splits): it is reported as a look-alike, with no leak warning and no claim that the split leaks."""
+    from deid.ingest import split_leak
+
+    root = _sequence_tree(tmp_path / "raw")
+    pre = PreprocessConfig(size=16)
+    with pytest.warns(SplitLeakWarning):
+        leaky = split_leak(ingest_dataset("ferg", root, tmp_path / "a", preprocess=pre, workers=1))
+    assert leaky.leaks and "group_pattern" in leaky.message("ferg")
+    per_frame = {"group_pattern": r"(?P<group>[^/]+)\.png$"}  # every frame its own group: look-alikes remain
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SplitLeakWarning)
+        s = ingest_dataset("ferg", root, tmp_path / "b", preprocess=pre, workers=1, loader_options=per_frame)
+    found = split_leak(s)
+    assert s.groups == 48 and found is not None and found.test_images > 0 and not found.leaks
+    assert "look-alikes from other groups" in found.message("ferg") and "group_pattern" not in found.message("ferg")

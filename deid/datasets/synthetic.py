@@ -31,6 +31,7 @@ import numpy as np
 
 from data_contracts.atomic import atomic_file
 from deid.datasets.ferg import ATTRIBUTES_FILE, FERG_CHARACTERS, FERG_EXPRESSIONS, write_ferg_attributes
+from deid.splits import NEAR_DUPLICATE_BITS, image_hash64
 
 __all__ = ["SyntheticFergConfig", "generate_ferg_like", "render_face", "character_traits", "character_palette",
            "NUISANCE_BINS"]
@@ -324,31 +325,57 @@ def _bins(d: _Draws) -> dict[str, float]:
     return {k: float(np.searchsorted(th, getattr(d, draw), side="right")) for k, (draw, th) in NUISANCE_BINS.items()}
 
 
-def _draw_cell(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
-    """Draw one character × expression folder; returns the image count and each image's nuisance bins.
+#: two images of one character whose perceptual hashes (at the drawn size) differ in at most this many
+#: bits are redrawn: the ingest's split-leak check (``deid.splits.NEAR_DUPLICATE_BITS``, on the resized
+#: image) would take them for frames of one recording; two bits more absorb what resizing changes
+DISTINCT_BITS = NEAR_DUPLICATE_BITS + 2
+#: redraws of one image at most; past that the most distinct attempt is kept (a very large cell of one
+#: character cannot have every pair of its images that far apart in a 63-bit hash)
+MAX_REDRAWS = 40
 
-    With ``render`` false nothing is written: the bins are replayed from the same random numbers.
-    """
-    root, cfg_dict, index, name, expression, render = args
+
+def _distinct_render(traits: dict, expression: str, keys: tuple, cfg: "SyntheticFergConfig", palette,
+                     seen: list[int]) -> tuple[np.ndarray, _Draws, int]:
+    """Draw one image whose hash is more than :data:`DISTINCT_BITS` from every hash in ``seen``; the
+    redraw's random numbers are keyed by the attempt, so a rerun draws the same image."""
+    best = None
+    for attempt in range(MAX_REDRAWS):
+        r = _rng(*keys, *((attempt,) if attempt else ()))
+        img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
+        h = image_hash64(img)
+        gap = min((bin(h ^ o).count("1") for o in seen), default=64)
+        if gap > DISTINCT_BITS:
+            return img, draws, h
+        if best is None or gap > best[3]:
+            best = (img, draws, h, gap)
+    return best[:3]
+
+
+def _draw_character(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
+    """Draw one character's folders (every expression); returns the image count and each image's
+    nuisance bins. Every image is drawn (the next one's redraws depend on it); only missing files are
+    written, and with ``render`` false none (the bins of a tree drawn before they were recorded)."""
+    root, cfg_dict, index, name, render = args
     cfg = SyntheticFergConfig(**cfg_dict)
     traits = character_traits(index, cfg.n_characters, cfg.seed, cfg.entanglement)
-    d = Path(root) / name / f"{name}_{expression}"
-    if render:
-        d.mkdir(parents=True, exist_ok=True)
+    palette = character_palette(index, cfg.seed) if cfg.colour else None
     bins: dict[str, dict[str, float]] = {}
-    for n in range(1, cfg.images_per_cell + 1):
-        path = d / f"{name}_{expression}_{n}.png"
-        r = _rng("image", cfg.seed, index, expression, n)
-        if not render or path.exists():
-            draws = _draw(r)
-        else:
-            palette = character_palette(index, cfg.seed) if cfg.colour else None
-            img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
-            ok, buf = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            with atomic_file(path, cache=True) as tmp:
-                tmp.write_bytes(buf.tobytes())
-        bins[f"{name}/{d.name}/{path.name}"] = _bins(draws)
-    return cfg.images_per_cell, bins
+    seen: list[int] = []
+    for expression in FERG_EXPRESSIONS:
+        d = Path(root) / name / f"{name}_{expression}"
+        if render:
+            d.mkdir(parents=True, exist_ok=True)
+        for n in range(1, cfg.images_per_cell + 1):
+            path = d / f"{name}_{expression}_{n}.png"
+            img, draws, h = _distinct_render(traits, expression, ("image", cfg.seed, index, expression, n), cfg,
+                                             palette, seen)
+            seen.append(h)
+            if render and not path.exists():
+                ok, buf = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                with atomic_file(path, cache=True) as tmp:
+                    tmp.write_bytes(buf.tobytes())
+            bins[f"{name}/{d.name}/{path.name}"] = _bins(draws)
+    return cfg.images_per_cell * len(FERG_EXPRESSIONS), bins
 
 
 def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = SyntheticFergConfig(),
@@ -374,18 +401,17 @@ def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = Synthetic
             f"{root} was generated with another config ({marker.read_text()}); remove it or choose another directory"
         )
     names = character_names(cfg.n_characters)
-    jobs = [(str(root), asdict(cfg), i, name, e, not complete)
-            for i, name in enumerate(names) for e in FERG_EXPRESSIONS]
+    jobs = [(str(root), asdict(cfg), i, name, not complete) for i, name in enumerate(names)]
     workers = 1 if complete else workers or min(len(jobs), os.cpu_count() or 1)
-    bar = _progress(total=len(jobs) * cfg.images_per_cell, desc="generate FERG-like", enabled=progress and not complete)
+    bar = _progress(total=len(jobs) * len(FERG_EXPRESSIONS) * cfg.images_per_cell, desc="generate FERG-like", enabled=progress and not complete)
     bins: dict[str, dict[str, float]] = {}
     if workers <= 1:
-        for n, b in map(_draw_cell, jobs):
+        for n, b in map(_draw_character, jobs):
             bins.update(b)
             bar.update(n)
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for n, b in pool.map(_draw_cell, jobs):
+            for n, b in pool.map(_draw_character, jobs):
                 bins.update(b)
                 bar.update(n)
     bar.close()

@@ -55,6 +55,8 @@ class AuditConfig(BaseModel):
     # attribute the dataset records for all images), predicted from the outputs by `unseen_attackers`
     unseen_attackers: list[Annotated[str, AfterValidator(_known_attacker)]] = Field(
         default_factory=lambda: ["linear"], min_length=1)
+    accept_split_leak: str | None = Field(None, min_length=10)  # why near-duplicates across the splits (of a
+    # dataset without groups) do not inflate this audit; without it they make the audit inconclusive
 
     @field_validator("train_splits", "test_split")
     @classmethod

@@ -223,15 +223,19 @@ class AuditJudgement:
         return not self.inconclusive
 
 
-def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig) -> AuditJudgement:
-    """Check the audit (reference learned, controls, decidability), then judge every method.
+def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
+                data_problems: list[str] | tuple[str, ...] = ()) -> AuditJudgement:
+    """Check the audit (reference learned, controls, decidability, the data), then judge every method.
+
+    ``data_problems``: what the data's own checks found that inflates every score (e.g. a split that
+    leaks near-duplicates); each one makes the audit inconclusive.
 
     ``methods``: name → metrics, including the positive control ``original`` and the negative
     control ``blackout`` (the audit adds it when the run did not). The controls get verdicts of
     their own when the audit is sound; when it is not, every verdict but the reference's is INCONCLUSIVE.
     """
-    why: list[str] = []
-    checks: list[dict] = []
+    why: list[str] = list(data_problems)
+    checks: list[dict] = [{"check": "the data's checks found nothing that inflates the scores", "ok": not data_problems}]
     ref = methods.get(POSITIVE_CONTROL)
     if ref is None:
         raise ValueError(f"the audit has no '{POSITIVE_CONTROL}' row to judge itself with")

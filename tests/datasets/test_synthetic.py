@@ -147,3 +147,19 @@ def test_colour_faces_at_128_px_ingest_in_colour_and_a_method_transforms_them(tm
     assert out.X.shape == data.X.shape
     assert not np.allclose(out.align_to(data.image_id).X, data.X)
     assert read_table(tmp_path / "anon", ANONYMIZED_SCHEMA, columns=["channels"]).column("channels")[0].as_py() == 3
+
+
+def test_the_demo_sized_set_has_no_near_duplicates_across_splits(tmp_path):
+    """The demo's own data must not trip the split-leak check: every image of a character is more than
+    the check's distance from the others, at the size the demo ingests it."""
+    import warnings
+
+    from deid.ingest import ingest_dataset
+    from deid.preprocessing import PreprocessConfig
+    from deid.splits import SplitLeakWarning
+
+    root = generate_ferg_like(tmp_path / "raw", SyntheticFergConfig(n_characters=6, images_per_cell=24), workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SplitLeakWarning)
+        s = ingest_dataset("ferg", root, tmp_path / "ferg", preprocess=PreprocessConfig(size=50), workers=1)
+    assert s.written == 6 * 7 * 24 and s.near_duplicates_across_splits == 0

@@ -117,3 +117,12 @@ def test_the_power_table_in_the_docs_is_the_computed_one_and_more_attackers_pass
     assert 0 < four < one < 1 and four == pytest.approx(one ** 4)
     assert pass_probability_at_chance(11172, 1 / 6, 0.05, 4) > 0.99  # a big test split leaves no doubt
     assert pass_probability_at_chance(20, 0.5, 0.05) < 0.1  # too few images: only a score well below chance passes
+
+
+def test_a_problem_the_data_checks_found_makes_the_audit_inconclusive():
+    methods = _audit(good=_m(0.17, 0.93))
+    assert judge_audit(methods, GateConfig()).verdicts["good"].passed
+    j = judge_audit(methods, GateConfig(), data_problems=["ferg: 12 test images have a near-duplicate"])
+    assert not j.sound and j.verdicts["good"].status == INCONCLUSIVE
+    assert any("near-duplicate" in r for r in j.verdicts["good"].reasons)
+    assert [c["ok"] for c in j.checks if c["check"].startswith("the data's checks")] == [False]
