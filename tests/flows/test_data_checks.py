@@ -37,3 +37,15 @@ def test_a_split_leak_reaches_the_audit(pairs, groups, accepted, problem, note):
             assert accepted in text
     else:
         assert "split_leak" not in info
+
+
+def test_the_card_is_told_what_the_run_knows_of_its_source():
+    from deid.config import RunConfig
+    from flows.anonymize import source_facts
+
+    built_in = source_facts(RunConfig.model_validate({"name": "x", "dataset": {"name": "ferg"}}))
+    assert built_in["synthetic"] is True and "no real person" in built_in["description"]
+    real = RunConfig.model_validate({"name": "x", "dataset": {"name": "jaffe", "source": "/data/jaffe", "real_faces": True}})
+    assert source_facts(real)["synthetic"] is False
+    unstated = RunConfig.model_validate({"name": "x", "dataset": {"name": "folder", "source": "/data/mine"}})
+    assert source_facts(unstated)["synthetic"] is None  # never claimed synthetic without knowing it
