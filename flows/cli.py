@@ -292,14 +292,51 @@ def generate(out: Path = typer.Argument(Path("work/data/ferg-like")), characters
 
 
 @app.command()
-def methods() -> None:
-    """List the registered de-identification methods and their parameters."""
+def methods(name: str = typer.Argument(None, help="one method: its paper, guarantee and parameters")) -> None:
+    """List the registered de-identification methods, each parameter with its type, default, range and meaning."""
     from deid.methods import available_methods, method_class
 
-    for name in available_methods():
-        cls = method_class(name)
+    if name is not None:
+        try:
+            cls = method_class(name)
+        except DeidError as exc:
+            _fail(exc)
+        _method_facts(cls)
+        return
+    for n in available_methods():
+        cls = method_class(n)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        typer.echo(f"{name:16s} {', '.join(cls.param_names()) or '-':40s} {doc}")
+        typer.echo(f"{n:16s} {doc}")
+        _param_lines(cls)
+    typer.echo("\n`deid methods NAME`: a method's paper and guarantee")
+
+
+def _param_lines(cls) -> None:
+    """One indented line per parameter: name, type, default, range, meaning (``-`` when it has none)."""
+    from deid.methods.base import param_rows
+
+    rows = param_rows(cls)
+    if not rows:
+        typer.echo("  (no parameters)")
+    for r in rows:
+        typer.echo(f"  {r['name']:22s} {r['type']:12s} {r['default']:16s} {r['range']:28s} {r['doc'] or '-'}")
+
+
+def _method_facts(cls) -> None:
+    """``deid methods NAME``: what the method does, its paper, its guarantee, where its k must hold, its parameters."""
+    from deid.release_card import method_facts
+
+    facts = method_facts(cls.name)
+    typer.echo(f"{cls.name}: {facts['description']}")
+    typer.echo(f"paper:     {facts['citation'] or 'none (a baseline from the literature, no method of its own)'}")
+    typer.echo(f"guarantee: {cls.guarantee or 'none by construction: only the audit measures what it protects'}")
+    if cls.k_within:
+        where = {"train": "the training split", "split": "every split (each is transformed whole)",
+                 "train label": "each utility label of the training split",
+                 "split label": "each utility label of every split"}[cls.k_within]
+        typer.echo(f"k:         needs k distinct identities in {where}; checked right after ingest")
+    typer.echo("parameters (name, type, default, range, meaning):")
+    _param_lines(cls)
 
 
 @app.command()

@@ -23,6 +23,38 @@ def test_methods_lists_every_registered_method():
     assert all(name in r.output for name in available_methods())
 
 
+def test_methods_shows_each_parameters_type_default_range_and_meaning():
+    from deid.methods import available_methods, method_class
+
+    out = "\n" + runner.invoke(app, ["methods"]).output
+    for name in available_methods():
+        block = out.split(f"\n{name} ", 1)[1].split("\n")[1:]
+        params = method_class(name).param_names()
+        lines = block[:len(params)] if params else block[:1]
+        for p, line in zip(params, lines):
+            cells = line.split()
+            assert cells[0] == p, (name, line)
+            assert cells[-1] != "-", f"{name}.{p} has no one-line doc"  # every parameter says what it is
+    ks = next(line for line in out.splitlines() if line.split()[:1] == ["k"])
+    assert re.search(r"\bint\s+\d+\s+≥ 2\s+\w", ks), ks
+    space = out.split("\nksame-select ", 1)[1]
+    assert re.search(r"^  space\s+str\s+'pixel'\s+pixel \| eigen\s+where", space, re.MULTILINE)
+    assert re.search(r"^  max_weight\s+float \| None\s+0\.5\s+\(0\.0, 1\.0\]", out.split("\nproxy-mix ", 1)[1],
+                     re.MULTILINE)
+
+
+def test_methods_name_shows_the_paper_and_the_guarantee():
+    r = runner.invoke(app, ["methods", "ksame-select"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^paper: .*Gross et al\., PET 2005", r.output, re.MULTILINE)
+    assert re.search(r"^guarantee: k-anonymity within each utility label", r.output, re.MULTILINE)
+    assert "each utility label of every split" in r.output and re.search(r"^  k\s+int\s+2\s+≥ 2", r.output, re.MULTILINE)
+    r = runner.invoke(app, ["methods", "blur"])
+    assert "paper:     none" in r.output and "guarantee: none by construction" in r.output
+    r = runner.invoke(app, ["methods", "ksame-selct"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "did you mean 'ksame-select'" in r.output
+
+
 def test_ingest_reports_and_errors(ferg_tree, tmp_path):
     r = runner.invoke(app, ["ingest", "ferg", str(ferg_tree), "--out", str(tmp_path / "o"), "--size", "16"])
     assert r.exit_code == 0, r.output
@@ -52,7 +84,7 @@ def test_version_prints_the_package_version_and_the_commit():
 
 def test_methods_lists_current_names_only():
     r = runner.invoke(app, ["methods"])
-    names = [line.split()[0] for line in r.output.splitlines()]
+    names = [line.split()[0] for line in r.output.splitlines() if line and not line.startswith((" ", "`"))]
     assert "latent-shift" in names and "ksame-net" in names
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n) for n in names), names
 

@@ -25,7 +25,7 @@ from deid.errors import ConfigError, MethodError, NotFittedError
 
 __all__ = ["DeidMethod", "check_images", "check_output", "check_labels", "DEVICE_PATTERN", "check_device", "Device",
            "PositiveInt", "NonNegativeInt", "AnonymityK", "PositiveFloat", "NonNegativeFloat", "UnitInterval",
-           "Fraction", "Seed", "PowerOfTwo"]
+           "Fraction", "Seed", "PowerOfTwo", "PARAM_DOCS", "K_WITHIN", "param_rows"]
 
 # -- parameter types ----------------------------------------------------------------------
 # A method declares each hyperparameter's type and constraint in its ``__init__`` signature with
@@ -35,7 +35,9 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:(0|[1-9][0-9]{0,2}))$"
 
 
 def check_device(v: str) -> str:
-    """``v`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; whether GPU ``N`` exists is checked at run time."""
+    """auto, cpu, cuda or cuda:N
+
+    ``v`` if it is one of those; whether GPU ``N`` exists is checked at run time."""
     if not re.fullmatch(DEVICE_PATTERN, v):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
     return v
@@ -53,12 +55,43 @@ Seed = Annotated[int, Field(ge=0)]  # numpy's generators refuse negative seeds
 
 
 def _power_of_two(v: int) -> int:
+    """a power of two"""
     if v & (v - 1):
         raise ValueError(f"must be a power of two, got {v}")
     return v
 
 
 PowerOfTwo = Annotated[int, Field(ge=4), AfterValidator(_power_of_two)]  # image sizes of conv networks
+
+#: One line on each parameter several methods share; a method's ``param_docs`` adds its own and may
+#: say it differently. ``deid methods`` prints them beside each parameter's type, default and range.
+PARAM_DOCS: dict[str, str] = {
+    "k": "identities mixed into each output (k of k-anonymity)",
+    "random_state": "seed of every random draw of the fit: two fits with one seed are identical",
+    "draw_seed": "seed of the draws at transform (None: fresh entropy each time, as a release needs)",
+    "device": "where torch runs: auto picks a free GPU, else the CPU",
+    "epochs": "passes over the training split",
+    "min_steps": "at least this many optimiser steps (epochs are raised on small sets)",
+    "batch_size": "images per optimiser step",
+    "lr": "Adam learning rate",
+    "width": "channels of the first convolution (the networks' width)",
+    "hidden": "units of the hidden layer",
+    "image_size": "side in pixels the networks work at (images are resized to it and back)",
+    "n_components": "principal components of the PCA space in which nearest faces are found",
+    "val_fraction": "share of the training images held out for early stopping",
+    "patience": "epochs without a better validation loss before training stops",
+    "clip": "gradient-norm bound (0: no clipping)",
+    "target_identity": "the identity outputs are drawn towards ('@i': the i-th of the training split)",
+    "alpha": "Dirichlet concentration of the mixing weights (high: even mixtures)",
+    "max_weight": "largest weight one proxy identity may have in a mixture (must exceed 1/k)",
+    "avoid_copies": "an output whose perceptual hash equals its input's is drawn again",
+    "align": "each identity's nuisance moved to the set's mean, so pose and light say nothing of who it is",
+}
+
+#: Where a method must find k distinct identities (:attr:`DeidMethod.k_within`), checked right after ingest
+#: (:mod:`deid.prefit`): the training split it fits on, every split it transforms whole, each utility label of
+#: the training split (proxies share the image's label), or each utility label of every split it transforms.
+K_WITHIN = ("train", "split", "train label", "split label")
 
 _PARAM_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
 
@@ -128,6 +161,12 @@ class DeidMethod:
     set_level: ClassVar[bool] = False
     holds_training_images: ClassVar[bool] = False
     learns: ClassVar[bool] = True
+    #: where the ``k`` parameter's distinct identities must be found (one of :data:`K_WITHIN`); None: no such k
+    k_within: ClassVar[str | None] = None
+    #: what holds for every output by construction, whatever the audit measures ("" : nothing: only the audit speaks)
+    guarantee: ClassVar[str] = ""
+    #: one line per parameter of this method (over :data:`PARAM_DOCS`)
+    param_docs: ClassVar[dict[str, str]] = {}
 
     # -- parameters ---------------------------------------------------------------------
     @classmethod
@@ -180,6 +219,15 @@ class DeidMethod:
         except (ConfigError, MethodError) as exc:
             raise ConfigError(str(exc)) from None
         return values
+
+    @classmethod
+    def param_doc(cls, name: str) -> str:
+        """One line on parameter ``name``: the method's own (its class or a base class), else the shared one."""
+        for klass in cls.__mro__:
+            doc = vars(klass).get("param_docs", {}).get(name)
+            if doc:
+                return doc
+        return PARAM_DOCS.get(name, "")
 
     def _validate(self) -> None:
         """Checks that involve several hyperparameters; run at config load and by methods that call it in ``fit``."""
@@ -288,6 +336,56 @@ class DeidMethod:
             module.load_state_dict(torch.load(d / f"{k}.pt", map_location="cpu", weights_only=True))
             module.eval()
         return obj
+
+
+_BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+
+
+def _type_and_range(annotation: Any, metadata: list) -> tuple[str, str]:
+    """A parameter's type (``int``, ``float | None``, ``str``) and range (``≥ 2``, ``pixel | eigen``, ...)."""
+    optional = False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
+            and type(None) in args:
+        optional = True
+        (annotation,) = [a for a in args if a is not type(None)]
+    if typing.get_origin(annotation) is Annotated:
+        base, *extra = typing.get_args(annotation)
+        metadata = [*metadata, *[m for e in extra for m in (getattr(e, "metadata", None) or [e])]]
+        annotation = base
+    if typing.get_origin(annotation) is typing.Literal:
+        kind, rng = "str", " | ".join(str(v) for v in typing.get_args(annotation))
+    elif annotation is bool:
+        kind, rng = "bool", "true | false"
+    else:
+        kind = getattr(annotation, "__name__", str(annotation))
+        bounds, checks = {}, []
+        for m in metadata:
+            for attr in _BOUNDS:  # the tightest of repeated bounds (PowerOfTwo's ≥ 4 and a method's ≥ 8)
+                if (v := getattr(m, attr, None)) is not None:
+                    bounds[attr] = (max if attr in ("ge", "gt") else min)(bounds.get(attr, v), v)
+            func = getattr(m, "func", None)
+            if func is not None:
+                checks.append((func.__doc__ or func.__name__).strip().splitlines()[0])
+        lo = next(((op, bounds[op]) for op in ("ge", "gt") if op in bounds), None)
+        hi = next(((op, bounds[op]) for op in ("le", "lt") if op in bounds), None)
+        if lo and hi:
+            rng = f"{'[' if lo[0] == 'ge' else '('}{lo[1]}, {hi[1]}{']' if hi[0] == 'le' else ')'}"
+        else:
+            rng = " ".join(f"{_BOUNDS[b[0]]} {b[1]}" for b in (lo, hi) if b)
+        rng = ", ".join(r for r in (rng, *checks) if r)
+    return kind + (" | None" if optional else ""), rng or "any"
+
+
+def param_rows(cls: type[DeidMethod]) -> list[dict[str, str]]:
+    """Each parameter of method class ``cls`` as ``deid methods`` shows it: name, type, default, range, doc;
+    read from the typed ``__init__`` (:meth:`DeidMethod.param_model`) and the parameter docs."""
+    rows = []
+    for name, field in cls.param_model().model_fields.items():
+        kind, rng = _type_and_range(field.annotation, list(field.metadata))
+        rows.append({"name": name, "type": kind, "default": repr(field.default), "range": rng,
+                     "doc": cls.param_doc(name)})
+    return rows
 
 
 def _jsonable(v: Any) -> Any:

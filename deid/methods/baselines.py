@@ -35,6 +35,8 @@ class GaussianBlur(DeidMethod):
 
     learns = False  # a fixed filter: fitted on one image, not the training split
 
+    param_docs = {"sigma": "standard deviation of the Gaussian, in pixels"}
+
     def __init__(self, sigma: PositiveFloat = 3.0) -> None:
         self.sigma = sigma
 
@@ -56,6 +58,8 @@ class Pixelate(DeidMethod):
     """Average over ``block`` × ``block`` pixel cells (mosaic)."""
 
     learns = False  # a fixed filter: fitted on one image, not the training split
+
+    param_docs = {"block": "side of each averaged cell, in pixels"}
 
     def __init__(self, block: PositiveInt = 8) -> None:
         self.block = block
@@ -81,6 +85,8 @@ class Blackout(DeidMethod):
     """Replace every pixel with ``value``: nothing of the face survives (nor its expression)."""
 
     learns = False  # a fixed filter: fitted on one image, not the training split
+
+    param_docs = {"value": "the grey level every pixel is set to (0 black, 1 white)"}
 
     def __init__(self, value: UnitInterval = 0.0) -> None:
         self.value = value

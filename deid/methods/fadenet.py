@@ -58,6 +58,12 @@ class FaDeNet(DeidMethod):
     test_params = {"epochs": 2, "critic_epochs": 2, "width": 4, "depth": 2, "critic_width": 8, "batch_size": 12,
                    "min_steps": 0}
 
+    param_docs = {"lam": "weight λ of the identity critic's cross-entropy against the pixel term",
+                  "depth": "down-sampling levels of the U-Net",
+                  "critic_epochs": "epochs of the identity critic, trained first on the training split",
+                  "critic_width": "width of the identity critic",
+                  "augment": "the paper's augmentation: flips, crops, scale and small rotations"}
+
     def __init__(self, lam: NonNegativeFloat = 0.1, epochs: PositiveInt = 6, batch_size: PositiveInt = 32,
                  lr: PositiveFloat = 1e-3, width: PositiveInt = 8, depth: PositiveInt = 2,
                  critic_epochs: PositiveInt = 6, critic_width: PositiveInt = 16, augment: bool = True,

@@ -32,6 +32,9 @@ class _KSame(DeidMethod):
     needs_identity = True
     holds_training_images = True  # pca_mean_ and pca_components_: the training set's mean face and eigenfaces
     test_params = {"k": 3, "n_components": 8}
+    k_within = "split"  # every split is clustered whole
+    guarantee = ("k-anonymity: each output is the average of a cluster of images of at least k distinct identities, "
+                 "so it is attributed to any of them with probability at most 1/k")
 
     def __init__(self, k: AnonymityK = 2, n_components: PositiveInt = 32, random_state: Seed = 0) -> None:
         self.k = k
@@ -93,6 +96,10 @@ class KSameSelect(_KSame):
 
     needs_utility = True
     test_params = {"k": 2, "n_components": 8}
+    k_within = "split label"  # clusters within each utility label of each split
+    guarantee = ("k-anonymity within each utility label: each output averages images of at least k distinct "
+                 "identities that share its label, so it is attributed to any of them with probability at most 1/k")
+    param_docs = {"space": "where clusters are averaged: pixel (images) or eigen (PCA codes, decoded)"}
 
     def __init__(self, k: AnonymityK = 2, n_components: PositiveInt = 32, space: Literal["pixel", "eigen"] = "pixel",
                  random_state: Seed = 0) -> None:

@@ -107,6 +107,16 @@ def proxy_mixtures(n_clusters: int, n_proxies: int, k: int, members: list[np.nda
 class KSameNet(DeidMethod):
     """k-Same-Net: k-Same clusters, each replaced by a generated face mixing k proxy identities."""
 
+    k_within = "split"
+    guarantee = ("k-anonymity: every member of a cluster of at least k distinct identities receives the bitwise "
+                 "same generated face, a mixture of k proxy identities")
+    param_docs = {"k": "identities per cluster, and proxy identities mixed into its face",
+                  "hidden": "units of the generator's fully connected layer",
+                  "epochs": "passes of the generator over the training split",
+                  "classifier_epochs": "epochs of the utility recogniser that reads each input's expression",
+                  "classifier_width": "width of the utility recogniser",
+                  "n_components": "principal components of the space in which clusters are formed"}
+
     set_level = True
     needs_identity = True
     holds_training_images = True  # pca_mean_ and pca_components_: the training set's mean face and eigenfaces

@@ -62,6 +62,7 @@ def parse_hidden(hidden: str) -> list[int]:
 
 
 def _check_hidden(hidden: str) -> str:
+    """layer widths joined by '-'"""
     parse_hidden(hidden)
     return hidden
 
@@ -168,6 +169,23 @@ class LatentShift(DeidMethod):
     test_params = {"hidden": "64-32", "image_size": 16, "width": 8, "code_channels": 16, "ae_epochs": 3,
                    "finetune_epochs": 2, "post_epochs": 1, "n_clusters": 4, "n_neighbors": 3,
                    "deblur": True, "smooth": True}
+
+    param_docs = {"architecture": "fc: fully connected autoencoder; conv: convolutional",
+                  "target": "where each code is shifted to: kmeans, mean_neighbour, grid_neighbour, supervised, none",
+                  "alpha": "how far each code moves toward its target (0: not at all, 1: onto it)",
+                  "beta": "supervised target: repulsion from the same identity's nearest codes",
+                  "n_clusters": "kmeans target: clusters in code space",
+                  "n_neighbors": "nearest codes the neighbour and supervised targets use",
+                  "image_size": "side in pixels the autoencoder works at",
+                  "hidden": "fc encoder's layer widths, e.g. 1024-768-512",
+                  "code_channels": "conv autoencoder's code channels",
+                  "ae_epochs": "epochs of autoencoder training for reconstruction",
+                  "finetune_epochs": "epochs of encoder fine-tuning toward the shifted codes",
+                  "deblur": "train a deblurring network on the decoder's output",
+                  "smooth": "train a smoothing network on the decoder's output",
+                  "post_epochs": "epochs of the deblur and smooth networks",
+                  "blur_sigma": "blur the deblurrer learns to undo, in pixels",
+                  "finetune_lr": "learning rate of the encoder fine-tuning"}
 
     def __init__(self, architecture: Literal["fc", "conv"] = "fc", target: Target = "kmeans", alpha: UnitInterval = 0.8,
                  beta: NonNegativeFloat = 0.5, n_clusters: PositiveInt = 50, n_neighbors: PositiveInt = 9,

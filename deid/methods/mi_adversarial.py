@@ -68,6 +68,19 @@ class MIAdversarial(DeidMethod):
     test_params = {"epochs": 1, "pretrain_epochs": 1, "disc_pretrain_epochs": 1, "width": 4, "latent": 4,
                    "disc_width": 4, "private_width": 4, "batch_size": 12, "min_steps": 0}
 
+    param_docs = {"lam": "weight λ of the identity (private branch) term against the discriminator's",
+                  "target_identity": "the intertwined variant: outputs drawn toward this identity ('@i': the i-th)",
+                  "substitute": "replace each output by the target identity's nearest real training image",
+                  "epochs": "epochs of the adversarial phase (early-stopped)",
+                  "pretrain_epochs": "epochs of autoencoder pre-training on pixel error",
+                  "disc_pretrain_epochs": "epochs of discriminator pre-training",
+                  "depth": "down-sampling levels of the autoencoder",
+                  "latent": "channels of the autoencoder's code",
+                  "disc_width": "width of the discriminator",
+                  "private_width": "width of the private (identity) branch",
+                  "disc_steps": "adversary updates per autoencoder update",
+                  "pixel_weight": "weight of a pixel reconstruction term in the adversarial phase"}
+
     def __init__(self, lam: NonNegativeFloat = 1.0, target_identity: str | None = None, substitute: bool = False,
                  epochs: PositiveInt = 5, pretrain_epochs: NonNegativeInt = 2, disc_pretrain_epochs: NonNegativeInt = 1,
                  batch_size: PositiveInt = 32, lr: PositiveFloat = 1e-3, width: PositiveInt = 8, depth: PositiveInt = 2,

@@ -197,6 +197,24 @@ class ProxyMix(DeidMethod):
     needs_utility = True
     test_params = {"k": 2, "max_weight": 0.9, "image_size": 8, "width": 4, "code_dim": 2, "id_dim": 4, "hidden": 16, "epochs": 2,
                    "min_steps": 0, "draw_seed": 0}
+    k_within = "train"  # the proxies are the training split's identities
+    guarantee = ("each output's identity code is a random mixture of k distinct proxy identities drawn "
+                 "independently of the input (its identity, pixels and position choose nothing); no output shows "
+                 "a single proxy")
+    param_docs = {"image_size": "side in pixels the encoder and decoder work at",
+                  "code_dim": "size of the nuisance code z (what an image holds besides identity and label)",
+                  "id_dim": "size of each proxy identity's learned code",
+                  "hidden": "units of the decoder's fully connected layer",
+                  "max_steps": "at most this many optimiser steps (None: no cap)",
+                  "kl_weight": "weight of the KL term that keeps the nuisance code small",
+                  "adversary_weight": "weight of the adversary that keeps identity out of the nuisance code",
+                  "nuisance_noise": "posterior standard deviations of noise added to each code at transform",
+                  "label_weight": "weight of the label critic that mixture faces must convince",
+                  "cycle_weight": "weight of render consistency (a face encoded again gives its code back)",
+                  "align": "each identity's codes get the whole set's mean and spread at transform",
+                  "align_covariance": "align the whole covariance, not only the per-dimension spread",
+                  "mixture": "random: a drawn mixture per image; mean: the proxies' mean code (ablation)",
+                  "warp": "decoder heads for in-plane pose and a lighting plane"}
 
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  image_size: Annotated[PowerOfTwo, Field(ge=8)] = 32, width: PositiveInt = 16,

@@ -149,6 +149,14 @@ class ProxyMorph(DeidMethod):
     set_level = True  # identities the training set lacks are aligned on the batch's own moments
     holds_training_images = True  # the proxy bank is the training images: the model is private
     test_params = {"k": 2, "max_weight": 0.9, "draw_seed": 0}
+    k_within = "train label"  # the proxies are training identities with the image's label
+    guarantee = ("each output mixes real faces of k distinct proxy identities that share the image's label, drawn "
+                 "independently of the input's identity; the input image itself is never a proxy")
+    param_docs = {"align": "the image's pose and light taken relative to its own identity's mean",
+                  "nuisance": "the output takes the image's pose and lighting slopes",
+                  "detail": "restore the fine detail that mixing and resampling remove",
+                  "morph": "warp the proxies onto each other before mixing",
+                  "pick": "similar: proxies that look alike (fewer ghosts); random: any of the label's images"}
 
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  max_weight: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5,

@@ -59,6 +59,10 @@ class Substitution(DeidMethod):
     holds_training_images = True  # bank_ is real training images of target_identity
     test_params = {"target_identity": "id0"}
 
+    guarantee = ("every output is a real training image of the one target identity (who must be consenting or "
+                 "artificial)")
+    param_docs = {"target_identity": "the identity every image is replaced with ('@i': the i-th of the training split)"}
+
     def __init__(self, target_identity: str | None = None) -> None:
         self.target_identity = target_identity
 
