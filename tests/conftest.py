@@ -50,6 +50,18 @@ def torch_one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def dlib_models() -> None:
+    """Skip unless dlib and the model files of ``face-recognition-models`` are installed."""
+    pytest.importorskip("dlib")
+    from deid.evaluation.facemetrics import model_file
+
+    try:
+        model_file("dlib_face_recognition_resnet_model_v1.dat")
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
 @pytest.fixture(scope="session")
 def jaffe_dir() -> Path:
     return JAFFE_DIR

@@ -15,7 +15,7 @@ import numpy as np
 
 from deid.errors import EvaluationError
 
-__all__ = ["identical_groups", "k_anonymity", "attribution_risk", "group_report"]
+__all__ = ["row_digests", "identical_groups", "k_anonymity", "attribution_risk", "group_report"]
 
 
 def _labels(identity: Any, n: int) -> np.ndarray:
@@ -25,8 +25,8 @@ def _labels(identity: Any, n: int) -> np.ndarray:
     return np.unique(ident, return_inverse=True)[1].reshape(-1)
 
 
-def identical_groups(outputs: np.ndarray) -> np.ndarray:
-    """Group index per row of ``outputs`` ``(N, ...)``: rows with identical bytes share a group.
+def row_digests(outputs: np.ndarray) -> np.ndarray:
+    """A 16-byte digest per row of ``outputs`` ``(N, ...)`` (``S16``): rows with identical bytes share one.
 
     ``outputs`` may be a :class:`~deid.pixels.Pixels` view, read a chunk at a time."""
     if not hasattr(outputs, "shape"):
@@ -39,7 +39,14 @@ def identical_groups(outputs: np.ndarray) -> np.ndarray:
         chunk = np.asarray(outputs[s:s + step])
         flat = np.ascontiguousarray(chunk).reshape(len(chunk), -1)
         digests[s:s + len(flat)] = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
-    return np.unique(digests, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return digests
+
+
+def identical_groups(outputs: np.ndarray) -> np.ndarray:
+    """Group index per row of ``outputs`` ``(N, ...)``: rows with identical bytes share a group.
+
+    ``outputs`` may be a :class:`~deid.pixels.Pixels` view, read a chunk at a time."""
+    return np.unique(row_digests(outputs), return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _per_group(groups: np.ndarray, ident: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

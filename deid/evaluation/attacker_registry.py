@@ -26,9 +26,12 @@ BUILTIN_ATTACKERS: dict[str, str] = {
     "knn-pixels": "deid.evaluation.attackers",
     "knn-hog": "deid.evaluation.attackers",
     "hog-svm": "deid.evaluation.attackers",
+    "fisher": "deid.evaluation.fisherfaces",
+    "dlib-descriptor": "deid.evaluation.descriptor_attacker",
 }
-#: the attackers an audit trains unless its config names others
-DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm")
+#: the attackers an audit trains unless its config names others; ``dlib-descriptor`` joins them wherever the
+#: audit runs the dlib linkage (real faces), and a config may name it
+DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher")
 
 
 @runtime_checkable

@@ -4,12 +4,15 @@ training images with their true labels and tested on de-identified test images.
 Used for the private label (identity: lower is better) and the utility label (expression:
 higher is better). Several attackers run and the worst case is reported, because a weak
 attacker flatters privacy. Attackers are registered by name
-(:mod:`deid.evaluation.attacker_registry`): ``cnn``, ``linear``, ``knn-pixels``, ``knn-hog``, ``hog-svm``.
+(:mod:`deid.evaluation.attacker_registry`): ``cnn``, ``linear``, ``knn-pixels``, ``knn-hog``, ``hog-svm`` here;
+``fisher`` (:mod:`deid.evaluation.fisherfaces`) and ``dlib-descriptor`` (:mod:`deid.evaluation.descriptor_attacker`)
+in their own modules.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -22,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from deid.errors import EvaluationError
+from deid.evaluation.anonymity import row_digests
 from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class, available_attackers, get_attacker,
                                               register_attacker)
 from deid.models import CNNClassifier
@@ -29,7 +33,7 @@ from deid.pixels import chunk_rows, chunks, is_lazy
 
 __all__ = ["AttackerConfig", "AttackResult", "train_attackers", "check_split_labels", "DEFAULT_ATTACKERS",
            "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker", "HogSVMAttacker",
-           "hog_features", "majority_rate", "register_attacker", "available_attackers", "get_attacker"]
+           "hog_features", "content_key", "majority_rate", "register_attacker", "available_attackers", "get_attacker"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class AttackerConfig:
     knn_pca_components: int | None = None  # PCA before 1-NN on pixels; None: standardised pixels as they are
     hog_cell: int = 8  # HOG cell size in pixels (8×8 cells, 2×2-cell blocks, 9 orientations)
     svm_c: float = 1.0
+    fisher_components: int = 256  # fisherfaces: at most this many principal components (and N − classes) before LDA
+    descriptor_cache: str | None = None  # dlib-descriptor: a folder of cached descriptors (the audit's dlib linkage's)
 
 
 @dataclass
@@ -162,6 +168,16 @@ def _memo(key: tuple, make):
             _MEMO.pop(next(iter(_MEMO)))
         _MEMO[key] = make()
     return _MEMO[key]
+
+
+def content_key(X) -> str:
+    """What identifies the images ``X``: a :class:`~deid.pixels.Pixels` view's rows of its file, an array's
+    bytes and shape (for memoising work on the same images)."""
+    if is_lazy(X):
+        return X.key()
+    h = hashlib.blake2b(row_digests(X).tobytes(), digest_size=16)
+    h.update(repr(np.shape(X)).encode())
+    return h.hexdigest()
 
 
 def _pca(X, k: int) -> _StreamingPCA:

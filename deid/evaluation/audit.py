@@ -258,6 +258,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
                                   "every method would score 100% on it")
     face = cfg.face_metrics == "on" or (cfg.face_metrics == "auto" and real_faces)
     acfg = cfg.attacker_config()
+    if face:  # the pretrained recogniser joins the pool where the dlib linkage runs, sharing its descriptor cache
+        acfg = dataclasses.replace(acfg, attackers=tuple(dict.fromkeys([*acfg.attackers, "dlib-descriptor"])),
+                                   descriptor_cache=None if descriptor_cache is None else str(descriptor_cache))
     outputs = {ORIGINAL: original}
     for name, anon in anonymized.items():
         if name == ORIGINAL:

@@ -15,7 +15,7 @@ from deid.evaluation.attackers import AttackerConfig, CNNAttacker, train_attacke
 from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
 from deid.models import CNNClassifier
 
-BUILT_IN = ["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm"]
+BUILT_IN = ["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "dlib-descriptor"]
 TINY = AttackerConfig(cnn_epochs=2, cnn_width=8, cnn_min_steps=150, pca_components=8)
 
 
@@ -61,9 +61,12 @@ def test_an_unknown_attacker_names_the_registered_ones():
         train_attackers(X, y, X, y, label="identity", cfg=dataclasses.replace(TINY, attackers=("linear", "svm")))
 
 
-@pytest.mark.parametrize("name", BUILT_IN)
-def test_every_attacker_satisfies_the_protocol_and_learns_a_separable_problem(name):
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "dlib-descriptor" else n
+                                  for n in BUILT_IN])
+def test_every_attacker_satisfies_the_protocol_and_learns_a_separable_problem(name, request):
     torch.set_num_threads(1)
+    if name == "dlib-descriptor":
+        request.getfixturevalue("dlib_models")
     Xtr, ytr = _stripes(20, 0)
     Xte, yte = _stripes(10, 1)
     att = get_attacker(name, TINY)
