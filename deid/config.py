@@ -118,6 +118,16 @@ class DatasetConfig(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _loader_takes_its_options(self) -> "DatasetConfig":
+        from deid.datasets import get_loader
+
+        try:  # the loader says which options it takes: a misspelt one is one line when the config loads
+            get_loader(self.name).check_options(self.loader_options)
+        except ConfigError as exc:
+            raise ValueError(f"loader_options: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _builtin_is_ferg(self) -> "DatasetConfig":
         if self.source == "builtin" and self.name != "ferg":
             raise ValueError(f"source 'builtin' generates a FERG-like set; dataset '{self.name}' needs a source path")

@@ -43,6 +43,11 @@ def _base(**kw):
     (_base(methods=[{"name": "blur", "param": {"sigma": 2}}]), r"methods.0.param: unknown key \(did you mean 'params'\?\)"),
     (_base(methods=[{"name": "blurr"}]), r"unknown method 'blurr' \(did you mean 'blur'\?\); registered methods: \["),
     (_base(methods=[{"name": "blur", "params": {"sigmaa": 2}}]), r"no parameter.*sigmaa.*\(did you mean 'sigma'\?\); allowed"),
+    (_base(dataset={"name": "manifest", "source": "m.csv", "loader_options": {"path_colum": "file"}}),
+     r"dataset: loader_options: loader option 'path_colum' \(did you mean 'path_column'\?\) is not an option of the "
+     r"'manifest' loader; it takes: \['attribute_columns'"),
+    (_base(dataset={"name": "jaffe", "source": "j", "loader_options": {"group_pattern": "(S"}}),
+     r"dataset: loader_options: loader option group_pattern: '\(S' is not a regular expression"),
 ])
 def test_invalid_configs_name_the_field(data, message):
     with pytest.raises(ConfigError, match=message):

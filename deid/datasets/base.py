@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deid.errors import ConfigError, DatasetLayoutError
+from deid.errors import ConfigError, DatasetLayoutError, did_you_mean
 
 __all__ = [
     "SourceItem",
@@ -171,6 +171,9 @@ class Loader:
     source_may_be_file: bool = False
     utility_label: str = "expression"
     description: str = ""
+    # checks of the options' values that need no data (a regex compiles, two options that exclude each
+    # other), run with check_options when a config loads: a ConfigError, one line
+    check_values: Callable[[dict], None] | None = None
 
     def option_names(self) -> list[str]:
         """The loader options ``scan`` takes (``group_pattern`` is every loader's)."""
@@ -180,11 +183,18 @@ class Loader:
         return sorted({p.name for p in params if p.kind is p.KEYWORD_ONLY} | {GROUP_PATTERN})
 
     def check_options(self, options: dict) -> None:
-        """A :class:`ConfigError` naming any option this loader does not take, before any work."""
-        unknown = sorted(set(options) - set(self.option_names()))
+        """A :class:`ConfigError` naming any option this loader does not take (with the closest it does),
+        before any work: one line."""
+        allowed = self.option_names()
+        unknown = sorted(set(options) - set(allowed))
         if unknown:
-            raise ConfigError(f"dataset '{self.name}': unknown loader option(s) {unknown}; "
-                              f"allowed: {self.option_names()}")
+            hints = "; ".join(f"'{u}'{did_you_mean(u, allowed)}" for u in unknown)
+            raise ConfigError(f"loader option {hints} is not an option of the '{self.name}' loader; "
+                              f"it takes: {allowed}")
+        if options.get(GROUP_PATTERN) is not None:
+            compile_group_pattern(options[GROUP_PATTERN])
+        if self.check_values is not None:
+            self.check_values(options)
 
 
 _LOADERS: dict[str, Loader] = {}
@@ -203,7 +213,8 @@ def get_loader(name: str) -> Loader:
     try:
         return _LOADERS[name]
     except KeyError:
-        raise DatasetLayoutError(f"unknown dataset '{name}'; known datasets: {sorted(_LOADERS)}") from None
+        raise DatasetLayoutError(f"unknown dataset '{name}'{did_you_mean(name, _LOADERS)}; "
+                                 f"known datasets: {sorted(_LOADERS)}") from None
 
 
 def available_loaders() -> list[str]:
