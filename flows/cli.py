@@ -79,7 +79,8 @@ def _prefect_home(work: Path | None = None) -> Path:
     return apply_prefect_settings(home)  # and no logging config, profile or cached result read from it
 
 
-def _parse_sets(sets: list[str]) -> dict:
+def _parse_sets(sets: list[str], flag: str = "--set") -> dict:
+    """``key=value`` pairs (each value read as YAML: ``[a, b]`` is a list, ``3`` a number) as a dict."""
     import yaml
 
     from deid.errors import ConfigError
@@ -88,11 +89,11 @@ def _parse_sets(sets: list[str]) -> dict:
     for s in sets:
         k, eq, v = s.partition("=")
         if not eq or not k.strip():
-            raise ConfigError(f"--set wants key=value, got '{s}'")
+            raise ConfigError(f"{flag} wants key=value, got '{s}'")
         try:
             out[k.strip()] = yaml.safe_load(v)
         except yaml.YAMLError:
-            raise ConfigError(f"--set {k.strip()}: the value is not valid YAML: {v!r}") from None
+            raise ConfigError(f"{flag} {k.strip()}: the value is not valid YAML: {v!r}") from None
     return out
 
 
@@ -259,13 +260,32 @@ def _validate(configs: list[Path], sets: list[str], *, data_required: bool) -> N
         raise typer.Exit(2)
 
 
-@app.command()
-def ingest(dataset: str = typer.Argument(..., help="ferg, jaffe, lfw, celeba, rafd"),
-           source: Path = typer.Argument(..., help="the dataset's root folder"),
+def _loaders_help() -> str:
+    """``deid ingest --help``: every registered loader, what it reads and the options it takes."""
+    from deid.datasets import available_loaders, get_loader
+
+    lines = ["Ingest a dataset from its on-disk layout into the Parquet contract.",
+             "Loaders (give their options as --option key=value):"]
+    for name in available_loaders():
+        loader = get_loader(name)
+        lines.append(f"- {name}: {loader.description or '-'}; options: {', '.join(loader.option_names())}")
+    return "\n\n".join(lines)
+
+
+def _loader_names() -> str:
+    from deid.datasets import available_loaders
+
+    return ", ".join(available_loaders())
+
+
+@app.command(help=_loaders_help())
+def ingest(dataset: str = typer.Argument(..., help=f"the loader: {_loader_names()}"),
+           source: Path = typer.Argument(..., help="the dataset's root folder (or a manifest file)"),
+           options: list[str] = typer.Option([], "--option", help="a loader option, key=value (repeatable; the value "
+                                             "is read as YAML), e.g. --option path_column=file"),
            out: Path = typer.Option(None, help="output folder (default work/datasets/<dataset>)"),
            size: int = 64, grayscale: bool = True, align: str = typer.Option("none", help="none | dlib"),
            test: float = 0.2, val: float = 0.1, seed: int = 0, identity_disjoint: bool = False) -> None:
-    """Ingest a dataset from its on-disk layout into the Parquet contract."""
     from deid.ingest import ingest_dataset
     from deid.preprocessing import PreprocessConfig
     from deid.splits import SplitConfig
@@ -274,7 +294,7 @@ def ingest(dataset: str = typer.Argument(..., help="ferg, jaffe, lfw, celeba, ra
         s = ingest_dataset(dataset, source, out or _WORK / "datasets" / dataset,
                            preprocess=PreprocessConfig(size=size, grayscale=grayscale, align=align),
                            split=SplitConfig(test=test, val=val, seed=seed, identity_disjoint=identity_disjoint),
-                           progress=True)
+                           progress=True, loader_options=_parse_sets(options, "--option"))
     except (DeidError, ValueError) as exc:
         _fail(exc)
     typer.echo(s.model_dump_json(indent=2))

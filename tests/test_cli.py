@@ -63,6 +63,37 @@ def test_ingest_reports_and_errors(ferg_tree, tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
+def test_ingest_lists_every_registered_loader_and_takes_loader_options(tmp_path):
+    import cv2
+    import numpy as np
+
+    from deid.datasets import available_loaders, get_loader
+
+    r = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0
+    for name in available_loaders():  # every loader, from the registry, with the options it takes
+        line = next(x for x in r.output.splitlines() if f"- {name}: " in x)
+        assert all(o in line for o in get_loader(name).option_names()), line
+    rows = ["file,identity,label"]
+    for i in range(3):
+        for label in ("anger", "joy"):
+            for k in range(3):
+                cv2.imwrite(str(tmp_path / f"{i}{label}{k}.png"), np.random.default_rng(len(rows)).integers(
+                    0, 255, (20, 20), np.uint8))
+                rows.append(f"{i}{label}{k}.png,p{i},{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["ingest", "manifest", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "o"), "--size", "16"]
+    r = runner.invoke(app, [*args, "--option", "path_column=file"])
+    assert r.exit_code == 0, r.output
+    assert '"written": 18' in r.output and '"quarantined": 0' in r.output
+    r = runner.invoke(app, [*args, "--option", "path_column=file", "--option", "labels=[joy]"])  # values are YAML
+    assert r.exit_code == 0 and '"written": 9' in r.output and '"quarantined": 9' in r.output, r.output
+    r = runner.invoke(app, [*args, "--option", "path_colum=file"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "did you mean 'path_column'" in r.output
+    r = runner.invoke(app, [*args, "--option", "path_column"])
+    assert r.exit_code == 2 and "--option wants key=value" in r.output
+
+
 def test_run_with_bad_override_fails_before_work(tmp_path):
     r = runner.invoke(app, ["run", "configs/ferg.yaml", "--set", "methods=[{name: nope}]"])
     assert r.exit_code == 2 and "unknown method 'nope'" in r.output
