@@ -27,11 +27,14 @@ BUILTIN_ATTACKERS: dict[str, str] = {
     "knn-hog": "deid.evaluation.attackers",
     "hog-svm": "deid.evaluation.attackers",
     "fisher": "deid.evaluation.fisherfaces",
+    "exclusion": "deid.evaluation.method_attackers",
+    "label-linkage": "deid.evaluation.method_attackers",
     "dlib-descriptor": "deid.evaluation.descriptor_attacker",
 }
 #: the attackers an audit trains unless its config names others; ``dlib-descriptor`` joins them wherever the
 #: audit runs the dlib linkage (real faces), and a config may name it
-DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher")
+DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "exclusion",
+                                      "label-linkage")
 
 
 @runtime_checkable
@@ -40,7 +43,9 @@ class Attacker(Protocol):
 
     ``fit(X, y)`` returns ``self``; ``predict(X)`` returns ``(N,)`` labels; ``features(X)`` returns the
     ``(N, D)`` embedding the attacker classifies in; ``from_config(cfg)`` builds one from an
-    :class:`~deid.evaluation.attackers.AttackerConfig`.
+    :class:`~deid.evaluation.attackers.AttackerConfig`. An attacker that holds the original images sets
+    ``uses_gallery = True`` and takes them as ``fit(X, y, gallery=...)`` and ``predict(X, public=...)``
+    (:class:`~deid.evaluation.attackers.Gallery`); without one it uses what ``fit`` was given.
     """
 
     name: str

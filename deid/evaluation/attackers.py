@@ -5,8 +5,11 @@ Used for the private label (identity: lower is better) and the utility label (ex
 higher is better). Several attackers run and the worst case is reported, because a weak
 attacker flatters privacy. Attackers are registered by name
 (:mod:`deid.evaluation.attacker_registry`): ``cnn``, ``linear``, ``knn-pixels``, ``knn-hog``, ``hog-svm`` here;
-``fisher`` (:mod:`deid.evaluation.fisherfaces`) and ``dlib-descriptor`` (:mod:`deid.evaluation.descriptor_attacker`)
-in their own modules.
+``fisher`` (:mod:`deid.evaluation.fisherfaces`), ``dlib-descriptor`` (:mod:`deid.evaluation.descriptor_attacker`),
+``exclusion`` and ``label-linkage`` (:mod:`deid.evaluation.method_attackers`) in their own modules.
+
+An attacker that holds the original images (``uses_gallery = True``) is given them by :func:`train_attackers`
+as a :class:`Gallery`: ``fit(X, y, gallery=...)`` and ``predict(X, public=...)``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -31,9 +35,10 @@ from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class
 from deid.models import CNNClassifier
 from deid.pixels import chunk_rows, chunks, is_lazy
 
-__all__ = ["AttackerConfig", "AttackResult", "train_attackers", "check_split_labels", "DEFAULT_ATTACKERS",
-           "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker", "HogSVMAttacker",
-           "hog_features", "content_key", "majority_rate", "register_attacker", "available_attackers", "get_attacker"]
+__all__ = ["AttackerConfig", "AttackResult", "Gallery", "train_attackers", "uses_gallery", "check_split_labels",
+           "DEFAULT_ATTACKERS", "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker",
+           "HogSVMAttacker", "hog_features", "hog_of", "content_key", "majority_rate", "register_attacker",
+           "available_attackers", "get_attacker"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,20 @@ class AttackerConfig:
     svm_c: float = 1.0
     fisher_components: int = 256  # fisherfaces: at most this many principal components (and N − classes) before LDA
     descriptor_cache: str | None = None  # dlib-descriptor: a folder of cached descriptors (the audit's dlib linkage's)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """What an attacker holding the original images knows (attackers with ``uses_gallery = True``).
+
+    ``originals`` ``(N_train, C, H, W)``: the original images of the attacker's training rows, row-aligned
+    with the training outputs (so the original of a test output is never among them). ``public_train``,
+    ``public_test``: a label published with every image (the utility label a release carries), or ``None``.
+    """
+
+    originals: Any
+    public_train: np.ndarray | None = None
+    public_test: np.ndarray | None = None
 
 
 @dataclass
@@ -157,7 +176,7 @@ class _StreamingPCA:
 
 
 _MEMO: dict = {}
-_MEMO_SIZE = 4
+_MEMO_SIZE = 8  # a row's PCAs (linear, exclusion and fisher's), HOG of its outputs and of the gallery, descriptors
 
 
 def _memo(key: tuple, make):
@@ -181,10 +200,8 @@ def content_key(X) -> str:
 
 
 def _pca(X, k: int) -> _StreamingPCA:
-    """The PCA of ``X``; on a :class:`~deid.pixels.Pixels` view remembered by its rows."""
-    if not is_lazy(X):
-        return _StreamingPCA(X, k)
-    return _memo(("pca", X.key(), k), lambda: _StreamingPCA(X, k))
+    """The PCA of ``X``, remembered by :func:`content_key` (``linear`` and ``exclusion`` fit the same one)."""
+    return _memo(("pca", content_key(X), k), lambda: _StreamingPCA(X, k))
 
 
 def _nearest(train, test, prep) -> np.ndarray:
@@ -339,6 +356,12 @@ def hog_features(X: np.ndarray, cell: int = 8, orientations: int = 9) -> np.ndar
     return np.stack(out)
 
 
+def hog_of(X, cell: int = 8) -> np.ndarray:
+    """:func:`hog_features` of ``X``, remembered by :func:`content_key` (the HOG attackers, for identity and
+    for the utility label, describe the same rows)."""
+    return _memo(("hog", content_key(X), cell), lambda: hog_features(X, cell))
+
+
 class _HogAttacker(_PipelineAttacker):
     """Shared by the HOG attackers: a classifier on :func:`hog_features`."""
 
@@ -352,10 +375,7 @@ class _HogAttacker(_PipelineAttacker):
         return cls(cfg.hog_cell, cfg.svm_c, cfg.random_state)
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
-        if not is_lazy(X):
-            return hog_features(X, self.cell)
-        # both HOG attackers, for identity and for the utility label, describe the same rows
-        return _memo(("hog", X.key(), self.cell), lambda: hog_features(X, self.cell))
+        return hog_of(X, self.cell)
 
 
 @register_attacker("knn-hog")
@@ -429,9 +449,15 @@ def majority_rate(y) -> float:
     return float(counts.max() / counts.sum())
 
 
+def uses_gallery(name: str) -> bool:
+    """Whether attacker ``name`` is given the original images (a :class:`Gallery`)."""
+    return bool(getattr(attacker_class(name), "uses_gallery", False))
+
+
 def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *, label: str,
                     cfg: AttackerConfig = AttackerConfig(), where: str = "audit",
-                    pretrained: dict | None = None, also: dict | None = None) -> AttackResult:
+                    pretrained: dict | None = None, also: dict | None = None,
+                    gallery: Gallery | None = None) -> AttackResult:
     """Train every configured attacker on (X_train, y_train); accuracy on (X_test, y_test).
 
     ``also`` maps a name to another test set ``(X, y)`` the same trained models predict (the audit's
@@ -440,6 +466,9 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
     ``pretrained`` maps an attacker name to a model already trained on exactly (X_train, y_train)
     (the audit's reference classifiers on the original data), which is then reused instead of
     trained twice; a pretrained CNN whose hyperparameters differ from ``cfg``'s is not reused.
+
+    ``gallery``: the originals of the training rows, for the attackers that hold them (:class:`Gallery`);
+    they do not train on the outputs, so they have no figure on the ``also`` sets.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     check_split_labels(y_train, y_test, label, where)
@@ -453,18 +482,22 @@ def train_attackers(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, *,
     constant = _all_identical(X_train)  # every training image identical (e.g. blackout)
     for name in cfg.attackers:
         built = get_attacker(name, cfg)
-        if pretrained and name in pretrained and _reusable(built, pretrained[name]):
+        held = uses_gallery(name)
+        if held:
+            model = built.fit(X_train, y_train, gallery=gallery)
+        elif pretrained and name in pretrained and _reusable(built, pretrained[name]):
             model = pretrained[name]
         elif constant:
             model = _MajorityClass().fit(X_train, y_train)  # all any classifier can learn from one input
         else:
             model = built.fit(X_train, y_train)
-        pred = np.asarray(model.predict(X_test))
+        pred = np.asarray(model.predict(X_test, public=gallery.public_test if gallery else None) if held
+                          else model.predict(X_test))
         hits = pred == y_test
         correct[name] = int(hits.sum())
         acc[name] = float(hits.mean())
         conf[name] = confusion_matrix(y_test, pred, labels=classes)
-        for other, (Xo, yo) in (also or {}).items():
+        for other, (Xo, yo) in ({} if held else also or {}).items():
             extra.setdefault(other, {})[name] = int((np.asarray(model.predict(Xo)) == np.asarray(yo)).sum())
     return AttackResult(label=label, accuracy=acc, chance=majority_rate(y_test), classes=classes,
                         confusion=conf, correct=correct, n_test=int(len(y_test)), also=extra)

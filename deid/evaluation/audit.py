@@ -34,7 +34,7 @@ import numpy as np
 from deid.data import ImageSet
 from deid.errors import EvaluationError
 from deid.evaluation.attacker_registry import get_attacker
-from deid.evaluation.attackers import AttackerConfig, check_split_labels, train_attackers
+from deid.evaluation.attackers import AttackerConfig, Gallery, check_split_labels, train_attackers, uses_gallery
 from deid.evaluation.audit_config import AUDIT_METRICS, AuditConfig
 from deid.evaluation.diversity import diversity_ratio
 from deid.evaluation.fidelity import fidelity
@@ -100,11 +100,19 @@ def audit_folds(y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None 
     return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, g))
 
 
+def _gallery(originals, public, train, test) -> Gallery:
+    """The :class:`Gallery` of an attack whose training rows are ``train`` and test rows ``test``."""
+    if public is None:
+        return Gallery(originals[train])
+    return Gallery(originals[train], public[train], public[test])
+
+
 def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: AttackerConfig, where: str,
-                   seed: int, groups: np.ndarray | None = None):
+                   seed: int, groups: np.ndarray | None = None, gallery: tuple | None = None):
     """Every attacker trained on k-1 folds and tested on the k-th, predictions pooled over the folds:
     each image is tested once, so the interval is over all of them. Stratified by ``y``; a group never
-    straddles two folds (:func:`audit_folds`)."""
+    straddles two folds (:func:`audit_folds`). ``gallery``: (originals, published label or ``None``),
+    row-aligned with ``X``, for the attackers that hold the originals (each fold's training rows)."""
     y = np.asarray(y)
     _, counts = np.unique(y, return_counts=True)
     if counts.min() < folds:
@@ -113,7 +121,8 @@ def _pooled_attack(X: np.ndarray, y: np.ndarray, label: str, folds: int, acfg: A
     confusion: dict[str, np.ndarray] = {}
     first = None
     for tr, te in audit_folds(y, folds, seed, groups):
-        r = train_attackers(X[tr], y[tr], X[te], y[te], label=label, cfg=acfg, where=f"{where} (fold)")
+        r = train_attackers(X[tr], y[tr], X[te], y[te], label=label, cfg=acfg, where=f"{where} (fold)",
+                            gallery=None if gallery is None else _gallery(*gallery, tr, te))
         first = first or r
         for a, c in r.correct.items():
             correct[a] = correct.get(a, 0) + c
@@ -261,6 +270,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     if face:  # the pretrained recogniser joins the pool where the dlib linkage runs, sharing its descriptor cache
         acfg = dataclasses.replace(acfg, attackers=tuple(dict.fromkeys([*acfg.attackers, "dlib-descriptor"])),
                                    descriptor_cache=None if descriptor_cache is None else str(descriptor_cache))
+    held = any(uses_gallery(a) for a in acfg.attackers)  # an attacker holds the originals (a Gallery)
     outputs = {ORIGINAL: original}
     for name, anon in anonymized.items():
         if name == ORIGINAL:
@@ -312,14 +322,18 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         return train_attackers(Xtr, ytr, Xte, yte, label=label, cfg=ucfg, where="unseen attributes")
 
     def attack(out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained,
-               also: dict | None = None):
+               also: dict | None = None, public: np.ndarray | None = None):
         """The informed attackers (pooled over folds when configured), and with ``also`` the correct
-        counts of models trained on the training split's outputs on other test sets (TSTR)."""
+        counts of models trained on the training split's outputs on other test sets (TSTR). Attackers
+        that hold the originals get those of their training rows, and ``public``, the label published
+        with every image (the utility label, when ``y`` is identity)."""
         if not cfg.folds:
+            gal = _gallery(original.X, public, train_mask, test_mask) if held else None
             return train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
-                                   cfg=acfg, where=where, pretrained=pretrained, also=also)
+                                   cfg=acfg, where=where, pretrained=pretrained, also=also, gallery=gal)
         r = _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed,
-                           None if original.group is None else original.group[pool_mask])
+                           None if original.group is None else original.group[pool_mask],
+                           (original.X[pool_mask], None if public is None else public[pool_mask]) if held else None)
         if also:
             r.also = train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
                                      cfg=acfg, where=f"{where} (train on outputs, test on originals)",
@@ -351,7 +365,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         Xte = out.X[test_mask]
         is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
         ident = attack(out.X, original.identity, test.identity, "identity", f"method '{name}'",
-                       {"cnn": ref_id} if is_ref else None)
+                       {"cnn": ref_id} if is_ref else None, public=original.expression if util_ok else None)
         if cfg.folds:
             m["n_eval"] = float(pool_mask.sum())
         for a, v in ident.accuracy.items():

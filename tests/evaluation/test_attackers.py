@@ -15,7 +15,8 @@ from deid.evaluation.attackers import AttackerConfig, CNNAttacker, train_attacke
 from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
 from deid.models import CNNClassifier
 
-BUILT_IN = ["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "dlib-descriptor"]
+BUILT_IN = ["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "exclusion", "label-linkage",
+            "dlib-descriptor"]
 TINY = AttackerConfig(cnn_epochs=2, cnn_width=8, cnn_min_steps=150, pca_components=8)
 
 

@@ -1,4 +1,5 @@
-"""Attackers beyond pixels: fisherfaces and dlib's pretrained descriptor, each against a case whose answer is known."""
+"""Attackers beyond pixels: fisherfaces, the cluster-exclusion and same-label linkage attackers that know the
+method, and dlib's pretrained descriptor; each against a case whose answer is known."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import torch
 
 from deid.data import ImageSet
 from deid.evaluation.attacker_registry import get_attacker
-from deid.evaluation.attackers import AttackerConfig, train_attackers
+from deid.evaluation.attackers import AttackerConfig, Gallery, train_attackers
 from deid.evaluation.audit import ORIGINAL, AuditConfig, audit
+from deid.evaluation.gates import privacy_checks
+from deid.methods import get_method
 
+PIXEL_POOL = ["linear", "knn-pixels", "knn-hog", "hog-svm", "fisher"]
 CHEAP = dict(cnn_epochs=1, cnn_width=4, cnn_min_steps=0, cnn_augment=False, pca_components=16, linkage_repeats=1,
              unseen_attributes=[])
 
@@ -62,6 +66,90 @@ def test_fisherfaces_see_a_linear_identity_signature_through_nuisance_that_neare
     fisher = get_attacker("fisher").fit(Xtr, ytr)
     assert fisher.pca_.k == min(256, len(ytr) - 8)  # at most N − classes components
     assert fisher.features(Xte).shape == (len(yte), 7)  # classes − 1 discriminant coordinates
+
+
+@pytest.fixture(scope="module")
+def ksame_audit():
+    """k-Same-Select with k = the number of identities (10), audited by the pixel pool and the method-aware
+    attackers."""
+    torch.set_num_threads(1)
+    s = _labelled_faces(per=24, size=16)  # 120 test images: a zero's upper bound is under chance − 5 points
+    train = s.split == "train"
+    m = get_method("ksame-select", k=10, n_components=8).fit(s.X[train], s.identity[train], s.expression[train])
+    out = ImageSet(m.transform(s.X, s.identity, s.expression), s.image_id, s.split, s.identity, s.expression)
+    cfg = AuditConfig(attackers=[*PIXEL_POOL, "exclusion", "label-linkage"], **CHEAP)
+    return audit(s, {"ksame-select": out}, cfg, dataset="toy")
+
+
+@pytest.mark.slow  # the k-Same-Select audit: ~15 s
+def test_the_pixel_pool_reads_ksame_select_with_k_identities_below_chance(ksame_audit):
+    """Today's wrong answer: each output stands in training for the identities of its cluster, so every
+    pixel attacker names one of them, which the test image's identity never is."""
+    m = ksame_audit.methods["ksame-select"].metrics
+    worst_pixel = max(m[f"identity_acc_{a}"] for a in PIXEL_POOL)
+    assert worst_pixel < m["identity_chance_min"] / 2  # chance is 10 %
+    failed = [g for g, v, op, t, _ in privacy_checks(m, 0.05) if op == ">=" and not v >= t]
+    assert {f"identity_acc_{a}_hi" for a in PIXEL_POOL} & set(failed)  # the two-sided gate's first line
+
+
+@pytest.mark.slow  # the k-Same-Select audit: ~15 s
+def test_the_exclusion_attacker_reads_ksame_select_well_above_chance(ksame_audit):
+    m = ksame_audit.methods["ksame-select"].metrics
+    assert m["identity_acc_exclusion_lo"] > m["identity_chance"]  # significantly above chance, not below
+    assert m["identity_acc_exclusion"] >= 2 * m["identity_chance"]
+    assert m["identity_acc_worst"] == m["identity_acc_exclusion"]
+    assert any(g.startswith("identity_acc_worst") and op == "<=" and not v <= t  # the gate's above-chance side
+               for g, v, op, t, _ in privacy_checks(m, 0.05))
+
+
+@pytest.mark.slow  # the k-Same-Select audit: ~15 s
+def test_the_exclusion_attacker_is_the_linear_one_where_outputs_are_per_image(ksame_audit):
+    for row in (ORIGINAL, "blackout"):  # no output shared by two identities: nothing to exclude
+        m = ksame_audit.methods[row].metrics
+        assert m["identity_acc_exclusion"] == m["identity_acc_linear"], row
+    # a photo repeated under one identity is not a cluster: its twin is not excluded
+    X, y = _labelled_faces(n_ids=3, per=4).X[:24], np.repeat(["a", "b", "c"], 8).astype(object)
+    X = np.concatenate([X, X[:8]])  # a's images twice
+    att = get_attacker("exclusion", AttackerConfig(pca_components=8)).fit(X, np.r_[y, y[:8]])
+    assert not att.exclusive_ and (att.predict(X[:8]) == "a").all()
+
+
+def test_the_label_linkage_attacker_matches_originals_of_the_published_label_only():
+    """The gallery holds, under label "b", an exact copy of each probe filed under the wrong identity, and under
+    label "a" a noisy original with the right one: probes published as "a" are named right only when the
+    match keeps to their label."""
+    s = _labelled_faces(n_ids=6, n_expr=1, per=8)
+    probes, ids = s.X[:24], s.identity[:24]
+    rng = np.random.default_rng(3)
+    noisy = np.clip(probes + 0.03 * rng.standard_normal(probes.shape), 0, 1).astype(np.float32)
+    wrong = np.roll(ids, 8)  # the next identity for every copy
+    gallery = Gallery(np.concatenate([noisy, probes]), np.r_[["a"] * 24, ["b"] * 24].astype(object),
+                      np.array(["a"] * 24, dtype=object))
+    y_gallery = np.r_[ids, wrong]
+    blank = np.zeros_like(gallery.originals)  # the outputs of the gallery's rows carry nothing
+    cfg = AttackerConfig(attackers=("label-linkage", "knn-hog"))
+    r = train_attackers(blank, y_gallery, probes, ids, label="identity", cfg=cfg, gallery=gallery)
+    assert r.accuracy["label-linkage"] == 1.0 and r.accuracy["knn-hog"] <= r.chance
+    unlabelled = Gallery(gallery.originals)  # no published label: the exact copies win
+    r = train_attackers(blank, y_gallery, probes, ids, label="identity", cfg=cfg, gallery=unlabelled)
+    assert r.accuracy["label-linkage"] == 0.0
+
+
+@pytest.mark.slow  # the k-Same-Select audit: ~15 s
+def test_the_audit_gives_label_linkage_the_training_originals_only(ksame_audit):
+    """On the original data a gallery holding the test image itself would name every test image; the
+    training originals leave this noisy set short of that."""
+    o = ksame_audit.methods[ORIGINAL].metrics
+    assert 0.5 < o["identity_acc_label-linkage"] < 1.0
+    assert "tstr_label-linkage" not in ksame_audit.methods["ksame-select"].metrics  # it never trains on outputs
+
+
+def test_label_linkage_with_folds_uses_each_folds_training_originals():
+    torch.set_num_threads(1)
+    s = _labelled_faces(n_ids=4, per=6)
+    cfg = AuditConfig(attackers=["label-linkage", "knn-hog"], folds=3, **CHEAP)
+    o = audit(s, {}, cfg, dataset="toy").methods[ORIGINAL].metrics
+    assert o["n_eval"] == len(s) and 0.5 < o["identity_acc_label-linkage"] < 1.0
 
 
 # -- dlib's descriptor ---------------------------------------------------------------------------------------

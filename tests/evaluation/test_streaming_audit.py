@@ -14,8 +14,8 @@ from deid.imageio import to_uint8
 from deid.methods import get_method
 from deid.pixels import write_pixels
 
-ALL = AuditConfig(attackers=["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher"],
-                  cnn_epochs=2, cnn_width=8, cnn_min_steps=0, cnn_augment=False, pca_components=16, linkage_repeats=2)
+ALL = AuditConfig(attackers=["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "exclusion",
+                             "label-linkage"], cnn_epochs=2, cnn_width=8, cnn_min_steps=0, cnn_augment=False, pca_components=16, linkage_repeats=2)
 
 
 @pytest.mark.slow
