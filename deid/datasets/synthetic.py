@@ -325,26 +325,40 @@ def _bins(d: _Draws) -> dict[str, float]:
     return {k: float(np.searchsorted(th, getattr(d, draw), side="right")) for k, (draw, th) in NUISANCE_BINS.items()}
 
 
-#: two images of one character whose perceptual hashes (at the drawn size) differ in at most this many
-#: bits are redrawn: the ingest's split-leak check (``deid.splits.NEAR_DUPLICATE_BITS``, on the resized
-#: image) would take them for frames of one recording; two bits more absorb what resizing changes
+#: two images of one character whose perceptual hashes differ in at most this many bits at the drawn size
+#: are redrawn: the ingest's split-leak check (``deid.splits.NEAR_DUPLICATE_BITS``, on the resized image)
+#: would take them for frames of one recording; two bits more absorb most of what resizing changes
 DISTINCT_BITS = NEAR_DUPLICATE_BITS + 2
+#: ... and the sizes the set is commonly ingested at, where one bit more than the check's suffices
+#: (a pair 2 bits apart at 50 px can be 6 apart at 256 px)
+DISTINCT_AT = (32, 48, 50, 64)
 #: redraws of one image at most; past that the most distinct attempt is kept (a very large cell of one
 #: character cannot have every pair of its images that far apart in a 63-bit hash)
 MAX_REDRAWS = 40
 
 
+def _hashes(img: np.ndarray) -> tuple[int, ...]:
+    return (image_hash64(img), *(image_hash64(cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA))
+                                 for s in DISTINCT_AT if s < img.shape[0]))
+
+
+def _gap(h: tuple[int, ...], seen: list[tuple[int, ...]]) -> int:
+    """How far ``h`` is from the closest of ``seen``, in bits over each size's own limit (> 0: distinct)."""
+    limits = (DISTINCT_BITS, *([NEAR_DUPLICATE_BITS + 1] * (len(h) - 1)))
+    return min((min(bin(a ^ b).count("1") - lim for a, b, lim in zip(h, o, limits)) for o in seen), default=64)
+
+
 def _distinct_render(traits: dict, expression: str, keys: tuple, cfg: "SyntheticFergConfig", palette,
-                     seen: list[int]) -> tuple[np.ndarray, _Draws, int]:
-    """Draw one image whose hash is more than :data:`DISTINCT_BITS` from every hash in ``seen``; the
+                     seen: list[tuple[int, ...]]) -> tuple[np.ndarray, _Draws, tuple[int, ...]]:
+    """Draw one image whose hashes are further than their limits from every hash in ``seen``; the
     redraw's random numbers are keyed by the attempt, so a rerun draws the same image."""
     best = None
     for attempt in range(MAX_REDRAWS):
         r = _rng(*keys, *((attempt,) if attempt else ()))
         img, draws = _render(traits, expression, r, cfg.size, cfg.noise, palette)
-        h = image_hash64(img)
-        gap = min((bin(h ^ o).count("1") for o in seen), default=64)
-        if gap > DISTINCT_BITS:
+        h = _hashes(img)
+        gap = _gap(h, seen)
+        if gap > 0:
             return img, draws, h
         if best is None or gap > best[3]:
             best = (img, draws, h, gap)
@@ -360,7 +374,7 @@ def _draw_character(args: tuple) -> tuple[int, dict[str, dict[str, float]]]:
     traits = character_traits(index, cfg.n_characters, cfg.seed, cfg.entanglement)
     palette = character_palette(index, cfg.seed) if cfg.colour else None
     bins: dict[str, dict[str, float]] = {}
-    seen: list[int] = []
+    seen: list[tuple[int, ...]] = []
     for expression in FERG_EXPRESSIONS:
         d = Path(root) / name / f"{name}_{expression}"
         if render:

@@ -158,8 +158,12 @@ def test_the_demo_sized_set_has_no_near_duplicates_across_splits(tmp_path):
     from deid.preprocessing import PreprocessConfig
     from deid.splits import SplitLeakWarning
 
+    from deid.splits import SplitConfig
+
     root = generate_ferg_like(tmp_path / "raw", SyntheticFergConfig(n_characters=6, images_per_cell=24), workers=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", SplitLeakWarning)
-        s = ingest_dataset("ferg", root, tmp_path / "ferg", preprocess=PreprocessConfig(size=50), workers=1)
-    assert s.written == 6 * 7 * 24 and s.near_duplicates_across_splits == 0
+    for size, split in ((50, SplitConfig(val=0.1, test=0.3, seed=0)), (64, SplitConfig())):  # the demo's, a default
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SplitLeakWarning)
+            s = ingest_dataset("ferg", root, tmp_path / f"ferg{size}", preprocess=PreprocessConfig(size=size),
+                               split=split, workers=1)
+        assert s.written == 6 * 7 * 24 and s.near_duplicates_across_splits == 0
