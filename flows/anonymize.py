@@ -24,6 +24,7 @@ from deid.evaluation.audit import ORIGINAL, AuditResult
 from deid.evaluation.gates import CONTROLS, AuditJudgement
 from deid.datasets import get_loader
 from deid.ingest import IngestSummary, split_leak
+from deid.prefit import check_ingested
 from deid.pipeline import audit_config, every_param, identities_of, public_config, resolve_methods
 from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
@@ -213,6 +214,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
 
     clock = {"start": time.perf_counter()}
     images, summary = ingest_run(cfg, base_dir)
+    check_ingested(cfg, images)  # what the table alone refuses (k, empty splits, gates), before any fit
     clock["ingest"] = time.perf_counter()
     anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work)
     clock["fit_and_transform"] = time.perf_counter()
