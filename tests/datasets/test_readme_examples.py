@@ -1,4 +1,5 @@
-"""The README's "Your own dataset" config and "Reading a release" commands, run on a tiny tree."""
+"""The README's "Your own dataset" config, its grouped example and ingest command, and "Reading a release"
+commands, run on tiny trees."""
 
 from __future__ import annotations
 
@@ -98,3 +99,42 @@ def test_reading_a_release_runs_as_written(tmp_path, monkeypatch):
     assert len(ns["df"]) == rel.rows == sum(n for _, n in ns["counts"]) == 48
     assert set(ns["ds"]) == {"train", "test"} and len(ns["ds"]["test"]) == 16
     assert set(ns["df"]["expression"]) <= set(range(4))
+
+
+def _manifest(d: Path, name: str, rows: list[dict]) -> None:
+    rng = np.random.default_rng(len(rows))
+    for r in rows:
+        (d / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / r["file"]), rng.integers(0, 255, (24, 24), np.uint8))
+    pd.DataFrame(rows).to_csv(d / name, index=False)
+
+
+def test_the_grouped_example_keeps_each_session_in_one_split(tmp_path):
+    section = _section("Your own dataset")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL) if "group_pattern" in b)
+    cfg = validate_config({"name": "grouped", **yaml.safe_load(block)}, where="README")
+    d = cfg.dataset.source_path(tmp_path).parent
+    _manifest(d, "manifest.csv", [{"file": f"img/p{p}_s{q}_{n}.png", "person": f"p{p}", "emotion": lab}
+                                  for p in range(4) for q in range(4) for n, lab in enumerate(["anger", "joy"] * 2)])
+    s = ingest_dataset(cfg.dataset.name, cfg.dataset.source_path(tmp_path), tmp_path / "out", workers=1,
+                       preprocess=cfg.dataset.preprocess, split=cfg.dataset.split,
+                       loader_options=cfg.dataset.loader_options)
+    assert s.reconciles() and s.written == 64 and s.groups == 16
+    t = pd.read_parquet(tmp_path / "out" / "images", columns=["split", "group"])
+    assert t.groupby("group")["split"].nunique().max() == 1 and t["split"].nunique() > 1
+
+
+def test_the_ingest_command_with_a_loader_option_runs_as_written(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import flows.cli as cli
+
+    m = re.search(r"`deid ingest (manifest labels\.csv --option path_column=file)`", _section("Your own dataset"))
+    assert m, "the README shows `deid ingest` with a loader option"
+    _manifest(tmp_path, "labels.csv", [{"file": f"{p}_{lab}_{k}.png", "identity": f"p{p}", "label": lab}
+                                       for p in range(3) for lab in ("anger", "joy") for k in range(3)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_WORK", tmp_path / "work")
+    r = CliRunner().invoke(cli.app, ["ingest", *m.group(1).split()])
+    assert r.exit_code == 0, r.output
+    assert '"written": 18' in r.output and (tmp_path / "work" / "datasets" / "manifest" / "images").is_dir()
