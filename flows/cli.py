@@ -215,10 +215,40 @@ def _print_summary(doc, path: Path) -> None:
     typer.echo(f"release: {rel.status}" + (f" — {rel.version} at {rel.path}" if rel.version else "")
                + (f" — {rel.reason}" if rel.reason and rel.status == "blocked" else ""))
 
-@app.command()
+def demo_config() -> Path:
+    """The demo's config, shipped in the package (``flows/demo.yaml``, a link to ``configs/ferg.yaml`` in the
+    source tree, its content in a built wheel), so an installed ``deid demo`` runs from any folder."""
+    from importlib.resources import files
+
+    return Path(str(files("flows") / "demo.yaml")).resolve()
+
+
+def _demo_help() -> str:
+    """``deid demo --help``: what the demo config runs, read from it (its methods, the baselines, the release)."""
+    import yaml
+
+    path = demo_config()
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):  # the help still answers; `deid demo` says what is wrong
+        return f"Run the demo config ({path})."
+    methods = [m["name"] + (f" (k={m['params']['k']})" if "k" in (m.get("params") or {}) else "")
+               for m in cfg.get("methods") or []]
+    if cfg.get("include_baselines", True):
+        methods.append("the naive baselines")
+    which = " and ".join([", ".join(methods[:-1]), methods[-1]] if len(methods) > 1 else methods)
+    out = (f"Generate the built-in FERG-like data, de-identify it with {which}, audit every output with attackers "
+           "trained on it, and write the report and the verdict table")
+    release = cfg.get("release") or {}
+    if release.get("enabled"):
+        out += f"; {release.get('method')}'s output is published if it passes its gates and the release policy"
+    return (f"{out}. Runs from any folder: the work goes to ./{cfg.get('work_dir', 'work')}.\n\n"
+            f"Config: {path} (`deid run` takes any other).")
+
+
+@app.command(help=_demo_help())
 def demo(sets: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set audit.cnn_epochs=5")) -> None:
-    """Generate the built-in FERG-like data, de-identify it with the baselines and audit the result."""
-    _run(str(Path("configs/ferg.yaml")), sets)
+    _run(str(demo_config()), sets)
 
 
 @app.command()

@@ -256,6 +256,53 @@ def _fake_flow(tmp_path, started, *, sound=True, release="not requested", blocke
     return flow
 
 
+def test_demo_runs_its_shipped_config_from_any_folder_and_its_help_says_what_it_runs(tmp_path, monkeypatch, no_server):
+    import yaml
+
+    from deid.errors import DeidError
+    from flows import anonymize
+
+    config = yaml.safe_load((ROOT / "configs" / "ferg.yaml").read_text())
+    help_text = " ".join(runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "400"}).output.split())
+    for m in config["methods"]:  # every method the demo runs, not only the baselines
+        assert f"{m['name']} (k={m['params']['k']})" in help_text
+    assert "the naive baselines" in help_text and f"{config['release']['method']}'s output is published" in help_text
+    started = []
+
+    def flow(**kw):
+        started.append(kw)
+        raise DeidError("stopped by the test")
+
+    monkeypatch.setattr(anonymize, "anonymize", flow)
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    r = runner.invoke(app, ["demo", "--set", "audit.cnn_epochs=1"])
+    assert r.exit_code == 2 and r.output == "error: stopped by the test\n", r.output
+    (kw,) = started
+    assert Path(kw["config"]) == (ROOT / "configs" / "ferg.yaml").resolve() and kw["base"] == str(tmp_path)
+    assert kw["overrides"] == {"audit.cnn_epochs": 1} and (tmp_path / "work" / ".deid-workspace").is_file()
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_demo_config(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: setuptools builds in the source tree
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("deid", "data_contracts", "tasks", "flows", "bench", "configs"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(src)], capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("deid-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("flows/demo.yaml") == (ROOT / "configs" / "ferg.yaml").read_bytes()
+
+
 def test_run_claims_the_work_dir_then_starts_the_flow_and_prints_its_summary(tmp_path, monkeypatch):
     from flows import anonymize
 
