@@ -31,7 +31,7 @@ def run(name: str, images: Path, real_faces: bool, cache: Path) -> None:
     import numpy as np
 
     from deid.data import load_image_set
-    from deid.evaluation.anonymity import k_anonymity
+    from deid.clustering.anonymity import k_anonymity
     from deid.evaluation.attackers import AttackerConfig, train_attackers
     from deid.evaluation.fidelity import fidelity
     from deid.evaluation.linkage import linkage

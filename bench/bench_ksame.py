@@ -32,7 +32,7 @@ def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ours(X: np.ndarray, identity: np.ndarray, k: int, method: str) -> dict:
-    from deid.evaluation.anonymity import attribution_risk, k_anonymity
+    from deid.clustering.anonymity import attribution_risk, k_anonymity
     from deid.methods import get_method
 
     m = get_method(method, k=k, n_components=32)
@@ -51,7 +51,7 @@ def _anonypyx(X: np.ndarray, identity: np.ndarray, k: int, algorithm: str) -> di
         import anonypyx
     except ImportError:
         return None
-    from deid.evaluation.anonymity import attribution_risk, k_anonymity
+    from deid.clustering.anonymity import attribution_risk, k_anonymity
 
     imgs = X[:, 0].astype(np.float64)
     t = time.perf_counter()

@@ -20,11 +20,17 @@ RULES: dict[str, dict[str, str]] = {
     "deid": {"prefect": "the library knows no orchestrator", "mlflow": "the library knows no tracker",
              "tasks": "the library sits below the tasks", "flows": "the library sits below the flows",
              "bench": "benchmarks measure the library, not the reverse"},
-    "data_contracts": {"tasks": "the contracts sit below the tasks", "flows": "the contracts sit below the flows",
-                       "bench": "benchmarks are no dependency", "prefect": "the library (deid/) imports the contracts",
-                       "mlflow": "the library (deid/) imports the contracts"},
     "tasks": {"flows": "tasks are composed by flows, never the reverse", "bench": "benchmarks are no dependency"},
     "bench": {"flows": "benchmarks measure the library and the tasks, not the command line"},
+    # inside the library: a method never imports the audit that judges it, nor does the clustering below it;
+    # the data contracts sit below the whole library
+    "deid/methods": {"deid.evaluation": "a method must not import the audit that judges it",
+                     "deid.reporting": "a method does not report"},
+    "deid/clustering": {"deid.evaluation": "the clustering sits below the audit", "deid.methods": "methods use it"},
+    "data_contracts": {"deid": "the data contracts import nothing of the library",
+                       "tasks": "the contracts sit below the tasks", "flows": "the contracts sit below the flows",
+                       "bench": "benchmarks are no dependency", "prefect": "the library (deid/) imports the contracts",
+                       "mlflow": "the library (deid/) imports the contracts"},
 }
 
 
@@ -62,8 +68,12 @@ def imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _forbidden(top: str, banned: str) -> bool:
-    # prefect_dask, mlflow_skinny and the like belong to the same tool
+def _forbidden(name: str, banned: str) -> bool:
+    """Whether module ``name`` is ``banned``: a dotted ban (``deid.evaluation``) is that package and its
+    modules; a top-level one that tool (prefect_dask, mlflow_skinny and the like belong to the same tool)."""
+    if "." in banned:
+        return name == banned or name.startswith(banned + ".")
+    top = name.split(".")[0]
     return top == banned or (banned in ("prefect", "mlflow") and top.startswith(banned + "_"))
 
 
@@ -79,9 +89,8 @@ def import_violations(root: Path, rules: dict[str, dict[str, str]] = RULES) -> l
                 problems.append(f"{rel}:{exc.lineno}: cannot be parsed, so its imports cannot be checked")
                 continue
             for line, name in imports:
-                top = name.split(".")[0]
                 for b, why in banned.items():
-                    if _forbidden(top, b):
+                    if _forbidden(name, b):
                         problems.append(f"{rel}:{line}: {layer}/ imports {name} ({why})")
     return problems
 
@@ -140,6 +149,11 @@ def test_checker_passes_a_clean_tree(tmp_path):
     ("tasks/rel.py", "from ..flows import f\n", "tasks/rel.py:1: tasks/ imports flows"),
     ("bench/b2.py", "def main():\n    from flows.study import loadavg\n", "bench/b2.py:2: bench/ imports flows.study"),
     ("data_contracts/c.py", "import tasks.t\n", "data_contracts/c.py:1: data_contracts/ imports tasks.t"),
+    ("data_contracts/d.py", "from deid.core import np\n", "data_contracts/d.py:1: data_contracts/ imports deid.core"),
+    ("deid/methods/m.py", "from deid.evaluation.audit import audit\n",
+     "deid/methods/m.py:1: deid/methods/ imports deid.evaluation.audit"),
+    ("deid/clustering/k.py", "def f():\n    from deid.evaluation import gates\n",
+     "deid/clustering/k.py:2: deid/clustering/ imports deid.evaluation"),
 ])
 def test_checker_finds_each_kind_of_violation(tmp_path, rel, text, expect):
     root = _tree(tmp_path, {**CLEAN, rel: text, "deid/sub/__init__.py": ""})

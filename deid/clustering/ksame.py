@@ -12,7 +12,7 @@ images per person (FERG: 6 characters, thousands of images each):
   divide them) joins the nearest cluster that does not hold its identity yet; when every cluster
   holds it, surplus images are spread one per cluster per round (water-filling), so every
   cluster keeps ≥ k distinct identities and the worst attribution probability is as low as the
-  counts allow. :func:`deid.evaluation.anonymity.group_report` reports it.
+  counts allow. :func:`deid.clustering.anonymity.group_report` reports it.
 
 Nearest neighbours come from an inverted-file index (each identity's images bucketed into
 ≈√(n_i/4) k-means cells; a query probes the nearest few live cells of each identity), so the cost

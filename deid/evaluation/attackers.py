@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from deid.errors import EvaluationError
-from deid.evaluation.anonymity import row_digests
+from deid.clustering.anonymity import row_digests
 from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class, available_attackers, get_attacker,
                                               register_attacker)
 from deid.models import CNNClassifier

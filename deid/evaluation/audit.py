@@ -249,7 +249,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     """
     from tqdm.auto import tqdm
 
-    from deid.evaluation.anonymity import k_anonymity
+    from deid.clustering.anonymity import k_anonymity
 
     say = progress or (lambda msg: None)
     train_mask = np.isin(original.split, cfg.train_splits)

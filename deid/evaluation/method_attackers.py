@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deid.evaluation.anonymity import row_digests
+from deid.clustering.anonymity import row_digests
 from deid.evaluation.attacker_registry import register_attacker
 from deid.evaluation.attackers import AttackerConfig, Gallery, LinearPixelClassifier, _nearest, hog_of
 

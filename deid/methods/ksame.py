@@ -18,7 +18,7 @@ import numpy as np
 from deid.clustering.features import PCAFeatures
 from deid.clustering.ksame import cluster_means, ksame_clusters
 from deid.errors import ConfigError, MethodError
-from deid.evaluation.anonymity import group_report
+from deid.clustering.anonymity import group_report
 from deid.methods.base import AnonymityK, DeidMethod, PositiveInt, Seed
 from deid.methods.registry import register_method
 

@@ -37,7 +37,7 @@ from pydantic import Field
 from deid.clustering.features import PCAFeatures
 from deid.clustering.ksame import ksame_clusters
 from deid.errors import ConfigError, MethodError
-from deid.evaluation.anonymity import group_report
+from deid.clustering.anonymity import group_report
 from deid.methods.base import AnonymityK, DeidMethod, Device, PositiveFloat, PositiveInt, PowerOfTwo, Seed
 from deid.methods.registry import register_method
 

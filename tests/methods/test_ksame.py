@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from deid.clustering import ksame_clusters, max_full_clusters
 from deid.errors import ConfigError, MethodError
-from deid.evaluation.anonymity import attribution_risk, group_report, identical_groups, k_anonymity
+from deid.clustering.anonymity import attribution_risk, group_report, identical_groups, k_anonymity
 from deid.methods import get_method
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deid.errors import ConfigError, MethodError
-from deid.evaluation.anonymity import k_anonymity
+from deid.clustering.anonymity import k_anonymity
 from deid.methods import get_method
 from deid.methods.ksame_net import expression_groups, proxy_mixtures
 from deid.models.generator import FaceGenerator
