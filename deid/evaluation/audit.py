@@ -18,6 +18,9 @@ Metric names (per method):
   guarantee promises, measured), ``ssim``, ``psnr``.
 - ``tstr``/``trts`` (and per classifier, intervals, ``_retention`` against the reference row) and
   ``sharpness_ratio``: usefulness on real faces and readability (:mod:`deid.evaluation.transfer`).
+- ``feature_frechet`` (and ``_yardstick``): the Fréchet distance of the outputs' identity-CNN features
+  to the originals' over the originals' halves' own (:mod:`deid.evaluation.frechet`); ``dlib_frechet``
+  the same with dlib's descriptor (real faces only).
 - ``identity_chance_min``: the smallest identity's share, the least a guess blind to the outputs
   scores; an attacker significantly below it reads identity from what the outputs exclude.
 """
@@ -38,6 +41,7 @@ from deid.evaluation.attackers import AttackerConfig, Gallery, check_split_label
 from deid.evaluation.audit_config import AUDIT_METRICS, AuditConfig
 from deid.evaluation.diversity import diversity_ratio
 from deid.evaluation.fidelity import fidelity
+from deid.evaluation.frechet import frechet_ratio
 from deid.evaluation.intervals import add_intervals
 from deid.evaluation.linkage import linkage
 from deid.evaluation.transfer import sharpness_ratio, transfer_metrics, transfer_retention
@@ -397,6 +401,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
                  linkage_rank5_std=link.rank5_std)
         ma.cmc["critic"] = (link.cmc, link.cmc_std)
+        m.update(frechet_ratio(orig_feat, out_feat, seed=cfg.seed))
         if face:
             from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness
 
@@ -405,6 +410,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
                      linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
                      faceness=faceness(Xte), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+            m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
             ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
         stage(name, "diversity")
         groups = test.expression if util_ok else np.zeros(len(test), dtype=object)

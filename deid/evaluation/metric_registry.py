@@ -188,6 +188,13 @@ for _m in (
     Metric("sharpness_ratio", "sharpness ratio (Laplacian variance, median)", "f3", "the outputs' fine detail over "
            "the originals' (1: as sharp; low: blurred)", "higher", bounds=("_lo", "_hi"), short="sharp",
            study="sharpness ratio", headline=True),
+    Metric("feature_frechet", "Fréchet ratio (identity features)", "f3", "the Fréchet distance of the outputs' "
+           "identity-CNN features to the originals' over the originals' own between random halves (1: as close as "
+           "real faces are to each other; high: unlike any face of the set); realism, not privacy", "lower",
+           study="Fréchet ratio", headline=True),
+    Metric("feature_frechet_yardstick", "Fréchet yardstick (identity features)", "f3", "the Fréchet distance "
+           "between two random halves of the originals' identity-CNN features, the ratio's denominator",
+           report=False),
     Metric("utility_retention", "utility retention", "pct", "trained-and-tested-on-outputs utility over the "
            "originals'", "higher"),
     # -- linkage: originals as the gallery, outputs as probes -------------------------------------------------
@@ -202,6 +209,11 @@ for _m in (
     # -- faces (dlib, real faces only) ---------------------------------------------------------------------
     Metric("faceness", "faceness", "pct", "outputs in which dlib finds a face", "higher", study="FCNS",
            faces_only=True),
+    Metric("dlib_frechet", "Fréchet ratio (dlib descriptor)", "f3", "the Fréchet ratio with dlib's descriptor "
+           "in place of the identity CNN's features (real faces)", "lower", study="Fréchet ratio, dlib",
+           faces_only=True),
+    Metric("dlib_frechet_yardstick", "Fréchet yardstick (dlib descriptor)", "f3", "the Fréchet distance between "
+           "two random halves of the originals' dlib descriptors", report=False, faces_only=True),
     Metric("deid", "DEID", "pct", "outputs dlib judges a different person from their input", "higher",
            study="DEID", faces_only=True),
     Metric("div", "DIV", "pct", "output pairs of different inputs dlib judges different people", "higher",

@@ -65,6 +65,13 @@ def test_gates_pass_blackout_on_privacy_and_fail_it_on_utility(result):
     assert any(r.startswith("TSTR lower bound") for r in loose.reasons)
 
 
+def test_the_frechet_ratio_reads_the_originals_as_one_and_blackout_far_above(result):
+    o, n, b = (result.methods[k].metrics for k in (ORIGINAL, "none", "blackout"))
+    assert o["feature_frechet"] == pytest.approx(1.0, abs=1e-6) and n["feature_frechet"] == pytest.approx(1.0, abs=1e-6)
+    assert n["feature_frechet_yardstick"] == pytest.approx(o["feature_frechet_yardstick"]) and o["feature_frechet_yardstick"] > 0
+    assert b["feature_frechet"] > 3, b["feature_frechet"]
+
+
 def test_every_accuracy_has_its_interval(result):
     for name, ma in result.methods.items():
         m = ma.metrics
