@@ -13,7 +13,8 @@ Metric names (per method):
 - ``linkage_rank1``/``linkage_rank5`` (± ``_std``): originals as gallery, outputs as probes, with
   features of an identity CNN trained on original training images; ``linkage_dlib_*`` the same
   with dlib's descriptor (real faces only).
-- ``faceness``, ``deid``, ``div`` (real faces only), ``k_anonymity`` (identical outputs shared by k
+- ``faceness``, ``faces_kept`` (of the test images dlib finds a face in, the outputs it still finds one
+  in, with a Wilson interval), ``deid``, ``div`` (real faces only), ``k_anonymity`` (identical outputs shared by k
   identities), ``k_attacker`` (``1 /`` the worst attacker's upper bound: the k a distribution-level
   guarantee promises, measured), ``ssim``, ``psnr``.
 - ``tstr``/``trts`` (and per classifier, intervals, ``_retention`` against the reference row) and
@@ -296,12 +297,13 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     test = original.subset(test_mask)
     orig_feat = ref_id.features(test.X)
     cache = None
-    orig_desc = None
+    orig_desc = orig_found = None
     if face:
-        from deid.evaluation.facemetrics import DescriptorCache, describe
+        from deid.evaluation.facemetrics import DescriptorCache, describe, faces_found
 
         cache = DescriptorCache(descriptor_cache)
         orig_desc = describe(test.X, cache)
+        orig_found = faces_found(test.X)  # once: the reference row's faceness and every row's faces_kept
 
     if NEGATIVE_CONTROL not in outputs:  # the negative control runs in every audit
         from deid.methods import get_method
@@ -403,13 +405,15 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         ma.cmc["critic"] = (link.cmc, link.cmc_std)
         m.update(frechet_ratio(orig_feat, out_feat, seed=cfg.seed))
         if face:
-            from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness
+            from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness, faces_found, faces_kept
 
             desc = describe(Xte, cache)
             dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+            found = orig_found if is_ref else faces_found(Xte)  # each image detected once
             m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
                      linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
-                     faceness=faceness(Xte), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+                     faceness=faceness(found=found), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+            m.update(faces_kept(orig_found, found))
             m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
             ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
         stage(name, "diversity")

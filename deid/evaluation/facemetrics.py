@@ -1,5 +1,6 @@
 """Face metrics with dlib (Nousi et al.): faceness, DEID and DIV, plus descriptor features for
-linkage with an independent recognizer (dlib's ResNet face descriptor).
+linkage with an independent recognizer (dlib's ResNet face descriptor), and faces kept: of the
+images in whose original dlib finds a face, the share in whose output it still finds one.
 
 Meaningful on real faces only (the descriptor was trained on photos, not cartoons). Inputs are
 aligned face crops, so the descriptor is taken on the whole crop; faceness asks dlib's HOG
@@ -19,7 +20,8 @@ import numpy as np
 
 from deid.imageio import to_uint8
 
-__all__ = ["model_file", "DescriptorCache", "describe", "faceness", "deid_rate", "diversity", "DLIB_THRESHOLD"]
+__all__ = ["model_file", "DescriptorCache", "describe", "faces_found", "faceness", "faces_kept", "deid_rate",
+           "diversity", "DLIB_THRESHOLD"]
 
 DLIB_THRESHOLD = 0.6
 _SIZE = 150  # dlib's descriptor expects 150 × 150 chips
@@ -102,11 +104,37 @@ def describe(X: np.ndarray, cache: DescriptorCache | None = None) -> np.ndarray:
     return out
 
 
-def faceness(X: np.ndarray) -> float:
-    """Share of images in which dlib's HOG detector finds a face (upsampled once)."""
+def faces_found(X: np.ndarray) -> np.ndarray:
+    """Per image of ``(N, C, H, W)``, whether dlib's HOG detector finds a face (upsampled once): ``(N,)`` bool.
+    The audit detects each image once and reads :func:`faceness` and :func:`faces_kept` from the result."""
+    from deid.pixels import chunks
+
     det = _dlib()[0]
-    found = sum(1 for img in X if len(det(_chip(img), 1)) > 0)
-    return found / len(X)
+    return np.asarray([len(det(_chip(img), 1)) > 0 for _, c in chunks(X) for img in c], dtype=bool)
+
+
+def faceness(X: np.ndarray | None = None, *, found: np.ndarray | None = None) -> float:
+    """Share of images in which dlib's HOG detector finds a face (upsampled once); ``found``: the
+    detections of :func:`faces_found`, when already made."""
+    found = faces_found(X) if found is None else np.asarray(found, dtype=bool)
+    return float(found.mean()) if len(found) else float("nan")
+
+
+def faces_kept(original_found: np.ndarray, output_found: np.ndarray) -> dict[str, float]:
+    """Of the images in whose original dlib finds a face, the share in whose output it still finds one:
+    ``faces_kept`` with its 95 % Wilson interval (``_lo``/``_hi``) over those images (row-aligned
+    :func:`faces_found` results). Nothing when dlib finds no face in any original."""
+    from deid.evaluation.intervals import wilson
+
+    o, f = np.asarray(original_found, dtype=bool), np.asarray(output_found, dtype=bool)
+    if o.shape != f.shape:
+        raise ValueError(f"detections of {o.shape} originals and {f.shape} outputs must be row-aligned")
+    n = int(o.sum())
+    if n == 0:
+        return {}
+    k = int((o & f).sum())
+    lo, hi = wilson(k, n)
+    return {"faces_kept": k / n, "faces_kept_lo": lo, "faces_kept_hi": hi}
 
 
 def deid_rate(orig_desc: np.ndarray, anon_desc: np.ndarray, threshold: float = DLIB_THRESHOLD) -> float:

@@ -209,6 +209,9 @@ for _m in (
     # -- faces (dlib, real faces only) ---------------------------------------------------------------------
     Metric("faceness", "faceness", "pct", "outputs in which dlib finds a face", "higher", study="FCNS",
            faces_only=True),
+    Metric("faces_kept", "faces kept", "pct", "of the test images in whose original dlib finds a face, the share "
+           "in whose output it still finds one", "higher", bounds=("_lo", "_hi"), study="faces kept",
+           headline=True, faces_only=True),
     Metric("dlib_frechet", "Fréchet ratio (dlib descriptor)", "f3", "the Fréchet ratio with dlib's descriptor "
            "in place of the identity CNN's features (real faces)", "lower", study="Fréchet ratio, dlib",
            faces_only=True),

@@ -70,6 +70,7 @@ def test_the_frechet_ratio_reads_the_originals_as_one_and_blackout_far_above(res
     assert o["feature_frechet"] == pytest.approx(1.0, abs=1e-6) and n["feature_frechet"] == pytest.approx(1.0, abs=1e-6)
     assert n["feature_frechet_yardstick"] == pytest.approx(o["feature_frechet_yardstick"]) and o["feature_frechet_yardstick"] > 0
     assert b["feature_frechet"] > 3, b["feature_frechet"]
+    assert "faces_kept" not in o  # a face metric: not measured on cartoons
 
 
 def test_every_accuracy_has_its_interval(result):

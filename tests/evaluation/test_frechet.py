@@ -1,4 +1,4 @@
-"""The Fréchet ratio against the closed form and known cases."""
+"""The Fréchet ratio against the closed form and known cases; faces kept on real faces."""
 
 from __future__ import annotations
 
@@ -47,3 +47,63 @@ def test_unchanged_outputs_score_one_and_collapsed_ones_far_above():
     assert frechet_ratio(f, 0.5 * f)["feature_frechet"] > 1.5  # shrunk towards the mean
     assert set(frechet_ratio(f, f, prefix="dlib_frechet")) == {"dlib_frechet", "dlib_frechet_yardstick"}
     assert frechet_ratio(f[:3], f[:3]) == {} and frechet_ratio(np.ones((10, 4)), f[:10, :4]) == {}
+
+
+def test_faces_kept_counts_only_images_with_a_face_in_the_original():
+    from deid.evaluation.facemetrics import faces_kept
+
+    o = np.array([True, True, True, True, False])
+    k = faces_kept(o, np.array([True, True, True, False, True]))
+    assert k["faces_kept"] == 0.75 and k["faces_kept_lo"] < 0.75 < k["faces_kept_hi"]
+    assert faces_kept(o, o)["faces_kept"] == 1.0 and faces_kept(o, o)["faces_kept_hi"] == 1.0
+    assert faces_kept(np.zeros(3, bool), np.ones(3, bool)) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.jaffe
+def test_faces_kept_on_real_faces(jaffe_dir, dlib_models):
+    """JAFFE read where it lies (nothing copied): dlib finds the faces of the originals themselves, and none
+    in blackout's output."""
+    from deid.evaluation.facemetrics import faces_found, faces_kept
+    from deid.methods import get_method
+    from tests.evaluation.test_method_attackers import _jaffe
+
+    X, _ = _jaffe(jaffe_dir, size=64)
+    X = X[::4]  # 54 photos: enough to know, cheap to detect
+    orig = faces_found(X)
+    assert orig.mean() > 0.9
+    assert faces_kept(orig, faces_found(X))["faces_kept"] == 1.0
+    black = get_method("blackout").fit(X[:1]).transform(X)
+    assert faces_kept(orig, faces_found(black))["faces_kept"] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.jaffe
+def test_the_audit_measures_realism_on_real_faces(jaffe_dir, dlib_models, tmp_path):
+    """Wired into the audit on JAFFE: the originals and `none` keep every face and read 1 in dlib's Fréchet
+    ratio too, blackout keeps none; every name written is in the metric table, as a face metric."""
+    import torch
+
+    from deid.data import ImageSet
+    from deid.evaluation import metric_registry as reg
+    from deid.evaluation.audit import ORIGINAL, AuditConfig, audit
+    from tests.evaluation.test_method_attackers import _jaffe
+
+    torch.set_num_threads(1)
+    files = sorted(jaffe_dir.glob("*.tiff"))
+    X, ident = _jaffe(jaffe_dir, size=64)
+    expr = np.array([f.name.split(".")[1][:2] for f in files], dtype=object)
+    split = np.array(["train", "train", "test"] * (len(files) // 3 + 1), dtype=object)[: len(files)]
+    s = ImageSet(X, np.array([f.name for f in files], dtype=object), split, ident, expr)
+    cfg = AuditConfig(attackers=["linear"], face_metrics="on", cnn_epochs=1, cnn_width=4, cnn_min_steps=0,
+                      cnn_augment=False, pca_components=16, linkage_repeats=1, unseen_attributes=[])
+    r = audit(s, {"none": s}, cfg, dataset="jaffe", descriptor_cache=tmp_path)
+    o, n, b = (r.methods[k].metrics for k in (ORIGINAL, "none", "blackout"))
+    assert o["faces_kept"] == n["faces_kept"] == 1.0 and b["faces_kept"] == 0.0 < b["faces_kept_hi"]
+    assert o["faceness"] > 0.9 and o["faces_kept_lo"] > 0.9
+    assert n["dlib_frechet"] == pytest.approx(1.0, abs=1e-6) and b["dlib_frechet"] > 3
+    assert b["feature_frechet"] > n["feature_frechet"]
+    face_only = reg.face_only_names()
+    assert {"faces_kept", "faces_kept_lo", "dlib_frechet", "dlib_frechet_yardstick"} <= face_only
+    assert "feature_frechet" not in face_only
+    assert all(reg.metric(k) is not None for k in o), sorted(k for k in o if reg.metric(k) is None)
