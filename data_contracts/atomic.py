@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_file", "remove_stale"]
+__all__ = ["atomic_dir", "atomic_file", "remove_stale", "write_text_atomic"]
 
 _swept: set[Path] = set()  # cache folders this process has swept already
 
@@ -117,3 +117,12 @@ class atomic_dir:
         os.replace(self.tmp, self.final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`: a reader (or an
+    interrupted run) sees the old file or the new one, never half of it."""
+    p = Path(path)
+    with atomic_file(p) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return p

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from deid.config import RunConfig
 
 __all__ = ["MARKER", "Workspace", "work_root", "release_root", "check_root", "check_workspace", "claim",
-           "claim_workspace", "inside", "ensure_inside", "is_system_dir", "write_text_atomic"]
+           "claim_workspace", "inside", "ensure_inside", "is_system_dir"]
 
 #: written into a root the pipeline created or claimed while it was empty
 MARKER = ".deid-workspace"
@@ -166,14 +166,3 @@ def claim_workspace(ws: Workspace) -> Workspace:
     if ws.release is not None and not inside(ws.work, ws.release):
         claim(ws.release)
     return ws
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`: a reader (or an
-    interrupted run) sees the old file or the new one, never half of it."""
-    from data_contracts.atomic import atomic_file
-
-    p = Path(path)
-    with atomic_file(p) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return p

@@ -16,7 +16,7 @@ from prefect import task
 from deid.reporting.sections import kept_sections
 from deid.reporting.study import Aggregate, Record, aggregate, frontier_plot, lambda_sweep_plot, render_results
 from deid.study_plan import EXPERIMENT, full_estimate
-from deid.workspace import write_text_atomic
+from data_contracts.atomic import write_text_atomic
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["open_study", "log_study_meta", "collect", "write_results", "render_study"]

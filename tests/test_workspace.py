@@ -140,7 +140,7 @@ def test_check_root_reports_one_line(tmp_path):
 def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     import os
 
-    from deid.workspace import write_text_atomic
+    from data_contracts.atomic import write_text_atomic
 
     doc = tmp_path / "docs" / "RESULTS.md"
     write_text_atomic(doc, "old\n")

@@ -28,7 +28,7 @@ from deid.datasets.base import (
     walk_files,
 )
 from deid.errors import DatasetLayoutError
-from deid.workspace import write_text_atomic
+from data_contracts.atomic import write_text_atomic
 
 __all__ = ["FERG_CHARACTERS", "FERG_EXPRESSIONS", "ATTRIBUTES_FILE", "scan_ferg", "read_ferg_attributes",
            "write_ferg_attributes"]

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from deid.reporting.columns import COLUMNS, chance_for, fmt
-from deid.workspace import write_text_atomic
+from data_contracts.atomic import write_text_atomic
 
 __all__ = ["render_report"]
 

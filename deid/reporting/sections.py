@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deid.workspace import write_text_atomic
+from data_contracts.atomic import write_text_atomic
 
 __all__ = ["markers", "write_section", "kept_sections"]
 

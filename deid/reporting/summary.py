@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from deid.provenance import git_commit
-from deid.workspace import write_text_atomic
+from data_contracts.atomic import write_text_atomic
 
 __all__ = ["Interval", "MethodSummary", "AuditSummary", "ReleaseSummary", "RunSummaryDoc", "build_summary",
            "write_summary", "read_summary", "SUMMARY_FILE", "EXIT_CODES"]
