@@ -10,18 +10,12 @@ set-level methods always run in one process.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, SPLITS, TableWriter, atomic_dir, iter_batches, read_table,
-                            table_labels)
+from data_contracts import IMAGES_SCHEMA, SPLITS, atomic_dir, iter_batches, read_table
+from deid.batches import COLUMNS, SplitWriters, TransformStats, transform_batch, transform_batches
 from deid.data import image_set_from_table, load_image_set
-from deid.imageio import array_to_pngs, images_to_array
 from deid.errors import ConfigError
 from deid.methods import DeidMethod, get_method
 
@@ -30,13 +24,12 @@ if TYPE_CHECKING:
     from deid.evaluation.audit import AuditConfig
     from deid.faces_dask import DaskConfig
 
-__all__ = ["fit_method", "every_param", "anonymize_table", "fit_and_anonymize", "transform_batch", "transform_batches", "SplitWriters", "TransformStats", "FIT_SPLITS", "identities_of",
+__all__ = ["fit_method", "every_param", "anonymize_table", "fit_and_anonymize", "FIT_SPLITS", "identities_of",
            "resolve_params", "resolve_methods", "audit_config", "public_config"]
 
 #: the splits every method is fitted on
 FIT_SPLITS: tuple[str, ...] = ("train",)
 
-_COLS = ["image_id", "dataset", "split", "identity", "expression", "image", "height", "width", "channels"]
 
 
 def fit_method(name: str, params: dict, images_dir: str | Path, model_dir: str | Path, *,
@@ -48,83 +41,12 @@ def fit_method(name: str, params: dict, images_dir: str | Path, model_dir: str |
     if method.learns:
         train = load_image_set(images_dir, splits=splits)
     else:
-        train = image_set_from_table(next(iter_batches(images_dir, IMAGES_SCHEMA, columns=_COLS, splits=splits,
+        train = image_set_from_table(next(iter_batches(images_dir, IMAGES_SCHEMA, columns=COLUMNS, splits=splits,
                                                        batch_size=1)))
     method.fit(train.X, train.identity, train.expression)
     with atomic_dir(model_dir) as tmp:
         method.save(tmp)
     return method
-
-
-class TransformStats(dict):
-    """rows, seconds, decode/model/encode seconds, images_per_s."""
-
-
-def _rows(t: pa.Table, method: str, Y: np.ndarray) -> pa.Table:
-    pngs = array_to_pngs(Y)
-    paths = [None] * len(pngs)
-    image = pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.array(paths, pa.string())], ["bytes", "path"])
-    return pa.table({
-        "image_id": t.column("image_id"), "dataset": t.column("dataset"), "split": t.column("split"),
-        "identity": t.column("identity"), "expression": t.column("expression"),
-        "method": pa.array([method] * t.num_rows, pa.string()), "image": image,
-        "height": pa.array([Y.shape[2]] * t.num_rows, pa.int32()), "width": pa.array([Y.shape[3]] * t.num_rows, pa.int32()),
-        "channels": pa.array([Y.shape[1]] * t.num_rows, pa.int32()),
-    })
-
-
-def transform_batch(method: DeidMethod, t: pa.Table, label: str) -> tuple[pa.Table, float, float, float]:
-    """One batch of an images table (the columns of ``_COLS``) through ``method``: the ``anonymized``
-    rows and the seconds spent decoding, in the model and encoding."""
-    a = time.perf_counter()
-    X = images_to_array(t.column("image"))
-    ident = np.asarray(t.column("identity").to_pylist(), dtype=object)
-    util = np.asarray(t.column("expression").to_pylist(), dtype=object)
-    b = time.perf_counter()
-    Y = method.transform(X, ident, util)
-    c = time.perf_counter()
-    out = _rows(t, label, Y)
-    return out, b - a, c - b, time.perf_counter() - c
-
-
-class SplitWriters:
-    """One ``anonymized`` table folder per split with rows under ``root``, the utility label stored
-    against the input's ClassLabel names; rows are written in the order they are given. Counts the
-    rows and the decode / model / encode seconds of every batch written (:meth:`stats`)."""
-
-    def __init__(self, root: Path, images_dir: str | Path):
-        self.writers = {s: TableWriter(root / s, ANONYMIZED_SCHEMA, labels=table_labels(images_dir),
-                                       write_empty=False) for s in SPLITS}
-        self.rows, self.decode_s, self.model_s, self.encode_s = 0, 0.0, 0.0, 0.0
-
-    def write(self, out: pa.Table, decode_s: float = 0.0, model_s: float = 0.0, encode_s: float = 0.0) -> None:
-        """Write one batch of :func:`transform_batch` output with the seconds it took (writing counts as encoding)."""
-        a = time.perf_counter()
-        for s in SPLITS:
-            part = out.filter(pc.equal(out.column("split"), s))
-            if part.num_rows:
-                self.writers[s].write(part)
-        self.rows += out.num_rows
-        self.decode_s += decode_s
-        self.model_s += model_s
-        self.encode_s += encode_s + (time.perf_counter() - a)
-
-    def stats(self, seconds: float, workers: int) -> TransformStats:
-        return TransformStats(rows=self.rows, seconds=seconds, decode_s=self.decode_s, model_s=self.model_s,
-                              encode_s=self.encode_s, images_per_s=self.rows / seconds if seconds else 0.0,
-                              workers=workers)
-
-    def close(self) -> None:
-        for w in self.writers.values():
-            w.close()
-
-
-def transform_batches(images_dir: str | Path, batch_size: int) -> Iterator[pa.Table]:
-    """The input batches of the per-image path: each row group of the images table, sliced to ``batch_size``.
-    Both the in-process and the Dask transform cut the table this way, so they write the same rows."""
-    for t in iter_batches(images_dir, IMAGES_SCHEMA, columns=_COLS, batch_size=batch_size):
-        if t.num_rows:
-            yield t
 
 
 def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | Path, *, label: str | None = None,
@@ -145,7 +67,7 @@ def anonymize_table(method: DeidMethod, images_dir: str | Path, out_dir: str | P
     with atomic_dir(out_dir) as tmp:
         writers = SplitWriters(tmp, images_dir)
         if method.set_level:  # the whole split at once: the method's guarantee is about the set
-            batches = (read_table(images_dir, IMAGES_SCHEMA, columns=_COLS, splits=(s,)) for s in SPLITS)
+            batches = (read_table(images_dir, IMAGES_SCHEMA, columns=COLUMNS, splits=(s,)) for s in SPLITS)
         else:
             batches = transform_batches(images_dir, batch_size)
         for t in batches:

@@ -36,7 +36,7 @@ from data_contracts import atomic_dir, count_rows
 from deid.errors import MethodError
 from deid.faces_dask import DaskConfig, map_ordered, open_client
 from deid.methods import DeidMethod
-from deid.pipeline import SplitWriters, TransformStats, transform_batch, transform_batches
+from deid.batches import SplitWriters, TransformStats, transform_batch, transform_batches
 
 __all__ = ["ModelPayload", "model_payload", "anonymize_table_dask", "pick_device", "worker_loads"]
 
