@@ -179,7 +179,8 @@ def main() -> None:
 
     photos = load_photos()
     blobs = [b for _, b in photos] * args.repeat
-    cfg = PreprocessConfig(size=64, align="dlib", faces=FacePolicy(upsample=args.upsample)).model_dump()
+    cfg = PreprocessConfig(size=64, align="dlib",  # one pass at --upsample (bench_face_retry times the staged policy)
+                           faces=FacePolicy(upsample=args.upsample, upsample_first=None)).model_dump()
     print(f"# Face detection + alignment: {len(photos)} real photos "
           f"({'JAFFE + ' if JAFFE.is_dir() else ''}skimage astronaut, camera) × {args.repeat} = {len(blobs)} images; "
           f"HOG upsample={args.upsample}, 64×64 chips, {os.cpu_count()} cores; "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deid.errors import DeidError
 
@@ -53,13 +53,20 @@ class FacePolicy(BaseModel):
 
     The defaults follow common practice for LFW-style photos: HOG detector upsampled once (finds
     faces down to ~40 px), the largest face kept when there are several, images with no face or
-    a face under ``min_face`` pixels quarantined.
+    a face under ``min_face`` pixels quarantined. Detection is staged: a first pass at
+    ``upsample_first`` (0: ~4× cheaper than 1), and only an image where it finds no face is tried
+    again at each next upsample up to ``upsample``, the most the detector ever tries.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     detector: Literal["hog", "cnn"] = "hog"
-    upsample: int = Field(1, ge=0, le=3, description="times the image is upsampled before detection")
+    upsample: int = Field(1, ge=0, le=3, description="most times the image is upsampled before detection")
+    upsample_first: int | None = Field(
+        0, ge=0, le=3,
+        description="upsample of the first pass; an image where it finds no face is retried at each next upsample "
+                    "up to `upsample`; None: one pass at `upsample`",
+    )
     threshold: float = Field(0.0, description="HOG: adjust_threshold; CNN: minimum confidence")
     min_face: int = Field(40, ge=1, description="smallest accepted face (shorter box side, input pixels)")
     padding: float = Field(0.25, ge=0.0, le=2.0, description="margin around the landmarks in the crop (dlib)")
@@ -71,9 +78,23 @@ class FacePolicy(BaseModel):
     exif: bool = Field(True, description="apply the JPEG EXIF orientation before detection")
     cache_dir: str | None = Field(None, description="detection cache; None: next to the ingest output")
 
-    def detector_key(self) -> str:
-        """What a cached detection depends on (besides the image bytes)."""
-        return f"{self.detector}-u{self.upsample}-t{self.threshold:g}-x{int(self.exif)}-lm5"
+    @model_validator(mode="after")
+    def _first_pass_within_upsample(self) -> "FacePolicy":
+        if self.upsample_first is not None and self.upsample_first > self.upsample:
+            raise ValueError(f"upsample_first ({self.upsample_first}) is above upsample ({self.upsample}), the most "
+                             "the detector tries: lower upsample_first, or raise upsample")
+        return self
+
+    def upsamples(self) -> tuple[int, ...]:
+        """The upsample of each detection pass, in order; a pass runs only when the ones before found no face."""
+        first = self.upsample if self.upsample_first is None else self.upsample_first
+        return tuple(range(first, self.upsample + 1))
+
+    def detector_key(self, upsample: int | None = None) -> str:
+        """What a cached detection pass at ``upsample`` (default: ``self.upsample``) depends on, besides the
+        image bytes. Each pass is cached on its own, so a staged policy and a single pass share entries."""
+        u = self.upsample if upsample is None else upsample
+        return f"{self.detector}-u{u}-t{self.threshold:g}-x{int(self.exif)}-lm5"
 
 
 class FaceError(DeidError, ValueError):
@@ -150,14 +171,25 @@ def _model(kind: str):
     return m
 
 
-def detect_faces(img: np.ndarray, policy: FacePolicy = FacePolicy()) -> list[Detection]:
-    """Every face in ``uint8`` ``(H, W)`` or ``(H, W, 3)`` RGB ``img``, best score first, with landmarks."""
+def detect_faces(img: np.ndarray, policy: FacePolicy = FacePolicy(), *,
+                 events: list[str] | None = None) -> list[Detection]:
+    """Every face in ``uint8`` ``(H, W)`` or ``(H, W, 3)`` RGB ``img``, best score first, with landmarks.
+
+    The passes of ``policy.upsamples()`` in order, stopping at the first that finds a face: where the
+    first pass finds one, the result is exactly that pass's. Appends the path taken to ``events``:
+    ``detected_upsample_<u>`` (the first pass sufficed) or ``retried_upsample_<u>`` (the last pass run).
+    """
+    return _staged_detect(img, policy, None, None, events)
+
+
+def _detect_pass(img: np.ndarray, policy: FacePolicy, upsample: int) -> list[Detection]:
+    """One detector call at ``upsample``, with landmarks."""
     img = np.ascontiguousarray(img)
     if policy.detector == "hog":
-        rects, scores, _ = _model("hog").run(img, policy.upsample, policy.threshold)
+        rects, scores, _ = _model("hog").run(img, upsample, policy.threshold)
         found = list(zip(rects, scores))
     else:
-        found = [(d.rect, d.confidence) for d in _model("cnn")(img, policy.upsample) if d.confidence >= policy.threshold]
+        found = [(d.rect, d.confidence) for d in _model("cnn")(img, upsample) if d.confidence >= policy.threshold]
     predictor = _model("landmarks5")
     h, w = img.shape[:2]
     out = []
@@ -247,21 +279,36 @@ def apply_exif_orientation(img: np.ndarray, data: bytes) -> np.ndarray:
     return np.ascontiguousarray(t(img))
 
 
+def _staged_detect(img: np.ndarray, policy: FacePolicy, cache: DetectionCache | None, sha: str | None,
+                   events: list[str] | None) -> list[Detection]:
+    """The policy's passes, each read from ``cache`` when there, stopping at the first with a face.
+
+    One event per image names the path it took: ``detected_upsample_<u>`` when the first pass ran and
+    no retry was needed, ``retried_upsample_<u>`` when the passes went on to ``u`` (found or not),
+    ``detection_cached`` when every pass needed was in the cache.
+    """
+    faces: list[Detection] = []
+    event = "detection_cached"
+    for i, u in enumerate(policy.upsamples()):
+        key = policy.detector_key(u)
+        hit = cache.get(sha, key) if cache is not None else None
+        if hit is None:
+            faces = _detect_pass(img, policy, u)
+            if cache is not None:
+                cache.put(sha, key, faces)
+            event = f"{'retried' if i else 'detected'}_upsample_{u}"
+        else:
+            faces = hit
+        if faces:
+            break
+    if events is not None:
+        events.append(event)
+    return faces
+
+
 def _cached_detect(img: np.ndarray, sha: str | None, policy: FacePolicy, events: list[str] | None) -> list[Detection]:
     cache = DetectionCache(policy.cache_dir) if policy.cache_dir and sha else None
-    key = policy.detector_key()
-    if cache is not None:
-        hit = cache.get(sha, key)
-        if hit is not None:
-            if events is not None:
-                events.append("detection_cached")
-            return hit
-    faces = detect_faces(img, policy)
-    if cache is not None:
-        cache.put(sha, key, faces)
-    if events is not None:
-        events.append("detected")
-    return faces
+    return _staged_detect(img, policy, cache, sha, events)
 
 
 def _centre_square(img: np.ndarray, fraction: float) -> np.ndarray:
@@ -279,7 +326,9 @@ def align_face(img: np.ndarray, *, data_sha256: str | None = None, cfg: "Preproc
     ``uint8`` ``(size, size[, 3])`` with ``size = cfg.size`` and the input's channels (colour
     conversion is left to :func:`deid.preprocessing.preprocess_image`). Raises a
     :class:`FaceError` subclass, naming ``where``, when the policy says quarantine; appends what
-    happened (``detected``/``detection_cached``, ``multiple_faces_kept_largest``, ...) to ``events``.
+    happened (``detected_upsample_0``, ``retried_upsample_1``, ``detection_cached``,
+    ``multiple_faces_kept_largest``, ...) to ``events``. The box policy (``on_multiple``, ``min_face``)
+    applies to the faces of the pass that found them.
     """
     import dlib
 
@@ -297,7 +346,8 @@ def align_face(img: np.ndarray, *, data_sha256: str | None = None, cfg: "Preproc
             if events is not None:
                 events.append("no_face_kept_image")
             return img
-        raise NoFaceError(f"{where}: no face found ({policy.detector} detector, upsample {policy.upsample})")
+        tried = ", then ".join(map(str, policy.upsamples()))
+        raise NoFaceError(f"{where}: no face found ({policy.detector} detector, upsample {tried})")
     if len(faces) > 1:
         if policy.on_multiple == "quarantine":
             raise MultipleFacesError(f"{where}: {len(faces)} faces found; the policy quarantines group photos")

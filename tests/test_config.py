@@ -48,6 +48,10 @@ def _base(**kw):
      r"'manifest' loader; it takes: \['attribute_columns'"),
     (_base(dataset={"name": "jaffe", "source": "j", "loader_options": {"group_pattern": "(S"}}),
      r"dataset: loader_options: loader option group_pattern: '\(S' is not a regular expression"),
+    (_base(dataset={"name": "ferg", "preprocess": {"faces": {"upsample_first": 2}}}),
+     r"^config: dataset.preprocess.faces: upsample_first \(2\) is above upsample \(1\), the most the detector tries"),
+    (_base(dataset={"name": "ferg", "preprocess": {"faces": {"upsample_first": -1}}}),
+     r"dataset.preprocess.faces.upsample_first: Input should be greater than or equal to 0"),
 ])
 def test_invalid_configs_name_the_field(data, message):
     with pytest.raises(ConfigError, match=message):

@@ -91,12 +91,21 @@ def test_several_faces_policy(astro):
     pair = np.zeros((250, 420, 3), np.uint8)
     pair[:, :250], pair[50:200, 265:415] = big, small
     events: list[str] = []
-    chip = align_face(pair, cfg=_cfg(), events=events)
+    one_pass = {"upsample_first": None}  # the small face (~54 px) is found at upsample 1 only
+    chip = align_face(pair, cfg=_cfg(**one_pass), events=events)
     assert "multiple_faces_kept_largest" in events
-    ref = align_face(big, cfg=_cfg())
+    ref = align_face(big, cfg=_cfg(**one_pass))
     assert np.abs(chip.astype(int) - ref.astype(int)).mean() < 12  # the big face was kept
     with pytest.raises(MultipleFacesError, match="pair.jpg: 2 faces"):
-        align_face(pair, cfg=_cfg(on_multiple="quarantine"), where="pair.jpg")
+        align_face(pair, cfg=_cfg(on_multiple="quarantine", **one_pass), where="pair.jpg")
+    # staged, upsample 0 finds the big face alone and the retry does not run: the small one is never seen
+    events = []
+    assert align_face(pair, cfg=_cfg(on_multiple="quarantine"), events=events).shape == (64, 64, 3)
+    assert events == ["detected_upsample_0"]
+    pair2 = np.zeros((250, 465, 3), np.uint8)
+    pair2[:, :250], pair2[25:225, 265:465] = big, cv2.resize(big, (200, 200), interpolation=cv2.INTER_AREA)
+    with pytest.raises(MultipleFacesError, match="pair2.jpg: 2 faces"):  # faces both passes see count as before
+        align_face(pair2, cfg=_cfg(on_multiple="quarantine"), where="pair2.jpg")
 
 
 def test_small_face_and_tiny_image_policies(astro):
@@ -113,11 +122,11 @@ def test_small_face_and_tiny_image_policies(astro):
 def test_no_face_policy():
     rng = np.random.default_rng(0)
     noise = cv2.GaussianBlur(rng.integers(0, 256, (200, 200), dtype=np.uint8), (0, 0), 3)
-    with pytest.raises(NoFaceError, match="noise.jpg: no face found"):
+    with pytest.raises(NoFaceError, match=r"noise.jpg: no face found \(hog detector, upsample 0, then 1\)"):
         align_face(noise, cfg=_cfg(), where="noise.jpg")
     events: list[str] = []
     assert align_face(noise, cfg=_cfg(on_no_face="keep_image"), events=events).shape == (200, 200)
-    assert events == ["detected", "no_face_kept_image"]
+    assert events == ["retried_upsample_1", "no_face_kept_image"]
 
 
 def test_detection_cache_skips_the_detector(astro, tmp_path, monkeypatch):
@@ -125,21 +134,85 @@ def test_detection_cache_skips_the_detector(astro, tmp_path, monkeypatch):
     cfg = _cfg(cache_dir=str(tmp_path / "cache"))
     ev1: list[str] = []
     first = align_face(crop, data_sha256="ab" * 32, cfg=cfg, events=ev1)
-    assert ev1 == ["detected"]
+    assert ev1 == ["detected_upsample_0"]
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 1
 
     def boom(*a, **k):
         raise AssertionError("the detector ran although the detection was cached")
 
-    monkeypatch.setattr(faces, "detect_faces", boom)
+    monkeypatch.setattr(faces, "_detect_pass", boom)
     ev2: list[str] = []
     again = align_face(crop, data_sha256="ab" * 32, cfg=cfg, events=ev2)
     assert ev2 == ["detection_cached"] and np.array_equal(first, again)
     bigger = align_face(crop, data_sha256="ab" * 32, cfg=cfg.model_copy(update={"size": 96}))
     assert bigger.shape == (96, 96, 3)  # another crop size reuses the detection
+    # each pass is cached on its own: a single pass at upsample 0 is the staged policy's first pass
+    align_face(crop, data_sha256="ab" * 32, cfg=_cfg(cache_dir=str(tmp_path / "cache"), upsample=0))
     with pytest.raises(AssertionError, match="detector ran"):  # other detector settings do not
-        align_face(crop, data_sha256="ab" * 32, cfg=_cfg(cache_dir=str(tmp_path / "cache"), upsample=0))
+        align_face(crop, data_sha256="ab" * 32, cfg=_cfg(cache_dir=str(tmp_path / "cache"), upsample_first=None))
     assert DetectionCache(tmp_path / "cache").get("cd" * 32, FacePolicy().detector_key()) is None
+
+
+def _small_face(astro, scale=0.55, border=30):
+    """The astronaut's face at ~53 px (upsample 1's box) on a grey border: upsample 0 misses it."""
+    n = int(250 * scale)
+    out = np.full((n + 2 * border, n + 2 * border, 3), 128, np.uint8)
+    out[border : border + n, border : border + n] = cv2.resize(_crop(astro), (n, n), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def test_policy_upsamples_and_validation():
+    assert FacePolicy().upsamples() == (0, 1)
+    assert FacePolicy(upsample=2).upsamples() == (0, 1, 2)
+    assert FacePolicy(upsample_first=None).upsamples() == (1,) == FacePolicy(upsample_first=1).upsamples()
+    assert FacePolicy(upsample=0).upsamples() == (0,)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"upsample_first \(2\) is above upsample \(1\)"):
+        FacePolicy(upsample_first=2)
+    with pytest.raises(ValidationError, match="upsample_first"):
+        FacePolicy(upsample_first=4, upsample=3)
+
+
+def test_staged_detection_retries_only_where_upsample_0_finds_nothing(astro, monkeypatch):
+    big, small = _crop(astro), _small_face(astro)
+    ev: list[str] = []
+    staged = detect_faces(big, FacePolicy(), events=ev)
+    assert ev == ["detected_upsample_0"] and staged == detect_faces(big, FacePolicy(upsample=0))
+    assert detect_faces(small, FacePolicy(upsample=0)) == []
+    ev = []
+    found = detect_faces(small, FacePolicy(), events=ev)
+    assert ev == ["retried_upsample_1"] and found == detect_faces(small, FacePolicy(upsample_first=None))
+    assert len(found) == 1 and found[0].side >= FacePolicy().min_face
+    calls: list[int] = []
+    real = faces._detect_pass
+    monkeypatch.setattr(faces, "_detect_pass", lambda img, pol, u: calls.append(u) or real(img, pol, u))
+    ev = []
+    detect_faces(big, FacePolicy(upsample_first=None), events=ev)
+    detect_faces(big, FacePolicy(), events=ev)
+    detect_faces(small, FacePolicy(), events=ev)
+    assert calls == [1, 0, 0, 1]
+    assert ev == ["detected_upsample_1", "detected_upsample_0", "retried_upsample_1"]
+
+
+def test_staged_detection_counts_each_path_in_the_ingest_summary(astro, tmp_path):
+    from deid.ingest import ingest_dataset
+
+    noise = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8), (0, 0), 3)
+    root = tmp_path / "lfw"
+    for person, img in {"Big_Face": _crop(astro), "Small_Face": _small_face(astro), "Nobody_Here": noise}.items():
+        (root / person).mkdir(parents=True)
+        (root / person / f"{person}_0001.jpg").write_bytes(_jpeg(img))
+    s = ingest_dataset("lfw", root, tmp_path / "out", preprocess=_cfg(), workers=1)
+    assert s.written == 2 and s.reconciles()
+    assert s.faces == {"detected_upsample_0": 1, "retried_upsample_1": 1}
+    assert s.quarantine_reasons == {"decode: NoFaceError": 1}
+    smaller = _cfg().model_copy(update={"size": 32})  # a rebuild, its detections from the cache
+    again = ingest_dataset("lfw", root, tmp_path / "out", preprocess=smaller, workers=1)
+    assert again.faces == {"detection_cached": 2}
+    # one pass at upsample 1 reuses the small face's retry from the cache and runs only for the big one
+    single = ingest_dataset("lfw", root, tmp_path / "out", preprocess=_cfg(upsample_first=None), workers=1)
+    assert single.faces == {"detected_upsample_1": 1, "detection_cached": 1}
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -202,6 +275,29 @@ def test_jaffe_faces_align(jaffe_dir):
     assert all(isinstance(o, Processed) for o in outs), [o for o in outs if isinstance(o, str)]
 
 
+@pytest.mark.jaffe
+def test_staged_detection_finds_jaffe_faces_that_upsample_0_misses(jaffe_dir):
+    photos = [decode_image(f.read_bytes()) for f in sorted(Path(jaffe_dir).glob("*.tiff"))[::8]]
+    for img in photos[:6]:  # faces upsample 0 finds keep exactly its detections
+        assert detect_faces(img, FacePolicy()) == detect_faces(img, FacePolicy(upsample=0)) != []
+    small = []  # each photo at 30-33 % (faces of ~40 px) at a seeded place on 256 px of blurred noise
+    for i, img in enumerate(photos):
+        rng = np.random.default_rng(i)
+        f = rng.uniform(0.3, 0.33)
+        face = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        noise = rng.normal(128, 40, (256, 256) + img.shape[2:]).astype(np.float32)
+        canvas = cv2.GaussianBlur(noise, (0, 0), 2).clip(0, 255)
+        top, left = rng.integers(0, 256 - face.shape[0]), rng.integers(0, 256 - face.shape[1])
+        canvas[top : top + face.shape[0], left : left + face.shape[1]] = face
+        small.append(canvas.astype(np.uint8))
+    ev: list[str] = []
+    staged = [detect_faces(img, FacePolicy(), events=ev) for img in small]
+    missed_at_0 = sum(1 for img in small if not detect_faces(img, FacePolicy(upsample=0)))
+    assert missed_at_0 >= len(small) - 2
+    assert all(staged), "the retry at upsample 1 finds every small face"
+    assert ev.count("retried_upsample_1") == missed_at_0
+
+
 def _square(x):
     return x * x
 
@@ -223,6 +319,6 @@ def test_dask_ingest_matches_the_sequential_one(astro, tmp_path):
     par = ingest_dataset("lfw", root, tmp_path / "par", preprocess=cfg, workers=1, chunk=2, dask=dcfg)
     assert par.written == seq.written == 6 and par.reconciles()
     assert digest_table(tmp_path / "par" / "images") == digest_table(tmp_path / "seq" / "images")
-    assert par.faces == {"detected": 6}
+    assert par.faces == {"detected_upsample_0": 6}
     with open_client(dcfg) as client:  # a generator of jobs, consumed through a window of 3, in order
         assert list(map_ordered(client, _square, (i for i in range(20)), max_in_flight=3)) == [i * i for i in range(20)]

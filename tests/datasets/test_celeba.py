@@ -140,7 +140,7 @@ def test_ingest_aligned_and_wild(celeba_root, tmp_path, make_face):
     assert t.column("attributes").to_pylist()[0] is not None
     wild = _tree(tmp_path / "w", make_face, wild=True)
     s = ingest_dataset("celeba", wild, tmp_path / "b", preprocess=PreprocessConfig(size=64, align="dlib"), workers=1)
-    assert s.reconciles() and s.written == 4 and s.faces == {"detected": 4}
+    assert s.reconciles() and s.written == 4 and s.faces == {"detected_upsample_0": 4}
 
 
 def test_attribute_as_utility_label(celeba_root, tmp_path):

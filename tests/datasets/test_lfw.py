@@ -124,7 +124,7 @@ def test_ingest_aligns_faces_and_quarantines_non_faces(lfw_root, tmp_path):
     assert s.input == sum(PEOPLE.values()) + 2
     assert s.written == sum(PEOPLE.values())
     assert s.quarantine_reasons == {"decode: ImageDecodeError": 1, "decode: NoFaceError": 1}
-    assert s.faces == {"detected": sum(PEOPLE.values())}
+    assert s.faces == {"detected_upsample_0": sum(PEOPLE.values())}
     t = read_table(out / "images", IMAGES_SCHEMA)
     assert set(t.column("height").to_pylist()) == {64} and set(t.column("channels").to_pylist()) == {1}
     assert set(t.column("identity").to_pylist()) == set(PEOPLE)
