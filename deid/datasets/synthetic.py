@@ -331,7 +331,7 @@ def _bins(d: _Draws) -> dict[str, float]:
 DISTINCT_BITS = NEAR_DUPLICATE_BITS + 2
 #: ... and the sizes the set is commonly ingested at, where one bit more than the check's suffices
 #: (a pair 2 bits apart at 50 px can be 6 apart at 256 px)
-DISTINCT_AT = (32, 48, 50, 64)
+DISTINCT_AT = (32, 40, 48, 50, 64, 96, 128)
 #: redraws of one image at most; past that the most distinct attempt is kept (a very large cell of one
 #: character cannot have every pair of its images that far apart in a 63-bit hash)
 MAX_REDRAWS = 40
