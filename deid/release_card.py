@@ -134,7 +134,9 @@ def _gate_lines(verdict: dict | None) -> tuple[str, list[str], list[dict]]:
     g = verdict.get("gates") or {}
     lines = []
     if "attacker_margin" in g:
-        lines.append(f"the worst identity attacker's upper bound within {g['attacker_margin']:.0%} of chance")
+        lines.append(f"the worst identity attacker at most the threshold calibrated for the attackers' number and the "
+                     f"test size: a leak of {g['attacker_margin']:.0%} over chance fails at least 80% of the time, "
+                     f"a method at chance at most 5%")
     if g.get("min_utility_retention") is not None:
         lines.append(f"utility's lower bound at least {g['min_utility_retention']:.0%} of the original data's")
     if g.get("min_utility_above_chance") is not None:

@@ -203,10 +203,10 @@ def test_the_policy_margin_binds_a_loose_run_gate(anonymized, ferg_images, tmp_p
     audit = {"identity_acc_worst": 1.0, "identity_chance": 0.25}
     with pytest.raises(ReleaseRefused, match="release policy: worst attacker"):
         _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=1.0, audit=audit)
-    ok = {"identity_acc_worst": 0.26, "identity_chance": 0.25, "identity_acc_worst_hi": 0.29}
+    ok = {"identity_acc_worst": 0.26, "identity_chance": 0.25, "identity_acc_worst_hi": 0.27, "n_test": 5000.0}
     assert _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=1.0, audit=ok).rows
-    small_test = {"identity_acc_worst": 0.25, "identity_chance": 0.25, "identity_acc_worst_hi": 0.41}
-    with pytest.raises(ReleaseRefused, match="upper bound 41.0%"):  # chance on 34 images certifies nothing
+    small_test = {"identity_acc_worst": 0.25, "identity_chance": 0.25, "identity_acc_worst_hi": 0.41, "n_test": 34.0}
+    with pytest.raises(ReleaseRefused, match="34 test images cannot tell chance"):  # chance on 34 images certifies nothing
         _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=1.0, audit=small_test)
     with pytest.raises(ReleaseRefused):  # a run may tighten the margin below the policy's
         _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=0.0, audit=ok)
@@ -271,9 +271,9 @@ def _card(path):
 
 
 def test_the_release_has_a_dataset_card_that_lists_the_audit(anonymized, ferg_images, tmp_path):
-    audit = {"identity_acc_worst": 0.26, "identity_acc_worst_lo": 0.2, "identity_acc_worst_hi": 0.29,
+    audit = {"identity_acc_worst": 0.26, "identity_acc_worst_lo": 0.25, "identity_acc_worst_hi": 0.27,
              "identity_chance": 0.25, "utility_acc_best": 0.8, "utility_acc_best_lo": 0.75,
-             "utility_acc_best_hi": 0.85, "utility_chance": 0.5}
+             "utility_acc_best_hi": 0.85, "utility_chance": 0.5, "n_test": 5000.0}
     verdict = {"status": "PASS", "gates": {"attacker_margin": 0.05, "min_utility_retention": 0.9,
                                            "min_utility_above_chance": 0.05, "min_k": None, "extra": []}}
     r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", run_margin=1.0, audit=audit,
@@ -291,7 +291,7 @@ def test_the_release_has_a_dataset_card_that_lists_the_audit(anonymized, ferg_im
     assert data["license"] == "cc-by-4.0"
     assert data["deid"]["method"] == "pixelate" and data["deid"]["verdict"] == "PASS"
     worst = data["deid"]["audit"]["identity_acc_worst"]
-    assert (worst["low"], worst["value"], worst["high"]) == (0.2, 0.26, 0.29)
+    assert (worst["low"], worst["value"], worst["high"]) == (0.25, 0.26, 0.27)
     assert data["method_params"] == {"cell": 4} and data["deid"]["gates"]["attacker_margin"] == 0.05
     rows = json.loads((r.path / "manifest.json").read_text())["rows_by_split"]
     assert {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]} == {
@@ -300,7 +300,7 @@ def test_the_release_has_a_dataset_card_that_lists_the_audit(anonymized, ferg_im
     assert sorted(names["names"].values()) == sorted(set(read_table(anonymized, ANONYMIZED_SCHEMA)
                                                          .column("expression").to_pylist()))
     body = text.split("---\n", 2)[2]
-    assert "Privacy notice" in body and "identity, worst attacker" in body and "20.0% – 29.0%" in body
+    assert "Privacy notice" in body and "identity, worst attacker" in body and "25.0% – 27.0%" in body
     # nothing in it names the input: no identity, file name, image id, path or digest
     assert find_leaks(r.path, _private(ferg_images) | {str(ferg_images), digest_table(ferg_images),
                                                      digest_table(anonymized)}) == []
@@ -342,7 +342,7 @@ WEAK = {str(i) for i in range(1, 13)} | {"a", "x", "test", "image", "mix", "neut
 def test_numeric_and_common_word_identities_do_not_block_a_clean_release(anonymized, ferg_images, tmp_path):
     audit = {"identity_acc_worst": 0.26, "identity_acc_worst_lo": 0.2, "identity_acc_worst_hi": 0.29,
              "identity_chance": 0.25, "utility_acc_best": 0.8, "utility_acc_best_lo": 0.75,
-             "utility_acc_best_hi": 0.85, "utility_chance": 0.5, "n_test": 12.0, "k_anonymity": 1.0}
+             "utility_acc_best_hi": 0.85, "utility_chance": 0.5, "n_test": 5000.0, "k_anonymity": 1.0}
     r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private", audit=audit,
                  manifest={"method_params": {"k": 3}, "verdict": {"status": "PASS", "gates": {"attacker_margin": 0.05}}},
                  private=WEAK)

@@ -1,9 +1,10 @@
 """Release gates and the verdict: an audit that judges itself before it judges a method.
 
 Every accuracy carries a 95 % Wilson interval (:func:`wilson`; ``<metric>_lo`` / ``<metric>_hi``
-beside each ``*_acc_*`` metric). A method's gates are judged on the cautious side of each
-interval: the **upper** bound of the worst informed attacker against chance + margin, the
-**lower** bound of utility against the original's and against chance.
+beside each ``*_acc_*`` metric). The worst informed attacker is judged against a threshold
+calibrated for the worst of the row's attackers (:mod:`deid.evaluation.calibration`: a leak of the
+margin fails at least 80 % of the time, a method at chance at most 5 %); utility on the **lower**
+bound of its interval, against the original's and against chance.
 
 Before any method is judged, :func:`judge_audit` checks the audit itself, and when a check fails
 every verdict is ``INCONCLUSIVE`` (never ``PASS``), with the reason:
@@ -13,8 +14,8 @@ every verdict is ``INCONCLUSIVE`` (never ``PASS``), with the reason:
   above chance);
 - **the controls behave**: the unchanged originals (positive control) fail the privacy gate and
   blackout (negative control) fails the utility gate;
-- **the test split can decide**: a method exactly at chance could pass the privacy gate at this
-  test size (its Wilson upper bound is within the margin), and a method exactly as useful as the
+- **the test split can decide**: a method exactly at chance fails the privacy gate at most 5 % of
+  the time at this test size with this many attackers, and a method exactly as useful as the
   original could pass the utility gate.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deid.evaluation.audit_config import AUDIT_METRICS
+from deid.evaluation.calibration import FALSE_ALARM, PrivacyThreshold, attacker_count, privacy_threshold
 from deid.evaluation.metric_registry import metric
 from deid.evaluation.intervals import Z95, add_intervals, wilson
 
@@ -104,15 +106,21 @@ def _check(checks: list[dict], reasons: list[str], what: str, value: float, op: 
 
 
 def privacy_checks(metrics: dict[str, float], margin: float) -> list[tuple[str, float, str, float, str]]:
-    """The privacy gate, two-sided: (gate, value, op, threshold, reason) for the worst informed attacker's
-    upper bound against chance + ``margin``, and for every attacker's upper bound against the smallest
+    """The privacy gate, two-sided: (gate, value, op, threshold, reason) for the worst informed attacker
+    against the threshold calibrated for the worst of this row's attackers (:mod:`deid.evaluation.calibration`:
+    a method leaking ``margin`` over chance fails at least 80 % of the time, one at chance at most the
+    false-alarm bound the audit checks), and for every attacker's upper bound against the smallest
     identity's share − ``margin``: an attacker significantly *below* what a blind guess scores has learnt
     which identities an output is not (a k-Same cluster excludes everyone outside it), and reading
     its answers the other way names the person. The release policy applies the same checks."""
     worst, chance = metrics["identity_acc_worst"], metrics["identity_chance"]
-    hi = metrics.get("identity_acc_worst_hi", worst)
-    out = [("identity_acc_worst_hi", hi, "<=", chance + margin,
-            f"worst attacker {worst:.1%} (upper bound {hi:.1%}) > chance {chance:.1%} + {margin:.0%}")]
+    cal = row_threshold(metrics, margin)
+    out = [("identity_acc_worst", worst, "<=", cal.threshold,
+            f"worst attacker {worst:.1%} > {cal.threshold:.1%}, the most the worst of {cal.attackers} attackers may "
+            f"read (a leak of chance {chance:.1%} + {margin:.0%} reads more {cal.power:.0%} of the time)"),
+           ("privacy_false_alarm", cal.false_alarm, "<=", FALSE_ALARM,
+            f"{cal.n:.0f} test images cannot tell chance {chance:.1%} from chance + {margin:.0%} with {cal.attackers} "
+            f"attackers (a method at chance would fail up to {cal.false_alarm:.0%} of the time): nothing is certified")]
     floor = metrics.get("identity_chance_min")
     if floor is not None:
         for k, v in sorted(metrics.items()):
@@ -122,6 +130,13 @@ def privacy_checks(metrics: dict[str, float], margin: float) -> list[tuple[str, 
                             f"attacker '{a}' {metrics.get(f'identity_acc_{a}', v):.1%} (upper bound {v:.1%}) is below "
                             f"chance {floor:.1%} − {margin:.0%}: its errors say which identities an output is not"))
     return out
+
+
+def row_threshold(metrics: dict[str, float], margin: float) -> PrivacyThreshold:
+    """The calibrated privacy threshold of one audit row: its chance, test images (pooled when the
+    audit pooled folds) and number of identity attackers."""
+    n = metrics.get("n_eval") or metrics.get("n_test") or 1.0  # a row without its test size certifies nothing
+    return privacy_threshold(metrics["identity_chance"], margin, n, attacker_count(metrics))
 
 
 def usefulness_checks(metrics: dict[str, float], min_tstr: float, min_trts: float
@@ -260,13 +275,13 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
     n = ref.get("n_eval", ref.get("n_test"))
     chance = ref.get("identity_chance")
     if n and chance is not None:
-        hi = wilson(round(chance * n), n)[1]
-        ok = hi <= chance + gates.attacker_margin + 1e-12
-        checks.append({"check": "privacy gate decidable", "n": n, "chance_upper": hi,
-                       "threshold": chance + gates.attacker_margin, "ok": ok})
-        if not ok:
-            why.append(f"{n:.0f} test images cannot certify chance + {gates.attacker_margin:.0%}: an attacker exactly "
-                       f"at chance {chance:.1%} has upper bound {hi:.1%}; use more images or audit.folds")
+        cal = row_threshold(ref, gates.attacker_margin)
+        checks.append({"check": "privacy gate decidable", "n": n, "threshold": cal.threshold, "attackers": cal.attackers,
+                       "false_alarm": cal.false_alarm, "ok": cal.decidable})
+        if not cal.decidable:
+            why.append(f"{n:.0f} test images cannot tell chance {chance:.1%} from chance + {gates.attacker_margin:.0%} "
+                       f"with {cal.attackers} attackers: a method at chance would fail the privacy gate up to "
+                       f"{cal.false_alarm:.0%} of the time (at most {FALSE_ALARM:.0%}); use more images or audit.folds")
     if n and ref_util is not None:
         lo = wilson(round(ref_util * n), n)[0]
         need = max(gates.min_utility_retention * ref_util, ref.get("utility_chance", 0.0) + gates.min_utility_above_chance)
@@ -287,7 +302,7 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
     verdicts = {m: judge(m, {**metrics, "_reference_utility_hi": ref_hi} if ref_hi is not None and m != POSITIVE_CONTROL
                          else metrics, gates, ref_util) for m, metrics in methods.items()}
     pos = verdicts[POSITIVE_CONTROL]
-    pos_private = not any(c["gate"] == "identity_acc_worst_hi" and not c["ok"] for c in pos.checks)
+    pos_private = not any(c["gate"] == "identity_acc_worst" and not c["ok"] for c in pos.checks)
     checks.append({"check": "positive control (originals) fails privacy", "ok": not pos_private})
     if pos_private:
         why.append("the unchanged originals pass the privacy gate: the attackers cannot tell identities apart")

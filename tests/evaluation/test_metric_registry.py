@@ -64,7 +64,7 @@ def test_every_shown_metric_says_what_it_means():
 
 
 def test_the_policy_and_the_gates_share_their_usefulness_rule():
-    row = {"identity_acc_worst": 0.2, "identity_acc_worst_hi": 0.21, "identity_chance": 0.2, "tstr": 0.5,
+    row = {"identity_acc_worst": 0.2, "identity_acc_worst_hi": 0.21, "identity_chance": 0.2, "n_test": 5000.0, "tstr": 0.5,
            "tstr_lo": 0.45, "tstr_retention_lo": 0.6, "trts": 0.7, "trts_lo": 0.65, "trts_retention_lo": 0.95}
     reasons = privacy_floor(ReleasePolicy(), row, 0.05)
     assert len(reasons) == 1 and "TSTR" in reasons[0] and "60%" in reasons[0]
