@@ -19,11 +19,13 @@ import json
 import os
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import mlflow
+import numpy as np
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from prefect import task
@@ -34,10 +36,13 @@ from deid.provenance import git_commit
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["configure_tracking", "log_audit", "local_tracking_uri", "register_release_model",
-           "holds_training_images", "privacy_tags", "PRIVATE_MODEL_DESCRIPTION", "INTERNAL_REPORT"]
+           "holds_training_images", "privacy_tags", "PRIVATE_MODEL_DESCRIPTION", "INTERNAL_REPORT",
+           "ImageShape", "release_signature", "release_input_example"]
 
 #: How long a process waits for another one creating or migrating the same SQLite store.
 STORE_LOCK_TIMEOUT_S = 600.0
+#: The audit's verdict of a method (PASS, FAIL, INCONCLUSIVE): on its nested run and on the model version it released.
+_VERDICT_TAG = "deid.verdict"
 #: The parent run's ``deid.report`` tag: the report shows original faces next to their outputs.
 INTERNAL_REPORT = "internal (shows original faces)"
 PRIVATE_MODEL_DESCRIPTION = (
@@ -178,7 +183,7 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                 mlflow.log_metrics({k: float(v) for k, v in audit.metrics.items()})
                 if name in verdicts:
                     v = verdicts[name]
-                    mlflow.set_tags({"deid.verdict": v.status, "deid.verdict_reasons": "; ".join(v.reasons)[:5000]})
+                    mlflow.set_tags({_VERDICT_TAG: v.status, "deid.verdict_reasons": "; ".join(v.reasons)[:5000]})
                 if name in transform_stats:
                     mlflow.log_metrics({f"transform_{k}": float(v) for k, v in transform_stats[name].items()
                                         if isinstance(v, (int, float))})
@@ -192,8 +197,56 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
         return parent.info.run_id
 
 
+@dataclass(frozen=True)
+class ImageShape:
+    """One image as the dataset was ingested (``preprocess.size``, grayscale or colour): what a method was
+    fitted on and what its registered model takes."""
+
+    channels: int
+    height: int
+    width: int
+
+    @classmethod
+    def of(cls, method) -> "ImageShape":
+        """The ``(C, H, W)`` a fitted :class:`~deid.methods.DeidMethod` was fitted on (its ``input_shape_``)."""
+        c, h, w = (int(v) for v in method.input_shape_)
+        return cls(c, h, w)
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        """The shape of a batch of images as people hold them: ``(-1, H, W)``, or ``(-1, H, W, C)`` in colour."""
+        return (-1, self.height, self.width) if self.channels == 1 else (-1, self.height, self.width, self.channels)
+
+
+#: the labels a method may need to transform (k-Same groups by identity, proxy-morph draws proxies of the
+#: same utility label): one string per image, as predict's params
+_LABEL_PARAMS = ("identity", "utility")
+
+
+def release_signature(shape: ImageShape):
+    """The registered model's signature: a ``uint8`` batch of images in, the de-identified batch of the same
+    shape and dtype out; the optional per-image labels as params."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    images = Schema([TensorSpec(np.dtype(np.uint8), shape.batch)])
+    out = Schema([TensorSpec(np.dtype(np.uint8), shape.batch)])
+    return ModelSignature(inputs=images, outputs=out,
+                          params=ParamSchema([ParamSpec(k, "string", [], (-1,)) for k in _LABEL_PARAMS]))
+
+
+def release_input_example(shape: ImageShape) -> np.ndarray:
+    """One black image of ``shape`` as a batch: never a training image (a private model's state holds them)."""
+    return np.zeros((1, *shape.batch[1:]), dtype=np.uint8)
+
+
 class _DeidMethodModel:
-    """A saved de-identification method as an MLflow model: ``predict`` takes ``(N, C, H, W)`` floats."""
+    """A saved de-identification method as an MLflow model: ``predict`` takes a ``uint8`` batch ``(N, H, W)``
+    (grayscale) or ``(N, H, W, C)`` at the size the method was fitted on and returns the de-identified batch,
+    same shape and dtype; ``params={"identity": [...], "utility": [...]}`` for methods that need the labels.
+
+    A version registered before the signature was given (float ``(N, C, H, W)`` in ``[0, 1]``, the library's
+    convention) keeps working: anything not ``uint8`` goes to the method as it is and comes back as floats."""
 
     def load_context(self, context) -> None:
         from deid.methods import DeidMethod
@@ -201,9 +254,20 @@ class _DeidMethodModel:
         self.method = DeidMethod.load(context.artifacts["method"])
 
     def predict(self, context, model_input, params=None):
-        import numpy as np
+        from deid.errors import MethodError
+        from deid.imageio import to_uint8
 
-        return self.method.transform(np.asarray(model_input, dtype=np.float32))
+        given = [(params or {}).get(k) for k in _LABEL_PARAMS]  # the signature's default is an empty list
+        identity, utility = (np.asarray(v, dtype=object) if v is not None and len(v) else None for v in given)
+        x = np.asarray(model_input)
+        if x.dtype != np.uint8:  # the library's own convention
+            return self.method.transform(x.astype(np.float32), identity, utility)
+        shape = ImageShape.of(self.method)
+        if x.shape[1:] != shape.batch[1:]:
+            raise MethodError(f"'{self.method.name}' takes uint8 images of shape {shape.batch}, got {x.shape}")
+        chw = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        y = to_uint8(self.method.transform(chw.astype(np.float32) / np.float32(255.0), identity, utility))
+        return y[:, 0] if x.ndim == 3 else np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
 # Image arrays are not what MLflow's type-hint schemas describe, so its advice on hints is silenced.
@@ -232,6 +296,14 @@ def _logged_release_model(client: mlflow.MlflowClient, run_id: str, release_vers
     return ready[0].model_uri if ready else None
 
 
+def _audit_verdict(client: mlflow.MlflowClient, run_id: str, method: str) -> str | None:
+    """The verdict (PASS, FAIL, INCONCLUSIVE) :func:`log_audit` recorded on ``method``'s nested run of ``run_id``."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    runs = client.search_runs([experiment_id], max_results=1, filter_string=(
+        f"tags.mlflow.parentRunId = '{run_id}' AND tags.`deid.method` = '{method}'"))
+    return runs[0].data.tags.get(_VERDICT_TAG) if runs else None
+
+
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic)
 def register_release_model(run_id: str, method: str, model_dir: str, dataset: str, release_version: str,
                            tracking_uri: str) -> str:
@@ -246,11 +318,19 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
 
     Methods whose state holds training images are registered with ``deid.private=true``,
     ``deid.holds_training_images=true`` and a description saying they must not be shared.
+
+    The model is logged with its signature (a ``uint8`` batch ``(-1, H, W)``, or ``(-1, H, W, C)`` in colour,
+    at the shape the method was fitted on, in and out) and a black image as its input example; the version
+    carries ``deid.verdict``, the verdict ``run_id``'s audit gave ``method`` (kept from the first audit that
+    released it).
     """
     name = f"deid-{dataset}"
     client = mlflow.MlflowClient(tracking_uri)
     private = holds_training_images(model_dir)
     tags = {"method": method, _RELEASE_TAG: release_version, **privacy_tags(private)}
+    verdict = _audit_verdict(client, run_id, method)
+    if verdict is not None:
+        tags[_VERDICT_TAG] = verdict
     description = PRIVATE_MODEL_DESCRIPTION if private else None
 
     existing = _versions_of_release(client, name, release_version)
@@ -259,11 +339,15 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
     else:
         source = _logged_release_model(client, run_id, release_version)
         if source is None:
+            from deid.methods import DeidMethod
+
+            shape = ImageShape.of(DeidMethod.load(model_dir))
             mlflow.set_tracking_uri(tracking_uri)
             with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 source = mlflow.pyfunc.log_model(
                     name=_RELEASE_MODEL, python_model=DeidMethodModel(), artifacts={"method": model_dir},
+                    signature=release_signature(shape), input_example=release_input_example(shape),
                     pip_requirements=["deid"], tags={f"deid.{_RELEASE_TAG}": release_version, **privacy_tags(private)},
                 ).model_uri
         mlflow.set_tracking_uri(tracking_uri)
@@ -276,6 +360,8 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
                 client.delete_model_version(name, mine.version)
             except MlflowException:
                 pass
+    if mv.tags.get(_VERDICT_TAG):  # the verdict of the audit that released this version stays
+        tags.pop(_VERDICT_TAG, None)
     for k, v in tags.items():
         if mv.tags.get(k) != v:
             client.set_model_version_tag(name, mv.version, k, v)

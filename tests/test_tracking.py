@@ -5,6 +5,7 @@ Every test uses its own SQLite store under ``tmp_path``; task logic runs through
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -73,7 +74,59 @@ def test_registering_a_release_twice_keeps_one_model_version(tmp_path):
     assert len(_versions(uri, "deid-ferg")) == 2
     model = mlflow.pyfunc.load_model(older)
     X, _ = _faces(2)
-    np.testing.assert_allclose(model.predict(X), get_method("blur").fit(X).transform(X), atol=1e-6)
+    images = np.rint(X[:, 0] * 255).astype(np.uint8)  # (N, H, W) uint8, as the signature says
+    expected = np.rint(get_method("blur").fit(X).transform(images[:, None] / np.float32(255.0))[:, 0] * 255)
+    out = model.predict(images)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    np.testing.assert_array_equal(out, expected.astype(np.uint8))
+
+
+def _audited(uri: str, run_id: str, method: str, verdict: str) -> None:
+    """``method``'s nested run under ``run_id`` with the verdict tag :func:`log_audit` writes."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    child = client.create_run(client.get_run(run_id).info.experiment_id, run_name=method,
+                              tags={"mlflow.parentRunId": run_id, "deid.method": method, "deid.verdict": verdict})
+    client.set_terminated(child.info.run_id)
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grayscale", "colour"])
+def test_the_registered_release_has_a_signature_an_example_and_the_verdict(tmp_path, colour):
+    """What a user of the model registry reads back: input and output shape at the ingest size, an input
+    example that is not a training image, and the audit's verdict on the version."""
+    import mlflow
+    from mlflow.models import Model
+
+    from tasks.tracking import register_release_model
+
+    uri, run_id = _store(tmp_path)
+    _audited(uri, run_id, "blur", "PASS")
+    c, h, w = (3, 24, 20) if colour else (1, 16, 16)
+    X = np.random.default_rng(1).random((6, c, h, w), dtype=np.float32)
+    blur = str(get_method("blur").fit(X).save(tmp_path / "blur"))
+    register_release_model.fn(run_id, "blur", blur, "ferg", "v-aaa", uri)
+    client = mlflow.MlflowClient(uri)
+    (mv,) = _versions(uri, "deid-ferg")
+    assert mv.tags["deid.verdict"] == "PASS"
+    batch = [-1, h, w, c] if colour else [-1, h, w]
+    info = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp_path / "dl")))
+    spec = info.signature.to_dict()
+    for side in ("inputs", "outputs"):
+        (tensor,) = json.loads(spec[side])
+        assert tensor["tensor-spec"] == {"dtype": "uint8", "shape": batch}, spec
+    example = info.load_input_example(str(tmp_path / "dl"))
+    assert example.dtype == np.uint8 and list(example.shape) == [1, *batch[1:]] and not example.any()
+    model = mlflow.pyfunc.load_model(f"models:/deid-ferg/{mv.version}")
+    out = model.predict(example)
+    assert out.dtype == np.uint8 and out.shape == example.shape
+    with pytest.raises(Exception, match="uint8|shape"):  # another size than the dataset's is refused
+        model.predict(np.zeros((1, h + 2, w, *batch[3:]), dtype=np.uint8))
+    # A later run re-auditing the same release does not rewrite the verdict that released it.
+    _, later = _store(tmp_path)
+    _audited(uri, later, "blur", "INCONCLUSIVE")
+    register_release_model.fn(later, "blur", blur, "ferg", "v-aaa", uri)
+    assert client.get_model_version("deid-ferg", mv.version).tags["deid.verdict"] == "PASS"
 
 
 @pytest.mark.reliability(section='6. Crash and concurrency', case='kill -9 between publish and model registration',
