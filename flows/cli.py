@@ -442,17 +442,18 @@ def stack(port: int = typer.Option(4200, help="the Prefect server's port on 127.
                                         help="where Prefect's database and the logs go (default DEID_WORK or ./work)")) -> None:
     """Start a Prefect server (127.0.0.1, SQLite under <work dir>/prefect) and serve one deployment per config.
 
-    Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api prefect deployment run 'anonymize/ferg-baselines'
-    (the former names, 'anonymize-ferg/ferg-baselines', run the same). Ctrl-C, SIGTERM or SIGHUP stops both;
-    they also die with this process if it is killed.
+    It says "ready: N deployments registered (...)" once the server lists every one of them (until then
+    "registering deployments: k/N"). Then, in another terminal: PREFECT_API_URL=http://127.0.0.1:PORT/api
+    prefect deployment run 'anonymize/ferg-baselines' (the former names, 'anonymize-ferg/ferg-baselines',
+    run the same). Ctrl-C, SIGTERM or SIGHUP stops both; they also die with this process if it is killed.
     """
     from flows.stack import run_stack
 
     work = (work_dir or _WORK).resolve()
     try:
         code = run_stack(_prefect_home(work), port, list(configs or []), work / "logs", Path.cwd(), say=typer.echo)
-    except (RuntimeError, TimeoutError) as exc:  # the server did not come up; both are stopped already
-        _fail(exc)
+    except (RuntimeError, TimeoutError, DeidError) as exc:  # a bad config, or the server did not come up:
+        _fail(exc)  # nothing it started is left running
     if code:
         raise typer.Exit(code)
 

@@ -165,10 +165,13 @@ def test_stopping_deid_stack_leaves_nothing_running(tmp_path, sig):
     try:
         wait_healthy(api, timeout=180, proc=stack)
         deadline = time.monotonic() + 180
-        while not _deployments(api) and time.monotonic() < deadline:  # the serving process is up
+        while "ready:" not in log.read_text() and time.monotonic() < deadline:  # it says when all are served
             assert stack.poll() is None, log.read_text()[-3000:]
-            time.sleep(1)
-        assert _deployments(api), (tmp_path / "work" / "logs" / "deployments.log").read_text()[-3000:]
+            time.sleep(0.5)
+        ready = [line for line in log.read_text().splitlines() if line.startswith("ready:")]
+        assert ready == ["ready: 2 deployments registered (anonymize/tiny-served, anonymize-ferg/tiny-served)"], (
+            log.read_text()[-3000:], (tmp_path / "work" / "logs" / "deployments.log").read_text()[-3000:])
+        assert sorted(d["name"] for d in _deployments(api)) == ["tiny-served", "tiny-served"]  # what it said
         children = _descendants(stack.pid)
         assert len(children) >= 2, children  # the server and the serving process
         os.kill(stack.pid, sig)  # only the parent, as a service manager or a user does
