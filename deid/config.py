@@ -9,10 +9,11 @@ is imported only when a config names it).
 
 from __future__ import annotations
 
+import logging
 import re
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
@@ -31,10 +32,12 @@ if TYPE_CHECKING:
     from deid.workspace import Workspace
 
 __all__ = ["SyntheticSpec", "DatasetConfig", "MethodSpec", "TrackingConfig", "ReleaseConfig", "RunConfig",
-           "load_config", "validate_config", "check_run", "check_devices", "check_name", "check_cron", "Name",
+           "load_config", "validate_config", "build_config", "method_specs", "check_run", "check_devices", "check_name", "check_cron", "Name",
            "BASELINES", "NAME_PATTERN"]
 
 BASELINES = ("blur", "pixelate", "blackout")
+
+_log = logging.getLogger(__name__)
 
 #: names that become folder names (run name, method label, dataset): one plain path component
 NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,63}"
@@ -183,14 +186,25 @@ class TrackingConfig(_Strict):
 
 
 class ReleaseConfig(_Strict):
-    """Which method's output is published, and where. Off unless ``enabled``."""
+    """Which method's output is published, and where. Off unless ``enabled``.
+
+    A former ``seed`` key (read by nothing: the release draws nothing) is accepted and dropped, with a
+    deprecation note in the log; the run's seeds are the top-level ``seed`` (:mod:`deid.run`)."""
 
     enabled: bool = False
     method: str | None = None
     root: str = "release"
-    seed: int = 0
     # the licence the release's dataset card declares: a Hugging Face licence id (SPDX), e.g. cc-by-4.0
     license: str = Field("unknown", pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            _log.warning("release.seed is deprecated and ignored (nothing reads it); remove it: the run's seed is "
+                         "the top-level 'seed'")
+            data = {k: v for k, v in data.items() if k != "seed"}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -217,7 +231,7 @@ class RunConfig(_Strict):
     work_dir: str = "work"
     dask: DaskConfig | None = None  # a scheduler address (or local cluster) for the parallel stages
     batch_size: int = Field(256, ge=1)
-    seed: int = 0
+    seed: int = 0  # the run seed: every seed left unset below derives from it (deid.run)
     device: Device = "auto"
     schedule: Annotated[str, AfterValidator(check_cron)] | None = None
     schedule_enabled: bool = False
@@ -378,6 +392,30 @@ def validate_config(data: dict, where: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, where)) from None
+
+
+def build_config(make: Callable[[], dict[str, Any]], where: str = "config") -> RunConfig:
+    """A run config built from typed parts: ``make()`` returns :class:`RunConfig`'s fields, its sections as
+    models (a section left without a seed keeps it unset, for :func:`deid.run.resolve_run` to derive).
+    A refused part is a :class:`ConfigError`, one line per problem, as for a YAML file."""
+    try:
+        return RunConfig(**make())
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, where)) from None
+
+
+def method_specs(settings: typing.Iterable[tuple[str, dict[str, Any], str | None]],
+                 where: str = "config") -> list[MethodSpec]:
+    """``methods:`` built from (name, params, label) settings; a refused one is a :class:`ConfigError`
+    naming it as ``methods.<i>``, one line per problem."""
+    out = []
+    for i, (name, params, label) in enumerate(settings):
+        try:
+            out.append(MethodSpec(name=name, params=params, label=label))
+        except ValidationError as exc:
+            raise ConfigError("\n".join(f"{where}: {_problem({**e, 'loc': ('methods', i, *e['loc'])})}"
+                                         for e in exc.errors())) from None
+    return out
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:

@@ -1,5 +1,5 @@
-"""Parquet-to-Parquet steps around a method: fit on the training split, transform a table; and the
-run settings every driver (``deid run``, ``deid study``) resolves in one place before any fitting.
+"""Parquet-to-Parquet steps around a method: fit on the training split, transform a table. The run
+settings every driver resolves once before any fitting are :mod:`deid.run`'s.
 
 Per-image methods stream the input by row group (memory stays flat); set-level methods (k-Same
 and its relatives) see each split whole, because their guarantee is about the set. Per-image
@@ -16,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 from data_contracts import IMAGES_SCHEMA, SPLITS, atomic_dir, iter_batches, read_table
 from deid.batches import COLUMNS, SplitWriters, TransformStats, transform_batch, transform_batches
 from deid.data import image_set_from_table, load_image_set
-from deid.errors import ConfigError
 from deid.methods import DeidMethod, get_method
 
 if TYPE_CHECKING:
-    from deid.config import MethodSpec, RunConfig
-    from deid.evaluation.audit import AuditConfig
+    from deid.config import RunConfig
     from deid.faces_dask import DaskConfig
 
-__all__ = ["fit_method", "every_param", "anonymize_table", "fit_and_anonymize", "FIT_SPLITS", "identities_of",
-           "resolve_params", "resolve_methods", "audit_config", "public_config"]
+__all__ = ["fit_method", "anonymize_table", "fit_and_anonymize", "FIT_SPLITS", "identities_of",
+           "public_config"]
 
 #: the splits every method is fitted on
 FIT_SPLITS: tuple[str, ...] = ("train",)
@@ -106,59 +104,11 @@ def fit_and_anonymize(name: str, params: dict, images_dir: str | Path, model_dir
     return TransformStats(stats, fit_seconds=fit_s)
 
 
-# -- run settings: resolved once, before any fitting ------------------------------------------------------
+# -- what the run reads of the data and of its config -------------------------------------------------------
 def identities_of(images_dir: str | Path, splits: tuple[str, ...] = FIT_SPLITS) -> list[str]:
     """The sorted identities of the given splits of an images table (what ``@i`` counts)."""
     t = read_table(images_dir, IMAGES_SCHEMA, columns=["identity"], splits=splits)
     return sorted({str(v) for v in t.column("identity").to_pylist()})
-
-
-def resolve_params(name: str, params: dict[str, Any], *, identities: list[str], random_state: int,
-                   device: str) -> dict[str, Any]:
-    """A method's parameters as it will be built: ``target_identity: '@i'`` names the i-th identity of
-    ``identities``, and the run's ``random_state`` and ``device`` fill those parameters when the
-    method declares them and the config did not set them. A bad ``@i`` is a :class:`ConfigError`."""
-    from deid.methods import method_class
-
-    out = dict(params)
-    target = out.get("target_identity")
-    if isinstance(target, str) and target.startswith("@"):
-        if not target[1:].isdigit():
-            raise ConfigError(f"method '{name}': target_identity {target!r} must be '@' and an index, e.g. '@0'")
-        i = int(target[1:])
-        if i >= len(identities):
-            raise ConfigError(f"method '{name}': target_identity {target!r} asks for identity {i}, but the "
-                              f"training split has {len(identities)} (@0 to @{len(identities) - 1})")
-        out["target_identity"] = identities[i]
-    names = method_class(name).param_names()
-    if "random_state" in names:
-        out.setdefault("random_state", random_state)
-    if "device" in names:
-        out.setdefault("device", device)
-    return out
-
-
-def every_param(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Every parameter's value the method will be built with: ``params`` and the method's defaults for
-    the rest. What keys a fitted model and its output, so a model fitted under an older default is not
-    reused once the default changes."""
-    from deid.methods import method_class
-
-    return method_class(name).validate_params(params)
-
-
-def resolve_methods(cfg: "RunConfig", identities: list[str]) -> "list[MethodSpec]":
-    """Every method the run fits (baselines included), with :func:`resolve_params` applied."""
-    return [spec.model_copy(update={"params": resolve_params(spec.name, spec.params, identities=identities,
-                                                             random_state=cfg.seed, device=cfg.device)})
-            for spec in cfg.all_methods()]
-
-
-def audit_config(cfg: "RunConfig") -> "AuditConfig":
-    """The audit's settings, with the run's device when the audit's own is ``auto``."""
-    if cfg.device != "auto" and cfg.audit.device == "auto":
-        return cfg.audit.model_copy(update={"device": cfg.device})
-    return cfg.audit
 
 
 def public_config(cfg: "RunConfig") -> dict[str, Any]:

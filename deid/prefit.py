@@ -20,7 +20,8 @@ from data_contracts import IMAGES_SCHEMA, SPLITS, read_table
 from deid.errors import ConfigError
 
 if TYPE_CHECKING:
-    from deid.config import MethodSpec, RunConfig
+    from deid.config import RunConfig
+    from deid.run import ResolvedMethod, ResolvedRun
 
 __all__ = ["check_ingested", "prefit_problems", "recorded_attributes", "FIT_SPLIT", "PREFIT_COLUMNS"]
 
@@ -62,19 +63,20 @@ def _places(ids: dict[tuple[str, str | None], set[str]], within: str, splits: se
     return where
 
 
-def _k_problem(spec: MethodSpec, index: int | None, ids: dict, splits: set[str], val_share: float) -> str | None:
+def _k_problem(spec: ResolvedMethod, ids: dict, splits: set[str], val_share: float) -> str | None:
+    """k (validated once, :func:`deid.run.resolve_run`) against the identities where the method needs them."""
     from deid.methods import method_class
 
     cls = method_class(spec.name)
-    if cls.k_within is None:
+    if cls.k_within is None or spec.k is None:
         return None
-    k = int(cls.validate_params(spec.params)["k"])
+    k = spec.k
     places = _places(ids, cls.k_within, splits)
     if not places or min(places.values()) >= k:
         return None
     worst = min(places, key=lambda w: (places[w], w))
     best = places[worst]
-    field = f"methods.{index}.params.k" if index is not None else "k"
+    field = f"methods.{spec.index}.params.k" if spec.index is not None else "k"
     short = [w for w, n in places.items() if n < k]
     head = (f"method '{spec.key}': k = {k} but {worst} holds images of {best} "
             f"{'identity' if best == 1 else 'identities'}" + (f" (and {len(short) - 1} more places short of k)" if len(short) > 1 else ""))
@@ -137,23 +139,23 @@ def _gate_problems(cfg: RunConfig, recorded: list[str]) -> list[str]:
     return problems
 
 
-def prefit_problems(cfg: RunConfig, table: pa.Table) -> list[str]:
-    """Every problem ``table`` (an images table's :data:`PREFIT_COLUMNS`) poses to the run ``cfg``, one line each."""
+def prefit_problems(run: ResolvedRun, table: pa.Table) -> list[str]:
+    """Every problem ``table`` (an images table's :data:`PREFIT_COLUMNS`) poses to ``run``, one line each."""
+    cfg = run.config
     vc = pc.value_counts(table.column("split"))
     counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
     problems = _split_problems(cfg, counts)
     ids = _identities(table)
     transformed = {s for s in SPLITS if counts.get(s, 0)}
-    index = {id(spec): i for i, spec in enumerate(cfg.methods)}
-    for spec in cfg.all_methods():
-        if (p := _k_problem(spec, index.get(id(spec)), ids, transformed, cfg.dataset.split.val)) is not None:
+    for spec in run.methods:
+        if (p := _k_problem(spec, ids, transformed, cfg.dataset.split.val)) is not None:
             problems.append(p)
     return problems + _gate_problems(cfg, recorded_attributes(table))
 
 
-def check_ingested(cfg: RunConfig, images_dir: str | Path) -> None:
+def check_ingested(run: ResolvedRun, images_dir: str | Path) -> None:
     """Run :func:`prefit_problems` on the ingested images table at ``images_dir`` (its label columns only);
     raises :class:`ConfigError`, one line per problem, before any method is fitted."""
-    problems = prefit_problems(cfg, read_table(images_dir, IMAGES_SCHEMA, columns=PREFIT_COLUMNS))
+    problems = prefit_problems(run, read_table(images_dir, IMAGES_SCHEMA, columns=PREFIT_COLUMNS))
     if problems:
-        raise ConfigError("\n".join(f"{cfg.name}: {p}" for p in problems))
+        raise ConfigError("\n".join(f"{run.name}: {p}" for p in problems))

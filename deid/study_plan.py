@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deid.config import RunConfig, check_name, validate_config
+from deid.config import RunConfig, check_name
+from deid.run import ResolvedRun
 
 __all__ = ["StudyPlan", "plan", "setting_label", "key", "method_label", "run_config", "applicable", "describe",
            "audit_summary", "full_estimate", "STUDY_DATASETS", "EXPERIMENT"]
@@ -66,33 +67,43 @@ def method_label(setting_key: str) -> str:
 
 def run_config(p: StudyPlan, dataset: str, seed: int, *, work_dir: Path, jaffe_dir: Path,
                tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> RunConfig:
-    """One (dataset, seed) of the study as a run config: the split, the audit and every method's
-    ``random_state`` take ``seed``; no baselines besides the plan's own settings. The full-size plan's
-    runs have names (and so folders under ``work/runs``) of their own."""
+    """One (dataset, seed) of the study as a run config, built from the plan's typed settings: ``seed`` is
+    the run seed, from which the split, the audit and every method's ``random_state`` take theirs
+    (:mod:`deid.run`); the built-in set is drawn with seed 0 whatever the run seed (the study's seeds vary
+    the split, the fits and the audit, over one drawn set); no baselines besides the plan's own settings.
+    The full-size plan's runs have names (and so folders under ``work/runs``) of their own. A setting the
+    method refuses is a :class:`~deid.errors.ConfigError` naming the plan and the setting."""
+    from deid.config import DatasetConfig, SyntheticSpec, TrackingConfig, build_config, method_specs
+    from deid.evaluation.audit_config import AuditConfig
+    from deid.preprocessing import PreprocessConfig
+    from deid.splits import SplitConfig
+
     if dataset not in STUDY_DATASETS:
         raise ValueError(f"study datasets are {list(STUDY_DATASETS)}, got '{dataset}'")
-    if dataset == "ferg":
-        ds = {"name": "ferg", "source": "builtin",
-              "synthetic": {"n_characters": p.ferg_characters, "images_per_cell": p.ferg_per_cell},
-              "preprocess": {"size": p.ferg_size}, "split": {"val": 0.1, "test": 0.2, "seed": seed}}
-    else:
-        ds = {"name": "jaffe", "source": str(jaffe_dir), "preprocess": {"size": p.jaffe_size},
-              "split": {"val": 0.0, "test": 0.3, "seed": seed}, "real_faces": True}
-    methods = [{"name": n, "params": dict(q), "label": method_label(key(n, q))} for n, q in p.methods_for(dataset)]
-    return validate_config({
-        "name": f"study-{dataset}{'-full-size' if p.mode == 'full-size' else ''}-seed{seed}", "dataset": ds, "methods": methods, "include_baselines": False,
-        "audit": {**p.audit, "seed": seed}, "work_dir": str(work_dir), "seed": seed, "device": "cpu",
-        "tracking": {"uri": tracking_uri, "experiment": experiment},
-    }, where=f"study plan '{p.mode}', {dataset} seed {seed}")
+    where = f"study plan '{p.mode}', {dataset} seed {seed}"
+    methods = method_specs([(n, dict(q), method_label(key(n, q))) for n, q in p.methods_for(dataset)], where)
+
+    def parts() -> dict[str, Any]:
+        if dataset == "ferg":
+            ds = DatasetConfig(name="ferg", source="builtin", synthetic=SyntheticSpec(
+                n_characters=p.ferg_characters, images_per_cell=p.ferg_per_cell, seed=0),
+                preprocess=PreprocessConfig(size=p.ferg_size), split=SplitConfig(val=0.1, test=0.2))
+        else:
+            ds = DatasetConfig(name="jaffe", source=str(jaffe_dir), preprocess=PreprocessConfig(size=p.jaffe_size),
+                               split=SplitConfig(val=0.0, test=0.3), real_faces=True)
+        return dict(name=f"study-{dataset}{'-full-size' if p.mode == 'full-size' else ''}-seed{seed}", dataset=ds,
+                    methods=methods, include_baselines=False, audit=AuditConfig(**p.audit), work_dir=str(work_dir),
+                    seed=seed, device="cpu", tracking=TrackingConfig(uri=tracking_uri, experiment=experiment))
+
+    return build_config(parts, where=where)
 
 
-def applicable(cfg: RunConfig, identities: int) -> tuple[RunConfig, list[str]]:
-    """``cfg`` without the settings that cannot apply to data with ``identities`` identities (k above
-    them), and a line naming each one left out."""
-    keep = [m for m in cfg.methods if int(m.params.get("k", 0)) <= identities]
-    skipped = [f"`{key(m.name, m.params)}`: k = {m.params['k']} > {identities} identities"
-               for m in cfg.methods if int(m.params.get("k", 0)) > identities]
-    return cfg.model_copy(update={"methods": keep}), skipped
+def applicable(run: ResolvedRun, identities: int) -> tuple[ResolvedRun, list[str]]:
+    """``run`` without the settings that cannot apply to data with ``identities`` identities (their
+    validated k above them), and a line naming each one left out."""
+    over = [m for m in run.methods if m.k is not None and m.k > identities]
+    skipped = [f"`{key(m.name, m.given_params())}`: k = {m.k} > {identities} identities" for m in over]
+    return run.without({m.key for m in over}), skipped
 
 
 def describe(p: StudyPlan, dataset: str, written: int, identities: int) -> str:

@@ -25,13 +25,14 @@ from deid.evaluation.gates import CONTROLS, AuditJudgement
 from deid.datasets import get_loader
 from deid.ingest import IngestSummary, split_leak
 from deid.prefit import check_ingested
-from deid.pipeline import audit_config, every_param, identities_of, public_config, resolve_methods
+from deid.pipeline import identities_of, public_config
 from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release import release_private_dir
 from deid.release_policy import load_release_policy
+from deid.run import ResolvedRun, resolve_run
 from deid.workspace import release_root
-from flows.ingest import content_key, ingest_run
+from flows.ingest import ingest_run
 from tasks.audit import audit, judge_and_plot, write_report
 from tasks.methods import fit_and_anonymize
 from tasks.outcome import record_outcome
@@ -59,7 +60,7 @@ class RunSummary:
     summary: str | None = None
 
 
-def _preflight(cfg: RunConfig, base: Path) -> None:
+def _preflight(run: ResolvedRun) -> None:
     """Everything that can be checked before heavy work: fail fast with the field's name.
 
     The dataset source exists; the work directory and release root are folders the pipeline may
@@ -69,10 +70,11 @@ def _preflight(cfg: RunConfig, base: Path) -> None:
     from deid.config import check_devices
     from deid.workspace import check_workspace, claim_workspace
 
-    src = cfg.dataset.source_path(base)
+    cfg = run.config
+    src = cfg.dataset.source_path(run.base)
     if src is not None and not src.exists():
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
-    workspace = check_workspace(cfg, base)
+    workspace = check_workspace(cfg, run.base)
     check_devices(cfg)
     claim_workspace(workspace)
 
@@ -94,18 +96,19 @@ class Audited:
     report_dir: Path
 
 
-def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: Path, *,
+def submit_methods(run: ResolvedRun, images: Path, summary: IngestSummary, *,
                    parallel: bool = False) -> tuple[dict[str, str], dict[str, str], dict]:
-    """Fit and apply every method of the run (parameters resolved once, before any fitting): returns
-    (label → anonymized table, label → model folder, label → transform stats, or their futures when
-    ``parallel``). Folders are named by what made them (every parameter's value, the method's defaults
-    included, and the data's digest), so a cached result always matches its output."""
-    run_dir = work / "runs" / cfg.name
+    """Fit and apply every method of the run (parameters resolved once, before any fitting; '@i' targets
+    bound to the training split here): returns (label → anonymized table, label → model folder, label →
+    transform stats, or their futures when ``parallel``). Folders are named by what made them (every
+    parameter's value, the method's defaults included, and the data's digest), so a cached result always
+    matches its output."""
+    cfg = run.config
     anonymized, model_dirs, stats = {}, {}, {}
-    for spec in resolve_methods(cfg, identities_of(images)):
-        made_of = content_key(spec.name, every_param(spec.name, spec.params), summary.digest)  # defaults too
-        model_dir = run_dir / "models" / f"{spec.key}-{made_of}"
-        out_dir = run_dir / "anonymized" / f"{spec.key}-{made_of}"
+    for spec in run.methods_for(identities_of(images)):
+        made_of = spec.content_key(summary.digest)
+        model_dir = run.run_dir / "models" / f"{spec.key}-{made_of}"
+        out_dir = run.run_dir / "anonymized" / f"{spec.key}-{made_of}"
         kw = dict(spec=spec, images_dir=str(images), data_digest=summary.digest, model_dir=str(model_dir),
                   out_dir=str(out_dir), batch_size=cfg.batch_size, dask=cfg.dask)
         stats[spec.key] = fit_and_anonymize.submit(**kw) if parallel else fit_and_anonymize(**kw)
@@ -113,10 +116,11 @@ def submit_methods(cfg: RunConfig, images: Path, summary: IngestSummary, work: P
     return anonymized, model_dirs, stats
 
 
-def audit_inputs(cfg: RunConfig, images: Path, anonymized: dict[str, str], work: Path) -> dict:
+def audit_inputs(run: ResolvedRun, images: Path, anonymized: dict[str, str]) -> dict:
     """The :func:`tasks.audit.audit` arguments of a run (with the run's ``dask`` cluster, its rows are
     split over the cluster's workers)."""
-    return dict(images_dir=str(images), anonymized=anonymized, cfg=audit_config(cfg), dataset=cfg.dataset.name,
+    cfg, work = run.config, run.work
+    return dict(images_dir=str(images), anonymized=anonymized, cfg=run.audit, dataset=cfg.dataset.name,
                 real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"),
                 pixel_cache=pixel_cache(work), row_cache=str(work / "cache" / "audit-rows"), dask=cfg.dask)
 
@@ -157,15 +161,16 @@ def data_checks(summary: IngestSummary, accepted: str | None, dataset_info: dict
     return []
 
 
-def judge_report_log(cfg: RunConfig, result: AuditResult, images: Path, anonymized: dict[str, str],
-                     model_dirs: dict[str, str], stats: dict[str, dict], summary: IngestSummary, *, work: Path,
+def judge_report_log(run: ResolvedRun, result: AuditResult, images: Path, anonymized: dict[str, str],
+                     model_dirs: dict[str, str], stats: dict[str, dict], summary: IngestSummary, *,
                      tracking_uri: str, started: float | None, run_name: str | None = None,
                      tags: dict | None = None, method_tags: dict | None = None, log_models: bool = True) -> Audited:
     """Judge the audit, draw its figures, write the HTML report and log it all as one MLflow parent run."""
+    cfg, work = run.config, run.work
     ds = cfg.dataset
     dataset_info = {"name": ds.name, "rows": summary.written, "identities": summary.identities,
                     "by_split": summary.by_split}
-    report_dir = work / "runs" / cfg.name / "report"
+    report_dir = run.run_dir / "report"
     config = public_config(cfg)
     notes = [f"ingest: input {summary.input} = written {summary.written} + quarantined {summary.quarantined}"]
     if used := sorted(k for k, v in _uses_utility(cfg).items() if v):
@@ -206,24 +211,25 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     if dataset is not None and cfg.dataset.name != dataset:
         raise ConfigError(f"flow '{alias_name(dataset)}' runs '{dataset}' configs, but config '{cfg.name}' reads "
                           f"dataset '{cfg.dataset.name}': run it with the 'anonymize' flow")
-    _preflight(cfg, base_dir)
+    run = resolve_run(cfg, base_dir)  # once: seeds, work dir, every method's typed parameters
+    cfg, work = run.config, run.work
+    _preflight(run)
     log = get_run_logger()
-    work = cfg.work_path(base_dir)
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
     ds = cfg.dataset
 
     clock = {"start": time.perf_counter()}
-    images, summary = ingest_run(cfg, base_dir)
-    check_ingested(cfg, images)  # what the table alone refuses (k, empty splits, gates), before any fit
+    images, summary = ingest_run(run)
+    check_ingested(run, images)  # what the table alone refuses (k, empty splits, gates), before any fit
     clock["ingest"] = time.perf_counter()
-    anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work)
+    anonymized, model_dirs, stats = submit_methods(run, images, summary)
     clock["fit_and_transform"] = time.perf_counter()
-    result = audit(**audit_inputs(cfg, images, anonymized, work))
+    result = audit(**audit_inputs(run, images, anonymized))
     clock["audit"] = time.perf_counter()
-    a = judge_report_log(cfg, result, images, anonymized, model_dirs, stats, summary, work=work,
+    a = judge_report_log(run, result, images, anonymized, model_dirs, stats, summary,
                          tracking_uri=tracking_uri, started=started)
     clock["report_and_tracking"] = time.perf_counter()
-    run_dir = work / "runs" / cfg.name
+    run_dir = run.run_dir
     verdicts, run_id, header = a.verdicts, a.run_id, a.header
     out = RunSummary(cfg.name, result.table(), a.report, run_id, tracking_uri,
                      {m: {"passed": v.passed, "status": v.status, "reasons": v.reasons} for m, v in verdicts.items()},
@@ -238,7 +244,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
             release = ReleaseSummary(status="blocked", method=m, reason=f"verdict {v.status}: {'; '.join(v.reasons)}")
         else:
             metrics = result.methods[m].metrics
-            manifest = {"method_params": next(s.params for s in cfg.all_methods() if s.key == m),
+            manifest = {"method_params": run.method(m).given_params(),
                         "config_name": cfg.name, "code_commit": header["code_commit"], "mlflow_run_id": run_id,
                         "audit": metrics, "verdict": {"status": v.status, "gates": cfg.gates.model_dump()},
                         "preprocess": ds.preprocess.model_dump()}
@@ -268,7 +274,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                         judgement=a.judgement, gates=cfg.gates.model_dump(), release=release,
                         used_utility_label=_uses_utility(cfg), controls=CONTROLS, reference=ORIGINAL,
                         mlflow_run_id=run_id, prefect_flow_run_id=header["prefect_flow_run_id"], report=report,
-                        timings=_timings(clock, summary, stats, result))
+                        timings=_timings(clock, summary, stats, result), seeds=run.seed_record())
     out.summary = str(write_summary(doc, run_dir))
     record_outcome(run_id, tracking_uri, doc.model_dump(mode="json"), report, out.summary)
     if blocked is not None:

@@ -98,23 +98,27 @@ def _parse_sets(sets: list[str], flag: str = "--set") -> dict:
 
 
 def _checked(config: str | Path, sets: list[str], warnings: list[str] | None = None):
-    """The config, validated and checked (:func:`deid.config.check_run`), and its workspace: no data read,
-    no server started. Raises :class:`~deid.errors.ConfigError`; with ``warnings``, a missing dataset is
-    one of them instead."""
+    """The config, validated, resolved once (:func:`deid.run.resolve_run`: its seeds, work dir and every
+    method's typed parameters) and checked (:func:`deid.config.check_run`), and its workspace: no data
+    read, no server started. Raises :class:`~deid.errors.ConfigError`; with ``warnings``, a missing
+    dataset is one of them instead."""
     from deid.config import check_run, load_config
     from deid.errors import ConfigError
+    from deid.run import resolve_run
 
     cfg = load_config(config, _parse_sets(sets))
     try:
-        return cfg, check_run(cfg, Path.cwd(), warnings=warnings)
+        run = resolve_run(cfg, Path.cwd())
+        return run, check_run(run.config, Path.cwd(), warnings=warnings)
     except ConfigError as exc:  # name the file, as load_config's messages do
         raise ConfigError(f"{config}: {exc}") from None
 
 
-def _describe(config: str | Path, cfg, workspace) -> str:
+def _describe(config: str | Path, run, workspace) -> str:
+    cfg = run.config
     ds = cfg.dataset
     source = "built-in generator" if ds.source == "builtin" else str(ds.source_path(Path.cwd()))
-    methods = ", ".join(m.key for m in cfg.all_methods())
+    methods = ", ".join(m.key for m in run.methods)
     return (f"ok: {config}: run '{cfg.name}', dataset {ds.name} ({source}), methods {methods}; "
             f"work dir {workspace.work}" + (f"; release to {workspace.release}" if workspace.release else ""))
 
@@ -130,7 +134,7 @@ def _run(config: str, sets: list[str]) -> None:
     started = time.time()
     blocked: Exception | None = None
     try:  # everything that can be checked, before prefect is even imported
-        cfg, workspace = _checked(config, sets)
+        run, workspace = _checked(config, sets)
         claim_workspace(workspace)
     except DeidError as exc:
         _fail(exc)
@@ -143,15 +147,15 @@ def _run(config: str, sets: list[str]) -> None:
 
     flow_fn = flows_anonymize.anonymize  # one flow for any config
     try:
-        with _server_for(flow_fn, cfg, home):
-            flow_fn(config=str(Path(config).resolve()), overrides=_parse_sets(sets), base=str(Path.cwd()))
+        with _server_for(flow_fn, run.work, home):
+            flow_fn(config=run.config, base=str(Path.cwd()))  # the config as resolved here: not parsed again
     except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: the server is stopped on the way out
         typer.secho("stopped", fg="red", err=True)
         raise typer.Exit(130) from None
     except ReleaseBlocked as exc:  # before the catch-all below: a refused release is an outcome, not a crash
         blocked = exc
     except DeidError as exc:
-        if _summary_since(cfg, started) is None:  # failed before the audit concluded
+        if _summary_since(run, started) is None:  # failed before the audit concluded
             _fail(exc)
         blocked = exc  # the release policy refused after the audit
     except Exception:
@@ -161,7 +165,7 @@ def _run(config: str, sets: list[str]) -> None:
             typer.secho("stopped", fg="red", err=True)
             raise typer.Exit(130) from None
         raise
-    path = _summary_since(cfg, started)
+    path = _summary_since(run, started)
     if path is None:
         _fail(blocked or RuntimeError("the run wrote no summary"))
     doc = read_summary(path)
@@ -172,7 +176,7 @@ def _run(config: str, sets: list[str]) -> None:
         raise typer.Exit(EXIT_CODES[doc.outcome])
 
 
-def _server_for(flow_fn, cfg, home: Path):
+def _server_for(flow_fn, work: Path, home: Path):
     """A Prefect server for this run (its database under ``home``) that dies with it (also on kill -9),
     unless PREFECT_API_URL names one; nothing for a stand-in that is not a Prefect flow."""
     from contextlib import nullcontext
@@ -183,15 +187,14 @@ def _server_for(flow_fn, cfg, home: Path):
 
     if not isinstance(flow_fn, Flow):
         return nullcontext()
-    work = cfg.work_path(Path.cwd())
     return run_server(home, work / "logs" / "prefect-server.log", say=lambda m: typer.echo(m, err=True))
 
 
-def _summary_since(cfg, started: float) -> Path | None:
+def _summary_since(run, started: float) -> Path | None:
     """The run's summary.json, if this run wrote it."""
     from deid.reporting.summary import SUMMARY_FILE
 
-    p = cfg.work_path(Path.cwd()) / "runs" / cfg.name / SUMMARY_FILE
+    p = run.run_dir / SUMMARY_FILE
     return p if p.exists() and p.stat().st_mtime >= started - 1 else None
 
 
@@ -278,12 +281,12 @@ def _validate(configs: list[Path], sets: list[str], *, data_required: bool) -> N
     for config in configs:
         warnings: list[str] = []
         try:
-            cfg, workspace = _checked(config, sets, None if data_required else warnings)
+            run, workspace = _checked(config, sets, None if data_required else warnings)
         except DeidError as exc:
             _errors(exc)
             failed = True
             continue
-        typer.echo(_describe(config, cfg, workspace))
+        typer.echo(_describe(config, run, workspace))
         for w in warnings:  # the config is valid; its data is not on this machine
             typer.secho(f"warning: {config}: {w}", fg="yellow", err=True)
     if failed:
@@ -417,14 +420,15 @@ def _ui_store(config: Path | None, work_dir: Path | None, sets: list[str]) -> st
         _fail(ValueError("--set needs a config"))
     if config is not None:
         from deid.config import load_config
+        from deid.run import resolve_run
 
         try:
-            cfg = load_config(config, _parse_sets(sets))
+            run = resolve_run(load_config(config, _parse_sets(sets)), Path.cwd())
         except DeidError as exc:
             _fail(exc)
-        if cfg.tracking.uri:
-            return cfg.tracking.uri
-        work = cfg.work_path(Path.cwd())
+        if run.config.tracking.uri:
+            return run.config.tracking.uri
+        work = run.work
     else:
         work = (work_dir or _WORK).resolve()
     if not (work / "mlflow" / "mlflow.db").exists():

@@ -21,6 +21,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from deid.audit_dask import split_methods
 from deid.evaluation.audit import merge_audits
 from deid.provenance import command_line, git_commit, loadavg, machine
+from deid.run import resolve_run
 from deid.study_plan import (EXPERIMENT, STUDY_DATASETS, StudyPlan, applicable, audit_summary, describe, key, plan,
                              run_config, setting_label)
 from flows.anonymize import _preflight, audit_inputs, judge_report_log, submit_methods
@@ -61,46 +62,46 @@ def study(plan: StudyPlan, datasets: list[str], work_dir: str, out: str, trackin
         todo.append(ds)
     study_run = open_study(uri, experiment, study_id, plan.mode)
 
-    units = []  # (run config, images, ingest summary); data first, in this process
+    units = []  # (resolved run, images, ingest summary); data first, in this process
     for ds in todo:
         for seed in plan.seeds:
-            cfg = run_config(plan, ds, seed, work_dir=work, jaffe_dir=Path(jaffe_dir), tracking_uri=uri,
-                             experiment=experiment)
-            _preflight(cfg, work)
-            images, summary = ingest_run(cfg, work)
-            cfg, skipped = applicable(cfg, summary.identities)  # settings that cannot apply are named, not run
+            run = resolve_run(run_config(plan, ds, seed, work_dir=work, jaffe_dir=Path(jaffe_dir), tracking_uri=uri,
+                                         experiment=experiment), work)
+            _preflight(run)
+            images, summary = ingest_run(run)
+            run, skipped = applicable(run, summary.identities)  # settings that cannot apply are named, not run
             if skipped:
                 meta["skipped_settings"][ds] = skipped
                 log.warning("%s: skipping %d setting(s) whose k exceeds the %d identities", ds, len(skipped),
                             summary.identities)
             meta["datasets"][ds] = describe(plan, ds, summary.written, summary.identities)
-            meta["settings"][ds] = [key(m.name, m.params) for m in cfg.methods]
-            units.append((cfg, images, summary))
+            meta["settings"][ds] = [key(m.name, m.given_params()) for m in run.methods]
+            units.append((run, images, summary))
     log_study_meta(uri, study_run, {**meta, "status": "running"})
 
-    units.sort(key=lambda u: (u[0].seed, u[0].dataset.name))  # the two datasets alternate on the workers
+    units.sort(key=lambda u: (u[0].seeds.run, u[0].config.dataset.name))  # the two datasets alternate on the workers
     parts = audit_parts(len(units), workers)
     if parts > 1:
         log.info("each audit runs as %d parts, one per worker (each part audits the originals too)", parts)
     audits = []
-    for cfg, images, summary in units:
-        anonymized, model_dirs, stats = submit_methods(cfg, images, summary, work, parallel=True)
-        futs = [audit.submit(**audit_inputs(cfg, images, part, work), wait_for=list(stats.values()))
+    for run, images, summary in units:
+        anonymized, model_dirs, stats = submit_methods(run, images, summary, parallel=True)
+        futs = [audit.submit(**audit_inputs(run, images, part), wait_for=list(stats.values()))
                 for part in split_methods(anonymized, parts)]
-        audits.append((futs, (cfg, images, summary, anonymized, model_dirs, stats)))
+        audits.append((futs, (run, images, summary, anonymized, model_dirs, stats)))
     for futs, unit in audits:
-        cfg, images, summary, anonymized, model_dirs, stats = unit
-        ds, seed = cfg.dataset.name, cfg.seed
-        method_tags = {m.key: {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
-                               "deid.seed": str(seed), "deid.key": key(m.name, m.params), "deid.registered": m.name,
-                               "deid.setting": setting_label(m.params)} for m in cfg.methods}
+        run, images, summary, anonymized, model_dirs, stats = unit
+        ds, seed = run.config.dataset.name, run.seeds.run
+        method_tags = {m.key: {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
+                               "deid.key": key(m.name, m.given_params()), "deid.registered": m.name,
+                               "deid.setting": setting_label(m.given_params())} for m in run.methods}
         result = merge_audits([f.result() for f in futs], order=list(anonymized))
         for name in result.methods:  # the audit's own rows: the original data and its controls
             method_tags.setdefault(name, {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
                                           "deid.seed": str(seed), "deid.key": name, "deid.registered": name,
                                           "deid.setting": ""})
-        a = judge_report_log(cfg, result, images, anonymized, model_dirs, {k: f.result() for k, f in stats.items()},
-                             summary, work=work, tracking_uri=uri, started=None,
+        a = judge_report_log(run, result, images, anonymized, model_dirs, {k: f.result() for k, f in stats.items()},
+                             summary, tracking_uri=uri, started=None,
                              run_name=f"study-{study_id}-{ds}-seed{seed}", log_models=False,
                              tags={"deid.study": study_id, "deid.kind": "dataset-seed"}, method_tags=method_tags)
         log.info("[%s seed %d] logged parent run %s", ds, seed, a.run_id)

@@ -11,6 +11,7 @@ record and no output (both are written atomically), so the next run computes it 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -19,9 +20,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from deid.config import MethodSpec
 from deid.faces_dask import DaskConfig
 from deid.pipeline import fit_and_anonymize as _fit_and_anonymize
+from deid.run import ResolvedMethod
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["fit_and_anonymize", "FIT_RECORD", "fit_key", "read_fit_record"]
@@ -30,11 +31,11 @@ __all__ = ["fit_and_anonymize", "FIT_RECORD", "fit_key", "read_fit_record"]
 FIT_RECORD = "fit.json"
 
 
-def fit_key(spec: MethodSpec, images_dir: str, data_digest: str, model_dir: str, out_dir: str,
+def fit_key(spec: ResolvedMethod, images_dir: str, data_digest: str, model_dir: str, out_dir: str,
             batch_size: int) -> str:
     """What a fit and its outputs are made of: the resolved method, the data, the folders and this
     module's source."""
-    made_of = json.dumps({"spec": spec.model_dump(mode="json"), "images": str(images_dir), "data": data_digest,
+    made_of = json.dumps({"spec": dataclasses.asdict(spec), "images": str(images_dir), "data": data_digest,
                           "model": str(model_dir), "out": str(out_dir), "batch": batch_size,
                           "code": inspect.getsource(_run)}, sort_keys=True, default=str)
     return hashlib.blake2b(made_of.encode(), digest_size=16).hexdigest()
@@ -66,7 +67,7 @@ def _write_fit_record(model_dir: str | Path, key: str, stats: dict) -> None:
         tmp.write_text(json.dumps({"key": key, "stats": numbers}), encoding="utf-8")
 
 
-def _run(spec: MethodSpec, images_dir: str, data_digest: str, model_dir: str, out_dir: str, batch_size: int,
+def _run(spec: ResolvedMethod, images_dir: str, data_digest: str, model_dir: str, out_dir: str, batch_size: int,
          dask: DaskConfig | None) -> dict:
     key = fit_key(spec, images_dir, data_digest, model_dir, out_dir, batch_size)
     if (Path(model_dir) / "method.json").exists() and Path(out_dir).is_dir():
@@ -74,19 +75,19 @@ def _run(spec: MethodSpec, images_dir: str, data_digest: str, model_dir: str, ou
         if done is not None:
             get_run_logger().info("'%s': fitted and transformed before with the same inputs; reused", spec.key)
             return done
-    stats = dict(_fit_and_anonymize(spec.name, spec.params, images_dir, model_dir, out_dir, label=spec.key,
+    stats = dict(_fit_and_anonymize(spec.name, spec.kwargs(), images_dir, model_dir, out_dir, label=spec.key,
                                     batch_size=batch_size, progress=True, dask=dask))
     _write_fit_record(model_dir, key, stats)
     get_run_logger().info("'%s' %s: fitted in %.1f s, %d images at %.0f images/s on %d worker(s)", spec.key,
-                          spec.params, stats["fit_seconds"], stats["rows"], stats["images_per_s"],
+                          spec.given_params(), stats["fit_seconds"], stats["rows"], stats["images_per_s"],
                           stats.get("workers", 1))
     return stats
 
 
 @task(retries=1, tags=["compute-heavy"], retry_condition_fn=retry_unless_deterministic, task_run_name="fit {spec.key}")
-def fit_and_anonymize(spec: MethodSpec, images_dir: str, data_digest: str, model_dir: str, out_dir: str,
+def fit_and_anonymize(spec: ResolvedMethod, images_dir: str, data_digest: str, model_dir: str, out_dir: str,
                       batch_size: int, dask: DaskConfig | None = None) -> dict:
-    """Fit ``spec`` (parameters already resolved) on the training split, save it to ``model_dir``, and
+    """Fit ``spec`` (resolved once by :func:`deid.run.resolve_run`, its target bound to the data) on the training split, save it to ``model_dir``, and
     de-identify every split into ``out_dir``; ``data_digest`` (the images' content digest) keys the reuse
     record. With ``dask`` (the run's ``dask`` config) a per-image method transforms on that Dask cluster;
     a set-level one (k-Same) in this process."""

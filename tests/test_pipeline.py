@@ -33,12 +33,17 @@ def test_a_learning_method_reads_the_training_split(ferg_images, tmp_path, monke
                          before='the model fitted under the old default reused',
                          after='every parameter\'s value keys the model: fitted again')
 def test_a_fitted_models_key_holds_every_parameter_so_a_changed_default_is_not_reused(monkeypatch):
+    from deid.config import validate_config
     from deid.methods import method_class
-    from deid.pipeline import every_param
-    from flows.ingest import content_key
+    from deid.run import resolve_run
+
+    def blur(params):
+        cfg = validate_config({"name": "t", "dataset": {"name": "ferg"}, "include_baselines": False,
+                               "methods": [{"name": "blur", "params": params}]})
+        return resolve_run(cfg).method("blur")
 
     def key(params):
-        return content_key("blur", every_param("blur", params), "digest")
+        return blur(params).content_key("digest")
 
     cls = method_class("blur")
     default = cls.param_model().model_fields["sigma"].default
@@ -46,6 +51,6 @@ def test_a_fitted_models_key_holds_every_parameter_so_a_changed_default_is_not_r
     before = key({})
     monkeypatch.setattr(cls.__init__, "__defaults__", (default + 1.0,))  # a new release changes the default
     monkeypatch.setattr(cls, "_param_model", None)
-    assert every_param("blur", {})["sigma"] == default + 1.0
+    assert blur({}).kwargs()["sigma"] == default + 1.0
     assert key({}) != before  # the model fitted under the old default is keyed apart
     assert key({"sigma": default}) == before

@@ -12,6 +12,7 @@ import pytest
 from deid.config import load_config, validate_config
 from deid.errors import ConfigError
 from deid.prefit import check_ingested, prefit_problems, recorded_attributes
+from deid.run import resolve_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,8 @@ def _table(val_fear: int = 2, attributes: bool = False, splits=("train", "val", 
 
 
 def _cfg(methods=(), **fields) -> object:
-    return validate_config({"name": "t", "dataset": {"name": "ferg"}, "methods": list(methods), **fields})
+    """A run resolved from a config with these methods and fields."""
+    return resolve_run(validate_config({"name": "t", "dataset": {"name": "ferg"}, "methods": list(methods), **fields}))
 
 
 def test_k_is_checked_against_every_label_of_every_split_and_the_largest_k_that_works_is_named():
@@ -72,9 +74,9 @@ def test_the_flow_checks_right_after_ingest_before_any_fit(ferg_images, monkeypa
     import flows.anonymize as fa
 
     cfg = load_config(ROOT / "configs" / "ferg.yaml").model_copy(update={"work_dir": str(tmp_path)})
-    check_ingested(cfg.model_copy(update={"methods": []}), ferg_images)  # 4 characters: the baselines are fine
+    check_ingested(resolve_run(cfg.model_copy(update={"methods": []})), ferg_images)  # 4 characters: baselines fine
     with pytest.raises(ConfigError) as e:  # k = 6 for 4 characters
-        check_ingested(cfg, ferg_images)
+        check_ingested(resolve_run(cfg), ferg_images)
     assert len(str(e.value).splitlines()) == 1 and "set methods.1.params.k to 4 or less" in str(e.value)
 
     def fitted(*a, **k):
@@ -83,7 +85,7 @@ def test_the_flow_checks_right_after_ingest_before_any_fit(ferg_images, monkeypa
     monkeypatch.setattr(fa, "_preflight", lambda *a: None)
     monkeypatch.setattr(fa, "get_run_logger", lambda: None)
     monkeypatch.setattr(fa, "configure_tracking", lambda *a: "")
-    monkeypatch.setattr(fa, "ingest_run", lambda c, b: (ferg_images, None))
+    monkeypatch.setattr(fa, "ingest_run", lambda run: (ferg_images, None))
     monkeypatch.setattr(fa, "submit_methods", fitted)
     with pytest.raises(ConfigError, match="k = 6 but"):
         fa.run_anonymization(cfg, base=str(tmp_path))

@@ -79,6 +79,7 @@ class RunSummaryDoc(_Strict):
     methods: dict[str, MethodSummary]
     release: ReleaseSummary
     timings: dict | None = None  # wall seconds per stage of the run, and each method's fit and transform figures
+    seeds: dict | None = None  # every effective seed: run, split, audit, synthetic, which were derived, per method
 
     @property
     def outcome(self) -> str:
@@ -120,7 +121,8 @@ def build_summary(*, config_name: str, dataset: dict, date: str, methods: dict[s
                   judgement, gates: dict, release: ReleaseSummary, used_utility_label: dict[str, bool],
                   controls: tuple[str, ...], reference: str, mlflow_run_id: str | None = None,
                   prefect_flow_run_id: str | None = None, report: str | None = None,
-                  code_commit: str | None = None, timings: dict | None = None) -> RunSummaryDoc:
+                  code_commit: str | None = None, timings: dict | None = None,
+                  seeds: dict | None = None) -> RunSummaryDoc:
     """Assemble the document from the audit's metrics and its judgement; ``code_commit`` defaults to
     :func:`deid.provenance.git_commit`."""
     out = {}
@@ -137,7 +139,7 @@ def build_summary(*, config_name: str, dataset: dict, date: str, methods: dict[s
                          n_test=ref.get("n_test", 0.0), n_eval=ref.get("n_eval"))
     return RunSummaryDoc(config_name=config_name, dataset=dataset, date=date, code_commit=code_commit or git_commit(),
                          mlflow_run_id=mlflow_run_id, prefect_flow_run_id=prefect_flow_run_id, report=report,
-                         audit=audit, methods=out, release=release, timings=timings)
+                         audit=audit, methods=out, release=release, timings=timings, seeds=seeds)
 
 
 def write_summary(doc: RunSummaryDoc, run_dir: str | Path) -> Path:

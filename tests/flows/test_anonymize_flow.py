@@ -53,6 +53,11 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     assert doc.methods["proxy-morph"].verdict == "PASS" and doc.methods["none"].verdict == "FAIL"
     assert doc.methods["proxy-morph"].used_utility_label is True
     assert doc.release.status == "published" and doc.release.version == out["release"]["version"]
+    # Every effective seed: the run seed, what the config set, what was derived from the run seed.
+    want = {"run": 0, "split": 0, "audit": FAST_POOLED_AUDIT.get("seed", 0),
+            "synthetic": SMALL_DECIDABLE.get("seed", 0), "methods": {"proxy-morph": 0}}
+    assert {k: v for k, v in doc.seeds.items() if k != "derived"} == want
+    assert "split" in doc.seeds["derived"]
     # The summary times each stage of the run, and each method's fit, transform and audit.
     t = doc.timings
     assert list(t["stages_s"]) == ["ingest", "fit_and_transform", "audit", "report_and_tracking", "release"]

@@ -97,6 +97,7 @@ def test_unstable_utility_on_the_originals_is_flagged():
 
 def test_every_planned_setting_is_one_run_config_method_with_its_own_folder_name(tmp_path):
     from deid.config import check_name
+    from deid.run import resolve_run
     from deid.study_plan import key, method_label, plan, run_config
 
     for mode in ("quick", "full", "full-size"):
@@ -105,7 +106,9 @@ def test_every_planned_setting_is_one_run_config_method_with_its_own_folder_name
         assert len(set(labels)) == len(labels) and all(check_name(x) == x for x in labels)
         cfg = run_config(p, "ferg", 2, work_dir=tmp_path, jaffe_dir=tmp_path)
         assert [m.key for m in cfg.methods] == labels and not cfg.include_baselines
-        assert cfg.seed == cfg.dataset.split.seed == cfg.audit.seed == 2  # the run's seed reaches split and audit
+        seeds = resolve_run(cfg).seeds  # the run seed is written once; split and audit derive theirs from it
+        assert cfg.seed == seeds.run == seeds.split == seeds.audit == 2 and set(seeds.derived) == {"split", "audit"}
+        assert seeds.synthetic == 0  # one drawn set for every seed of the study, as before
         assert cfg.dataset.synthetic.n_characters == p.ferg_characters and cfg.dataset.preprocess.size == p.ferg_size
 
 
@@ -135,11 +138,12 @@ def test_a_plan_setting_is_checked_like_a_config(tmp_path):
 
 
 def test_settings_whose_k_exceeds_the_identities_are_named_not_run(tmp_path):
+    from deid.run import resolve_run
     from deid.study_plan import StudyPlan, applicable, run_config
 
     p = StudyPlan("tiny", [0], [("blur", {"sigma": 2.0}), ("ksame-pixel", {"k": 5}), ("ksame-pixel", {"k": 3})])
-    cfg, skipped = applicable(run_config(p, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path), 3)
-    assert [m.key for m in cfg.methods] == ["blur-sigma-2.0", "ksame-pixel-k-3"]
+    run, skipped = applicable(resolve_run(run_config(p, "ferg", 0, work_dir=tmp_path, jaffe_dir=tmp_path)), 3)
+    assert [m.key for m in run.methods] == [m.key for m in run.config.methods] == ["blur-sigma-2.0", "ksame-pixel-k-3"]
     assert skipped == ["`ksame-pixel[k=5]`: k = 5 > 3 identities"]
 
 
