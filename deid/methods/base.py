@@ -200,6 +200,17 @@ class DeidMethod:
 
         Raises :class:`ConfigError` naming each bad parameter, its problem and the value given.
         """
+        values = cls._typed_params(params)
+        try:
+            cls(**values)._validate()
+        except (ConfigError, MethodError) as exc:
+            raise ConfigError(str(exc)) from None
+        return values
+
+    @classmethod
+    def _typed_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value, each checked against its declared type and bounds (the one place a
+        parameter's bound is defined: ``k`` ≥ 2, seeds ≥ 0, ...); :meth:`fit` checks a method built directly."""
         try:
             values = cls.param_model().model_validate(dict(params)).model_dump()
         except ValidationError as exc:
@@ -214,10 +225,6 @@ class DeidMethod:
                 else:
                     problems.append(f"{where}: {e['msg']}{got}")
             raise ConfigError(f"method '{cls.name}': " + "; ".join(problems)) from None
-        try:
-            cls(**values)._validate()
-        except (ConfigError, MethodError) as exc:
-            raise ConfigError(str(exc)) from None
         return values
 
     @classmethod
@@ -242,6 +249,7 @@ class DeidMethod:
     # -- the contract --------------------------------------------------------------------
     def fit(self, X: np.ndarray, identity: Any = None, utility: Any = None) -> "DeidMethod":
         """Learn from training images ``X`` ``(N, C, H, W)``; returns ``self``."""
+        type(self)._typed_params(self.get_params())  # the typed parameters' one check (k ≥ 2, seeds ≥ 0, ...)
         X = check_images(X, f"{self.name}.fit")
         identity = check_labels(identity, len(X), "identity", f"{self.name}.fit")
         utility = check_labels(utility, len(X), "utility", f"{self.name}.fit")

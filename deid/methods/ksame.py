@@ -42,8 +42,6 @@ class _KSame(DeidMethod):
         self.random_state = random_state
 
     def _fit(self, X, identity, utility):
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ConfigError(f"{self.name}: k must be a positive integer, got {self.k!r}")
         n_ids = len(np.unique(identity))
         if self.k > n_ids:
             raise ConfigError(f"{self.name}: k = {self.k} but the training set holds only {n_ids} identities; "

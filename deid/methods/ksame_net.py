@@ -164,8 +164,6 @@ class KSameNet(DeidMethod):
         from deid.models.autoencoder import to_net, train_regression
         from deid.models.classifier import CNNClassifier
 
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ConfigError(f"ksame-net: k must be a positive integer, got {self.k!r}")
         self.proxies_ = sorted(str(v) for v in np.unique(identity))
         if self.k > len(self.proxies_):
             raise ConfigError(f"ksame-net: k = {self.k} but the proxy (training) set holds only "

@@ -105,4 +105,10 @@ def test_k_is_validated_once_with_one_bound_and_a_clear_error():
     with pytest.raises(ConfigError, match=r"methods\.0\.params: method 'ksame-pixel': random_state: Input should be "
                                           r"greater than or equal to 0 \(got -1\)"):
         _run(seed=-1, methods=[{"name": "ksame-pixel", "params": {"k": 2}}])  # the run seed, checked as the method's
+    # a method built directly is held to the same bound when it is fitted
+    import numpy as np
+
+    X = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(ConfigError, match=r"method 'ksame-pixel': k: Input should be greater than or equal to 2"):
+        method_class("ksame-pixel")(k=1).fit(X, np.array(["a", "a", "b", "b"]))
     assert _run(methods=[{"name": "ksame-pixel", "params": {"k": 3}}]).method("ksame-pixel").k == 3
