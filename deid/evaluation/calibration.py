@@ -47,7 +47,9 @@ def _z(p: float) -> float:
 
 
 def _spread(p: float, n: float) -> float:
-    return SCORE_SPREAD * math.sqrt(max(p * (1 - p), 1e-12) / n)
+    """One attacker's spread at accuracy ``p`` on ``n`` images: none at 0 or 1 (a perfect score is no
+    noisier than its count)."""
+    return SCORE_SPREAD * math.sqrt(max(p * (1 - p), 0.0) / n)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def privacy_threshold(chance: float, margin: float, n: float, attackers: int) ->
     n, attackers = max(float(n), 1.0), max(int(attackers), 1)
     at_margin = min(chance + margin, 1.0)
     t = at_margin - _z(POWER) * _spread(at_margin, n)
-    false_alarm = 1.0 - _phi((t - chance) / _spread(chance, n)) ** attackers
+    false_alarm = 1.0 - _phi((t - chance) / max(_spread(chance, n), 1e-12)) ** attackers
     return PrivacyThreshold(t, false_alarm, POWER, attackers, n)
 
 

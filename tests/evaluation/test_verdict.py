@@ -47,6 +47,16 @@ def test_a_leak_just_under_the_margin_fails_and_a_small_test_decides_nothing():
     assert judge_audit(small, GateConfig()).verdicts["near"].status == INCONCLUSIVE
 
 
+def test_a_margin_that_reaches_a_perfect_score_fails_no_attacker():
+    """chance + margin at or past 100 %: no score exceeds it, not even a perfect one (the gate wide open)."""
+    from deid.evaluation.calibration import privacy_threshold
+
+    for n in (64, 924):
+        cal = privacy_threshold(1 / 6, 1.0, n, 4)
+        assert cal.threshold == 1.0 and cal.false_alarm == 0.0
+    assert privacy_threshold(1 / 6, 0.05, 924, 4).threshold < 1 / 6 + 0.05
+
+
 @pytest.mark.parametrize("n,attackers", [(924, 4), (1200, 2), (11172, 8)])
 def test_the_calibrated_gate_fails_a_leak_of_the_margin_and_rarely_a_method_at_chance(n, attackers):
     """Simulated audits: each attacker's score drawn around its accuracy with the assumed spread (a
