@@ -264,8 +264,11 @@ class RunConfig(_Strict):
         return base + list(self.methods)
 
     def work_path(self, base: Path | None = None) -> Path:
-        p = Path(self.work_dir).expanduser()
-        return p if p.is_absolute() else (base or Path.cwd()) / p
+        """``work_dir`` as an absolute path (:func:`deid.workspace.work_root`); a relative one is relative to
+        ``base`` (default the current folder)."""
+        from deid.workspace import work_root
+
+        return work_root(self, base or Path.cwd())
 
 
 def check_devices(cfg: RunConfig) -> None:

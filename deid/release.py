@@ -164,7 +164,9 @@ def _record_path(private_dir: Path, dataset: str, version: str) -> Path:
 
 def release_private_dir(work: str | Path) -> Path:
     """Where a work directory keeps its release key, index and records (never published)."""
-    return Path(work) / "private" / "releases"
+    from deid.workspace import WorkLayout
+
+    return WorkLayout(Path(work)).private / "releases"
 
 
 def release_record(private_dir: str | Path, dataset: str, version: str) -> dict | None:

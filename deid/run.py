@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from deid.errors import ConfigError
+from deid.workspace import WorkLayout
 
 if TYPE_CHECKING:
     from deid.config import MethodSpec, RunConfig
@@ -137,8 +138,13 @@ class ResolvedRun:
         return self.config.name
 
     @property
+    def layout(self) -> WorkLayout:
+        """The work directory's folders."""
+        return WorkLayout(self.work)
+
+    @property
     def run_dir(self) -> Path:
-        return self.work / "runs" / self.config.name
+        return self.layout.run(self.config.name)
 
     def method(self, key: str) -> ResolvedMethod:
         return next(m for m in self.methods if m.key == key)

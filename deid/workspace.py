@@ -21,7 +21,7 @@ from deid.errors import ConfigError
 if TYPE_CHECKING:
     from deid.config import RunConfig
 
-__all__ = ["MARKER", "Workspace", "work_root", "release_root", "check_root", "check_workspace", "claim",
+__all__ = ["MARKER", "Workspace", "WorkLayout", "work_root", "release_root", "check_root", "check_workspace", "claim",
            "claim_workspace", "inside", "ensure_inside", "is_system_dir"]
 
 #: written into a root the pipeline created or claimed while it was empty
@@ -33,12 +33,81 @@ _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/
 # Never a root themselves (their subfolders may be fine: /var/tmp/x, /srv/deid, /home/me/work).
 _SYSTEM_DIRS = ("/", "/home", "/media", "/mnt", "/opt", "/private", "/private/var", "/root", "/srv", "/tmp", "/var",
                 "/Users", "/Volumes")
+
+
+@dataclass(frozen=True)
+class WorkLayout:
+    """Every folder of a work directory, named once: what a command reads or writes below ``root`` is
+    one of these (``runs/<config name>``, ``cache/<kind>``, ...), never a path spelt where it is used."""
+
+    root: Path
+
+    #: the folders that hold the pipeline's own state (never a release root)
+    INTERNAL = ("prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "study", "private")
+
+    @property
+    def data(self) -> Path:
+        """Generated source trees (the built-in set)."""
+        return self.root / "data"
+
+    @property
+    def datasets(self) -> Path:
+        """Ingested images tables."""
+        return self.root / "datasets"
+
+    def dataset(self, name: str, key: str | None = None) -> Path:
+        """One ingested dataset: ``datasets/<name>`` or, keyed by its source and settings, ``<name>-<key>``."""
+        return self.datasets / (f"{name}-{key}" if key else name)
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run(self, name: str) -> Path:
+        """One config's run folder: its models, outputs, report and summary.json."""
+        return self.runs / name
+
+    def cache(self, kind: str) -> Path:
+        """One cache (``pixels``, ``audit-rows``, ``dlib-descriptors``, ``task-results``, ...)."""
+        return self.root / "cache" / kind
+
+    @property
+    def private(self) -> Path:
+        """Never published: the release key, index and records."""
+        return self.root / "private"
+
+    @property
+    def release(self) -> Path:
+        """The default release root."""
+        return self.root / "release"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def prefect(self) -> Path:
+        """Prefect's home (its SQLite database)."""
+        return self.root / "prefect"
+
+    @property
+    def prefect_server_log(self) -> Path:
+        return self.logs / "prefect-server.log"
+
+    @property
+    def mlflow(self) -> Path:
+        """The local MLflow store (``mlflow.db`` and its artifacts)."""
+        return self.root / "mlflow"
+
+    @property
+    def study(self) -> Path:
+        return self.root / "study"
+
+
 # What a work directory written by earlier versions (before the marker) holds; a directory holding
 # only these is recognised as the pipeline's. ``prefect`` is created by the ``deid`` command itself.
-_WORK_ENTRIES = frozenset({MARKER, "prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "release",
-                           "study", "perf", "perf-demo", "private"})
-# Folders of the work directory that hold the pipeline's own state: never a release root.
-_WORK_INTERNAL = ("prefect", "mlflow", "datasets", "runs", "cache", "data", "logs", "study", "private")
+_WORK_ENTRIES = frozenset({MARKER, *WorkLayout.INTERNAL, "release", "perf", "perf-demo"})
+_WORK_INTERNAL = WorkLayout.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -47,6 +116,10 @@ class Workspace:
 
     work: Path
     release: Path | None
+
+    @property
+    def layout(self) -> WorkLayout:
+        return WorkLayout(self.work)
 
 
 def _absolute(path: str | Path, base: Path) -> Path:
@@ -131,7 +204,7 @@ def check_workspace(cfg: RunConfig, base: str | Path) -> Workspace:
     """
     base = Path(base)
     work = check_root(work_root(cfg, base), "work_dir", _WORK_ENTRIES)
-    run_dir = work / "runs" / cfg.name
+    run_dir = WorkLayout(work).run(cfg.name)
     ensure_inside(work, run_dir, "name")
     for spec in cfg.all_methods():
         for sub in ("models", "anonymized"):

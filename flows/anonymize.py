@@ -31,7 +31,7 @@ from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release import release_private_dir
 from deid.release_policy import load_release_policy
 from deid.run import ResolvedRun, resolve_run
-from deid.workspace import release_root
+from deid.workspace import WorkLayout, release_root
 from flows.ingest import ingest_run
 from tasks.audit import audit, judge_and_plot, write_report
 from tasks.methods import fit_and_anonymize
@@ -119,15 +119,15 @@ def submit_methods(run: ResolvedRun, images: Path, summary: IngestSummary, *,
 def audit_inputs(run: ResolvedRun, images: Path, anonymized: dict[str, str]) -> dict:
     """The :func:`tasks.audit.audit` arguments of a run (with the run's ``dask`` cluster, its rows are
     split over the cluster's workers)."""
-    cfg, work = run.config, run.work
+    cfg, layout = run.config, run.layout
     return dict(images_dir=str(images), anonymized=anonymized, cfg=run.audit, dataset=cfg.dataset.name,
-                real_faces=cfg.dataset.real_faces, descriptor_cache=str(work / "cache" / "dlib-descriptors"),
-                pixel_cache=pixel_cache(work), row_cache=str(work / "cache" / "audit-rows"), dask=cfg.dask)
+                real_faces=cfg.dataset.real_faces, descriptor_cache=str(layout.cache("dlib-descriptors")),
+                pixel_cache=pixel_cache(run.work), row_cache=str(layout.cache("audit-rows")), dask=cfg.dask)
 
 
 def pixel_cache(work: Path) -> str:
     """Where the audit keeps decoded images (``uint8``, one file per table version)."""
-    return str(work / "cache" / "pixels")
+    return str(WorkLayout(work).cache("pixels"))
 
 
 def source_facts(cfg: RunConfig) -> dict:

@@ -30,6 +30,7 @@ configure_threads()
 import typer  # noqa: E402
 
 from deid.errors import DeidError  # noqa: E402
+from deid.workspace import WorkLayout  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="De-identify labelled face datasets and audit the result.")
 
@@ -75,7 +76,7 @@ def _prefect_home(work: Path | None = None) -> Path:
     exported so every Prefect client and server of this process uses it. Call before prefect is imported."""
     from flows.prefect_env import apply_prefect_settings
 
-    home = os.environ["PREFECT_HOME"] if _PREFECT_HOME_SET else Path(work or _WORK).resolve() / "prefect"
+    home = os.environ["PREFECT_HOME"] if _PREFECT_HOME_SET else WorkLayout(Path(work or _WORK).resolve()).prefect
     return apply_prefect_settings(home)  # and no logging config, profile or cached result read from it
 
 
@@ -187,7 +188,7 @@ def _server_for(flow_fn, work: Path, home: Path):
 
     if not isinstance(flow_fn, Flow):
         return nullcontext()
-    return run_server(home, work / "logs" / "prefect-server.log", say=lambda m: typer.echo(m, err=True))
+    return run_server(home, WorkLayout(work).prefect_server_log, say=lambda m: typer.echo(m, err=True))
 
 
 def _summary_since(run, started: float) -> Path | None:
@@ -324,7 +325,7 @@ def ingest(dataset: str = typer.Argument(..., help=f"the loader: {_loader_names(
     from deid.splits import SplitConfig
 
     try:
-        s = ingest_dataset(dataset, source, out or _WORK / "datasets" / dataset,
+        s = ingest_dataset(dataset, source, out or WorkLayout(_WORK).dataset(dataset),
                            preprocess=PreprocessConfig(size=size, grayscale=grayscale, align=align),
                            split=SplitConfig(test=test, val=val, seed=seed, identity_disjoint=identity_disjoint),
                            progress=True, loader_options=_parse_sets(options, "--option"))
@@ -431,7 +432,7 @@ def _ui_store(config: Path | None, work_dir: Path | None, sets: list[str]) -> st
         work = run.work
     else:
         work = (work_dir or _WORK).resolve()
-    if not (work / "mlflow" / "mlflow.db").exists():
+    if not (WorkLayout(work).mlflow / "mlflow.db").exists():
         typer.echo(f"note: no runs recorded under {work} yet", err=True)
     _prefect_home(work)  # tasks.tracking imports prefect: its state stays in the work directory too
     from tasks.tracking import local_tracking_uri
@@ -455,7 +456,7 @@ def stack(port: int = typer.Option(4200, help="the Prefect server's port on 127.
 
     work = (work_dir or _WORK).resolve()
     try:
-        code = run_stack(_prefect_home(work), port, list(configs or []), work / "logs", Path.cwd(), say=typer.echo)
+        code = run_stack(_prefect_home(work), port, list(configs or []), WorkLayout(work).logs, Path.cwd(), say=typer.echo)
     except (RuntimeError, TimeoutError, DeidError) as exc:  # a bad config, or the server did not come up:
         _fail(exc)  # nothing it started is left running
     if code:

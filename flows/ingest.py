@@ -21,7 +21,7 @@ def resolve_source(run: ResolvedRun) -> Path:
     src = ds.source_path(run.base)
     if src is None:
         spec = ds.synthetic
-        src = Path(generate_ferg_like(str(run.work / "data" / f"ferg-builtin-{content_key(spec.model_dump())}"), spec))
+        src = Path(generate_ferg_like(str(run.layout.data / f"ferg-builtin-{content_key(spec.model_dump())}"), spec))
     return src
 
 
@@ -30,7 +30,8 @@ def ingest_run(run: ResolvedRun) -> tuple[Path, IngestSummary]:
     images table's folder and the ingest summary (its ``digest`` identifies the content)."""
     ds = run.config.dataset
     src = resolve_source(run)
-    out = run.work / "datasets" / f"{ds.name}-{content_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(), ds.loader_options, ds.utility_attribute)}"
+    out = run.layout.dataset(ds.name, content_key(str(src.resolve()), ds.preprocess.model_dump(), ds.split.model_dump(),
+                                                  ds.loader_options, ds.utility_attribute))
     summary = ingest_dataset(ds, str(src), str(out), run.config.dask)
     return out / "images", summary
 
@@ -42,7 +43,7 @@ def ingest(config: str = "configs/ferg.yaml", out_dir: str | None = None, base: 
     run = resolve_run(load_config(config if Path(config).is_absolute() else base_dir / config), base_dir)
     ds = run.config.dataset
     src = resolve_source(run)
-    out = Path(out_dir) if out_dir else run.work / "datasets" / ds.name
+    out = Path(out_dir) if out_dir else run.layout.dataset(ds.name)
     s = ingest_dataset(ds, str(src), str(out), run.config.dask)
     print(f"{ds.name}: input {s.input} = written {s.written} + quarantined {s.quarantined} → {out}")
     return s.model_dump()

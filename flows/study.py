@@ -9,6 +9,7 @@ from what the store holds (:mod:`tasks.study`), so ``deid study --from-mlflow`` 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from contextlib import nullcontext
@@ -22,6 +23,7 @@ from deid.audit_dask import split_methods
 from deid.evaluation.audit import merge_audits
 from deid.provenance import command_line, git_commit, loadavg, machine
 from deid.run import resolve_run
+from deid.workspace import WorkLayout
 from deid.study_plan import (EXPERIMENT, STUDY_DATASETS, StudyPlan, applicable, audit_summary, describe, key, plan,
                              run_config, setting_label)
 from flows.anonymize import _preflight, audit_inputs, judge_report_log, submit_methods
@@ -33,7 +35,9 @@ from tasks.tracking import configure_tracking
 __all__ = ["study", "run_study", "plan", "StudyPlan", "collect", "write_results", "command_line", "JAFFE_DIR",
            "EXPERIMENT"]
 
-JAFFE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffe"
+#: where the study finds JAFFE: $DEID_JAFFE, else a ``jaffe`` folder beside the checkout's parent (the study
+#: skips the dataset when it is absent)
+JAFFE_DIR = Path(os.environ.get("DEID_JAFFE") or Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffe")
 
 
 @flow(name="study", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -153,5 +157,6 @@ def _prefect_api(work: Path, say: Callable[[str], None]):
         return nullcontext()
     from flows.stack import run_server
 
-    home = Path(os.environ.get("PREFECT_HOME", work / "prefect"))
-    return run_server(home, work / "logs" / "prefect-server.log", say=say)
+    layout = WorkLayout(work)
+    home = Path(os.environ.get("PREFECT_HOME", layout.prefect))
+    return run_server(home, layout.prefect_server_log, say=say)

@@ -33,6 +33,7 @@ from prefect import task
 from deid.evaluation.audit import ORIGINAL, AuditResult
 from deid.evaluation.metric_registry import headline_names
 from deid.provenance import git_commit
+from deid.workspace import WorkLayout
 from tasks._retry import retry_unless_deterministic
 
 __all__ = ["configure_tracking", "log_audit", "local_tracking_uri", "register_release_model",
@@ -81,7 +82,7 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if uri is None:
-        (work / "mlflow").mkdir(parents=True, exist_ok=True)
+        WorkLayout(work).mlflow.mkdir(parents=True, exist_ok=True)
         uri = local_tracking_uri(work)
     # a SQLite store keeps its artifacts beside the database; MLflow's default would be ./mlruns under
     # whatever folder the process runs in, outside every root the run was given (a server decides its own)

@@ -178,3 +178,22 @@ def test_shared_or_foreign_roots_and_the_private_folder_are_refused(tmp_path):
     cfg = _cfg(tmp_path / "work", release=_release(tmp_path / "work" / "private" / "releases"))
     with pytest.raises(ConfigError, match="release.root"):
         check_workspace(cfg, tmp_path)
+
+
+def test_every_folder_of_a_work_directory_is_named_once_in_its_layout():
+    """Product code reaches the work directory's folders through WorkLayout; a folder spelt where it is
+    used (``work / "runs"``) would be a second layout."""
+    import re
+
+    from deid.workspace import WorkLayout
+
+    root = Path(__file__).resolve().parents[1]
+    layout = WorkLayout(Path("/w"))
+    assert layout.run("x") == Path("/w/runs/x") and layout.cache("pixels") == Path("/w/cache/pixels")
+    assert layout.dataset("ferg", "ab12") == Path("/w/datasets/ferg-ab12") and layout.dataset("ferg").name == "ferg"
+    assert {p.name for p in (layout.data, layout.datasets, layout.runs, layout.private, layout.logs, layout.prefect,
+                             layout.mlflow, layout.study)} <= set(WorkLayout.INTERNAL)
+    spelt = re.compile(r'/ "(runs|cache|datasets|prefect|mlflow|logs|private|study)"')
+    found = [f"{p.relative_to(root)}:{i}" for d in ("deid", "flows", "tasks") for p in sorted((root / d).rglob("*.py"))
+             if p.name != "workspace.py" for i, line in enumerate(p.read_text().splitlines(), 1) if spelt.search(line)]
+    assert found == [], found
