@@ -4,7 +4,7 @@
         [--variants default k2 k2-input ...] [--draws 1 2 3] [--attackers linear knn-pixels knn-hog hog-svm]
         [--audit key=value ...] [--unseen] [--out FILE] [--json FILE]
 
-``DIR`` is an ingested images table. Per draw (``draw_seed``), every variant is fitted on the audit's
+``DIR`` is an ingested images table. Per draw (``draw_seed``s from :func:`split_seeds`), every variant is fitted on the audit's
 training splits (train + val, as the pipeline fits) with ``random_state`` 0 and applied to every split, one
 split at a time; one :func:`deid.evaluation.audit.audit` call then measures all variants of the draw
 beside the originals (the audit's TSTR, TRTS, identity attackers and sharpness ratio, nothing recomputed
@@ -91,9 +91,26 @@ def any_identity_linkage(named: np.ndarray, proxies: list[list[str]], top: list[
             "link_top": float(hit_top), "link_top_blind": float(np.mean(blind_top))}
 
 
+def split_seeds(draw: int, split: np.ndarray) -> dict[str, int]:
+    """A ``draw_seed`` per split, distinct and reproducible: one seed for every split would restart one
+    random stream per split, so the i-th rows of two splits (ingested tables are sorted by identity and
+    label) would draw the same proxies and link across the splits by construction."""
+    return {str(s): 1000 * draw + i for i, s in enumerate(np.unique(split))}
+
+
+def transform_reseeded(method, orig, seeds: dict[str, int]) -> np.ndarray:
+    """A fitted proxy-morph applied to every split, one split at a time (as the pipeline hands it rows), with
+    its ``draw_seed`` set to ``seeds[split]`` for each split's call."""
+    Y = np.empty_like(orig.X)
+    for s in np.unique(orig.split):
+        k = orig.split == s
+        method.draw_seed = seeds[str(s)]
+        Y[k] = method.transform(orig.X[k], orig.identity[k], orig.expression[k])
+    return Y
+
+
 def run(images: Path, variants: list[str], draws: list[int], attackers: list[str], audit_fields: dict,
         unseen: bool) -> list[dict]:
-    from bench.common import transform_per_split
     from deid.data import ImageSet, load_image_set
     from deid.evaluation.attacker_registry import get_attacker
     from deid.evaluation.audit import ORIGINAL, AuditConfig, audit
@@ -116,7 +133,7 @@ def run(images: Path, variants: list[str], draws: list[int], attackers: list[str
             m.fit(orig.X[fit_mask], orig.identity[fit_mask], orig.expression[fit_mask])
             t1 = time.perf_counter()
             seen = record_proxies(m)
-            Y = transform_per_split(m, orig)
+            Y = transform_reseeded(m, orig, split_seeds(d, orig.split))
             t2 = time.perf_counter()
             outputs[v] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
             drawn = [seen[_digest(x)] for x in orig.X[test]]
@@ -131,11 +148,12 @@ def run(images: Path, variants: list[str], draws: list[int], attackers: list[str
             extra[v] = {**best, "seconds_fit": t1 - t0, "images_per_s": len(orig.X) / (t2 - t1)}
             print(f"  {images.parent.name} draw {d} {v}: fit {t1 - t0:.1f} s, transform {t2 - t1:.1f} s", flush=True)
         res = audit(orig, outputs, cfg, dataset=images.parent.name)
-        trtr = res.methods[ORIGINAL].metrics.get("tstr")
+        ref = res.methods[ORIGINAL].metrics
+        trtr = {f"trtr{k[len('tstr'):]}": v for k, v in ref.items() if k.startswith("tstr") and "retention" not in k}
         for name, ma in res.methods.items():
             if name not in outputs:
                 continue
-            rows.append({"dataset": images.parent.name, "variant": name, "draw": d, "trtr": trtr,
+            rows.append({"dataset": images.parent.name, "variant": name, "draw": d, **trtr,
                          "load": loadavg(), **ma.metrics, **extra[name]})
     return rows
 

@@ -47,3 +47,25 @@ def test_variants_take_parameters():
     assert variant_params("k2:alpha=0.5") == {"k": 2, "max_weight": 0.7, "alpha": 0.5}
     with pytest.raises(SystemExit, match="unknown variant"):
         variant_params("nope")
+
+
+def test_each_split_draws_from_its_own_seed():
+    from bench.bench_proxy_morph_tstr import split_seeds, transform_reseeded
+
+    seeds = split_seeds(2, np.array(["train", "test", "val", "test"]))
+    assert len(set(seeds.values())) == 3 and seeds == split_seeds(2, np.array(["val", "train", "test"]))
+    assert not set(seeds.values()) & set(split_seeds(3, np.array(["train", "test", "val"])).values())
+
+    class Method:
+        draw_seed = None
+
+        def transform(self, X, identity, utility):
+            return np.full_like(X, self.draw_seed)
+
+    class Orig:
+        split = np.array(["train", "test", "train"])
+        X = np.zeros((3, 1, 2, 2), np.float32)
+        identity = expression = np.array(["a", "b", "a"])
+
+    Y = transform_reseeded(Method(), Orig(), {"train": 5, "test": 7})
+    assert Y[:, 0, 0, 0].tolist() == [5, 7, 5]
