@@ -250,7 +250,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     the audit makes itself (the negative control) then go to ``scratch`` (default: beside the originals).
 
     ``row_cache``: a folder where each finished row is kept (sets on disk only), so a rerun after an
-    interruption audits only the rows it had not finished (:class:`_RowCache`).
+    interruption audits only the rows it had not finished (:class:`_RowCache`), and an audit whose every
+    row was audited before on the same data, settings and code (a scheduled run on unchanged data) trains
+    no reference classifier at all.
     """
     from tqdm.auto import tqdm
 
@@ -282,29 +284,12 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             raise EvaluationError(f"'{ORIGINAL}' is the reference row's name; a method may not use it")
         outputs[name] = _check_aligned(name, original, anon)
 
-    say("training reference classifiers on original images")
-    # The reference classifiers are built as the CNN attacker is, so the original row reuses them.
-    ref_id = get_attacker("cnn", acfg).fit(original.X[train_mask], original.identity[train_mask])
-    ref_util = None
-    if util_ok:
-        ref_util = get_attacker("cnn", acfg).fit(original.X[train_mask], original.expression[train_mask])
-    ref_util_clfs = {}
-    if util_ok:  # original-trained utility judges: the CNN and, for small sets where it cannot learn, a linear one
-        from deid.evaluation.attackers import LinearPixelClassifier
-
-        ref_util_clfs = {"cnn": ref_util, "linear": LinearPixelClassifier(cfg.pca_components, cfg.seed).fit(
-            original.X[train_mask], original.expression[train_mask])}
-    test = original.subset(test_mask)
-    orig_feat = ref_id.features(test.X)
-    cache = None
-    orig_desc = orig_found = None
-    if face:
-        from deid.evaluation.facemetrics import DescriptorCache, describe, faces_found
-
-        cache = DescriptorCache(descriptor_cache)
-        orig_desc = describe(test.X, cache)
-        orig_found = faces_found(test.X)  # once: the reference row's faceness and every row's faces_kept
-
+    pool_mask = train_mask | test_mask
+    recorded = sorted(original.attributes or {})
+    unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)
+    if missing := sorted(set(unseen) - set(recorded)):
+        raise EvaluationError(f"audit.unseen_attributes: {missing} are not recorded for every image; "
+                              f"recorded: {recorded}")
     if NEGATIVE_CONTROL not in outputs:  # the negative control runs in every audit
         from deid.methods import get_method
 
@@ -316,12 +301,16 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             X_control = control.transform(original.X)
         outputs[NEGATIVE_CONTROL] = ImageSet(X_control, original.image_id, original.split, original.identity,
                                              original.expression)
-    pool_mask = train_mask | test_mask
-    recorded = sorted(original.attributes or {})
-    unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)
-    if missing := sorted(set(unseen) - set(recorded)):
-        raise EvaluationError(f"audit.unseen_attributes: {missing} are not recorded for every image; "
-                              f"recorded: {recorded}")
+    rows = None
+    if row_cache is not None and is_lazy(original.X) and all(is_lazy(o.X) for o in outputs.values()):
+        rows = _RowCache(row_cache, original, cfg, dataset, face, unseen)
+    kept = {name: rows.get(name, out) for name, out in outputs.items()} if rows is not None else {}
+    test = original.subset(test_mask)
+    if all(kept.get(name) is not None for name in outputs):
+        say("every row was audited before on the same data, settings and code: kept, no reference trained")
+    else:
+        ref_id, ref_util, ref_util_clfs, orig_feat, cache, orig_desc, orig_found = _references(
+            original, train_mask, test, acfg, cfg, util_ok, face, descriptor_cache, say)
     ucfg = dataclasses.replace(acfg, attackers=tuple(cfg.unseen_attackers))
 
     def attack_unseen(Xtr, ytr, Xte, yte, label):
@@ -354,12 +343,9 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         bar.set_postfix_str(f"{name}: {what}", refresh=False)
         bar.update(1)
 
-    rows = None
-    if row_cache is not None and is_lazy(original.X) and all(is_lazy(o.X) for o in outputs.values()):
-        rows = _RowCache(row_cache, original, cfg, dataset, face, unseen)
     for name, out in outputs.items():
-        if rows is not None and (done := rows.get(name, out)) is not None:
-            say(f"'{name}': finished by an earlier, interrupted audit of the same data; kept")
+        if (done := kept.get(name)) is not None:
+            say(f"'{name}': audited before on the same data, settings and code; kept")
             results[name] = done
             bar.update(len(stages))
             continue
@@ -442,6 +428,33 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             ma.metrics["unseen_retention"] = r
         ma.metrics = add_intervals(ma.metrics)
     return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
+
+
+def _references(original: ImageSet, train_mask: np.ndarray, test: ImageSet, acfg, cfg: AuditConfig, util_ok: bool,
+                face: bool, descriptor_cache, say):
+    """The audit's reference classifiers, trained on the original training images, and what every row
+    compares with: (identity CNN, utility CNN, original-trained utility judges, the identity CNN's features
+    of the original test images, the descriptor cache, their dlib descriptors, where dlib finds a face)."""
+    say("training reference classifiers on original images")
+    # The reference classifiers are built as the CNN attacker is, so the original row reuses them.
+    ref_id = get_attacker("cnn", acfg).fit(original.X[train_mask], original.identity[train_mask])
+    ref_util = None
+    ref_util_clfs = {}
+    if util_ok:  # original-trained utility judges: the CNN and, for small sets where it cannot learn, a linear one
+        from deid.evaluation.attackers import LinearPixelClassifier
+
+        ref_util = get_attacker("cnn", acfg).fit(original.X[train_mask], original.expression[train_mask])
+        ref_util_clfs = {"cnn": ref_util, "linear": LinearPixelClassifier(cfg.pca_components, cfg.seed).fit(
+            original.X[train_mask], original.expression[train_mask])}
+    orig_feat = ref_id.features(test.X)
+    cache = orig_desc = orig_found = None
+    if face:
+        from deid.evaluation.facemetrics import DescriptorCache, describe, faces_found
+
+        cache = DescriptorCache(descriptor_cache)
+        orig_desc = describe(test.X, cache)
+        orig_found = faces_found(test.X)  # once: the reference row's faceness and every row's faces_kept
+    return ref_id, ref_util, ref_util_clfs, orig_feat, cache, orig_desc, orig_found
 
 
 def audit_tables(images_dir: str | Path, anonymized: dict[str, str | Path], cfg: AuditConfig, *,

@@ -49,9 +49,8 @@ def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monke
 @pytest.mark.reliability(section='6. Crash and concurrency', case='run killed during the audit (a 90-minute audit at FERG\'s size)',
                          before='the whole audit computed again',
                          after='the rerun keeps every finished row (keyed by pixels, settings, code) and audits the rest')
-def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path, monkeypatch):
-    import deid.evaluation.audit as audit_mod
-
+def _blurred_on_disk(ferg_images, tmp_path):
+    """A small audit's settings, the set in memory, its blurred pixels, the set on disk and its blurred outputs on disk."""
     cfg = AuditConfig(attackers=["linear"], cnn_epochs=1, cnn_width=4, cnn_min_steps=0, cnn_augment=False,
                       pca_components=8, linkage_repeats=1)
     mem = load_image_set(ferg_images)
@@ -59,6 +58,13 @@ def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path
     disk = open_image_set(ferg_images, tmp_path)
     blur = ImageSet(write_pixels(tmp_path / "blur.npy", blurred.shape, [blurred]), mem.image_id, mem.split,
                     mem.identity, mem.expression)
+    return cfg, mem, blurred, disk, blur
+
+
+def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path, monkeypatch):
+    import deid.evaluation.audit as audit_mod
+
+    cfg, mem, blurred, disk, blur = _blurred_on_disk(ferg_images, tmp_path)
     rows = tmp_path / "rows"
 
     real, calls = audit_mod.fidelity, []
@@ -90,3 +96,33 @@ def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path
     audit(disk, {"blur": blur}, cfg.model_copy(update={"seed": 1}), dataset="ferg", scratch=tmp_path, row_cache=rows,
           progress=said.append)
     assert "auditing 'original'" in said
+
+
+def test_an_audit_of_unchanged_data_trains_no_reference(ferg_images, tmp_path, monkeypatch):
+    """A scheduled run on unchanged data: every row (the controls too) is read back, no classifier is
+    trained, and the figures are the first audit's."""
+    import deid.evaluation.audit as audit_mod
+
+    cfg, mem, blurred, disk, blur = _blurred_on_disk(ferg_images, tmp_path)
+    rows = tmp_path / "rows"
+    first = audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows)
+
+    def no_training(*a, **k):
+        raise AssertionError("a reference classifier was trained on unchanged data")
+
+    monkeypatch.setattr(audit_mod, "get_attacker", no_training)
+    said: list[str] = []
+    again = audit(disk, {"blur": blur}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows, progress=said.append)
+    assert any("no reference trained" in m for m in said) and not any(m.startswith("auditing") for m in said)
+    assert set(again.methods) == set(first.methods) == {"original", "blur", "blackout"}
+    for name, ref in first.methods.items():
+        assert again.methods[name].metrics == ref.metrics
+    # one new output: the references are trained again for it, the other rows kept
+    monkeypatch.undo()
+    pix = ImageSet(write_pixels(tmp_path / "pix.npy", blurred.shape, [to_uint8(get_method("pixelate").fit(
+        mem.X[:1]).transform(mem.X))]), mem.image_id, mem.split, mem.identity, mem.expression)
+    said.clear()
+    audit(disk, {"blur": blur, "pixelate": pix}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows,
+          progress=said.append)
+    assert "training reference classifiers on original images" in said and "auditing 'pixelate'" in said
+    assert "auditing 'blur'" not in said
