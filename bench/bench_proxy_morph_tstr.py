@@ -28,16 +28,14 @@ import numpy as np
 
 from deid.provenance import command_line, git_commit, loadavg, machine
 
-#: variants of proxy-morph: parameters over the method's defaults
+#: variants of proxy-morph: parameters over the method's defaults. The expression variants in
+#: docs/proxy-morph.md (``expression: proxy|input``, ``pick: expression``: k2-proxy, k2-input, k2-pick,
+#: k2-pick-input) ran at commit ee657df, whose proxy-morph had those parameters; they lifted nothing and
+#: were removed.
 VARIANTS: dict[str, dict] = {
     "default": {},
     "k2": {"k": 2, "max_weight": 0.7},
-    "k2-proxy": {"k": 2, "max_weight": 0.7, "expression": "proxy"},
-    "k2-input": {"k": 2, "max_weight": 0.7, "expression": "input"},
-    "k2-pick": {"k": 2, "max_weight": 0.7, "pick": "expression"},
-    "k2-pick-input": {"k": 2, "max_weight": 0.7, "pick": "expression", "expression": "input"},
-    "k2-dominant": {"k": 2, "max_weight": 0.7, "alpha": 0.3},
-    "k3-input": {"expression": "input"},
+    "k2-dominant": {"k": 2, "max_weight": 0.7, "alpha": 0.3},  # weights mostly near the cap: 0.7 / 0.3
 }
 
 ID_ATTACKERS = ("linear", "knn-pixels", "knn-hog", "hog-svm")

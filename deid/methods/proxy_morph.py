@@ -114,31 +114,23 @@ def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return dis.calc(to8(a), to8(b), None)
 
 
-def _remap(face: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """(C, H, W) ``face`` sampled at ``y + d(y)``, ``d`` (H, W, 2) in pixels (x, y)."""
-    import cv2
-
-    _, h, wd = face.shape
-    ys, xs = np.mgrid[0:h, 0:wd].astype(np.float32)
-    hwc = np.ascontiguousarray(face.transpose(1, 2, 0))
-    r = cv2.remap(hwc, xs + d[..., 0], ys + d[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return (r[:, :, None] if r.ndim == 2 else r).transpose(2, 0, 1)
-
-
-def morph_to_mean_shape(faces: np.ndarray, w: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+def morph_to_mean_shape(faces: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Each of ``faces`` (k, C, H, W) warped to the weighted mean geometry of all of them: flows from the
     first face to each other one, ``F_j``, their weighted mean ``F̄``, and face j sampled at
-    ``y + F_j(y) − F̄(y)`` (a first-order multi-image morph; no landmarks needed). ``shift`` (H, W, 2), if
-    given, is added to every face's sampling offset in the same single resampling (the mean geometry moved
-    by it)."""
+    ``y + F_j(y) − F̄(y)`` (a first-order multi-image morph; no landmarks needed)."""
+    import cv2
+
     k, c, h, wd = faces.shape
     grey = [_gray(f) for f in faces]
     flows = [np.zeros((h, wd, 2), np.float32)] + [_flow(grey[0], grey[j]) for j in range(1, k)]
     mean = np.tensordot(w, np.stack(flows), axes=1)
+    ys, xs = np.mgrid[0:h, 0:wd].astype(np.float32)
     out = np.empty_like(faces)
     for j in range(k):
         d = flows[j] - mean
-        out[j] = _remap(faces[j], d if shift is None else d + shift)
+        hwc = np.ascontiguousarray(faces[j].transpose(1, 2, 0))
+        r = cv2.remap(hwc, xs + d[..., 0], ys + d[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        out[j] = (r[:, :, None] if r.ndim == 2 else r).transpose(2, 0, 1)
     return out
 
 
@@ -164,18 +156,12 @@ class ProxyMorph(DeidMethod):
                   "nuisance": "the output takes the image's pose and lighting slopes",
                   "detail": "restore the fine detail that mixing and resampling remove",
                   "morph": "warp the proxies onto each other before mixing",
-                  "pick": "similar: proxies that look alike (fewer ghosts); random: any of the label's images; "
-                          "expression: each proxy's image whose expression displacement (from its identity's mean) is "
-                          "nearest the input's",
-                  "expression": "the output's expression geometry: mixed, the proxies' weighted mean; proxy, the first "
-                                "proxy's displacement from its identity's mean (one real style, not a blend); input, the "
-                                "input's own displacement from its identity's mean"}
+                  "pick": "similar: proxies that look alike (fewer ghosts); random: any of the label's images"}
 
     def __init__(self, k: AnonymityK = 3, alpha: PositiveFloat = 2.0,
                  max_weight: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5,
                  align: bool = True, nuisance: bool = True, detail: bool = True, morph: bool = True,
-                 pick: Literal["similar", "random", "expression"] = "similar",
-                 expression: Literal["mixed", "proxy", "input"] = "mixed", avoid_copies: bool = True,
+                 pick: Literal["similar", "random"] = "similar", avoid_copies: bool = True,
                  random_state: Seed = 0, draw_seed: Seed | None = None) -> None:
         self.k = k
         self.alpha = alpha
@@ -185,7 +171,6 @@ class ProxyMorph(DeidMethod):
         self.detail = detail
         self.morph = morph
         self.pick = pick
-        self.expression = expression
         self.avoid_copies = avoid_copies
         self.random_state = random_state
         self.draw_seed = draw_seed
@@ -251,19 +236,6 @@ class ProxyMorph(DeidMethod):
         self.bank_slopes_ = slopes.astype(np.float32)
         self.bank_energy_ = np.array([_laplacian_energy(x) for x in X], np.float32)
         self.bank_thumb_ = _thumbs(canon)  # for picking look-alike proxies, in their identity's mean-face frame
-        if self._uses_displacement():
-            grey_c = np.stack([_gray(x) for x in canon])
-            refs, means = [], []
-            for i in ids:  # each identity's reference face: its training image nearest its mean, in the template frame
-                rows = np.flatnonzero(ident == i)
-                refs.append(grey_c[rows[np.argmin(((grey_c[rows] - grey_c[rows].mean(0)) ** 2).sum((1, 2)))]])
-            self.id_reference_ = np.stack(refs).astype(np.float32)
-            raw = self._raw_displacement(grey_c, ident)
-            for i in ids:
-                means.append(raw[ident == i].mean(0))
-            self.id_displacement_ = np.stack(means).astype(np.float32)
-            self.bank_displacement_ = self._displacement(grey_c, ident, raw)
-            self.bank_displacement_thumb_ = _field_thumbs(self.bank_displacement_)
         self.bank_identity_ = ident
         self.bank_label_ = util
         self.bank_hash_ = np.array([_digest(x) for x in X])
@@ -273,39 +245,6 @@ class ProxyMorph(DeidMethod):
         self.set_nuisance_ = nuisance.mean(0).astype(np.float32)
         # the spread every identity's nuisance gets: the mean of the identities' own spreads
         self.set_nuisance_std_ = self.id_nuisance_std_.mean(0).astype(np.float32)
-
-    # -- expression displacement -------------------------------------------------------------------
-    def _uses_displacement(self) -> bool:
-        return self.expression != "mixed" or self.pick == "expression"
-
-    def _raw_displacement(self, grey_c: np.ndarray, ident: np.ndarray) -> np.ndarray:
-        """(N, H, W, 2): dense flow from each image's identity's reference face to the image, both in the
-        identity's template frame (the training split's reference, else the batch's own medoid; a lone
-        unknown image is its own reference)."""
-        refs = {str(k): v for k, v in zip(self.id_names_, self.id_reference_)} if hasattr(self, "id_reference_") else {}
-        n, h, w = grey_c.shape
-        out = np.zeros((n, h, w, 2), np.float32)
-        for i_d in sorted(set(ident)):
-            rows = np.flatnonzero(ident == i_d)
-            ref = refs.get(i_d)
-            if ref is None:
-                ref = grey_c[rows[np.argmin(((grey_c[rows] - grey_c[rows].mean(0)) ** 2).sum((1, 2)))]]
-            for i in rows:
-                out[i] = _flow(ref, grey_c[i])
-        return out
-
-    def _displacement(self, grey_c: np.ndarray, ident: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
-        """(N, H, W, 2): each image's expression displacement, its flow from its identity's reference face
-        less its identity's mean flow (the training split's, else the batch's own): what the image's face
-        does relative to its own identity, not the identity's shape."""
-        raw = self._raw_displacement(grey_c, ident) if raw is None else raw
-        means = {str(k): v for k, v in zip(self.id_names_, self.id_displacement_)} if hasattr(self, "id_displacement_") else {}
-        out = np.empty_like(raw)
-        for i_d in sorted(set(ident)):
-            rows = ident == i_d
-            mean = means.get(i_d)
-            out[rows] = raw[rows] - (raw[rows].mean(0) if mean is None else mean)
-        return out
 
     # -- transform ----------------------------------------------------------------------------------
     def _aligned_nuisance(self, nuis: np.ndarray, ident: np.ndarray) -> np.ndarray:
@@ -324,11 +263,8 @@ class ProxyMorph(DeidMethod):
             out[rows] = (nuis[rows] - mean) * scale + self.set_nuisance_
         return out
 
-    def _proxies(self, label: str, own_hash: str, rng: np.random.Generator,
-                 disp_thumb: np.ndarray | None = None) -> tuple[list[int], np.ndarray]:
-        """Bank rows of k distinct identities with ``label`` (never the input image) and their weights;
-        with ``pick: expression`` each identity's image whose displacement thumbnail is nearest
-        ``disp_thumb`` (the input's)."""
+    def _proxies(self, label: str, own_hash: str, rng: np.random.Generator) -> tuple[list[int], np.ndarray]:
+        """Bank rows of k distinct identities with ``label`` (never the input image) and their weights."""
         cand = np.flatnonzero((self.bank_label_ == label) & (self.bank_hash_ != own_hash))
         ids = np.unique(self.bank_identity_[cand])
         if len(ids) < self.k:
@@ -338,10 +274,7 @@ class ProxyMorph(DeidMethod):
         first = None
         for j, p in enumerate(chosen):
             mine = cand[self.bank_identity_[cand] == p]
-            if self.pick == "expression":
-                d = ((self.bank_displacement_thumb_[mine] - disp_thumb) ** 2).sum(1)
-                r = int(mine[np.argmin(d)])
-            elif j == 0 or self.pick == "random":
+            if j == 0 or self.pick == "random":
                 r = int(rng.choice(mine))
                 first = r if j == 0 else first
             else:
@@ -353,20 +286,14 @@ class ProxyMorph(DeidMethod):
             if w.max() <= self.max_weight:
                 return rows, w.astype(np.float32)
 
-    def _mix(self, rows: list[int], w: np.ndarray, pose: np.ndarray, disp: np.ndarray | None = None) -> np.ndarray:
+    def _mix(self, rows: list[int], w: np.ndarray, pose: np.ndarray) -> np.ndarray:
         """The proxies, each warped once from its own pose into ``pose`` (its warp to its identity's mean
-        face, then ``pose``'s inverse) with its own lighting slopes removed, mixed by ``w``. With
-        ``expression`` other than ``mixed`` the faces' expression displacements are replaced by one target
-        displacement (the first proxy's, or ``disp``, the input's), in the morph's resampling."""
+        face, then ``pose``'s inverse) with its own lighting slopes removed, mixed by ``w``."""
         import cv2
 
         _, c, h, wd = self.bank_.shape
         gx, gy = _grid(h, wd)
         inv_pose = np.linalg.inv(np.vstack([pose, [0, 0, 1]]))
-        shifts = None
-        if self.expression != "mixed":  # face j sampled at y + A (D_j − D_target)(P⁻¹ y): its expression moved to the target's
-            target = self.bank_displacement_[rows[0]] if self.expression == "proxy" else disp
-            shifts = [_posed_field(self.bank_displacement_[r] - target, pose, inv_pose) for r in rows]
         faces = np.empty((len(rows), c, h, wd), np.float32)
         for j, r in enumerate(rows):
             s = self.bank_slopes_[r]
@@ -374,9 +301,7 @@ class ProxyMorph(DeidMethod):
             M = (np.vstack([self.bank_warp_[r], [0, 0, 1]]) @ inv_pose)[:2].astype(np.float32)
             faces[j] = _warp(flat, M, inverse=True)
         if self.morph:
-            faces = morph_to_mean_shape(faces, w, None if shifts is None else np.tensordot(w, np.stack(shifts), axes=1))
-        elif shifts is not None:
-            faces = np.stack([_remap(f, d) for f, d in zip(faces, shifts)])
+            faces = morph_to_mean_shape(faces, w)
         mix = np.tensordot(w, faces, axes=1)
         if not self.detail:
             return mix
@@ -392,11 +317,7 @@ class ProxyMorph(DeidMethod):
         if utility is None:
             raise MethodError("proxy-morph needs the utility labels to transform (proxies share the image's label)")
         ident, util = np.asarray(identity).astype(str), np.asarray(utility).astype(str)
-        warps, slopes, canon = self._nuisance_of(X, ident)
-        disp = disp_thumb = None
-        if self._uses_displacement():
-            disp = self._displacement(np.stack([_gray(x) for x in canon]), ident)
-            disp_thumb = _field_thumbs(disp)
+        warps, slopes, _ = self._nuisance_of(X, ident)
         nuis = self._aligned_nuisance(np.concatenate([warps.reshape(len(X), 6), slopes], axis=1), ident)
         seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
         rng = np.random.default_rng(seed)
@@ -410,9 +331,8 @@ class ProxyMorph(DeidMethod):
             W = nuis[i, :6].reshape(2, 3) if self.align else np.eye(2, 3, dtype=np.float32)
             s = nuis[i, 6:]
             for _ in range(100):  # each redraw is a fresh, independent draw: the loop ends
-                rows, wts = self._proxies(util[i], _digest(X[i]), rng, None if disp_thumb is None else disp_thumb[i])
-                face = self._mix(rows, wts, W, None if disp is None else disp[i])
-                face = np.clip(face + (s[0] * gx + s[1] * gy)[None], 0.0, 1.0)
+                rows, wts = self._proxies(util[i], _digest(X[i]), rng)
+                face = np.clip(self._mix(rows, wts, W) + (s[0] * gx + s[1] * gy)[None], 0.0, 1.0)
                 out[i] = np.rint(face * 255) / 255  # the grey levels it is written with: what the policy checks
                 # an output the release policy would call a copy of its input (same perceptual hash) is drawn again
                 if not self.avoid_copies or not np.array_equal(perceptual_hash(X[i]), perceptual_hash(out[i])):
@@ -431,21 +351,6 @@ def _thumbs(X: np.ndarray, side: int = 16) -> np.ndarray:
         t = np.asarray(t, np.float32).ravel()
         out.append((t - t.mean()) / (t.std() + 1e-6))
     return np.stack(out).astype(np.float32)
-
-
-def _field_thumbs(D: np.ndarray, side: int = 10) -> np.ndarray:
-    """(N, side²·2) float32: each displacement field (N, H, W, 2) averaged down to ``side`` × ``side``."""
-    import cv2
-
-    return np.stack([cv2.resize(np.ascontiguousarray(d), (side, side), interpolation=cv2.INTER_AREA).ravel()
-                     for d in D]).astype(np.float32)
-
-
-def _posed_field(e: np.ndarray, pose: np.ndarray, inv_pose: np.ndarray) -> np.ndarray:
-    """A displacement field ``e`` (H, W, 2) of the template frame as the offsets it makes in ``pose``'s frame:
-    ``A e(P⁻¹ y)``, ``A`` the pose's linear part."""
-    moved = _warp(np.ascontiguousarray(e.transpose(2, 0, 1)), inv_pose[:2].astype(np.float32), inverse=True)
-    return np.einsum("ij,jhw->hwi", np.asarray(pose, np.float32)[:, :2], moved).astype(np.float32)
 
 
 def _digest(img: np.ndarray) -> str:
