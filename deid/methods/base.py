@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from deid.errors import ConfigError, MethodError, NotFittedError
 
-__all__ = ["DeidMethod", "check_images", "check_output", "check_labels", "DEVICE_PATTERN", "check_device", "Device",
+__all__ = ["DeidMethod", "draw_stream", "check_images", "check_output", "check_labels", "DEVICE_PATTERN", "check_device", "Device",
            "PositiveInt", "NonNegativeInt", "AnonymityK", "PositiveFloat", "NonNegativeFloat", "UnitInterval",
            "Fraction", "Seed", "PowerOfTwo", "PARAM_DOCS", "K_WITHIN", "param_rows"]
 
@@ -98,6 +98,24 @@ _PARAM_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, val
 _STATE_JSON = "state.json"
 _STATE_NPZ = "state.npz"
 _META = "method.json"
+
+
+def draw_stream(draw_seed: int | None, X: np.ndarray) -> np.random.Generator:
+    """The random stream of one ``transform`` call of a method that draws (proxies, mixtures, noise).
+
+    Without ``draw_seed``: fresh operating-system entropy, as a release needs. With it (tests, ablations):
+    a stream keyed by the seed *and the batch's pixels*, so a rerun draws the same in any process and
+    order, while two batches or splits never replay one stream (with the seed alone the i-th images
+    of every batch drew the same proxies). Which stream a batch gets says nothing of the draws' relation
+    to any identity: the key is a hash.
+    """
+    import hashlib
+    import secrets
+
+    if draw_seed is None:
+        return np.random.default_rng(secrets.randbits(64))
+    key = hashlib.blake2b(np.ascontiguousarray(X).tobytes(), digest_size=8).digest()
+    return np.random.default_rng([int(draw_seed), int.from_bytes(key, "little")])
 
 
 def check_images(X: Any, where: str) -> np.ndarray:

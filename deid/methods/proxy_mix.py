@@ -46,7 +46,8 @@ instead of a drawn mixture; ``align: false`` with ``adversary_weight: 0`` leaves
 ``warp: false`` drops the warp and illumination heads.
 
 The draws come from fresh operating-system entropy on each ``transform`` unless ``draw_seed`` is
-set (tests, reproductions): anyone who knows a fixed draw seed and the input order could re-create
+set (tests, reproductions; each batch's stream keyed by it and the batch's pixels, :func:`deid.methods.base.draw_stream`):
+anyone who knows a fixed draw seed and the inputs could re-create
 the draws, so a release never sets it.
 """
 
@@ -54,7 +55,6 @@ from __future__ import annotations
 
 import logging
 
-import secrets
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
@@ -63,7 +63,7 @@ from pydantic import Field
 from deid.errors import ConfigError, MethodError
 from deid.lazy_torch import no_grad
 from deid.methods.base import (AnonymityK, DeidMethod, Device, NonNegativeFloat, NonNegativeInt, PositiveFloat,
-                               PositiveInt, PowerOfTwo, Seed)
+                               PositiveInt, PowerOfTwo, Seed, draw_stream)
 from deid.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -429,8 +429,7 @@ class ProxyMix(DeidMethod):
         from deid.models.autoencoder import from_net
 
         ei = self._label_index(utility)
-        seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
-        rng = np.random.default_rng(seed)
+        rng = draw_stream(self.draw_seed, X)
         if self.mixture == "mean":  # ablation: one identity code, the proxies' mean, for every image
             mix = np.full((len(X), len(self.proxies_)), 1.0 / len(self.proxies_), np.float32)
         else:

@@ -34,19 +34,19 @@ slopes are the image's *nuisance*; their mean per identity and over the set are 
    copy test — is drawn again from new proxies.
 
 Expression comes from the proxies, which share the label; the input's own face geometry is never used
-beyond the nuisance of step 2. The draws come from operating-system entropy unless ``draw_seed`` is set.
+beyond the nuisance of step 2. The draws come from operating-system entropy unless ``draw_seed`` is set
+(then from a stream keyed by it and each batch's pixels: :func:`deid.methods.base.draw_stream`).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
 from deid.errors import ConfigError, MethodError
-from deid.methods.base import AnonymityK, DeidMethod, PositiveFloat, Seed
+from deid.methods.base import AnonymityK, DeidMethod, PositiveFloat, Seed, draw_stream
 from deid.methods.registry import register_method
 
 __all__ = ["ProxyMorph", "register_to", "light_slopes"]
@@ -319,8 +319,7 @@ class ProxyMorph(DeidMethod):
         ident, util = np.asarray(identity).astype(str), np.asarray(utility).astype(str)
         warps, slopes, _ = self._nuisance_of(X, ident)
         nuis = self._aligned_nuisance(np.concatenate([warps.reshape(len(X), 6), slopes], axis=1), ident)
-        seed = secrets.randbits(64) if self.draw_seed is None else int(self.draw_seed)
-        rng = np.random.default_rng(seed)
+        rng = draw_stream(self.draw_seed, X)
         n, c, h, w = X.shape
         gx, gy = _grid(h, w)
         out = np.empty_like(X)
