@@ -90,6 +90,7 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
     pool = np.isin(orig.split, ["train", "test"])
     ident = np.asarray(orig.identity).astype(str)
     label = np.asarray(orig.expression).astype(str)
+    true_chance = float(np.unique(ident[pool], return_counts=True)[1].max() / pool.sum())
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()
@@ -107,6 +108,8 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
                     share = leak_share if leak_share is not None else margin / (1 - 1 / len(set(ident[pool])))
                     Yp, y = leaked(Yp, np.asarray(orig.X[pool]), ident[pool], y, share, rng)
                 acc, chance = attack(Yp, y, folds, attackers, seed)
+                if kind == "leaked":  # the audit's chance is the true identities' majority rate; putting some
+                    chance = true_chance  # true labels back shifts the shuffled labels' counts, not the truth
                 rows.append({"dataset": images.parent.name, "seed": seed, "draw": d, "kind": kind,
                              "accuracy": acc, "worst": max(acc.values()), "chance": chance, "n": int(pool.sum())})
             done = rows[-(shuffles + leaks + 1):]
