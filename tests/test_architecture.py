@@ -95,7 +95,93 @@ def import_violations(root: Path, rules: dict[str, dict[str, str]] = RULES) -> l
     return problems
 
 
+#: the product code, whose runtime import graph must have no cycle
+PRODUCT = ("deid", "flows", "tasks", "data_contracts")
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes under ``if TYPE_CHECKING:``: they name types and never run."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out |= {id(n) for b in node.body for n in ast.walk(b)}
+    return out
+
+
+def import_graph(root: Path, packages=PRODUCT) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports when it runs (at the top or inside a function; a
+    name resolves to the longest module it starts with, so ``from deid.x import f`` is ``deid.x``)."""
+    files = {_module_name(p, root): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        skip, package = _type_checking_only(tree), module if path.name == "__init__.py" else module.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                edges |= {resolve(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".") if node.level else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                name = ".".join(base + ([node.module] if node.module else []))
+                # ``from pkg import sub`` imports the submodule when there is one
+                edges |= {resolve(f"{name}.{a.name}") if f"{name}.{a.name}" in files else resolve(name)
+                          for a in node.names}
+        graph[module] = {e for e in edges if e and e != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
 # -- the project --------------------------------------------------------------------------------------------
+def test_the_product_code_imports_in_no_circle():
+    """No module of deid/, flows/, tasks/ or data_contracts/ reaches itself through its imports (registries
+    load their built-in plug-ins by name from a table, as the methods' do, and are no circle)."""
+    found = cycles(import_graph(ROOT))
+    assert not found, "import circles: " + "; ".join(" -> ".join(c) for c in found)
+
+
 def test_the_project_keeps_its_import_rules():
     problems = import_violations(ROOT)
     assert not problems, "import rules broken (docs/architecture.md):\n" + "\n".join(problems)
@@ -172,3 +258,16 @@ def test_relative_imports_resolve_against_the_package(tmp_path):
                             "deid/a/m.py": "from . import n\nfrom ..c import y\n"})
     assert [n for _, n in imported_modules(root / "deid/a/__init__.py", root)] == ["deid.a.b", "deid"]
     assert [n for _, n in imported_modules(root / "deid/a/m.py", root)] == ["deid.a", "deid.c"]
+
+
+def test_the_circle_check_finds_a_lazy_circle_and_ignores_type_only_imports(tmp_path):
+    root = _tree(tmp_path, {
+        "deid/__init__.py": "",
+        "deid/a.py": "from deid.b import f\n",
+        "deid/b.py": "def f():\n    from deid import a\n",
+        "deid/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from deid.d import T\n",
+        "deid/d.py": "from deid.c import x\n",
+    })
+    graph = import_graph(root, ("deid",))
+    assert graph["deid.b"] == {"deid.a"} and graph["deid.c"] == set()
+    assert cycles(graph) == [["deid.a", "deid.b"]]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_contracts import IMAGES_SCHEMA, QUARANTINE_SCHEMA, read_table, table_files
-from deid.errors import DatasetLayoutError
+from deid.errors import ConfigError, DatasetLayoutError
 from deid.ingest import ingest_dataset
 from deid.preprocessing import PreprocessConfig
 
@@ -113,7 +113,7 @@ def test_missing_and_empty_directories_raise_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetLayoutError, match="no character folders"):
         ingest_dataset("ferg", tmp_path / "empty", tmp_path / "out")
-    with pytest.raises(DatasetLayoutError, match="unknown dataset 'fergus'"):
+    with pytest.raises(ConfigError, match="unknown dataset 'fergus'"):  # an unknown name, in any registry
         ingest_dataset("fergus", tmp_path, tmp_path / "out")
 
 

@@ -199,6 +199,18 @@ class Loader:
 
 _LOADERS: dict[str, Loader] = {}
 
+#: The built-in loaders and the module that registers each, imported when a loader is first asked for
+#: (as the methods' and the attackers' registries do): a new loader is a module and one line here.
+BUILTIN_LOADERS: dict[str, str] = {name: f"deid.datasets.{name}" for name in
+                                   ("celeba", "ferg", "folder", "hf", "jaffe", "lfw", "manifest", "rafd")}
+
+
+def _register_builtins() -> None:
+    import importlib
+
+    for module in dict.fromkeys(BUILTIN_LOADERS.values()):
+        importlib.import_module(module)
+
 
 def register_loader(loader: Loader) -> Loader:
     if loader.name in _LOADERS:
@@ -208,17 +220,22 @@ def register_loader(loader: Loader) -> Loader:
 
 
 def get_loader(name: str) -> Loader:
-    import deid.datasets  # noqa: F401  (registers the built-in loaders)
+    if name not in _LOADERS and name in BUILTIN_LOADERS:
+        import importlib
+
+        importlib.import_module(BUILTIN_LOADERS[name])
+    if name not in _LOADERS:
+        _register_builtins()  # the unknown-name error lists every loader
 
     try:
         return _LOADERS[name]
     except KeyError:
-        raise DatasetLayoutError(f"unknown dataset '{name}'{did_you_mean(name, _LOADERS)}; "
-                                 f"known datasets: {sorted(_LOADERS)}") from None
+        raise ConfigError(f"unknown dataset '{name}'{did_you_mean(name, _LOADERS)}; "
+                          f"known datasets: {sorted(_LOADERS)}") from None
 
 
 def available_loaders() -> list[str]:
-    import deid.datasets  # noqa: F401
+    _register_builtins()
 
     return sorted(_LOADERS)
 

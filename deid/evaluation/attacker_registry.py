@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from deid.errors import ConfigError
 
-if TYPE_CHECKING:
-    from deid.evaluation.attackers import AttackerConfig
-
-__all__ = ["Attacker", "register_attacker", "available_attackers", "attacker_class", "get_attacker",
+__all__ = ["Attacker", "AttackerConfig", "register_attacker", "available_attackers", "attacker_class", "get_attacker",
            "BUILTIN_ATTACKERS", "DEFAULT_ATTACKERS"]
 
 _ATTACKERS: dict[str, type] = {}
@@ -37,13 +35,34 @@ DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", 
                                       "label-linkage")
 
 
+@dataclass(frozen=True)
+class AttackerConfig:
+    """Which attackers to train and how (names from :func:`available_attackers`)."""
+
+    attackers: tuple[str, ...] = DEFAULT_ATTACKERS
+    cnn_epochs: int = 15
+    cnn_width: int = 32
+    pca_components: int = 64
+    random_state: int = 0
+    device: str = "auto"
+    cnn_min_steps: int = 150  # at least this many optimiser steps (epochs raised on small sets)
+    cnn_augment: bool = True  # random shifts, brightness jitter and left-right flips while training
+    cnn_shift: int = 2  # largest shift in pixels when augmenting
+    cnn_flip: bool = True  # left-right flips when augmenting
+    knn_pca_components: int | None = None  # PCA before 1-NN on pixels; None: standardised pixels as they are
+    hog_cell: int = 8  # HOG cell size in pixels (8×8 cells, 2×2-cell blocks, 9 orientations)
+    svm_c: float = 1.0
+    fisher_components: int = 256  # fisherfaces: at most this many principal components (and N − classes) before LDA
+    descriptor_cache: str | None = None  # dlib-descriptor: a folder of cached descriptors (the audit's dlib linkage's)
+
+
 @runtime_checkable
 class Attacker(Protocol):
     """An informed attacker: learns labels from de-identified images ``(N, C, H, W)``.
 
     ``fit(X, y)`` returns ``self``; ``predict(X)`` returns ``(N,)`` labels; ``features(X)`` returns the
     ``(N, D)`` embedding the attacker classifies in; ``from_config(cfg)`` builds one from an
-    :class:`~deid.evaluation.attackers.AttackerConfig`. An attacker that holds the original images sets
+    :class:`AttackerConfig`. An attacker that holds the original images sets
     ``uses_gallery = True`` and takes them as ``fit(X, y, gallery=...)`` and ``predict(X, public=...)``
     (:class:`~deid.evaluation.attackers.Gallery`); without one it uses what ``fit`` was given.
     """
@@ -91,6 +110,4 @@ def attacker_class(name: str) -> type:
 
 def get_attacker(name: str, cfg: "AttackerConfig | None" = None) -> Attacker:
     """Build attacker ``name`` (unfitted) from ``cfg`` (the defaults when ``None``)."""
-    from deid.evaluation.attackers import AttackerConfig
-
     return attacker_class(name).from_config(cfg if cfg is not None else AttackerConfig())

@@ -30,7 +30,7 @@ from sklearn.svm import LinearSVC
 
 from deid.errors import EvaluationError
 from deid.clustering.anonymity import row_digests
-from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, attacker_class, available_attackers, get_attacker,
+from deid.evaluation.attacker_registry import (DEFAULT_ATTACKERS, AttackerConfig, attacker_class, available_attackers, get_attacker,
                                               register_attacker)
 from deid.models import CNNClassifier
 from deid.pixels import chunk_rows, chunks, is_lazy
@@ -39,27 +39,6 @@ __all__ = ["AttackerConfig", "AttackResult", "Gallery", "train_attackers", "uses
            "DEFAULT_ATTACKERS", "CNNAttacker", "LinearPixelClassifier", "KNNPixelAttacker", "KNNHogAttacker",
            "HogSVMAttacker", "hog_features", "hog_of", "content_key", "majority_rate", "register_attacker",
            "available_attackers", "get_attacker"]
-
-
-@dataclass(frozen=True)
-class AttackerConfig:
-    """Which attackers to train and how (names from :func:`available_attackers`)."""
-
-    attackers: tuple[str, ...] = DEFAULT_ATTACKERS
-    cnn_epochs: int = 15
-    cnn_width: int = 32
-    pca_components: int = 64
-    random_state: int = 0
-    device: str = "auto"
-    cnn_min_steps: int = 150  # at least this many optimiser steps (epochs raised on small sets)
-    cnn_augment: bool = True  # random shifts, brightness jitter and left-right flips while training
-    cnn_shift: int = 2  # largest shift in pixels when augmenting
-    cnn_flip: bool = True  # left-right flips when augmenting
-    knn_pca_components: int | None = None  # PCA before 1-NN on pixels; None: standardised pixels as they are
-    hog_cell: int = 8  # HOG cell size in pixels (8×8 cells, 2×2-cell blocks, 9 orientations)
-    svm_c: float = 1.0
-    fisher_components: int = 256  # fisherfaces: at most this many principal components (and N − classes) before LDA
-    descriptor_cache: str | None = None  # dlib-descriptor: a folder of cached descriptors (the audit's dlib linkage's)
 
 
 @dataclass(frozen=True)
