@@ -318,7 +318,16 @@ def _outputs(s: RunSummary) -> dict:
             "table": s.table, "summary": s.summary}
 
 
-@flow(name="anonymize", log_prints=True, validate_parameters=True)
+def run_name() -> str:
+    """A flow run's name in Prefect's lists: the config's name (or its file's) and the UTC date and time."""
+    from prefect.runtime import flow_run
+
+    cfg = flow_run.parameters.get("config", "")
+    name = cfg.name if isinstance(cfg, RunConfig) else Path(str(cfg)).stem
+    return f"{name} {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
+
+
+@flow(name="anonymize", log_prints=True, validate_parameters=True, flow_run_name=run_name)
 def anonymize(config: str | RunConfig = "configs/ferg.yaml", overrides: dict | None = None,
               base: str | None = None) -> dict:
     """Ingest, de-identify, audit and (when the gates pass and release is on) publish the dataset of any config."""
@@ -338,7 +347,7 @@ def _make_alias(dataset: str):
 
     # A module-level name, so a deployment finds it as flows/anonymize.py:anonymize_<dataset>.
     alias.__name__ = alias.__qualname__ = _attribute(dataset)
-    return flow(name=alias_name(dataset), log_prints=True, validate_parameters=True)(alias)
+    return flow(name=alias_name(dataset), log_prints=True, validate_parameters=True, flow_run_name=run_name)(alias)
 
 
 def _attribute(dataset: str) -> str:

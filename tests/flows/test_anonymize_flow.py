@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,9 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
 
     with get_client(sync_client=True) as client:
         runs_ = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[doc.prefect_flow_run_id])))
+        flow_run = client.read_flow_run(doc.prefect_flow_run_id)
+    # ... and the flow run, which config and when
+    assert re.fullmatch(r"tiny \d{4}-\d{2}-\d{2} \d{2}:\d{2}", flow_run.name), flow_run.name
     names = {r.name for r in runs_}
     assert {"fit proxy-morph", "fit none", "ingest ferg", "audit ferg", "publish proxy-morph"} <= names, names
     # the parent run carries each method's headline figures, so releases compare across runs in the runs table
