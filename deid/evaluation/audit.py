@@ -235,6 +235,184 @@ def row_from_json(text: str) -> MethodAudit:
         cmc[str(k)] = (_array(v[0]), _array(v[1]))
     return MethodAudit(d["method"], metrics, confusion, classes, cmc)
 
+@dataclasses.dataclass
+class _AuditRun:
+    """What every row of one audit is judged with: the settings, the originals and their splits, the
+    attacker pool and the references (None when every row was kept from an earlier audit)."""
+
+    cfg: AuditConfig
+    original: ImageSet
+    acfg: AttackerConfig
+    train_mask: np.ndarray
+    test_mask: np.ndarray
+    util_ok: bool
+    face: bool
+    held: bool
+    unseen: list[str]
+    test: ImageSet
+    refs: tuple | None
+
+    @property
+    def pool_mask(self) -> np.ndarray:
+        return self.train_mask | self.test_mask
+
+    def attack(self, out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained,
+               also: dict | None = None, public: np.ndarray | None = None):
+        """The informed attackers (pooled over folds when configured), and with ``also`` the correct
+        counts of models trained on the training split's outputs on other test sets (TSTR). Attackers
+        that hold the originals get those of their training rows, and ``public``, the label published
+        with every image (the utility label, when ``y`` is identity)."""
+        tr, te, pool, orig = self.train_mask, self.test_mask, self.pool_mask, self.original
+        if not self.cfg.folds:
+            gal = _gallery(orig.X, public, tr, te) if self.held else None
+            return train_attackers(out_X[tr], y[tr], out_X[te], y_test, label=label, cfg=self.acfg, where=where,
+                                   pretrained=pretrained, also=also, gallery=gal)
+        r = _pooled_attack(out_X[pool], y[pool], label, self.cfg.folds, self.acfg, where, self.cfg.seed,
+                           None if orig.group is None else orig.group[pool],
+                           (orig.X[pool], None if public is None else public[pool]) if self.held else None)
+        if also:
+            r.also = train_attackers(out_X[tr], y[tr], out_X[te], y_test, label=label, cfg=self.acfg,
+                                     where=f"{where} (train on outputs, test on originals)", pretrained=pretrained,
+                                     also=also).also
+        return r
+
+    def attack_unseen(self, Xtr, ytr, Xte, yte, label):
+        ucfg = dataclasses.replace(self.acfg, attackers=tuple(self.cfg.unseen_attackers))
+        return train_attackers(Xtr, ytr, Xte, yte, label=label, cfg=ucfg, where="unseen attributes")
+
+
+def _audit_row(a: "_AuditRun", name: str, out: ImageSet, say, stage) -> MethodAudit:
+    """One method's row: its attackers, transfer figures, linkage, realism, diversity, unseen attributes
+    and fidelity, against the references in ``a``; ``stage(name, what)`` reports each stage."""
+    from deid.clustering.anonymity import k_anonymity
+
+    cfg, original, test, train_mask, test_mask, pool_mask = a.cfg, a.original, a.test, a.train_mask, a.test_mask, a.pool_mask
+    attack, attack_unseen, util_ok, face, unseen = a.attack, a.attack_unseen, a.util_ok, a.face, a.unseen
+    ref_id, ref_util, ref_util_clfs, orig_feat, cache, orig_desc, orig_found = a.refs
+    t0 = time.perf_counter()
+    say(f"auditing '{name}'")
+    stage(name, "identity attackers", advance=False)
+    m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
+    ma = MethodAudit(name, m)
+    Xte = out.X[test_mask]
+    is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
+    ident = attack(out.X, original.identity, test.identity, "identity", f"method '{name}'",
+                   {"cnn": ref_id} if is_ref else None, public=original.expression if util_ok else None)
+    if cfg.folds:
+        m["n_eval"] = float(pool_mask.sum())
+    for a, v in ident.accuracy.items():
+        m[f"identity_acc_{a}"] = v
+        ma.confusion[f"identity_{a}"] = ident.confusion[a]
+    m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
+    _, id_counts = np.unique(original.identity[pool_mask if cfg.folds else test_mask], return_counts=True)
+    m["identity_chance_min"] = float(id_counts.min() / id_counts.sum())  # the least a blind guess scores
+    ma.classes["identity"] = ident.classes
+    stage(name, "utility attackers")
+    if util_ok:
+        util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
+                      {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
+        m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
+        for a, v in util.accuracy.items():
+            m[f"utility_acc_{a}"] = v
+            ma.confusion[f"utility_{a}"] = util.confusion[a]
+        m["utility_acc_best"] = max(util.accuracy.values())
+        m["utility_chance"] = util.chance
+        for cname, clf in ref_util_clfs.items():
+            m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
+        m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
+        m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
+                                           for c in ref_util_clfs}, len(test)))
+        ma.classes["utility"] = util.classes
+    stage(name, "linkage")
+    out_feat = ref_id.features(Xte)  # for linkage and, with the originals', for diversity
+    link = linkage(orig_feat, out_feat, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+    m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
+             linkage_rank5_std=link.rank5_std)
+    ma.cmc["critic"] = (link.cmc, link.cmc_std)
+    m.update(frechet_ratio(orig_feat, out_feat, seed=cfg.seed))
+    if face:
+        from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness, faces_found, faces_kept
+
+        desc = describe(Xte, cache)
+        dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+        found = orig_found if is_ref else faces_found(Xte)  # each image detected once
+        m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
+                 linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
+                 faceness=faceness(found=found), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+        m.update(faces_kept(orig_found, found))
+        m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
+        ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
+    stage(name, "diversity")
+    groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
+    m.update(diversity_ratio(test.X, Xte, groups, embeddings=(orig_feat, out_feat), random_state=cfg.seed))
+    del out_feat
+    stage(name, "unseen attributes")
+    if unseen:
+        m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))
+    stage(name, "fidelity")
+    m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
+    m.update(fidelity(test.X, Xte))
+    m.update(sharpness_ratio(test.X, Xte, seed=cfg.seed))
+    m["seconds"] = time.perf_counter() - t0
+    return ma
+
+
+def _check_splits(original: ImageSet, cfg: AuditConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The training and test masks, and whether every image has a utility label; an
+    :class:`EvaluationError` for splits the audit cannot judge (missing, unseen labels, a single class)."""
+    train_mask = np.isin(original.split, cfg.train_splits)
+    test_mask = original.split == cfg.test_split
+    if not train_mask.any() or not test_mask.any():
+        raise EvaluationError(f"audit: need rows in splits {cfg.train_splits} and '{cfg.test_split}'; "
+                              f"found splits {sorted(set(original.split))}")
+    util_ok = not any(v is None for v in original.expression)
+    check_split_labels(original.identity[train_mask], original.identity[test_mask], "identity", "audit")
+    if util_ok:
+        check_split_labels(original.expression[train_mask], original.expression[test_mask], "utility", "audit")
+    for label, y in (("identity", original.identity), ("utility", original.expression if util_ok else None)):
+        if y is not None and len(set(y[test_mask].tolist())) < 2:
+            raise EvaluationError(f"audit: the test split has a single {label} class ({y[test_mask][0]!r}); "
+                                  "every method would score 100% on it")
+    return train_mask, test_mask, util_ok
+
+
+def _unseen_attributes(original: ImageSet, cfg: AuditConfig) -> list[str]:
+    """The attributes no method was given that the audit checks are kept; named ones must be recorded."""
+    recorded = sorted(original.attributes or {})
+    unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)
+    if missing := sorted(set(unseen) - set(recorded)):
+        raise EvaluationError(f"audit.unseen_attributes: {missing} are not recorded for every image; "
+                              f"recorded: {recorded}")
+    return unseen
+
+
+def _negative_control(original: ImageSet, scratch: str | Path | None) -> ImageSet:
+    """The negative control's outputs (blackout), which every audit runs; on disk beside the originals
+    (or in ``scratch``) when the originals are on disk."""
+    from deid.methods import get_method
+
+    control = get_method(NEGATIVE_CONTROL).fit(np.asarray(original.X[:1]))
+    if is_lazy(original.X):
+        where = Path(scratch) if scratch is not None else original.X.path.parent
+        X_control = map_pixels(control.transform, original.X, where / f"{NEGATIVE_CONTROL}-{original.X.key()}.npy")
+    else:
+        X_control = control.transform(original.X)
+    return ImageSet(X_control, original.image_id, original.split, original.identity, original.expression)
+
+
+def _add_retentions(results: dict[str, MethodAudit], unseen: list[str]) -> None:
+    """Each row's figures against the reference row's (utility, transfer and unseen-attribute retention),
+    then every figure's interval."""
+    base = results[ORIGINAL].metrics.get("utility_acc_best")
+    for ma in results.values():
+        ref = results[ORIGINAL].metrics  # the reference row's, with its intervals once it has been through
+        if base:  # capped: a method cannot be more useful than the data it came from
+            ma.metrics["utility_retention"] = min(1.0, ma.metrics["utility_acc_best"] / base)
+        ma.metrics.update(transfer_retention(ma.metrics, ref))
+        if unseen and (r := unseen_retention(ma.metrics, ref, unseen)) is not None:
+            ma.metrics["unseen_retention"] = r
+        ma.metrics = add_intervals(ma.metrics)
+
 
 def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig = AuditConfig(), *,
           dataset: str = "?", real_faces: bool = False, descriptor_cache: str | Path | None = None,
@@ -256,22 +434,8 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     """
     from tqdm.auto import tqdm
 
-    from deid.clustering.anonymity import k_anonymity
-
     say = progress or (lambda msg: None)
-    train_mask = np.isin(original.split, cfg.train_splits)
-    test_mask = original.split == cfg.test_split
-    if not train_mask.any() or not test_mask.any():
-        raise EvaluationError(f"audit: need rows in splits {cfg.train_splits} and '{cfg.test_split}'; "
-                              f"found splits {sorted(set(original.split))}")
-    util_ok = not any(v is None for v in original.expression)
-    check_split_labels(original.identity[train_mask], original.identity[test_mask], "identity", "audit")
-    if util_ok:
-        check_split_labels(original.expression[train_mask], original.expression[test_mask], "utility", "audit")
-    for label, y in (("identity", original.identity), ("utility", original.expression if util_ok else None)):
-        if y is not None and len(set(y[test_mask].tolist())) < 2:
-            raise EvaluationError(f"audit: the test split has a single {label} class ({y[test_mask][0]!r}); "
-                                  "every method would score 100% on it")
+    train_mask, test_mask, util_ok = _check_splits(original, cfg)
     face = cfg.face_metrics == "on" or (cfg.face_metrics == "auto" and real_faces)
     acfg = cfg.attacker_config()
     if face:  # the pretrained recogniser joins the pool where the dlib linkage runs, sharing its descriptor cache
@@ -283,65 +447,29 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
         if name == ORIGINAL:
             raise EvaluationError(f"'{ORIGINAL}' is the reference row's name; a method may not use it")
         outputs[name] = _check_aligned(name, original, anon)
-
-    pool_mask = train_mask | test_mask
-    recorded = sorted(original.attributes or {})
-    unseen = recorded if cfg.unseen_attributes == "auto" else list(cfg.unseen_attributes)
-    if missing := sorted(set(unseen) - set(recorded)):
-        raise EvaluationError(f"audit.unseen_attributes: {missing} are not recorded for every image; "
-                              f"recorded: {recorded}")
+    unseen = _unseen_attributes(original, cfg)
     if NEGATIVE_CONTROL not in outputs:  # the negative control runs in every audit
-        from deid.methods import get_method
-
-        control = get_method(NEGATIVE_CONTROL).fit(np.asarray(original.X[:1]))
-        if is_lazy(original.X):
-            where = Path(scratch) if scratch is not None else original.X.path.parent
-            X_control = map_pixels(control.transform, original.X, where / f"{NEGATIVE_CONTROL}-{original.X.key()}.npy")
-        else:
-            X_control = control.transform(original.X)
-        outputs[NEGATIVE_CONTROL] = ImageSet(X_control, original.image_id, original.split, original.identity,
-                                             original.expression)
+        outputs[NEGATIVE_CONTROL] = _negative_control(original, scratch)
     rows = None
     if row_cache is not None and is_lazy(original.X) and all(is_lazy(o.X) for o in outputs.values()):
         rows = _RowCache(row_cache, original, cfg, dataset, face, unseen)
     kept = {name: rows.get(name, out) for name, out in outputs.items()} if rows is not None else {}
     test = original.subset(test_mask)
+    refs = None
     if all(kept.get(name) is not None for name in outputs):
         say("every row was audited before on the same data, settings and code: kept, no reference trained")
     else:
-        ref_id, ref_util, ref_util_clfs, orig_feat, cache, orig_desc, orig_found = _references(
-            original, train_mask, test, acfg, cfg, util_ok, face, descriptor_cache, say)
-    ucfg = dataclasses.replace(acfg, attackers=tuple(cfg.unseen_attackers))
-
-    def attack_unseen(Xtr, ytr, Xte, yte, label):
-        return train_attackers(Xtr, ytr, Xte, yte, label=label, cfg=ucfg, where="unseen attributes")
-
-    def attack(out_X: np.ndarray, y: np.ndarray, y_test: np.ndarray, label: str, where: str, pretrained,
-               also: dict | None = None, public: np.ndarray | None = None):
-        """The informed attackers (pooled over folds when configured), and with ``also`` the correct
-        counts of models trained on the training split's outputs on other test sets (TSTR). Attackers
-        that hold the originals get those of their training rows, and ``public``, the label published
-        with every image (the utility label, when ``y`` is identity)."""
-        if not cfg.folds:
-            gal = _gallery(original.X, public, train_mask, test_mask) if held else None
-            return train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
-                                   cfg=acfg, where=where, pretrained=pretrained, also=also, gallery=gal)
-        r = _pooled_attack(out_X[pool_mask], y[pool_mask], label, cfg.folds, acfg, where, cfg.seed,
-                           None if original.group is None else original.group[pool_mask],
-                           (original.X[pool_mask], None if public is None else public[pool_mask]) if held else None)
-        if also:
-            r.also = train_attackers(out_X[train_mask], y[train_mask], out_X[test_mask], y_test, label=label,
-                                     cfg=acfg, where=f"{where} (train on outputs, test on originals)",
-                                     pretrained=pretrained, also=also).also
-        return r
+        refs = _references(original, train_mask, test, acfg, cfg, util_ok, face, descriptor_cache, say)
+    run = _AuditRun(cfg, original, acfg, train_mask, test_mask, util_ok, face, held, unseen, test, refs)
 
     results: dict[str, MethodAudit] = {}
     stages = ("identity attackers", "utility attackers", "linkage", "diversity", "unseen attributes", "fidelity")
     bar = tqdm(total=len(outputs) * len(stages), desc="audit", unit="stage", disable=not progress_bar)
 
-    def stage(name: str, what: str) -> None:
-        bar.set_postfix_str(f"{name}: {what}", refresh=False)
-        bar.update(1)
+    def stage(name: str, what: str, advance: bool = True) -> None:
+        bar.set_postfix_str(f"{name}: {what}", refresh=not advance)
+        if advance:
+            bar.update(1)
 
     for name, out in outputs.items():
         if (done := kept.get(name)) is not None:
@@ -349,84 +477,12 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             results[name] = done
             bar.update(len(stages))
             continue
-        t0 = time.perf_counter()
-        say(f"auditing '{name}'")
-        bar.set_postfix_str(f"{name}: identity attackers")
-        m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
-        ma = MethodAudit(name, m)
-        Xte = out.X[test_mask]
-        is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
-        ident = attack(out.X, original.identity, test.identity, "identity", f"method '{name}'",
-                       {"cnn": ref_id} if is_ref else None, public=original.expression if util_ok else None)
-        if cfg.folds:
-            m["n_eval"] = float(pool_mask.sum())
-        for a, v in ident.accuracy.items():
-            m[f"identity_acc_{a}"] = v
-            ma.confusion[f"identity_{a}"] = ident.confusion[a]
-        m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
-        _, id_counts = np.unique(original.identity[pool_mask if cfg.folds else test_mask], return_counts=True)
-        m["identity_chance_min"] = float(id_counts.min() / id_counts.sum())  # the least a blind guess scores
-        ma.classes["identity"] = ident.classes
-        stage(name, "utility attackers")
-        if util_ok:
-            util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
-                          {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
-            m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
-            for a, v in util.accuracy.items():
-                m[f"utility_acc_{a}"] = v
-                ma.confusion[f"utility_{a}"] = util.confusion[a]
-            m["utility_acc_best"] = max(util.accuracy.values())
-            m["utility_chance"] = util.chance
-            for cname, clf in ref_util_clfs.items():
-                m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
-            m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
-            m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
-                                               for c in ref_util_clfs}, len(test)))
-            ma.classes["utility"] = util.classes
-        stage(name, "linkage")
-        out_feat = ref_id.features(Xte)  # for linkage and, with the originals', for diversity
-        link = linkage(orig_feat, out_feat, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
-        m.update(linkage_rank1=link.rank1, linkage_rank1_std=link.rank1_std, linkage_rank5=link.rank5,
-                 linkage_rank5_std=link.rank5_std)
-        ma.cmc["critic"] = (link.cmc, link.cmc_std)
-        m.update(frechet_ratio(orig_feat, out_feat, seed=cfg.seed))
-        if face:
-            from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness, faces_found, faces_kept
-
-            desc = describe(Xte, cache)
-            dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
-            found = orig_found if is_ref else faces_found(Xte)  # each image detected once
-            m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
-                     linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
-                     faceness=faceness(found=found), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
-            m.update(faces_kept(orig_found, found))
-            m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
-            ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
-        stage(name, "diversity")
-        groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
-        m.update(diversity_ratio(test.X, Xte, groups, embeddings=(orig_feat, out_feat), random_state=cfg.seed))
-        del out_feat
-        stage(name, "unseen attributes")
-        if unseen:
-            m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))
-        stage(name, "fidelity")
-        m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
-        m.update(fidelity(test.X, Xte))
-        m.update(sharpness_ratio(test.X, Xte, seed=cfg.seed))
-        m["seconds"] = time.perf_counter() - t0
-        results[name] = ma
+        results[name] = ma = _audit_row(run, name, out, say, stage)
         if rows is not None:
             rows.put(name, out, ma)
         bar.update(1)
     bar.close()
-    base = results[ORIGINAL].metrics.get("utility_acc_best")
-    for ma in results.values():
-        if base:  # capped: a method cannot be more useful than the data it came from
-            ma.metrics["utility_retention"] = min(1.0, ma.metrics["utility_acc_best"] / base)
-        ma.metrics.update(transfer_retention(ma.metrics, results[ORIGINAL].metrics))
-        if unseen and (r := unseen_retention(ma.metrics, results[ORIGINAL].metrics, unseen)) is not None:
-            ma.metrics["unseen_retention"] = r
-        ma.metrics = add_intervals(ma.metrics)
+    _add_retentions(results, unseen)
     return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
 
 
