@@ -79,9 +79,11 @@ def load_release_policy(base: str | Path) -> ReleasePolicy:
 def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: float) -> list[str]:
     """Reasons the audit's privacy figures fall short of the policy (empty when they meet it).
 
-    The worst attacker's 95 % upper bound is judged, so a test too small to certify the margin
-    cannot release. The margin applied is the stricter of the run's gate and the policy's: a run
-    can tighten it, never widen it.
+    Privacy is judged as the audit's gate judges it (:func:`deid.evaluation.gates.privacy_checks`): the
+    worst attacker against the threshold calibrated for the worst of the row's attackers, a test too
+    small to tell chance from chance + margin refused, and every attacker's upper bound against chance
+    below. The margin applied is the stricter of the run's gate and the policy's: a run can tighten it,
+    never widen it.
     """
     from deid.evaluation.gates import privacy_checks, usefulness_checks
 
