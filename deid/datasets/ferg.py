@@ -132,7 +132,7 @@ def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
             result.skip("character not selected")
             continue
         if not allow_unknown_characters and char not in FERG_CHARACTERS:
-            raise DatasetLayoutError(f"FERG-DB: unknown character folder '{cdir}'; known: {list(FERG_CHARACTERS)}")
+            raise DatasetLayoutError(f"FERG-DB: unknown character folder {str(cdir)!r}; known: {list(FERG_CHARACTERS)}")
         for f in walk_files(cdir, result, base=root, roots=roots):
             rel = f.relative_to(root).as_posix()
             if f.suffix.lower() not in _IMAGE_EXT:

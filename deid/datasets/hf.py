@@ -20,6 +20,7 @@ label, or with an unknown split, become quarantine rows with the reason.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -59,11 +60,19 @@ def hf_form(root: Path) -> str:
     return "imagefolder"
 
 
-def _json_file(p: Path) -> dict:
-    """A JSON object from a dataset's own file, or one clear error naming it."""
+def _json_file(p: Path, root: Path) -> dict:
+    """A JSON object from a dataset's own file, or one clear error naming it: a file that is not
+    regular (a FIFO would block the read) or that resolves outside ``root`` is not read."""
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        real = p.resolve(strict=True)
+        if not real.is_relative_to(root.resolve()):
+            raise DatasetLayoutError(f"hf: {p} is a link to a file outside {root}; it is not read")
+        if not real.is_file():
+            raise DatasetLayoutError(f"hf: {p} is not a regular file")
+        doc = json.loads(real.read_text(encoding="utf-8"))
+    except DatasetLayoutError:
+        raise
+    except (OSError, RuntimeError, UnicodeDecodeError, ValueError) as exc:
         raise DatasetLayoutError(f"hf: {p} cannot be read as JSON ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise DatasetLayoutError(f"hf: {p} is not a JSON object")
@@ -91,8 +100,8 @@ def _class_names(schema: pa.Schema, info: dict | None = None) -> dict[str, list[
     if feats is None and info is not None:
         feats = info.get("features")
     out = {}
-    for k, v in (feats or {}).items():
-        if isinstance(v, dict) and v.get("_type") == "ClassLabel" and "names" in v:
+    for k, v in (feats if isinstance(feats, dict) else {}).items():  # features of another shape name no classes
+        if isinstance(v, dict) and v.get("_type") == "ClassLabel" and isinstance(v.get("names"), list):
             out[k] = [str(x) for x in v["names"]]
     return out
 
@@ -100,7 +109,9 @@ def _class_names(schema: pa.Schema, info: dict | None = None) -> dict[str, list[
 def _arrow_tables(root: Path) -> Iterator[tuple[Path, str | None, pa.Table, dict | None]]:
     """(file, split, table, dataset_info) for every Arrow file of a ``save_to_disk`` dataset."""
     if (root / "dataset_dict.json").is_file():
-        splits = json.loads((root / "dataset_dict.json").read_text()).get("splits", [])
+        splits = _json_file(root / "dataset_dict.json", root).get("splits", [])
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise DatasetLayoutError(f"hf: {root / 'dataset_dict.json'}: 'splits' is not a list of split names")
         dirs = [(root / s, SPLIT_ALIASES.get(s.lower(), s)) for s in splits]
     else:
         dirs = [(root, None)]
@@ -108,10 +119,13 @@ def _arrow_tables(root: Path) -> Iterator[tuple[Path, str | None, pa.Table, dict
     for d, split in dirs:
         if not d.resolve().is_relative_to(real_root):
             raise DatasetLayoutError(f"hf: dataset_dict.json names split folder {d.name!r} outside {root}")
-        state = _json_file(d / "state.json")
+        state = _json_file(d / "state.json", root)
         info_f = d / "dataset_info.json"
-        info = _json_file(info_f) if info_f.is_file() else None
-        for entry in state.get("_data_files", []):
+        info = _json_file(info_f, root) if info_f.is_file() else None
+        data_files = state.get("_data_files", [])
+        if not isinstance(data_files, list):
+            raise DatasetLayoutError(f"hf: {(d / 'state.json').relative_to(root)}: '_data_files' is not a list")
+        for entry in data_files:
             f = d / str(entry.get("filename", "")) if isinstance(entry, dict) else d / "?"
             try:  # every file a loader opens resolves inside the dataset folder
                 inside = f.resolve(strict=True).is_relative_to(real_root) and f.resolve().is_file()
@@ -121,11 +135,15 @@ def _arrow_tables(root: Path) -> Iterator[tuple[Path, str | None, pa.Table, dict
                 raise DatasetLayoutError(f"hf: {(d / 'state.json').relative_to(root)} lists data file "
                                          f"{entry.get('filename') if isinstance(entry, dict) else entry!r}, which is "
                                          f"not a file inside {root}")
-            with pa.memory_map(str(f)) as src:
-                try:
-                    table = pa.ipc.open_stream(src).read_all()
-                except pa.ArrowInvalid:
-                    table = pa.ipc.open_file(src).read_all()
+            try:
+                with pa.memory_map(str(f)) as src:
+                    try:
+                        table = pa.ipc.open_stream(src).read_all()
+                    except pa.ArrowInvalid:
+                        table = pa.ipc.open_file(src).read_all()
+            except (pa.ArrowException, OSError) as exc:
+                raise DatasetLayoutError(f"hf: {f.relative_to(root)} is not an Arrow file "
+                                         f"({' '.join(str(exc).split())[:120]})") from None
             yield f, split, table, info
 
 
@@ -137,21 +155,30 @@ def _parquet_tables(root: Path, result: ScanResult) -> Iterator[tuple[Path, str 
             result.skip(SKIP_DOCUMENTATION if f.suffix.lower() in (".md", ".json", ".txt") or
                         f.name.upper().startswith("README") else "not a Parquet file")
             continue
-        yield f, _split_of(PurePosixPath(f.relative_to(root).as_posix())), pq.read_table(f), None
+        rel = PurePosixPath(f.relative_to(root).as_posix())
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowException, OSError) as exc:  # one broken file is quarantined, the others are read
+            result.rejected.append(Rejected(rel.as_posix(), f"unreadable: not a Parquet file "
+                                                            f"({' '.join(str(exc).split())[:120]})"))
+            continue
+        yield f, _split_of(rel), table, None
 
 
 def _image_of(v: Any, root: Path) -> tuple[bytes | None, Path | None, str | None]:
     """An image cell as (bytes, file, reason it cannot be used)."""
     path = None
     if isinstance(v, dict):
-        if v.get("bytes"):
-            return v["bytes"], None, None
+        if isinstance(v.get("bytes"), (bytes, bytearray)) and v["bytes"]:
+            return bytes(v["bytes"]), None, None
+        if v.get("bytes"):  # a struct whose bytes field holds text or numbers
+            return None, None, f"image bytes of type {type(v['bytes']).__name__}, not bytes"
         path = v.get("path")
     elif isinstance(v, (bytes, bytearray)):
         return (bytes(v), None, None) if v else (None, None, "empty image bytes")
     elif isinstance(v, str):
         path = v
-    if not path:
+    if not path or not isinstance(path, str):
         return None, None, "no image in the row (neither bytes nor a path)"
     p = Path(path)
     f = p if p.is_absolute() else root / p
@@ -209,7 +236,10 @@ def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
         for r in rows:
             name = r.get("file_name")
             if name:
-                real = (m.parent / str(name)).resolve()  # './a/x.tiff', 'a//x.tiff', a symlinked folder: one file
+                try:  # './a/x.tiff', 'a//x.tiff', a symlinked folder: one file
+                    real = (m.parent / str(name)).resolve()
+                except (OSError, RuntimeError):  # a looping link (the walk rejected it): listed, no image file
+                    real = Path(os.path.abspath(m.parent / str(name)))
                 if real in listed or real in twice:
                     twice.add(real)  # the manifest loader's rule: a file listed twice is not labelled by either row
                 listed[real] = (r, m)
@@ -242,7 +272,12 @@ def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
                                         "listed in the imagefolder metadata but no image file"))
     for m, rows in by_meta.items():
         if rows:
-            yield m, None, pa.Table.from_pylist(rows), None
+            try:
+                table = pa.Table.from_pylist(rows)
+            except pa.ArrowException as exc:  # one key holding text in a row and a number or object in another
+                raise DatasetLayoutError(f"hf: {m.relative_to(root)}: a key holds values of different JSON types "
+                                         f"({' '.join(str(exc).split())[:120]})") from None
+            yield m, None, table, None
 
 
 def scan_hf(root: str | Path, *, image_column: str = "image", identity_column: str = "identity",
@@ -294,6 +329,12 @@ def scan_hf(root: str | Path, *, image_column: str = "image", identity_column: s
             (result.rejected if isinstance(out, Rejected) else result.items).append(out)
     if n_rows == 0 and not result.rejected:
         raise DatasetLayoutError(f"hf dataset: {root} ({form}) has no rows")
+    if vocab is None and declared is not None:  # a later file's ClassLabel holds the rows read before it too
+        known = set(declared)
+        result.rejected += [Rejected(it.relpath, f"unknown label '{it.expression}' (column '{cols.label}'); "
+                                                 f"declared labels: {list(declared)[:20]}")
+                            for it in result.items if it.expression not in known]
+        result.items = [it for it in result.items if it.expression in known]
     return result
 
 
