@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -116,6 +117,30 @@ def holds_training_images(model_dir: str | Path) -> bool:
         return True
 
 
+#: what a private model's MLflow artifacts hold instead of its state: where the state stays
+POINTER_FILE = "private-model.json"
+
+
+def shareable_artifacts(model_dir: str | Path, scratch: str | Path) -> str:
+    """The folder to upload for the method saved in ``model_dir``: the folder itself when its state holds no
+    training image, else a folder under ``scratch`` holding only :data:`POINTER_FILE` (the method's name and
+    the absolute path of its state in the private work area). A store may be shared more widely than the
+    work dir; original faces stay where the run keeps them."""
+    model_dir = Path(model_dir)
+    if not holds_training_images(model_dir):
+        return str(model_dir)
+    out = Path(scratch) / "pointer"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        name = json.loads((model_dir / "method.json").read_text())["name"]
+    except Exception:  # noqa: BLE001 - the pointer names what it can
+        name = "unknown"
+    (out / POINTER_FILE).write_text(json.dumps({"method": name, "model_dir": str(model_dir.resolve()),
+                                                "note": "state holds original training images: kept in the "
+                                                        "private work area, never uploaded"}, indent=2))
+    return str(out)
+
+
 def privacy_tags(private: bool) -> dict[str, str]:
     value = "true" if private else "false"
     return {"deid.private": value, "deid.holds_training_images": value}
@@ -194,7 +219,8 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                         mlflow.log_params({f"method.{k}": v for k, v in
                                            _flatten(json.loads(meta.read_text()).get("params", {})).items()})
                     mlflow.set_tags(privacy_tags(holds_training_images(model_dirs[name])))
-                    mlflow.log_artifacts(model_dirs[name], artifact_path="model")
+                    with tempfile.TemporaryDirectory() as scratch:
+                        mlflow.log_artifacts(shareable_artifacts(model_dirs[name], scratch), artifact_path="model")
         return parent.info.run_id
 
 
@@ -250,9 +276,17 @@ class _DeidMethodModel:
     convention) keeps working: anything not ``uint8`` goes to the method as it is and comes back as floats."""
 
     def load_context(self, context) -> None:
+        from deid.errors import MethodError
         from deid.methods import DeidMethod
 
-        self.method = DeidMethod.load(context.artifacts["method"])
+        where = Path(context.artifacts["method"])
+        if (where / POINTER_FILE).is_file():  # a private model: its state stayed in the run's work area
+            pointer = json.loads((where / POINTER_FILE).read_text())
+            where = Path(str(pointer.get("model_dir", "")))
+            if not (where / "method.json").is_file():
+                raise MethodError(f"this model's state holds original training images and stays in the private work "
+                                  f"area of the run that fitted it ({where}), which is not on this machine")
+        self.method = DeidMethod.load(where)
 
     def predict(self, context, model_input, params=None):
         from deid.errors import MethodError
@@ -344,10 +378,11 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
 
             shape = ImageShape.of(DeidMethod.load(model_dir))
             mlflow.set_tracking_uri(tracking_uri)
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
                 warnings.simplefilter("ignore", UserWarning)
                 source = mlflow.pyfunc.log_model(
-                    name=_RELEASE_MODEL, python_model=DeidMethodModel(), artifacts={"method": model_dir},
+                    name=_RELEASE_MODEL, python_model=DeidMethodModel(),
+                    artifacts={"method": shareable_artifacts(model_dir, scratch)},
                     signature=release_signature(shape), input_example=release_input_example(shape),
                     pip_requirements=["deid"], tags={f"deid.{_RELEASE_TAG}": release_version, **privacy_tags(private)},
                 ).model_uri

@@ -187,6 +187,17 @@ def test_models_holding_training_images_are_registered_as_private(tmp_path):
     logged = {m.tags["deid.release_version"]: m for m in
               client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])}
     assert logged["v-sub"].tags["deid.private"] == "true" and logged["v-blur"].tags["deid.private"] == "false"
+    # the store holds no training image: the private model's artifacts are a pointer to its state, which
+    # stays in the work area (and still loads on this machine); the shareable one is uploaded whole
+    from urllib.parse import unquote, urlparse
+
+    def files(m) -> set[str]:
+        return {p.name for p in Path(unquote(urlparse(m.artifact_location).path)).rglob("*") if p.is_file()}
+
+    assert "private-model.json" in files(logged["v-sub"]) and not {"state.npz", "method.json"} & files(logged["v-sub"])
+    assert {"state.npz", "method.json"} <= files(logged["v-blur"])
+    model = mlflow.pyfunc.load_model(f"models:/deid-ferg/{sub.version}")
+    assert model.unwrap_python_model().method.name == "substitution"
 
 
 @pytest.mark.reliability(section='3. Gates a run cannot loosen', case='HTML report and confusion matrices in MLflow',
@@ -226,6 +237,10 @@ def test_audit_run_marks_the_report_and_private_models_internal(tmp_path):
     assert children["blur"].data.tags["deid.private"] == "false"
     assert children["blur"].data.tags["deid.key"] == "blur[sigma=2]" and "deid.key" not in children[ORIGINAL].data.tags
     assert "deid.private" not in children[ORIGINAL].data.tags
+    # the private method's child run uploads a pointer, not its state; the shareable one its model folder
+    sub_files = {a.path for a in client.list_artifacts(children["substitution"].info.run_id, "model")}
+    blur_files = {a.path for a in client.list_artifacts(children["blur"].info.run_id, "model")}
+    assert sub_files == {"model/private-model.json"} and "model/method.json" in blur_files
 
 
 _CONFIGURE = """

@@ -46,9 +46,6 @@ def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monke
                 f"{name} {k}: streamed {got[k]} in memory {v}"
 
 
-@pytest.mark.reliability(section='6. Crash and concurrency', case='run killed during the audit (a 90-minute audit at FERG\'s size)',
-                         before='the whole audit computed again',
-                         after='the rerun keeps every finished row (keyed by pixels, settings, code) and audits the rest')
 def _blurred_on_disk(ferg_images, tmp_path):
     """A small audit's settings, the set in memory, its blurred pixels, the set on disk and its blurred outputs on disk."""
     cfg = AuditConfig(attackers=["linear"], cnn_epochs=1, cnn_width=4, cnn_min_steps=0, cnn_augment=False,
@@ -61,6 +58,9 @@ def _blurred_on_disk(ferg_images, tmp_path):
     return cfg, mem, blurred, disk, blur
 
 
+@pytest.mark.reliability(section='6. Crash and concurrency', case='run killed during the audit (a 90-minute audit at FERG\'s size)',
+                         before='the whole audit computed again',
+                         after='the rerun keeps every finished row (keyed by pixels, settings, code) and audits the rest')
 def test_an_interrupted_audit_resumes_at_the_row_it_was_on(ferg_images, tmp_path, monkeypatch):
     import deid.evaluation.audit as audit_mod
 
