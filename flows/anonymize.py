@@ -278,6 +278,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     out.summary = str(write_summary(doc, run_dir))
     record_outcome(run_id, tracking_uri, doc.model_dump(mode="json"), report, out.summary)
     if blocked is not None:
+        blocked.summary = out.summary  # the caller reads this run's own summary, not the latest of its config
         raise blocked
     log.info("done: %s", out.report)
     return out

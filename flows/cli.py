@@ -147,14 +147,16 @@ def _run(config: str, sets: list[str]) -> None:
     from flows.anonymize import ReleaseBlocked
 
     flow_fn = flows_anonymize.anonymize  # one flow for any config
+    own = None  # this run's own summary, as the flow returns it (a refused release carries it)
     try:
         with _server_for(flow_fn, run.work, home):
-            flow_fn(config=run.config, base=str(Path.cwd()))  # the config as resolved here: not parsed again
+            result = flow_fn(config=run.config, base=str(Path.cwd()))  # the config as resolved here: not parsed again
+        own = (result or {}).get("summary")
     except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: the server is stopped on the way out
         typer.secho("stopped", fg="red", err=True)
         raise typer.Exit(130) from None
     except ReleaseBlocked as exc:  # before the catch-all below: a refused release is an outcome, not a crash
-        blocked = exc
+        blocked, own = exc, getattr(exc, "summary", None)
     except DeidError as exc:
         if _summary_since(run, started) is None:  # failed before the audit concluded
             _fail(exc)
@@ -166,7 +168,7 @@ def _run(config: str, sets: list[str]) -> None:
             typer.secho("stopped", fg="red", err=True)
             raise typer.Exit(130) from None
         raise
-    path = _summary_since(run, started)
+    path = Path(own) if own and Path(own).is_file() else _summary_since(run, started)
     if path is None:
         _fail(blocked or RuntimeError("the run wrote no summary"))
     doc = read_summary(path)

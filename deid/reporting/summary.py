@@ -22,6 +22,8 @@ __all__ = ["Interval", "MethodSummary", "AuditSummary", "ReleaseSummary", "RunSu
            "write_summary", "read_summary", "SUMMARY_FILE", "EXIT_CODES"]
 
 SUMMARY_FILE = "summary.json"
+#: each run's own summary, beside the latest (runs of one config at once each keep theirs)
+SUMMARIES_DIR = "summaries"
 SCHEMA_VERSION = 1
 # What `deid run` exits with, by outcome (configuration errors exit 2 before any of these).
 EXIT_CODES = {"ok": 0, "inconclusive": 3, "blocked": 4}
@@ -143,9 +145,18 @@ def build_summary(*, config_name: str, dataset: dict, date: str, methods: dict[s
 
 
 def write_summary(doc: RunSummaryDoc, run_dir: str | Path) -> Path:
-    """Write ``<run_dir>/summary.json`` atomically."""
-    # methods keep the audit's order
-    return write_text_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(doc.model_dump(mode="json"), indent=2))
+    """Write this run's own summary, ``<run_dir>/summaries/<date>-<run id>.json``, and ``<run_dir>/summary.json``
+    (the latest run's), each atomically; returns the run's own. Two runs of one config at once each keep
+    their own summary, MLflow run and outcome, whichever wrote ``summary.json`` last."""
+    import re
+    import uuid
+
+    text = json.dumps(doc.model_dump(mode="json"), indent=2)  # methods keep the audit's order
+    run_id = doc.prefect_flow_run_id or doc.mlflow_run_id or uuid.uuid4().hex
+    stamp = re.sub(r"[^0-9A-Za-z]+", "", doc.date)[:15]
+    own = write_text_atomic(Path(run_dir) / SUMMARIES_DIR / f"{stamp}-{re.sub(r'[^0-9A-Za-z-]+', '', run_id)}.json", text)
+    write_text_atomic(Path(run_dir) / SUMMARY_FILE, text)
+    return own
 
 
 def read_summary(path: str | Path) -> RunSummaryDoc:

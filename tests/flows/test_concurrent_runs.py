@@ -1,8 +1,11 @@
-"""Three `deid run` started at once on one fresh work dir: one Prefect database, created once."""
+"""Three `deid run` started at once on one fresh work dir: one Prefect database, created once; two of them
+run the same config, and each run reports its own summary and MLflow run."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +27,15 @@ def _config(tmp: Path, name: str, method: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.reliability(section='6. Crash and concurrency', case='three deid run at once on a fresh work dir (Prefect servers on one SQLite file)',
-                         before="1 of 3 crashed creating Prefect's database ('table work_queue already exists'); one server log for all",
-                         after='server start serialised on a lock until the database is migrated; a log per run; all three finish')
+@pytest.mark.reliability(section='6. Crash and concurrency', case='three deid run at once on a fresh work dir (Prefect servers on one SQLite file), two of one config',
+                         before="1 of 3 crashed creating Prefect's database ('table work_queue already exists'); one server log for all; two runs of one config shared summary.json and reported one MLflow run",
+                         after='server start serialised on a lock until the database is migrated; a log per run; all three finish, each reporting its own summary (runs/<config>/summaries/) and MLflow run')
 def test_three_fresh_runs_at_once_all_finish(tmp_path, seed_small_decidable):
     seed_small_decidable(tmp_path / "work")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DEID_WORK"}
     exe = str(Path(sys.executable).parent / "deid")
-    configs = [_config(tmp_path, f"c{i}", m) for i, m in enumerate(("pixelate", "blur", "pixelate"))]
+    c0, c1 = _config(tmp_path, "c0", "pixelate"), _config(tmp_path, "c1", "blur")
+    configs = [c0, c1, c0]  # the first config twice at once
     procs = [subprocess.Popen([exe, "run", str(c)], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for c in configs]
     outs = [p.communicate(timeout=900) for p in procs]
@@ -39,4 +43,10 @@ def test_three_fresh_runs_at_once_all_finish(tmp_path, seed_small_decidable):
         assert p.returncode in (0, 3, 4) and "Traceback" not in err, err[-3000:]
     logs = sorted((tmp_path / "work" / "logs").glob("prefect-server-*.log"))
     assert len(logs) == 3
-    assert all((tmp_path / "work" / "runs" / f"c{i}" / "summary.json").is_file() for i in range(3))
+    assert all((tmp_path / "work" / "runs" / f"c{i}" / "summary.json").is_file() for i in range(2))
+    # each run prints its own summary (not the latest of its config) and its own MLflow run
+    own = [Path(re.search(r"^summary: (.+)$", out, re.MULTILINE).group(1)) for out, _ in outs]
+    assert len(set(own)) == 3 and [p.parent.parent.name for p in own] == ["c0", "c1", "c0"]
+    ids = [json.loads(p.read_text())["mlflow_run_id"] for p in own]
+    assert len(set(ids)) == 3 and all(ids)
+    assert [re.search(r"^mlflow:  run ([0-9a-f]{32})", out, re.MULTILINE).group(1) for out, _ in outs] == ids
