@@ -196,49 +196,68 @@ def _colourise(canvas: np.ndarray, traits: dict, palette: dict, background: floa
 
 def _render(traits: dict, expression: str, r: np.random.Generator, size: int, noise: float,
             palette: dict | None = None) -> tuple[np.ndarray, _Draws]:
-    S = 256
+    """One image and its draws: the face drawn upright on a 256-pixel canvas, then its nuisance."""
     d = _draw(r)
-    img = np.full((S, S), traits["background"] + d.background, dtype=np.float32)
-    canvas = np.zeros((S, S), dtype=np.uint8)
-    canvas[:] = np.clip(img, 0, 255).astype(np.uint8)
+    canvas = _draw_face(traits, expression, d)
+    return _nuisance(canvas, traits, d, r, size, noise, palette), d
+
+
+def _expression(traits: dict, expression: str, d: _Draws) -> tuple[float, ...]:
+    """The seven expression-geometry parameters of one image (:data:`_EXPRESSION_PARAMS`' order): the
+    character's style of ``expression`` shown at the drawn intensity, jittered, kept drawable."""
     base = np.array(_EXPRESSION_PARAMS["neutral"])
     target = np.array(_EXPRESSION_PARAMS[expression]) + np.array(traits["style"][expression])
     if expression == "neutral":
         target = base + np.array(traits["style"]["neutral"]) * 0.5
     p = base + d.intensity * (target - base) + d.jitter
     brow_raise, brow_tilt, eye_open, curve, mopen, mwidth, asym = p
-    eye_open = max(eye_open, 0.25)
-    mopen = max(mopen, 0.0)
-    mwidth = max(mwidth, 0.5)
+    return brow_raise, brow_tilt, max(eye_open, 0.25), curve, max(mopen, 0.0), max(mwidth, 0.5), asym
 
+
+def _draw_face(traits: dict, expression: str, d: _Draws) -> np.ndarray:
+    """The character's face with its expression on the 256-pixel grey canvas, before any nuisance."""
+    S = 256
+    img = np.full((S, S), traits["background"] + d.background, dtype=np.float32)
+    canvas = np.zeros((S, S), dtype=np.uint8)
+    canvas[:] = np.clip(img, 0, 255).astype(np.uint8)
+    brow_raise, brow_tilt, eye_open, curve, mopen, mwidth, asym = _expression(traits, expression, d)
     cx, cy = S / 2, S / 2 + 8
+    dark = 25 if int(traits["skin"]) > 90 else 235
+    _draw_head(canvas, traits, cx, cy, dark)
+    _draw_eyes(canvas, traits, cx, cy - 12, dark, brow_raise, brow_tilt, eye_open, asym)
+    _draw_nose(canvas, traits, cx, cy, dark, asym)
+    _draw_mouth(canvas, traits, cx, cy, dark, curve, mopen, mwidth, asym)
+    _draw_accessory(canvas, traits, cx, cy, cy - 12, dark)
+    return canvas
+
+
+def _draw_head(canvas: np.ndarray, traits: dict, cx: float, cy: float, dark: int) -> None:
+    """Hair behind the face, the ears, the outlined face and the hair on top of it."""
     skin, hair = int(traits["skin"]), int(traits["hair"])
-    dark = 25 if skin > 90 else 235
     fw, fh = traits["face_w"], traits["face_h"]
-    # Hair behind the face.
     hs = traits["hair_style"]
     if hs == 1:
         cv2.ellipse(canvas, (int(cx), int(cy - 5)), (int(fw + 16), int(fh + 10)), 0, 0, 360, hair, -1, cv2.LINE_AA)
     elif hs == 3:
         cv2.ellipse(canvas, (int(cx), int(cy + 20)), (int(fw + 12), int(fh + 5)), 0, 180, 360, hair, -1, cv2.LINE_AA)
         cv2.rectangle(canvas, (int(cx - fw - 12), int(cy + 20)), (int(cx + fw + 12), int(cy + fh * 0.9)), hair, -1)
-    # Ears.
     if traits["ear"] > 0.4:
         er = int(10 + 10 * traits["ear"])
         for sx in (-1, 1):
             cv2.ellipse(canvas, (int(cx + sx * fw), int(cy)), (er, int(er * 1.5)), 0, 0, 360, skin, -1, cv2.LINE_AA)
-    # Face.
     cv2.ellipse(canvas, (int(cx), int(cy)), (int(fw), int(fh)), 0, 0, 360, skin, -1, cv2.LINE_AA)
     cv2.ellipse(canvas, (int(cx), int(cy)), (int(fw), int(fh)), 0, 0, 360, dark, 2, cv2.LINE_AA)
-    # Hair on top.
     if hs in (0, 1, 3):
         cv2.ellipse(canvas, (int(cx), int(cy - fh * 0.55)), (int(fw * 0.95), int(fh * 0.5)), 0, 180, 360, hair, -1, cv2.LINE_AA)
     elif hs == 2:
         for k in range(-3, 4):
             cv2.circle(canvas, (int(cx + k * fw * 0.28), int(cy - fh * 0.88)), int(fw * 0.22), hair, -1, cv2.LINE_AA)
 
-    # Eyes.
-    ey = cy - 12
+
+def _draw_eyes(canvas: np.ndarray, traits: dict, cx: float, ey: float, dark: int, brow_raise: float,
+               brow_tilt: float, eye_open: float, asym: float) -> None:
+    """Both eyes (white, outline, iris) opened as the expression says, and the brows above them."""
+    skin, hair = int(traits["skin"]), int(traits["hair"])
     es = traits["eye_size"]
     for sx in (-1, 1):
         ex = cx + sx * traits["eye_dx"]
@@ -255,18 +274,25 @@ def _render(traits: dict, expression: str, r: np.random.Generator, size: int, no
         outer = np.array([cx + sx * (traits["eye_dx"] + 18), by + brow_tilt * 5])
         mid = (inner + outer) / 2 + np.array([0, -4 - brow_raise * 3])
         _pl(canvas, _bezier(inner, mid, outer), hair if abs(hair - skin) > 50 else dark, int(traits["brow_w"]))
-    # Nose.
+
+
+def _draw_nose(canvas: np.ndarray, traits: dict, cx: float, cy: float, dark: int, asym: float) -> None:
+    """The character's nose, and the wrinkles above it of a strongly asymmetric expression (disgust)."""
     nl = traits["nose_len"]
     if traits["nose_style"] == 0:
         _pl(canvas, np.array([[cx, cy + 2], [cx - 6, cy + 2 + nl], [cx + 4, cy + 4 + nl]]), dark, 3)
     elif traits["nose_style"] == 1:
-        cv2.circle(canvas, (int(cx), int(cy + nl)), int(5 + nl / 5), max(skin - 35, 0), -1, cv2.LINE_AA)
+        cv2.circle(canvas, (int(cx), int(cy + nl)), int(5 + nl / 5), max(int(traits["skin"]) - 35, 0), -1, cv2.LINE_AA)
     else:
         cv2.ellipse(canvas, (int(cx), int(cy + nl)), (10, 6), 0, 0, 180, dark, 3, cv2.LINE_AA)
-    if asym > 0.5:  # wrinkles above the nose
+    if asym > 0.5:
         for sx in (-1, 1):
             _pl(canvas, np.array([[cx + sx * 6, cy - 4], [cx + sx * 12, cy + 4]]), dark, 2)
-    # Mouth.
+
+
+def _draw_mouth(canvas: np.ndarray, traits: dict, cx: float, cy: float, dark: int, curve: float, mopen: float,
+                mwidth: float, asym: float) -> None:
+    """The mouth: a curved line, or an open dark mouth between two curves, tilted by the asymmetry."""
     my = cy + 48 + traits["nose_len"] * 0.3
     mw = 26 * mwidth
     tilt = asym * 7
@@ -280,7 +306,12 @@ def _render(traits: dict, expression: str, r: np.random.Generator, size: int, no
         _pl(canvas, np.concatenate([poly, poly[:1]]), dark, 3)
     else:
         _pl(canvas, _bezier(left, ctrl, right), dark, 5)
-    # Accessories.
+
+
+def _draw_accessory(canvas: np.ndarray, traits: dict, cx: float, cy: float, ey: float, dark: int) -> None:
+    """The character's accessory, if any: glasses, a hat, earrings or freckles."""
+    skin, es = int(traits["skin"]), traits["eye_size"]
+    fw, fh = traits["face_w"], traits["face_h"]
     acc = traits["accessory"]
     if acc == 1:  # glasses
         for sx in (-1, 1):
@@ -297,12 +328,16 @@ def _render(traits: dict, expression: str, r: np.random.Generator, size: int, no
         for k in range(5):
             cv2.circle(canvas, (int(cx - 40 + k * 20), int(cy + 20 + (k % 2) * 6)), 3, max(skin - 60, 0), -1, cv2.LINE_AA)
 
-    # Nuisance: pose (shift, rotation, scale), lighting gradient, noise.
+
+def _nuisance(canvas: np.ndarray, traits: dict, d: _Draws, r: np.random.Generator, size: int, noise: float,
+              palette: dict | None) -> np.ndarray:
+    """The drawn face posed (shift, rotation, scale), coloured with a ``palette``, lit, made noisy (the
+    image's last random numbers) and resized to ``size``: the uint8 image."""
+    S = canvas.shape[0]
     m = cv2.getRotationMatrix2D((S / 2, S / 2), d.angle, d.scale)
     m[:, 2] += (d.tx, d.ty)
     canvas = cv2.warpAffine(canvas, m, (S, S), flags=cv2.INTER_NEAREST if palette else cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-    out = canvas.astype(np.float32)
     gx = np.linspace(-1, 1, S, dtype=np.float32)[None, :]
     gy = np.linspace(-1, 1, S, dtype=np.float32)[:, None]
     light = d.light_x * gx + d.light_y * gy + d.light_level
@@ -310,15 +345,12 @@ def _render(traits: dict, expression: str, r: np.random.Generator, size: int, no
         rgb = _colourise(canvas, traits, palette, traits["background"] + d.background)
         out = cv2.GaussianBlur(rgb, (3, 3), 0) + light[:, :, None]
         out = out + r.normal(0.0, noise, size=out.shape[:2]).astype(np.float32)[:, :, None]
-        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        if size != S:
-            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-        return out, d
-    out = out + light + r.normal(0.0, noise, size=out.shape).astype(np.float32)
+    else:
+        out = canvas.astype(np.float32) + light + r.normal(0.0, noise, size=canvas.shape).astype(np.float32)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if size != S:
         out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-    return out, d
+    return out
 
 
 def _bins(d: _Draws) -> dict[str, float]:
