@@ -19,6 +19,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from deid.datasets.synthetic import SyntheticFergConfig
 from deid.errors import ConfigError, did_you_mean
 from deid.evaluation.audit_config import AuditConfig
 from deid.evaluation.gates import GateConfig
@@ -31,7 +32,7 @@ from deid.splits import SplitConfig
 if TYPE_CHECKING:
     from deid.workspace import Workspace
 
-__all__ = ["SyntheticSpec", "DatasetConfig", "MethodSpec", "TrackingConfig", "ReleaseConfig", "RunConfig",
+__all__ = ["DatasetConfig", "MethodSpec", "TrackingConfig", "ReleaseConfig", "RunConfig",
            "load_config", "validate_config", "build_config", "method_specs", "check_run", "check_devices", "check_name", "check_cron", "Name",
            "BASELINES", "NAME_PATTERN"]
 
@@ -83,16 +84,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SyntheticSpec(_Strict):
-    """Settings of the built-in FERG-like generator (see ``deid.datasets.synthetic``)."""
-
-    n_characters: int = Field(6, ge=2, le=64)
-    images_per_cell: int = Field(24, ge=2)
-    size: int = Field(256, ge=32)
-    entanglement: float = Field(0.5, ge=0.0, le=1.0)
-    noise: float = Field(4.0, ge=0.0)
-    seed: int = 0
-    colour: bool = False  # colour faces, as FERG's are (keep them with preprocess.grayscale: false)
+#: the former name of :class:`~deid.datasets.synthetic.SyntheticFergConfig` (deprecated: use that name)
+SyntheticSpec = SyntheticFergConfig
 
 
 class DatasetConfig(_Strict):
@@ -103,7 +96,7 @@ class DatasetConfig(_Strict):
 
     name: Name
     source: str = "builtin"
-    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+    synthetic: SyntheticFergConfig = Field(default_factory=SyntheticFergConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     loader_options: dict[str, Any] = Field(default_factory=dict)

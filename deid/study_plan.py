@@ -73,7 +73,8 @@ def run_config(p: StudyPlan, dataset: str, seed: int, *, work_dir: Path, jaffe_d
     the split, the fits and the audit, over one drawn set); no baselines besides the plan's own settings.
     The full-size plan's runs have names (and so folders under ``work/runs``) of their own. A setting the
     method refuses is a :class:`~deid.errors.ConfigError` naming the plan and the setting."""
-    from deid.config import DatasetConfig, SyntheticSpec, TrackingConfig, build_config, method_specs
+    from deid.config import DatasetConfig, TrackingConfig, build_config, method_specs
+    from deid.datasets.synthetic import SyntheticFergConfig
     from deid.evaluation.audit_config import AuditConfig
     from deid.preprocessing import PreprocessConfig
     from deid.splits import SplitConfig
@@ -85,7 +86,7 @@ def run_config(p: StudyPlan, dataset: str, seed: int, *, work_dir: Path, jaffe_d
 
     def parts() -> dict[str, Any]:
         if dataset == "ferg":
-            ds = DatasetConfig(name="ferg", source="builtin", synthetic=SyntheticSpec(
+            ds = DatasetConfig(name="ferg", source="builtin", synthetic=SyntheticFergConfig(
                 n_characters=p.ferg_characters, images_per_cell=p.ferg_per_cell, seed=0),
                 preprocess=PreprocessConfig(size=p.ferg_size), split=SplitConfig(val=0.1, test=0.2))
         else:

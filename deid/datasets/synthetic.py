@@ -22,12 +22,14 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from data_contracts.atomic import atomic_file
 from deid.datasets.ferg import ATTRIBUTES_FILE, FERG_CHARACTERS, FERG_EXPRESSIONS, write_ferg_attributes
@@ -58,27 +60,26 @@ _EXPRESSION_PARAMS = {
 _PARAM_SCALE = np.array([0.35, 0.35, 0.25, 0.35, 0.25, 0.15, 0.4], dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class SyntheticFergConfig:
-    """How much data to draw. Defaults give 6 × 7 × 30 = 1,260 images in a few seconds."""
+class SyntheticFergConfig(BaseModel):
+    """Settings of the generator, a run config's ``dataset.synthetic``: how much data to draw and how.
+    Defaults give 6 × 7 × 24 = 1,008 images in a few seconds. Fields are given by name, or the first
+    ones by position (``SyntheticFergConfig(6, 24, size=64)``)."""
 
-    n_characters: int = 6
-    images_per_cell: int = 30
-    size: int = 256
-    entanglement: float = 0.5
-    noise: float = 4.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_characters: int = Field(6, ge=2, le=64)
+    images_per_cell: int = Field(24, ge=2)
+    size: int = Field(256, ge=32)
+    entanglement: float = Field(0.5, ge=0.0, le=1.0)
+    noise: float = Field(4.0, ge=0.0)
     seed: int = 0
-    colour: bool = False  # RGB faces (FERG's are colour); grayscale otherwise
+    colour: bool = False  # RGB faces, as FERG's are (keep them with preprocess.grayscale: false); grayscale otherwise
 
-    def __post_init__(self) -> None:
-        if self.n_characters < 1:
-            raise ValueError("n_characters must be at least 1")
-        if self.images_per_cell < 1:
-            raise ValueError("images_per_cell must be at least 1")
-        if not 0.0 <= self.entanglement <= 1.0:
-            raise ValueError("entanglement must lie in [0, 1]")
-        if self.size < 32:
-            raise ValueError("size must be at least 32 pixels")
+    def __init__(self, *args: Any, **data: Any) -> None:
+        """The fields by name, the first ``len(args)`` of them (in declaration order) by position."""
+        if len(args) > len(type(self).model_fields):
+            raise TypeError(f"SyntheticFergConfig takes at most {len(type(self).model_fields)} positional arguments")
+        super().__init__(**dict(zip(type(self).model_fields, args)), **data)
 
 
 def character_names(n: int) -> list[str]:
@@ -380,7 +381,7 @@ def _gap(h: tuple[int, ...], seen: list[tuple[int, ...]]) -> int:
     return min((min(bin(a ^ b).count("1") - lim for a, b, lim in zip(h, o, limits)) for o in seen), default=64)
 
 
-def _distinct_render(traits: dict, expression: str, keys: tuple, cfg: "SyntheticFergConfig", palette,
+def _distinct_render(traits: dict, expression: str, keys: tuple, cfg: SyntheticFergConfig, palette,
                      seen: list[tuple[int, ...]]) -> tuple[np.ndarray, _Draws, tuple[int, ...]]:
     """Draw one image whose hashes are further than their limits from every hash in ``seen``; the
     redraw's random numbers are keyed by the attempt, so a rerun draws the same image."""
@@ -435,7 +436,7 @@ def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = Synthetic
     """
     root = Path(out_dir) / "FERG_DB_256"
     marker = root / ".deid-synthetic.json"
-    settings = asdict(cfg)
+    settings = cfg.model_dump()
     if not cfg.colour:  # trees drawn before the flag existed keep their marker
         del settings["colour"]
     want = json.dumps(settings, sort_keys=True)
@@ -447,7 +448,7 @@ def generate_ferg_like(out_dir: str | Path, cfg: SyntheticFergConfig = Synthetic
             f"{root} was generated with another config ({marker.read_text()}); remove it or choose another directory"
         )
     names = character_names(cfg.n_characters)
-    jobs = [(str(root), asdict(cfg), i, name, not complete) for i, name in enumerate(names)]
+    jobs = [(str(root), cfg.model_dump(), i, name, not complete) for i, name in enumerate(names)]
     workers = 1 if complete else workers or min(len(jobs), os.cpu_count() or 1)
     bar = _progress(total=len(jobs) * len(FERG_EXPRESSIONS) * cfg.images_per_cell, desc="generate FERG-like", enabled=progress and not complete)
     bins: dict[str, dict[str, float]] = {}
