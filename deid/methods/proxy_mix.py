@@ -54,6 +54,7 @@ the draws, so a release never sets it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -187,6 +188,39 @@ def _render_consistency(enc, faces, z):
     return (mu - z.detach()).pow(2).sum(1).mean()
 
 
+@dataclass
+class _Training:
+    """One fit's working set: device, random streams, data as tensors, optimisers, schedule and sizes."""
+
+    dev: "torch.device"
+    g: "torch.Generator"  # batches and posterior noise
+    rng: np.random.Generator  # identity mixtures
+    x: "torch.Tensor"  # (N, C, S, S) images at the network's size
+    identity: "torch.Tensor"  # (N,) proxy index
+    label: "torch.Tensor"  # (N,) utility label index
+    opt_g: "torch.optim.Optimizer"  # encoder, decoder and identity codes
+    opt_a: "torch.optim.Optimizer"  # adversary
+    opt_c: "torch.optim.Optimizer"  # label critic
+    sched: "torch.optim.lr_scheduler.LRScheduler"
+    steps: int
+    epochs: int
+    batch: int
+    pixels: float  # values per image
+    log_q: float  # log of the number of proxies
+
+
+def _classifier_step(net, opt, inputs, targets):
+    """One cross-entropy update of ``net`` on ``inputs``; returns its logits (before the update) and loss."""
+    import torch.nn.functional as F
+
+    logits = net(inputs)
+    loss = F.cross_entropy(logits, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logits, loss
+
+
 @register_method("proxy-mix")
 class ProxyMix(DeidMethod):
     """A face per image from a random mixture of k proxy identities, keeping its label, pose and lighting."""
@@ -277,13 +311,26 @@ class ProxyMix(DeidMethod):
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
-        import torch
-        import torch.nn.functional as F
-
+        """Train the encoder, decoder, identity codes, adversary and label critic on ``X`` (the training split)."""
         from deid.device import resolve_device
-        from deid.models.autoencoder import to_net
-        from deid.models.classifier import epochs_for, seed_everything
 
+        self._learn_labels(identity, utility)
+        dev = resolve_device(self.device)
+        run = self._start_training(X, identity, utility, dev)
+        history, done = self._train(run)
+        for m in self._modules():
+            m.eval()
+        # the training codes, the reference a smaller batch is aligned with (align_codes)
+        self.ref_codes_ = self._encode(X, dev)[0]
+        self.ref_identity_ = run.identity.numpy().astype(np.int32)
+        self.ref_label_ = run.label.numpy().astype(np.int32)
+        self.history_ = history
+        self.train_report_ = {"epochs": len(history["reconstruction"]), "steps": done,
+                              "identity_chance": 1.0 / len(self.proxies_),
+                              "adversary_acc_last_epoch": history["adversary_acc"][-1]}
+
+    def _learn_labels(self, identity, utility) -> None:
+        """The proxy identities and utility labels the model knows; refuses a ``k`` or ``max_weight`` they cannot meet."""
         if identity is None:
             raise MethodError("method 'proxy-mix' needs identity labels to fit")
         if utility is None:
@@ -296,102 +343,119 @@ class ProxyMix(DeidMethod):
             raise ConfigError(f"proxy-mix: max_weight = {self.max_weight} cannot be met by k = {self.k} weights "
                               f"summing to 1; raise it above 1/k or raise k")
         self.labels_ = sorted(str(v) for v in np.unique(utility))
+
+    def _start_training(self, X, identity, utility, dev) -> "_Training":
+        """Seeded fresh modules in train mode on ``dev``, the data as tensors, the optimisers and the schedule."""
+        import torch
+
+        from deid.models.autoencoder import to_net
+        from deid.models.classifier import epochs_for, seed_everything
+
         seed = int(self.random_state)
-        dev = resolve_device(self.device)
         g = seed_everything(seed)
         self._init_modules()
-        enc, dec, table, adv, critic = (m.to(dev).train() for m in self._modules())
+        for m in self._modules():
+            m.to(dev).train()
         rng = np.random.default_rng(seed)
         x_all = to_net(torch.from_numpy(np.ascontiguousarray(X)), int(self.image_size))
         qi = torch.from_numpy(np.searchsorted(self.proxies_, np.asarray(identity).astype(str)))
         ei = torch.from_numpy(np.searchsorted(self.labels_, np.asarray(utility).astype(str)))
-        n, q, e = len(X), len(self.proxies_), len(self.labels_)
+        n = len(X)
         bs = int(min(self.batch_size, n))
         epochs = epochs_for(int(self.epochs), n, bs, int(self.min_steps))
-        gen_params = [*enc.parameters(), *dec.parameters(), *table.parameters()]
+        gen_params = [*self.encoder_.parameters(), *self.decoder_.parameters(), *self.identity_codes_.parameters()]
         opt_g = torch.optim.Adam(gen_params, lr=float(self.lr))
-        opt_a = torch.optim.Adam(adv.parameters(), lr=float(self.lr))
-        opt_c = torch.optim.Adam(critic.parameters(), lr=float(self.lr))
+        opt_a = torch.optim.Adam(self.adversary_.parameters(), lr=float(self.lr))
+        opt_c = torch.optim.Adam(self.label_critic_.parameters(), lr=float(self.lr))
         steps = max(1, epochs * -(-n // bs))
         if self.max_steps is not None:  # a bigger set is seen for the same number of updates, not more of them
             steps = min(steps, int(self.max_steps))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, T_max=steps, eta_min=float(self.lr) * 0.05)
-        pixels = float(np.prod(x_all.shape[1:]))
-        log_q = float(np.log(q))
+        return _Training(dev=dev, g=g, rng=rng, x=x_all, identity=qi, label=ei, opt_g=opt_g, opt_a=opt_a,
+                         opt_c=opt_c, sched=sched, steps=steps, epochs=epochs, batch=bs,
+                         pixels=float(np.prod(x_all.shape[1:])), log_q=float(np.log(len(self.proxies_))))
+
+    def _train(self, run: "_Training") -> tuple[dict[str, list[float]], int]:
+        """The training loop, until ``run.steps`` updates: the per-epoch history and the updates made."""
+        import torch
+        from tqdm.auto import tqdm
+
         history = {"reconstruction": [], "kl": [], "adversary_ce": [], "adversary_acc": [], "critic_acc": [],
                    "mixture_label_acc": []}
         done = 0
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="fit proxy-mix", unit="step", mininterval=2.0)
-        for epoch in range(epochs):
-            if done >= steps:
+        bar = tqdm(total=run.steps, desc="fit proxy-mix", unit="step", mininterval=2.0)
+        for epoch in range(run.epochs):
+            if done >= run.steps:
                 break
             tot = np.zeros(6)
             count = 0
-            for idx in torch.randperm(n, generator=g).split(bs):
-                if done >= steps:
+            for idx in torch.randperm(len(run.x), generator=run.g).split(run.batch):
+                if done >= run.steps:
                     break
                 if len(idx) < 2:
                     continue
                 done += 1
                 bar.update(1)
-                xb, ib, eb = x_all[idx].to(dev), qi[idx].to(dev), ei[idx].to(dev)
-                mu, logvar = enc(xb)
-                z = mu + torch.randn(mu.shape, generator=g).to(dev) * (0.5 * logvar).exp()
-                # the adversary learns to read identity from the code as it is now
-                logits = adv(z.detach())
-                loss_a = F.cross_entropy(logits, ib)
-                opt_a.zero_grad(set_to_none=True)
-                loss_a.backward()
-                opt_a.step()
-                # the label critic learns the labels from real images
-                c_logits = critic(xb)
-                loss_c = F.cross_entropy(c_logits, eb)
-                opt_c.zero_grad(set_to_none=True)
-                loss_c.backward()
-                opt_c.step()
-                # the encoder and decoder reconstruct, keep the code small, and leave the adversary at uniform
-                onehot = F.one_hot(eb, e).float()
-                rec = dec(z, table(ib), onehot)
-                l_rec = F.mse_loss(rec, xb, reduction="sum") / len(xb)
-                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
-                l_adv = -F.log_softmax(adv(z), dim=1).mean(1).mean() - log_q  # KL(uniform ‖ adversary) ≥ 0
-                loss = l_rec + float(self.kl_weight) * kl + float(self.adversary_weight) * pixels ** 0.5 * l_adv
-                mix_acc = 0.0
-                if float(self.label_weight) > 0:  # faces of drawn identity mixtures must show their label to the critic
-                    w = torch.from_numpy(draw_mixtures(len(idx), q, min(int(self.k), q), float(self.alpha), rng,
-                                                       self._cap())).to(dev)
-                    mixed = dec(z, w @ table.weight, onehot)
-                    m_logits = critic(mixed)
-                    loss = loss + float(self.label_weight) * F.cross_entropy(m_logits, eb)
-                    mix_acc = float((m_logits.argmax(1) == eb).float().mean())
-                    if float(self.cycle_weight) > 0:  # the mixture face must show the code it was drawn with
-                        loss = loss + float(self.cycle_weight) * _render_consistency(enc, mixed, z)
-                opt_g.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_g.step()
-                sched.step()
-                acc = float((logits.argmax(1) == ib).float().mean())
-                c_acc = float((c_logits.argmax(1) == eb).float().mean())
-                tot += np.array([float(l_rec.detach()) / pixels, float(kl.detach()), float(loss_a.detach()), acc, c_acc,
-                                 mix_acc]) * len(idx)
+                tot += self._train_step(run, idx) * len(idx)
                 count += len(idx)
             for key, v in zip(history, tot / max(count, 1)):
                 history[key].append(float(v))
             bar.set_postfix(rec=f"{history['reconstruction'][-1]:.4f}", adv=f"{history['adversary_acc'][-1]:.2f}")
             _log.info("proxy-mix epoch %d: step %d of %d, reconstruction %.4f, adversary accuracy %.2f", epoch + 1,
-                      done, steps, history["reconstruction"][-1], history["adversary_acc"][-1])
+                      done, run.steps, history["reconstruction"][-1], history["adversary_acc"][-1])
         bar.close()
-        for m in self._modules():
-            m.eval()
-        # the training codes, the reference a smaller batch is aligned with (align_codes)
-        self.ref_codes_ = self._encode(X, dev)[0]
-        self.ref_identity_ = qi.numpy().astype(np.int32)
-        self.ref_label_ = ei.numpy().astype(np.int32)
-        self.history_ = history
-        self.train_report_ = {"epochs": len(history["reconstruction"]), "steps": done, "identity_chance": 1.0 / q,
-                              "adversary_acc_last_epoch": history["adversary_acc"][-1]}
+        return history, done
+
+    def _train_step(self, run: "_Training", idx) -> np.ndarray:
+        """One update of the adversary, the label critic, then the generator on the batch ``idx``: its
+        reconstruction error per pixel, KL, adversary loss and accuracy, critic accuracy, mixture label accuracy."""
+        import torch
+        import torch.nn.functional as F
+
+        dev = run.dev
+        xb, ib, eb = run.x[idx].to(dev), run.identity[idx].to(dev), run.label[idx].to(dev)
+        mu, logvar = self.encoder_(xb)
+        z = mu + torch.randn(mu.shape, generator=run.g).to(dev) * (0.5 * logvar).exp()
+        # the adversary learns to read identity from the code as it is now
+        logits, loss_a = _classifier_step(self.adversary_, run.opt_a, z.detach(), ib)
+        # the label critic learns the labels from real images
+        c_logits, _ = _classifier_step(self.label_critic_, run.opt_c, xb, eb)
+        # the encoder and decoder reconstruct, keep the code small, and leave the adversary at uniform
+        onehot = F.one_hot(eb, len(self.labels_)).float()
+        rec = self.decoder_(z, self.identity_codes_(ib), onehot)
+        l_rec = F.mse_loss(rec, xb, reduction="sum") / len(xb)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
+        l_adv = -F.log_softmax(self.adversary_(z), dim=1).mean(1).mean() - run.log_q  # KL(uniform ‖ adversary) ≥ 0
+        loss = l_rec + float(self.kl_weight) * kl + float(self.adversary_weight) * run.pixels ** 0.5 * l_adv
+        mix_acc = 0.0
+        if float(self.label_weight) > 0:
+            mix_loss, mix_acc = self._mixture_loss(run, z, onehot, eb)
+            loss = loss + mix_loss
+        run.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt_g.step()
+        run.sched.step()
+        acc = float((logits.argmax(1) == ib).float().mean())
+        c_acc = float((c_logits.argmax(1) == eb).float().mean())
+        return np.array([float(l_rec.detach()) / run.pixels, float(kl.detach()), float(loss_a.detach()), acc, c_acc,
+                         mix_acc])
+
+    def _mixture_loss(self, run: "_Training", z, onehot, eb) -> "tuple[torch.Tensor, float]":
+        """Faces of drawn identity mixtures must show their label to the critic (and, with ``cycle_weight``,
+        the code they were drawn with): the weighted loss and the critic's accuracy on them."""
+        import torch
+        import torch.nn.functional as F
+
+        q = len(self.proxies_)
+        w = torch.from_numpy(draw_mixtures(len(z), q, min(int(self.k), q), float(self.alpha), run.rng,
+                                           self._cap())).to(run.dev)
+        mixed = self.decoder_(z, w @ self.identity_codes_.weight, onehot)
+        m_logits = self.label_critic_(mixed)
+        loss = float(self.label_weight) * F.cross_entropy(m_logits, eb)
+        mix_acc = float((m_logits.argmax(1) == eb).float().mean())
+        if float(self.cycle_weight) > 0:  # the mixture face must show the code it was drawn with
+            loss = loss + float(self.cycle_weight) * _render_consistency(self.encoder_, mixed, z)
+        return loss, mix_acc
 
     # -- transforming -------------------------------------------------------------------
     def _label_index(self, utility) -> np.ndarray:
