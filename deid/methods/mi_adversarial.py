@@ -32,6 +32,8 @@ real training image of that identity (the paper's FERG substitution; see
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,7 +44,45 @@ from deid.methods.base import (DeidMethod, Device, Fraction, NonNegativeFloat, N
 from deid.methods.registry import register_method
 from deid.methods.substitution import identity_bank, nearest_in_bank
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["MIAdversarial"]
+
+
+class _StepLog:
+    """The fit's history: one numbered record per training step, and one per validation pass."""
+
+    def __init__(self, records: list[dict]) -> None:
+        self.records, self.step = records, 0
+
+    def __call__(self, phase: str, epoch: int, **values) -> None:
+        self.records.append({"phase": phase, "epoch": epoch, "step": self.step,
+                             **{k: float(x) for k, x in values.items()}})
+        self.step += 1
+
+    def validation(self, epoch: int, record: dict) -> None:
+        self.records.append({"phase": "val", "epoch": epoch, "step": self.step, **record})
+
+
+@dataclass
+class _Training:
+    """One fit's working set: the modules, optimisers, data as tensors, row indices, random stream and log."""
+
+    ae: "torch.nn.Module"  # the autoencoder
+    D: "torch.nn.Module"  # the discriminator
+    P: "torch.nn.Module"  # the private (identity) branch
+    opt_ae: "torch.optim.Optimizer"
+    opt_dp: "torch.optim.Optimizer"  # discriminator and private branch
+    Xt: "torch.Tensor"  # (N, C, H, W)
+    zt: "torch.Tensor"  # (N,) identity index
+    p_hat: "torch.Tensor"  # identity frequencies
+    train: np.ndarray  # training rows
+    check: np.ndarray  # rows of the check batch: the validation slice, else the training rows
+    real_pool: np.ndarray  # rows the discriminator sees as real
+    g: "torch.Generator"
+    dev: "torch.device"
+    log: _StepLog
 
 
 @register_method("mi-adversarial")
@@ -126,13 +166,21 @@ class MIAdversarial(DeidMethod):
 
     # -- fit -----------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
-        import torch
-        from torch.nn import functional as F
+        """Pre-train the autoencoder, then the adversaries, then train them against each other (early-stopped)."""
+        ids = self._learn_identities(X, identity)
+        run = self._start_training(X, ids)
+        self._pretrain_pixels(run)
+        self._pretrain_adversaries(run)
+        self.adversary_check_ = {"after_pretrain": self._check(run.Xt, run.zt, run.check, run.real_pool, run.p_hat,
+                                                               run.dev)}
+        self._train_adversarially(run)
+        self._report_adversaries(run)
+        if self.substitute:
+            self.bank_ = identity_bank(X, ids, self.target_identity, "mi-adversarial.fit")
 
-        from deid.device import resolve_device
-        from deid.models.adversarial import BestState, batches, clip_
-        from deid.models.classifier import epochs_for, seed_everything
-
+    def _learn_identities(self, X, identity) -> np.ndarray:
+        """The identities (the private label) and their frequencies; refuses settings that cannot train.
+        Returns each image's identity as a string."""
         if identity is None:
             raise MethodError("method 'mi-adversarial' needs identity labels (the private label) to fit")
         if self.lam < 0:
@@ -148,6 +196,16 @@ class MIAdversarial(DeidMethod):
         self.p_hat_ = (np.bincount(z_np, minlength=len(self.classes_)) / len(z_np)).astype(np.float32)
         if self.target_identity is not None:
             identity_bank(X, ids, self.target_identity, "mi-adversarial.fit")  # fails early with a clear message
+        return ids
+
+    def _start_training(self, X, ids: np.ndarray) -> "_Training":
+        """Seeded fresh modules on the device, the validation slice, the real images the discriminator sees
+        (the target identity's, when there is one), the optimisers and the data as tensors."""
+        import torch
+
+        from deid.device import resolve_device
+        from deid.models.classifier import seed_everything
+
         dev = resolve_device(self.device)
         g = seed_everything(int(self.random_state))
         rng = np.random.default_rng(int(self.random_state))
@@ -163,57 +221,77 @@ class MIAdversarial(DeidMethod):
         opt_ae = torch.optim.Adam(ae.parameters(), lr=float(self.lr), betas=(0.5, 0.999))
         opt_dp = torch.optim.Adam(list(D.parameters()) + list(P.parameters()), lr=float(self.lr), betas=(0.5, 0.999))
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        zt = torch.from_numpy(z_np.astype(np.int64))
+        zt = torch.from_numpy(np.searchsorted(self.classes_, ids).astype(np.int64))
         p_hat = torch.from_numpy(self.p_hat_).to(dev)
-        check = val if n_val else train
         self.history_ = []
-        step = 0
+        return _Training(ae=ae, D=D, P=P, opt_ae=opt_ae, opt_dp=opt_dp, Xt=Xt, zt=zt, p_hat=p_hat, train=train,
+                         check=val if n_val else train, real_pool=real_pool, g=g, dev=dev, log=_StepLog(self.history_))
 
-        def log(phase, epoch, **v):
-            nonlocal step
-            self.history_.append({"phase": phase, "epoch": epoch, "step": step, **{k: float(x) for k, x in v.items()}})
-            step += 1
+    def _epochs(self, run: "_Training", epochs: int) -> int:
+        """Epochs of a phase asked ``epochs``: at least ``min_steps`` steps, however small the set."""
+        from deid.models.classifier import epochs_for
 
-        def n_epochs(e: int) -> int:  # each phase gets at least ``min_steps`` steps, however small the set
-            return epochs_for(int(e), len(train), int(self.batch_size), int(self.min_steps))
+        return epochs_for(int(epochs), len(run.train), int(self.batch_size), int(self.min_steps))
 
-        # 1. pixel pre-training
-        for epoch in range(n_epochs(self.pretrain_epochs)):
+    def _pretrain_pixels(self, run: "_Training") -> None:
+        """Phase 1: the autoencoder learns to reconstruct (pixel error only)."""
+        from torch.nn import functional as F
+
+        from deid.models.adversarial import batches, clip_
+
+        ae = run.ae
+        for epoch in range(self._epochs(run, self.pretrain_epochs)):
             ae.train()
-            for b in batches(len(train), int(self.batch_size), g):
-                x = Xt[train[b.numpy()]].to(dev)
+            for b in batches(len(run.train), int(self.batch_size), run.g):
+                x = run.Xt[run.train[b.numpy()]].to(run.dev)
                 loss = F.mse_loss(ae(x), x)
-                opt_ae.zero_grad(set_to_none=True)
+                run.opt_ae.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_(ae, float(self.clip))
-                opt_ae.step()
-                log("pretrain", epoch, mse=loss.detach())
+                run.opt_ae.step()
+                run.log("pretrain", epoch, mse=loss.detach())
 
-        # 2. discriminator pre-training, alternating with adversarial-only autoencoder updates
-        for epoch in range(n_epochs(self.disc_pretrain_epochs)):
-            for b in batches(len(train), int(self.batch_size), g):
-                idx = train[b.numpy()]
+    def _pretrain_adversaries(self, run: "_Training") -> None:
+        """Phase 2: the discriminator and private branch learn, alternating with adversarial-only autoencoder updates."""
+        from deid.models.adversarial import batches
+
+        for epoch in range(self._epochs(run, self.disc_pretrain_epochs)):
+            for b in batches(len(run.train), int(self.batch_size), run.g):
+                idx = run.train[b.numpy()]
                 for _ in range(max(1, int(self.disc_steps))):
-                    self._adversary_step(ae, D, P, opt_dp, Xt, zt, idx, real_pool, g, dev, log, "disc_pretrain", epoch)
-                self._autoencoder_step(ae, D, P, opt_ae, Xt, zt, idx, p_hat, 0.0, dev, log, "disc_pretrain", epoch)
-        self.adversary_check_ = {"after_pretrain": self._check(Xt, zt, check, real_pool, p_hat, dev)}
+                    self._adversary_step(run.ae, run.D, run.P, run.opt_dp, run.Xt, run.zt, idx, run.real_pool, run.g,
+                                         run.dev, run.log, "disc_pretrain", epoch)
+                self._autoencoder_step(run.ae, run.D, run.P, run.opt_ae, run.Xt, run.zt, idx, run.p_hat, 0.0, run.dev,
+                                       run.log, "disc_pretrain", epoch)
 
-        # 3. alternating autoencoder vs (discriminator + private branch)
+    def _train_adversarially(self, run: "_Training") -> None:
+        """Phase 3: the autoencoder against the discriminator and private branch, early-stopped on the check
+        batch; the best epoch's weights are kept and the modules left on the CPU in eval mode."""
+        from deid.models.adversarial import BestState, batches
+
         best = BestState(int(self.patience))
-        for epoch in range(n_epochs(self.epochs)):
-            for b in batches(len(train), int(self.batch_size), g):
-                idx = train[b.numpy()]
-                self._adversary_step(ae, D, P, opt_dp, Xt, zt, idx, real_pool, g, dev, log, "adversarial", epoch)
-                self._autoencoder_step(ae, D, P, opt_ae, Xt, zt, idx, p_hat, float(self.lam), dev, log, "adversarial", epoch)
-            rec = self._check(Xt, zt, check, real_pool, p_hat, dev)
-            self.history_.append({"phase": "val", "epoch": epoch, "step": step, **rec})
-            if best.update(rec["loss"], epoch, autoencoder=ae, discriminator=D, private=P):
+        for epoch in range(self._epochs(run, self.epochs)):
+            for b in batches(len(run.train), int(self.batch_size), run.g):
+                idx = run.train[b.numpy()]
+                self._adversary_step(run.ae, run.D, run.P, run.opt_dp, run.Xt, run.zt, idx, run.real_pool, run.g,
+                                     run.dev, run.log, "adversarial", epoch)
+                self._autoencoder_step(run.ae, run.D, run.P, run.opt_ae, run.Xt, run.zt, idx, run.p_hat,
+                                       float(self.lam), run.dev, run.log, "adversarial", epoch)
+            rec = self._check(run.Xt, run.zt, run.check, run.real_pool, run.p_hat, run.dev)
+            run.log.validation(epoch, rec)
+            if best.update(rec["loss"], epoch, autoencoder=run.ae, discriminator=run.D, private=run.P):
                 break
-        best.restore(autoencoder=ae, discriminator=D, private=P)
+        best.restore(autoencoder=run.ae, discriminator=run.D, private=run.P)
         self.best_epoch_ = int(best.epoch)
-        for m in (ae, D, P):
+        for m in (run.ae, run.D, run.P):
             m.cpu().eval()
-        final = self._check(Xt, zt, check, real_pool, p_hat, torch.device("cpu"))
+
+    def _report_adversaries(self, run: "_Training") -> None:
+        """``adversary_check_``: the final check, and whether each adversary learned while pre-trained (scored on
+        each batch before updating on it); warns when one did not, as privacy figures would then flatter."""
+        import torch
+
+        final = self._check(run.Xt, run.zt, run.check, run.real_pool, run.p_hat, torch.device("cpu"))
         k = len(self.classes_)
         # each batch is scored before the adversaries update on it: a held-out figure per step
         pre_steps = [h for h in self.history_ if h["phase"] == "disc_pretrain/adversary"]
@@ -230,9 +308,7 @@ class MIAdversarial(DeidMethod):
         if not (self.adversary_check_["disc_learned"] and self.adversary_check_["private_learned"]):
             warnings.warn(f"mi-adversarial: an adversary did not learn before the adversarial phase "
                           f"(discriminator {disc_acc:.2f} vs 0.5, private branch {priv_acc:.2f} "
-                          f"vs {1 / k:.2f}); privacy figures from this model would be flattering", stacklevel=3)
-        if self.substitute:
-            self.bank_ = identity_bank(X, ids, self.target_identity, "mi-adversarial.fit")
+                          f"vs {1 / k:.2f}); privacy figures from this model would be flattering", stacklevel=4)
 
     def _adversary_step(self, ae, D, P, opt, Xt, zt, idx, real_pool, g, dev, log, phase, epoch):
         """Eq. 13 and 14: discriminator on selector output ``v``, private branch on ``x̂``."""
