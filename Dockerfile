@@ -35,7 +35,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# 2. The code, installed in place (configs/ and policy/ are read beside it), without touching the dependencies.
+# 2. The code, installed in place (configs/ are read beside it; the release owner names a policy with
+#    DEID_RELEASE_POLICY, else the package's own applies), without touching the dependencies.
 COPY README.md ./
 COPY data_contracts ./data_contracts
 COPY deid ./deid
@@ -43,7 +44,6 @@ COPY tasks ./tasks
 COPY flows ./flows
 COPY bench ./bench
 COPY configs ./configs
-COPY policy ./policy
 RUN pip install --no-cache-dir --no-deps -e . \
  && useradd --create-home --uid 10001 --user-group deid \
  && mkdir -p /app/work \

@@ -44,7 +44,7 @@ from data_contracts import (ANONYMIZED_SCHEMA, IMAGES_SCHEMA, RELEASE_SCHEMA, SP
 from deid import __version__
 from deid.errors import DeidError
 from deid.release_card import HF_SPLIT_NAMES, NOTICE, dataset_card, md_code
-from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, privacy_floor
+from deid.release_policy import ReleasePolicy, ReleaseRefused, near_copies, privacy_floor, release_policy
 
 __all__ = ["ReleaseResult", "publish_release", "find_leaks", "LeakError", "ReleaseRefused", "MANIFEST", "CARD",
            "DECLARED_FIELDS", "release_order", "new_release_ids", "dataset_card", "md_code", "HF_SPLIT_NAMES",
@@ -455,7 +455,8 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     anywhere in the release (identities, source file names): if they do, nothing is published.
     ``private_dir`` (under the work directory, never published) keeps the secret key and the index
     that lets a rerun find its version; ``originals_dir`` is the ingested ``images`` table every
-    output is compared with. ``policy`` (the release owner's floors, defaults when None) is applied
+    output is compared with. ``policy`` (the release owner's floors; when None, the one
+    :func:`deid.release_policy.release_policy` finds) is applied
     to ``audit`` (the method's audit metrics; the margin is the stricter of ``run_margin`` and the
     policy's) and to every image, before anything is written.
     Concurrent publishers serialise on a lock; a version that exists is reused, never rewritten.
@@ -463,7 +464,7 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
     """
     from data_contracts import digest_table
 
-    policy = policy or ReleasePolicy()
+    policy = policy or release_policy()
     if audit is not None and (reasons := privacy_floor(policy, audit, run_margin)):
         raise ReleaseRefused("; ".join(reasons))
     private_dir = Path(private_dir)
@@ -509,7 +510,7 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
                    "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
                                      for s in SPLITS},
                    **public, "deid_version": __version__, "license": license, "labels": labels,
-                   "release_policy": policy.model_dump(), "files": files, "notice": NOTICE}
+                   "release_policy": policy.record(), "files": files, "notice": NOTICE}
             (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
             (tmp / CARD).write_text(dataset_card(
                 dataset=dataset, method=method, params=public.get("method_params") or {}, license=license,

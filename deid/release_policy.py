@@ -4,12 +4,17 @@ Two files decide whether a method's output may be published, and they have diffe
 
 - the **run config** (``configs/*.yaml``, the pipeline operator's) asks for a release and sets
   the audit's gates, which may be as strict as the operator likes;
-- the **release policy** (``policy/release.yaml`` beside ``configs/``, the release owner's) sets
-  the privacy floor: the largest margin above (or below) chance an informed attacker may keep,
+- the **release policy** (the release owner's) sets the privacy floor: the largest margin above (or below) chance an informed attacker may keep,
   how close an output may be to its own input, and the usefulness floor: how much of the
   originals' accuracy on real faces a model trained on the release keeps (TSTR) and original-trained
   classifiers keep on the release (TRTS). A run config cannot point elsewhere, and a margin
   in the run config wider than the policy's is ignored for the release.
+
+  The policy comes from one place the release owner controls, never from the project, the current
+  folder or the work dir a run is given: the file named by ``DEID_RELEASE_POLICY`` in the environment
+  the pipeline is started in (the owner's setting for a machine or a deployment's worker), else the
+  package's own ``deid/release-policy.yaml``. Its values, where they came from and their digest go into
+  every release's manifest.
 
 On top of the policy, two checks hold whatever any file says (:data:`HARD_MAX_SSIM`): a release
 is refused when any output is pixel-identical to its own input, has SSIM at or above 0.95 with it,
@@ -18,19 +23,26 @@ or has the same perceptual hash.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from deid.errors import ConfigError, DeidError
 
-__all__ = ["ReleasePolicy", "ReleaseRefused", "load_release_policy", "POLICY_FILE", "HARD_MAX_SSIM",
-           "HARD_MAX_ATTACKER_MARGIN", "NearCopies", "near_copies", "perceptual_hash", "privacy_floor"]
+__all__ = ["ReleasePolicy", "ReleaseRefused", "load_release_policy", "release_policy", "POLICY_ENV",
+           "PACKAGE_POLICY", "HARD_MAX_SSIM", "HARD_MAX_ATTACKER_MARGIN", "NearCopies", "near_copies",
+           "perceptual_hash", "privacy_floor"]
 
-POLICY_FILE = Path("policy") / "release.yaml"
+#: The environment variable naming the release owner's policy file.
+POLICY_ENV = "DEID_RELEASE_POLICY"
+#: The package's own policy, used when the owner names none.
+PACKAGE_POLICY = Path(__file__).with_name("release-policy.yaml")
 HARD_MAX_SSIM = 0.95
 HARD_MAX_ATTACKER_MARGIN = 0.10
 # Usefulness protects the release's users, not the people in it: its owner may set any floor, 0 included
@@ -62,18 +74,48 @@ class ReleasePolicy(BaseModel):
     min_phash_distance: int = Field(1, ge=1, le=32,
                                     description="an output whose 63-bit perceptual hash is closer than this to "
                                                 "its input's is a near copy")
+    _source: str = PrivateAttr("the built-in defaults")
+
+    @property
+    def source(self) -> str:
+        """Where the policy was read from: ``package default`` or the owner's file."""
+        return self._source
+
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the policy's values (not of the file's comments or layout)."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def record(self) -> dict:
+        """What a release's manifest says of the policy it met: its values, source and digest."""
+        return {**self.model_dump(), "source": self.source, "digest": self.digest()}
 
 
-def load_release_policy(base: str | Path) -> ReleasePolicy:
-    """The policy in ``<base>/policy/release.yaml``, or the defaults when that file does not exist."""
-    p = Path(base) / POLICY_FILE
-    if not p.exists():
-        return ReleasePolicy()
+def load_release_policy(path: str | Path, source: str | None = None) -> ReleasePolicy:
+    """The policy in the YAML file ``path``; one :class:`ConfigError` naming the file when it cannot."""
+    p = Path(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
-        return ReleasePolicy.model_validate(data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a release policy is a mapping of floors, not {type(data).__name__}")
+        policy = ReleasePolicy.model_validate(data)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the release policy: {exc.strerror or exc}") from None
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{p}: invalid release policy: {exc}") from None
+    policy._source = source or str(p)
+    return policy
+
+
+def release_policy(environ: dict[str, str] | None = None) -> ReleasePolicy:
+    """The release policy every release of this process meets: the file named by ``DEID_RELEASE_POLICY``
+    (the release owner's; a name that does not load is an error, never a fall back to the defaults), else
+    the package's own. Nothing is read from the project, the current folder or a work dir."""
+    env = os.environ if environ is None else environ
+    owner = env.get(POLICY_ENV, "").strip()
+    if owner:
+        return load_release_policy(Path(owner).expanduser(), source=f"{POLICY_ENV}={owner}")
+    return load_release_policy(PACKAGE_POLICY, source="package default")
 
 
 def privacy_floor(policy: ReleasePolicy, metrics: dict[str, float], run_margin: float) -> list[str]:

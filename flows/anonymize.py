@@ -29,7 +29,7 @@ from deid.pipeline import identities_of, public_config
 from deid.provenance import git_commit
 from deid.reporting.summary import ReleaseSummary, build_summary, write_summary
 from deid.release import release_private_dir
-from deid.release_policy import load_release_policy
+from deid.release_policy import release_policy
 from deid.run import ResolvedRun, resolve_run
 from deid.workspace import WorkLayout, release_root
 from flows.ingest import ingest_run
@@ -64,7 +64,8 @@ def _preflight(run: ResolvedRun) -> None:
     """Everything that can be checked before heavy work: fail fast with the field's name.
 
     The dataset source exists; the work directory and release root are folders the pipeline may
-    write to (:func:`deid.workspace.check_workspace`), then claimed; the CUDA devices named exist.
+    write to (:func:`deid.workspace.check_workspace`), then claimed; the CUDA devices named exist; a
+    release's policy (the owner's ``DEID_RELEASE_POLICY`` or the package's) loads.
     The ``deid`` command runs it too, before it starts a flow.
     """
     from deid.config import check_devices
@@ -76,6 +77,8 @@ def _preflight(run: ResolvedRun) -> None:
         raise ConfigError(f"dataset.source: {src} does not exist (dataset '{cfg.dataset.name}')")
     workspace = check_workspace(cfg, run.base)
     check_devices(cfg)
+    if cfg.release.enabled:
+        release_policy()
     claim_workspace(workspace)
 
 
@@ -250,7 +253,7 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                         "preprocess": ds.preprocess.model_dump()}
             try:
                 rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest,
-                                      str(images), str(release_private_dir(work)), load_release_policy(base_dir),
+                                      str(images), str(release_private_dir(work)), release_policy(),
                                       cfg.gates.attacker_margin, metrics, license=cfg.release.license,
                                       source=source_facts(cfg))
             except DeidError as exc:  # the release policy's floors, a leak: nothing was published

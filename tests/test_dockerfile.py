@@ -3,7 +3,7 @@
 
 - a python slim base; torch from the CPU wheel index; no version pin repeated from pyproject.toml;
 - the dependencies installed from pyproject.toml before any code is copied (a code change keeps that layer);
-- every package of pyproject.toml, ``configs/`` and ``policy/`` copied, and the code installed with ``--no-deps``;
+- every package of pyproject.toml and ``configs/`` copied, and the code installed with ``--no-deps``;
 - the commit as a build argument that reaches a label; a non-root user; a ``/app/work`` volume; ``deid`` as entrypoint;
 - ``.dockerignore`` keeps the venv, ``work/`` and ``.git`` out, and hides nothing the Dockerfile copies.
 """
@@ -148,7 +148,7 @@ def dockerfile_problems(text: str, packages: list[str], dockerignore: str | None
 def _packages() -> list[str]:
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = cfg["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({p.split(".")[0].rstrip("*") for p in include}) + ["configs", "policy"]
+    return sorted({p.split(".")[0].rstrip("*") for p in include}) + ["configs"]
 
 
 def _dockerfile() -> str:

@@ -17,7 +17,7 @@ from deid.errors import ConfigError
 from deid.methods import get_method
 from deid.pipeline import anonymize_table
 from deid.release import LeakError, ReleaseRefused, find_leaks, publish_release
-from deid.release_policy import ReleasePolicy, load_release_policy
+from deid.release_policy import PACKAGE_POLICY, POLICY_ENV, ReleasePolicy, load_release_policy, release_policy
 
 
 def _anonymize(name: str, ferg_images, tmp_path_factory):
@@ -215,16 +215,48 @@ def test_the_policy_margin_binds_a_loose_run_gate(anonymized, ferg_images, tmp_p
 @pytest.mark.reliability(section="3. Gates a run cannot loosen", case="release policy file loosens the floors (margin 0.5, SSIM 0.99)",
                          before="no policy file: the run config's gates were the only gates", after="refused at load with the field named")
 def test_policy_file_cannot_go_past_the_hard_limits(tmp_path):
-    assert load_release_policy(tmp_path) == ReleasePolicy()
-    (tmp_path / "policy").mkdir()
-    (tmp_path / "policy" / "release.yaml").write_text("max_attacker_margin: 0.5\n")
+    p = tmp_path / "release.yaml"
+    p.write_text("max_attacker_margin: 0.5\n")
     with pytest.raises(ConfigError, match="max_attacker_margin"):
-        load_release_policy(tmp_path)
-    (tmp_path / "policy" / "release.yaml").write_text("max_ssim: 0.99\n")
+        load_release_policy(p)
+    p.write_text("max_ssim: 0.99\n")
     with pytest.raises(ConfigError, match="max_ssim"):
-        load_release_policy(tmp_path)
-    (tmp_path / "policy" / "release.yaml").write_text("max_attacker_margin: 0.02\nmax_ssim: 0.8\n")
-    assert load_release_policy(tmp_path).max_attacker_margin == 0.02
+        load_release_policy(p)
+    p.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_release_policy(p)
+    p.write_text("max_attacker_margin: 0.02\nmax_ssim: 0.8\n")
+    assert load_release_policy(p).max_attacker_margin == 0.02
+
+
+@pytest.mark.reliability(section="3. Gates a run cannot loosen", case="a policy/release.yaml in the folder a run starts in or its project",
+                         before="read from the current folder: a local file raised the margin from 0.05 to the hard limit",
+                         after="never read: the owner's DEID_RELEASE_POLICY or the package's; values, source and digest in the manifest")
+def test_the_policy_comes_from_the_owner_or_the_package_never_from_the_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(POLICY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "release.yaml").write_text("max_attacker_margin: 0.10\nmin_tstr_retention: 0.0\n")
+    package = release_policy()
+    assert package.source == "package default" and package.digest() == load_release_policy(PACKAGE_POLICY).digest()
+    assert package.max_attacker_margin == 0.05 and package.min_tstr_retention == 0.9
+    owner = tmp_path / "owner.yaml"
+    owner.write_text("max_attacker_margin: 0.02\n")
+    monkeypatch.setenv(POLICY_ENV, str(owner))
+    mine = release_policy()
+    assert mine.max_attacker_margin == 0.02 and mine.source == f"{POLICY_ENV}={owner}"
+    assert mine.digest() != package.digest() and mine.record()["digest"] == mine.digest()
+    monkeypatch.setenv(POLICY_ENV, str(tmp_path / "missing.yaml"))  # named but absent: an error, not the defaults
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        release_policy()
+
+
+def test_the_manifest_names_the_policy_it_met(anonymized, ferg_images, tmp_path, monkeypatch):
+    monkeypatch.delenv(POLICY_ENV, raising=False)
+    r = _publish(anonymized, ferg_images, tmp_path / "rel", tmp_path / "private")
+    rec = json.loads((r.path / "manifest.json").read_text())["release_policy"]
+    assert rec == release_policy().record() and rec["source"] == "package default"
+    assert rec["digest"].startswith("sha256:") and len(rec["digest"]) == 7 + 64
 
 
 @pytest.mark.reliability(section="3. Gates a run cannot loosen", case="substitution's own target_identity (named by the config) in the manifest",
@@ -258,7 +290,7 @@ def test_leak_scan_finds_columns_and_metadata(tmp_path):
 def test_the_shipped_policy_file_is_valid_and_no_looser_than_the_defaults():
     from pathlib import Path
 
-    shipped = load_release_policy(Path(__file__).resolve().parents[1])
+    shipped = load_release_policy(PACKAGE_POLICY)
     default = ReleasePolicy()
     assert shipped.max_attacker_margin <= default.max_attacker_margin and shipped.max_ssim <= default.max_ssim
     assert shipped.min_phash_distance >= default.min_phash_distance

@@ -1,5 +1,6 @@
 """Shared by the flow tests: one Prefect test server for every module of this folder (flows and their
-tasks need an API), and the built-in set of ``settings.SMALL_DECIDABLE`` drawn once."""
+tasks need an API), the built-in set of ``settings.SMALL_DECIDABLE`` drawn once, and the release owner's
+policy for tests of mechanics (``settings.mechanics_policy``) named in every flow test's environment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.settings import SMALL_DECIDABLE
+from tests.flows.settings import SMALL_DECIDABLE, mechanics_policy
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,3 +94,10 @@ def seed_small_decidable(small_decidable_tree):
             shutil.copytree(small_decidable_tree, dest)
 
     return seed
+
+
+@pytest.fixture(autouse=True)
+def _owner_policy(tmp_path_factory, monkeypatch):
+    """Every flow test runs under the release owner's policy for tests of mechanics (no usefulness floor),
+    named by ``DEID_RELEASE_POLICY`` as an owner names theirs; the processes a test starts inherit it."""
+    return mechanics_policy(tmp_path_factory.mktemp("owner"), monkeypatch)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,6 @@ def _config(tmp: Path, **release) -> Path:
         "release": {"enabled": True, "method": "proxy-morph", "root": str(tmp / "release"), **release},
         "work_dir": str(tmp / "work"),
     }
-    mechanics_policy(tmp)
     p = tmp / "tiny.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
@@ -37,9 +36,13 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
 
     from data_contracts import IMAGES_SCHEMA, read_table
     from deid.release import find_leaks
+    from deid.release_policy import POLICY_ENV, release_policy
     from flows.anonymize import anonymize_ferg
 
     seed_small_decidable(tmp_path / "work")
+    # A policy file in the project is not the owner's: it is never read (the owner's is DEID_RELEASE_POLICY).
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "release.yaml").write_text("max_attacker_margin: 0.01\n")
     out = anonymize_ferg(config=str(_config(tmp_path)), base=str(tmp_path))
     methods = [r["method"] for r in out["table"]]
     assert methods == ["original", "proxy-morph", "none", "blackout"]  # blackout: the audit's negative control
@@ -69,6 +72,8 @@ def test_flow_runs_audits_tracks_and_publishes(prefect_server, seed_small_decida
     rel = Path(out["release"]["path"])
     manifest = json.loads((rel / "manifest.json").read_text())
     assert manifest["method"] == "proxy-morph" and not {"mlflow_run_id", "code_commit"} & set(manifest)
+    owner = release_policy()
+    assert manifest["release_policy"] == owner.record() and owner.source.startswith(f"{POLICY_ENV}=")
     from deid.release import release_private_dir, release_record
 
     record = release_record(release_private_dir(tmp_path / "work"), "ferg", out["release"]["version"])

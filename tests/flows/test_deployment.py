@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,6 @@ def _tiny_config(tmp: Path) -> Path:
         "work_dir": str(tmp / "work"),
         "schedule": "0 3 * * 1",
     }
-    mechanics_policy(tmp)
     p = tmp / "tiny-served.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE, mechanics_policy
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, SMALL_DECIDABLE
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,6 @@ def _config(tmp: Path) -> Path:
         "work_dir": str(tmp / "work"),
     }
     tmp.mkdir(parents=True, exist_ok=True)
-    mechanics_policy(tmp)
     p = tmp / "tiny-kill.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES, mechanics_policy
+from tests.flows.settings import FAST_POOLED_AUDIT, MECHANICS_GATES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,6 @@ def test_the_readme_own_dataset_command_runs_to_a_licensed_release(tmp_path):
     shutil.copy(ROOT / m.group(1), project / m.group(1))
     example = yaml.safe_load((project / m.group(1)).read_text())
     unusable = _my_faces(project, per_cell=21)
-    mechanics_policy(project)  # the release owner's policy beside the configs: no usefulness floor (a test of mechanics)
     # The command as written, with the run made small and releasable, and another work directory.
     sets = {"work_dir": str(work), "dataset.preprocess.size": 40, "include_baselines": False,
             "methods": [{"name": "proxy-morph", "params": {"k": 3, "draw_seed": 0}}], "audit": FAST_POOLED_AUDIT,
@@ -88,4 +87,4 @@ def test_the_readme_own_dataset_command_runs_to_a_licensed_release(tmp_path):
     assert json.loads((card.parent / "manifest.json").read_text())["license"] == "cc-by-4.0"
     # One work directory for everything the run wrote: Prefect's database and the MLflow store too.
     assert (work / "prefect" / "prefect.db").is_file() and (work / "mlflow" / "mlflow.db").is_file()
-    assert sorted(p.name for p in project.iterdir()) == ["configs", "data", "policy"]
+    assert sorted(p.name for p in project.iterdir()) == ["configs", "data"]
