@@ -110,11 +110,11 @@ class FaDeNet(DeidMethod):
 
     # -- fit -----------------------------------------------------------------------------
     def _fit(self, X, identity, utility):
+        """Train the identity critic, freeze it, then train the transformer against it (early-stopped)."""
         import torch
 
         from deid.device import resolve_device
-        from deid.models.adversarial import BestState, batches, clip_, random_affine
-        from deid.models.classifier import CNNClassifier, epochs_for, seed_everything
+        from deid.models.classifier import seed_everything
 
         if identity is None:
             raise MethodError("method 'fadenet' needs identity labels to fit (they train its identity critic)")
@@ -129,11 +129,20 @@ class FaDeNet(DeidMethod):
         n_val = int(round(n * self.val_fraction)) if self.val_fraction and n >= 20 else 0
         order = rng.permutation(n)
         val, train = order[:n_val], order[n_val:]
+        self._train_critic(X[train], identity[train], dev)
+        Xt, z_all = self._train_transformer(X, identity, train, val, g, dev)
+        self.transformer_.cpu().eval()
+        self.critic_.cpu().eval()
+        check = self._evaluate(Xt[val] if n_val else Xt, z_all[val] if n_val else z_all, torch.device("cpu"))
+        self.critic_check_ = {"on": "validation" if n_val else "train", **check}
 
-        # 1. the identity critic, trained then frozen
+    def _train_critic(self, X, identity, dev) -> None:
+        """Phase 1: the identity critic, trained on the training rows then frozen on ``dev``; starts the history."""
+        from deid.models.classifier import CNNClassifier
+
         critic = CNNClassifier(epochs=int(self.critic_epochs), width=int(self.critic_width), batch_size=int(self.batch_size),
                                min_steps=int(self.min_steps), random_state=int(self.random_state),
-                               device=self.device).fit(X[train], identity[train])
+                               device=self.device).fit(X, identity)
         self.critic_classes_ = np.asarray(critic.classes_).astype(str)
         self.history_ = [{"phase": "critic", **h} for h in critic.history_]
         self._init_modules()
@@ -142,7 +151,14 @@ class FaDeNet(DeidMethod):
         for p in self.critic_.parameters():
             p.requires_grad_(False)
 
-        # 2. the transformer against the critic
+    def _train_transformer(self, X, identity, train, val, g, dev) -> "tuple[torch.Tensor, torch.Tensor]":
+        """Phase 2: the transformer against the frozen critic, early-stopped on the validation rows (if any),
+        its best epoch kept; returns the images and their critic classes as tensors."""
+        import torch
+
+        from deid.models.adversarial import BestState, batches, clip_, random_affine
+        from deid.models.classifier import epochs_for, seed_everything
+
         seed_everything(int(self.random_state) + 1)
         self.transformer_.to(dev)
         opt = torch.optim.Adam(self.transformer_.parameters(), lr=float(self.lr))
@@ -166,17 +182,14 @@ class FaDeNet(DeidMethod):
                 self.history_.append({"phase": "transformer", "epoch": epoch, "step": step, "loss": float(loss.detach()),
                                       "pixel": float(pix.detach()), "ce": float(ce.detach()), "grad_norm": gnorm})
                 step += 1
-            if n_val:
+            if len(val):
                 rec = self._evaluate(Xt[val], z_all[val], dev)
                 self.history_.append({"phase": "val", "epoch": epoch, **rec})
                 if best.update(rec["loss"], epoch, transformer=self.transformer_):
                     break
         best.restore(transformer=self.transformer_)
         self.best_epoch_ = int(best.epoch)
-        self.transformer_.cpu().eval()
-        self.critic_.cpu().eval()
-        check = self._evaluate(Xt[val] if n_val else Xt, z_all[val] if n_val else z_all, torch.device("cpu"))
-        self.critic_check_ = {"on": "validation" if n_val else "train", **check}
+        return Xt, z_all
 
     def _loss(self, x: torch.Tensor, z: torch.Tensor):
         from torch.nn import functional as F
