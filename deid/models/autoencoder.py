@@ -253,21 +253,8 @@ def train_regression(
         m.train()
     history: list[float] = []
     for epoch in range(int(epochs)):
-        total, count = 0.0, 0
-        for xb, tb in _loader([xt, tt], batch_size, shuffle=True, seed=seed * 1000 + epoch):
-            xb, tb = xb.to(dev, non_blocking=True), tb.to(dev, non_blocking=True)
-            if input_fn is not None:
-                xb = input_fn(xb, g)
-            opt.zero_grad(set_to_none=True)
-            with _amp(dev):
-                loss = F.mse_loss(forward(xb).float(), tb.float())
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += float(loss.detach()) * len(xb)
-            count += len(xb)
-        history.append(total / max(1, count))
+        batches = _loader([xt, tt], batch_size, shuffle=True, seed=seed * 1000 + epoch)
+        history.append(_regression_epoch(forward, batches, opt, sched, scaler, dev, input_fn, g))
         if on_epoch is not None:
             for m in modules:
                 m.eval()
@@ -277,6 +264,29 @@ def train_regression(
     for m in modules:
         m.eval()
     return history
+
+
+def _regression_epoch(forward: Callable[[torch.Tensor], torch.Tensor], batches: DataLoader,
+                      opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                      scaler: torch.amp.GradScaler, dev: torch.device,
+                      input_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+                      g: torch.Generator) -> float:
+    """One epoch of :func:`train_regression` over ``batches`` of (input, target): its mean squared error."""
+    total, count = 0.0, 0
+    for xb, tb in batches:
+        xb, tb = xb.to(dev, non_blocking=True), tb.to(dev, non_blocking=True)
+        if input_fn is not None:
+            xb = input_fn(xb, g)
+        opt.zero_grad(set_to_none=True)
+        with _amp(dev):
+            loss = F.mse_loss(forward(xb).float(), tb.float())
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        total += float(loss.detach()) * len(xb)
+        count += len(xb)
+    return total / max(1, count)
 
 
 @torch.no_grad()
