@@ -121,26 +121,61 @@ def scan_folder(root: str | Path, *, label_file: str | None = None, path_column:
             raise ConfigError("folder dataset: with path_pattern the named groups are the columns: "
                               "label_column, attribute_columns, split_column and group_column do not apply")
         return _scan_by_pattern(root, compile_path_pattern(path_pattern), vocab, result)
-    table: dict[str, dict] | None = None
-    cols = None
+    table, cols = None, None
     if label_file is not None:
-        lf = root / label_file
-        if not lf.is_file():
-            raise ConfigError(f"folder dataset: loader option label_file: {lf} is not a file")
-        columns, rows = read_manifest(lf)
-        cols = as_columns("folder dataset", identity_column="__identity__", label_column=label_column,
-                          attribute_columns=attribute_columns, split_column=split_column, group_column=group_column)
-        check_columns(f"label file {lf.name}", [*columns, "__identity__"], cols, also=(path_column,))
-        cols = replace(cols, extra_vocab=extra_vocabularies(rows, cols.extra_labels))
-        table = {}
-        for row in rows:
-            key = label_text(str(row.get(path_column) or "")).strip().replace("\\", "/")
-            if key:
-                table.setdefault(key, row)
+        table, cols = _read_label_file(root, label_file, path_column, dict(
+            label_column=label_column, attribute_columns=attribute_columns, split_column=split_column,
+            group_column=group_column))
     elif any(v is not None for v in (attribute_columns, split_column, group_column)) or label_column != "label":
         raise ConfigError("folder dataset: label_column, attribute_columns, split_column and group_column "
                           "need a label_file; without one the label is the second folder level")
     id_dirs, loose = list_dir(root, result, base=root, roots=(root,))
+    _account_loose(root, loose, label_file, result)
+    if not id_dirs and not result.rejected:
+        raise DatasetLayoutError(f"folder dataset: {root} has no identity folders; expected <root>/<identity>/"
+                                 + ("<image>" if label_file else "<label>/<image>"))
+    used: set[str] = set()
+    for d in id_dirs:
+        for f in walk_files(d, result, base=root, roots=(root,)):
+            rel = f.relative_to(root).as_posix()
+            if _is_doc(f):
+                result.skip(SKIP_DOCUMENTATION)
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                out = Rejected(rel, f"not an image file name (suffix '{f.suffix}')")
+            elif table is not None:
+                out = _listed_image(f, rel, label_text(d.name), table, cols, label_file, vocab, used)
+            else:
+                out = _foldered_image(f, rel, d, vocab)
+            (result.rejected if isinstance(out, Rejected) else result.items).append(out)
+    if table is not None:
+        used |= {r.relpath for r in result.rejected}  # on disk, already quarantined by the walk
+        for key in sorted(set(table) - used):
+            result.rejected.append(Rejected(key, f"listed in {label_file} but no image file under an identity folder"))
+    return result
+
+
+def _read_label_file(root: Path, label_file: str, path_column: str,
+                     roles: dict) -> tuple[dict[str, dict], Columns]:
+    """The label file's rows by image path (the first row of a path wins) and its columns, checked against
+    ``roles`` (the label, attribute, split and group column options)."""
+    lf = root / label_file
+    if not lf.is_file():
+        raise ConfigError(f"folder dataset: loader option label_file: {lf} is not a file")
+    columns, rows = read_manifest(lf)
+    cols = as_columns("folder dataset", identity_column="__identity__", **roles)
+    check_columns(f"label file {lf.name}", [*columns, "__identity__"], cols, also=(path_column,))
+    cols = replace(cols, extra_vocab=extra_vocabularies(rows, cols.extra_labels))
+    table: dict[str, dict] = {}
+    for row in rows:
+        key = label_text(str(row.get(path_column) or "")).strip().replace("\\", "/")
+        if key:
+            table.setdefault(key, row)
+    return table, cols
+
+
+def _account_loose(root: Path, loose: list[Path], label_file: str | None, result: ScanResult) -> None:
+    """Files directly under ``root``: the label file and documentation are skipped, anything else rejected."""
     for f in loose:
         if label_file is not None and f == root / label_file:
             result.skip(SKIP_LABEL_FILE)
@@ -148,49 +183,32 @@ def scan_folder(root: str | Path, *, label_file: str | None = None, path_column:
             result.skip(SKIP_DOCUMENTATION)
         else:
             result.rejected.append(Rejected(f.name, "not in an identity folder (<root>/<identity>/...)"))
-    if not id_dirs and not result.rejected:
-        raise DatasetLayoutError(f"folder dataset: {root} has no identity folders; expected <root>/<identity>/"
-                                 + ("<image>" if label_file else "<label>/<image>"))
-    used: set[str] = set()
-    for d in id_dirs:
-        identity = label_text(d.name)
-        for f in walk_files(d, result, base=root, roots=(root,)):
-            rel = f.relative_to(root).as_posix()
-            if _is_doc(f):
-                result.skip(SKIP_DOCUMENTATION)
-                continue
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                result.rejected.append(Rejected(rel, f"not an image file name (suffix '{f.suffix}')"))
-                continue
-            if table is not None:
-                key = label_text(rel)
-                row = table.get(key)
-                if row is None:
-                    result.rejected.append(Rejected(rel, f"no row for this image in {label_file}"))
-                    continue
-                used.add(key)
-                out = labelled_item({**row, "__identity__": identity}, cols, path=f, relpath=rel, labels=vocab)
-            else:
-                parts = f.relative_to(d).parts
-                if len(parts) != 2:
-                    where = "directly in the identity folder" if len(parts) == 1 else "nested below the label folder"
-                    result.rejected.append(Rejected(rel, f"no label folder: the image is {where} "
-                                                         "(expected <identity>/<label>/<image>)"))
-                    continue
-                label = label_text(parts[0]).strip()
-                if vocab is not None and label not in vocab:
-                    result.rejected.append(Rejected(rel, f"unknown label '{label}' (label folder); "
-                                                         f"declared labels: {vocab[:20]}"))
-                    continue
-                out = labelled_item({"identity": identity, "label": label}, as_columns(
-                    "folder", identity_column="identity", label_column="label", attribute_columns=None,
-                    split_column=None, group_column=None), path=f, relpath=rel, labels=vocab)
-            (result.rejected if isinstance(out, Rejected) else result.items).append(out)
-    if table is not None:
-        used |= {r.relpath for r in result.rejected}  # on disk, already quarantined by the walk
-        for key in sorted(set(table) - used):
-            result.rejected.append(Rejected(key, f"listed in {label_file} but no image file under an identity folder"))
-    return result
+
+
+def _listed_image(f: Path, rel: str, identity: str, table: dict[str, dict], cols: Columns, label_file: str,
+                  vocab: list[str] | None, used: set[str]):
+    """The image labelled by its row of the label file (its key added to ``used``), or why it is rejected."""
+    key = label_text(rel)
+    row = table.get(key)
+    if row is None:
+        return Rejected(rel, f"no row for this image in {label_file}")
+    used.add(key)
+    return labelled_item({**row, "__identity__": identity}, cols, path=f, relpath=rel, labels=vocab)
+
+
+def _foldered_image(f: Path, rel: str, d: Path, vocab: list[str] | None):
+    """The image of identity folder ``d`` labelled by its label folder (``<identity>/<label>/<image>``), or
+    why it is rejected."""
+    parts = f.relative_to(d).parts
+    if len(parts) != 2:
+        where = "directly in the identity folder" if len(parts) == 1 else "nested below the label folder"
+        return Rejected(rel, f"no label folder: the image is {where} (expected <identity>/<label>/<image>)")
+    label = label_text(parts[0]).strip()
+    if vocab is not None and label not in vocab:
+        return Rejected(rel, f"unknown label '{label}' (label folder); declared labels: {vocab[:20]}")
+    return labelled_item({"identity": label_text(d.name), "label": label}, as_columns(
+        "folder", identity_column="identity", label_column="label", attribute_columns=None,
+        split_column=None, group_column=None), path=f, relpath=rel, labels=vocab)
 
 
 register_loader(Loader("folder", scan_folder, check_values=_check_options,
