@@ -163,21 +163,7 @@ def scan_celeba(root: str | Path, *, images: Literal["auto", "aligned", "wild"] 
     """
     root = require_dir(root, "CelebA")
     img_dir = _image_dir(root, images)
-    anno_roots = (root, img_dir.parent, img_dir.parent.parent)
-    id_file = next((f for r in anno_roots if (f := _find(r, "identity_CelebA.txt", ("Anno",))) is not None), None)
-    if id_file is None:
-        raise DatasetLayoutError(f"CelebA: identity_CelebA.txt not found in {root} or {root / 'Anno'}; it gives identities")
-    ids = read_identities(id_file)
-    attr_table: dict[str, dict[str, float]] | None = None
-    if attributes:
-        f = next((f for r in anno_roots if (f := _find(r, "list_attr_celeba.txt", ("Anno",))) is not None), None)
-        if f is not None:
-            _, attr_table = read_attributes(f)
-    parts: dict[str, str] | None = None
-    if partition:
-        f = next((f for r in anno_roots if (f := _find(r, "list_eval_partition.txt", ("Eval", "Anno"))) is not None), None)
-        if f is not None:
-            parts = read_partition(f)
+    id_file, ids, attr_table, parts = _annotations(root, img_dir, attributes, partition)
     result = ScanResult()
     on_disk: set[str] = set()
     dirs, files = list_dir(img_dir, result, base=img_dir.parent, roots=(root, img_dir))
@@ -210,7 +196,35 @@ def scan_celeba(root: str | Path, *, images: Literal["auto", "aligned", "wild"] 
                 continue
         result.items.append(SourceItem(path=f, relpath=rel, identity=ids[stem],
                                        attributes=dict(attrs) if attrs else None, split=split))
-    missing = sorted(set(ids) - on_disk)
+    _account_missing(sorted(set(ids) - on_disk), id_file, img_dir, missing_images, result)
+    return result
+
+
+def _annotations(root: Path, img_dir: Path, attributes: bool,
+                 partition: bool) -> tuple[Path, dict[str, str], dict[str, dict[str, float]] | None, dict[str, str] | None]:
+    """The identity file and its identities by image stem (required), and the attribute and partition tables
+    when asked for and present (else ``None``), looked up beside the tree and the image folder."""
+    anno_roots = (root, img_dir.parent, img_dir.parent.parent)
+    id_file = next((f for r in anno_roots if (f := _find(r, "identity_CelebA.txt", ("Anno",))) is not None), None)
+    if id_file is None:
+        raise DatasetLayoutError(f"CelebA: identity_CelebA.txt not found in {root} or {root / 'Anno'}; it gives identities")
+    ids = read_identities(id_file)
+    attr_table: dict[str, dict[str, float]] | None = None
+    if attributes:
+        f = next((f for r in anno_roots if (f := _find(r, "list_attr_celeba.txt", ("Anno",))) is not None), None)
+        if f is not None:
+            _, attr_table = read_attributes(f)
+    parts: dict[str, str] | None = None
+    if partition:
+        f = next((f for r in anno_roots if (f := _find(r, "list_eval_partition.txt", ("Eval", "Anno"))) is not None), None)
+        if f is not None:
+            parts = read_partition(f)
+    return id_file, ids, attr_table, parts
+
+
+def _account_missing(missing: list[str], id_file: Path, img_dir: Path, missing_images: str,
+                     result: ScanResult) -> None:
+    """Identities listed for images not on disk: rejected (``"quarantine"``), an error, or left out (``"ignore"``)."""
     if missing and missing_images == "error":
         raise DatasetLayoutError(
             f"CelebA: {len(missing)} files listed in {id_file} are not in {img_dir} (first: {missing[0]}); "
@@ -219,7 +233,6 @@ def scan_celeba(root: str | Path, *, images: Literal["auto", "aligned", "wild"] 
     if missing and missing_images == "quarantine":
         for stem in missing:
             result.rejected.append(Rejected(f"{img_dir.name}/{stem}.jpg", f"listed in {id_file.name} but no image file"))
-    return result
 
 
 register_loader(Loader("celeba", scan_celeba, needs_alignment=True, utility_label="attributes",

@@ -134,29 +134,28 @@ def scan_ferg(root: str | Path, *, characters: list[str] | None = None,
         if not allow_unknown_characters and char not in FERG_CHARACTERS:
             raise DatasetLayoutError(f"FERG-DB: unknown character folder {str(cdir)!r}; known: {list(FERG_CHARACTERS)}")
         for f in walk_files(cdir, result, base=root, roots=roots):
-            rel = f.relative_to(root).as_posix()
-            if f.suffix.lower() not in _IMAGE_EXT:
-                result.rejected.append(Rejected(rel, f"not an image file name (suffix '{f.suffix}')"))
-                continue
-            m = _NAME.match(label_text(f.stem))
-            if not m:
-                result.rejected.append(Rejected(rel, "file name does not match <character>_<expression>_<n>"))
-                continue
-            expr = m["expr"]
-            if expressions is not None and expr not in expressions:
-                result.rejected.append(Rejected(rel, f"unknown expression '{expr}'; known: {list(expressions)}"))
-                continue
-            if m["char"] != char or label_text(f.parent.name) != f"{char}_{expr}" or f.parent.parent != cdir:
-                result.rejected.append(
-                    Rejected(rel, f"file is not in its folder {char}/{char}_{expr}/ (character or expression mismatch)")
-                )
-                continue
-            attrs = attr_table.get(label_text(rel))
-            result.items.append(SourceItem(path=f, relpath=rel, identity=char, expression=expr,
-                                           attributes=dict(attrs) if attrs else None))
+            out = _ferg_item(f, f.relative_to(root).as_posix(), cdir, char, expressions, attr_table)
+            (result.rejected if isinstance(out, Rejected) else result.items).append(out)
     if not result.items and not result.rejected:
         raise DatasetLayoutError(f"FERG-DB: no image files under {root}")
     return result
+
+
+def _ferg_item(f: Path, rel: str, cdir: Path, char: str, expressions: list[str] | None,
+               attr_table: dict[str, dict[str, float]]) -> SourceItem | Rejected:
+    """A file of character folder ``cdir`` labelled by its name and folders, or why it is rejected."""
+    if f.suffix.lower() not in _IMAGE_EXT:
+        return Rejected(rel, f"not an image file name (suffix '{f.suffix}')")
+    m = _NAME.match(label_text(f.stem))
+    if not m:
+        return Rejected(rel, "file name does not match <character>_<expression>_<n>")
+    expr = m["expr"]
+    if expressions is not None and expr not in expressions:
+        return Rejected(rel, f"unknown expression '{expr}'; known: {list(expressions)}")
+    if m["char"] != char or label_text(f.parent.name) != f"{char}_{expr}" or f.parent.parent != cdir:
+        return Rejected(rel, f"file is not in its folder {char}/{char}_{expr}/ (character or expression mismatch)")
+    attrs = attr_table.get(label_text(rel))
+    return SourceItem(path=f, relpath=rel, identity=char, expression=expr, attributes=dict(attrs) if attrs else None)
 
 
 register_loader(Loader("ferg", scan_ferg, description="FERG-DB cartoon faces (and the built-in FERG-like set)"))
