@@ -206,34 +206,31 @@ def _rows_of(table: pa.Table, names: dict[str, list[str]], columns: list[str]) -
     return rows
 
 
-def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
-                        ) -> Iterator[tuple[Path, str | None, pa.Table, dict | None]]:
-    """Every image under ``root`` joined with its metadata row, as one table per metadata file."""
+def _metadata_rows(m: Path, root: Path) -> list[dict]:
+    """The rows of imagefolder metadata file ``m``: JSON lines (each an object), or a CSV or Parquet table."""
     from deid.datasets.manifest import read_manifest
 
-    files = walk_files(root, result, base=root, roots=(root,))
-    metas = [f for f in files if f.name in METADATA_NAMES]
-    if not metas:
-        raise DatasetLayoutError(f"hf: {root} holds no save_to_disk dataset, no Parquet files and no imagefolder "
-                                 f"metadata ({', '.join(METADATA_NAMES)}) that gives identities")
-    result.skip(SKIP_METADATA, len(metas))
+    if m.suffix != ".jsonl":
+        return read_manifest(m)[1]
+    rows = []
+    for n, line in enumerate(m.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not JSON ({exc.msg})") from None
+        if not isinstance(rows[-1], dict):
+            raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not a JSON object")
+    return rows
+
+
+def _listed_files(root: Path, metas: list[Path]) -> tuple[dict[Path, tuple[dict, Path]], set[Path]]:
+    """Each file the metadata lists, by its real path, with its row and metadata file; and the files listed twice."""
     listed: dict[Path, tuple[dict, Path]] = {}
     twice: set[Path] = set()
     for m in metas:
-        if m.suffix == ".jsonl":
-            rows = []
-            for n, line in enumerate(m.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not JSON ({exc.msg})") from None
-                if not isinstance(rows[-1], dict):
-                    raise DatasetLayoutError(f"hf: {m.relative_to(root)} line {n} is not a JSON object")
-        else:
-            rows = read_manifest(m)[1]
-        for r in rows:
+        for r in _metadata_rows(m, root):
             name = r.get("file_name")
             if name:
                 try:  # './a/x.tiff', 'a//x.tiff', a symlinked folder: one file
@@ -243,6 +240,19 @@ def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
                 if real in listed or real in twice:
                     twice.add(real)  # the manifest loader's rule: a file listed twice is not labelled by either row
                 listed[real] = (r, m)
+    return listed, twice
+
+
+def _imagefolder_tables(root: Path, result: ScanResult, label_column: str
+                        ) -> Iterator[tuple[Path, str | None, pa.Table, dict | None]]:
+    """Every image under ``root`` joined with its metadata row, as one table per metadata file."""
+    files = walk_files(root, result, base=root, roots=(root,))
+    metas = [f for f in files if f.name in METADATA_NAMES]
+    if not metas:
+        raise DatasetLayoutError(f"hf: {root} holds no save_to_disk dataset, no Parquet files and no imagefolder "
+                                 f"metadata ({', '.join(METADATA_NAMES)}) that gives identities")
+    result.skip(SKIP_METADATA, len(metas))
+    listed, twice = _listed_files(root, metas)
     by_meta: dict[Path, list[dict]] = {m: [] for m in metas}
     for f in files:
         if f.name in METADATA_NAMES:
