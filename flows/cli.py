@@ -186,7 +186,7 @@ def _server_for(flow_fn, work: Path, home: Path):
 
     from prefect import Flow
 
-    from flows.stack import run_server
+    from flows.server_keeper import run_server
 
     if not isinstance(flow_fn, Flow):
         return nullcontext()

@@ -1,7 +1,8 @@
 """The local stack: a Prefect server on its SQLite database, bound to 127.0.0.1, and the process
 that serves the deployments. Used by ``deid stack`` and by the deployment test.
 
-Nothing it starts outlives it. Each child runs in its own process group (so a terminal's Ctrl-C
+Nothing it starts outlives it (a run's server, shared by the runs of one work dir, ends about a second
+after the last of them: :func:`flows.server_keeper.run_server`). Each child runs in its own process group (so a terminal's Ctrl-C
 reaches only ``deid stack``, which then stops them in order), and on Linux each child is also
 asked to receive SIGKILL when the process that started it dies, so even ``kill -9`` of the parent
 leaves no server listening. SIGTERM and SIGHUP are handled like Ctrl-C.
@@ -20,12 +21,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 __all__ = ["free_port", "prefect_env", "server_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
-           "die_with_parent", "run_server", "stop_requested", "deployment_names", "registered_deployments",
+           "die_with_parent", "stop_requested", "deployment_names", "registered_deployments",
            "wait_registered"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,66 +240,6 @@ def _raise_stopped(signum, frame) -> None:
 def stop_requested() -> bool:
     """Whether SIGTERM or SIGHUP arrived (libraries may re-wrap the exception it raised)."""
     return bool(_STOP_REQUESTED)
-
-
-@contextmanager
-def run_server(home: Path, log: Path, say: Callable[[str], None] = print, health_timeout: float = 180.0):
-    """A Prefect server on a free loopback port for one run, yielding its API URL; it dies with this
-    process (even on ``kill -9``), and SIGTERM unwinds the run like Ctrl-C so the server is stopped.
-    When ``PREFECT_API_URL`` is set, that server is used and nothing is started."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    from filelock import FileLock
-
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    log = log.with_name(f"{log.stem}-{os.getpid()}{log.suffix}")  # one log per run: concurrent runs share the folder
-    log.parent.mkdir(parents=True, exist_ok=True)
-    previous = signal.getsignal(signal.SIGTERM)
-    home.mkdir(parents=True, exist_ok=True)
-    # Runs started at once in one work dir each start a server on the same SQLite database; the first one
-    # creates and migrates it. Until a server is healthy (its migrations done) the next one waits.
-    start_lock = FileLock(str(home / ".server-start.lock"))
-    start_lock.acquire(timeout=health_timeout * 3)
-    server = start_server(home, port, log)  # until the handler below is in place, SIGTERM kills us and it
-    try:
-        try:
-            wait_healthy(api, timeout=health_timeout, proc=server)
-        finally:
-            start_lock.release()
-        # Also in the environment: worker processes (a process pool, Dask) start from it, and a process
-        # that meets Prefect before its settings arrive would start a temporary server of its own.
-        os.environ["PREFECT_API_URL"] = api
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            signal.signal(signal.SIGTERM, _raise_stopped)
-            try:
-                say(f"prefect: server for this run at {api} (stopped when the run ends; log {log})")
-                yield api
-            except _Stopped as exc:
-                raise KeyboardInterrupt(str(exc)) from None
-            finally:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the cleanup
-                _drain_prefect_services()
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        stop(server)
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _drain_prefect_services(timeout: float = 15.0) -> None:
-    """Send Prefect's queued logs and events while the server still listens; at exit they would
-    otherwise retry against a stopped server."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for service in (APILogWorker, EventsWorker):
-        try:
-            service.drain_all(timeout=timeout)
-        except Exception:  # noqa: BLE001 - draining is best effort; the run's outcome is already written
-            pass
 
 
 def run_stack(home: Path, port: int, configs: list[Path], logs: Path, base: Path,

@@ -148,14 +148,14 @@ def run_study(p: StudyPlan, datasets: list[str], *, work: Path, out: Path, track
 
 
 def _prefect_api(work: Path, say: Callable[[str], None]):
-    """The configured Prefect API, else a server for this run (:func:`flows.stack.run_server`)."""
+    """The configured Prefect API, else a server for this run (:func:`flows.server_keeper.run_server`)."""
     import os
 
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
         return nullcontext()
-    from flows.stack import run_server
+    from flows.server_keeper import run_server
 
     layout = WorkLayout(work)
     home = Path(os.environ.get("PREFECT_HOME", layout.prefect))

@@ -61,6 +61,7 @@ and how:
 | `runs/*/models/*/state.npz`, `*.pt` | `np.load(allow_pickle=False)`, `torch.load(weights_only=True)` | tensors and arrays only |
 | `runs/*/summary.json`, the release index | JSON validated by its model | an error naming the file |
 | `prefect/` (Prefect's SQLite database) | Prefect's server | rows only: deid serves only the deployments it registers itself |
+| `prefect/server.json`, `prefect/leases/*.json` | JSON: a port and pids | the server is used only when the pid named is this user's keeper of this home (`flows/server_keeper.py`) and answers on 127.0.0.1; a lease counts only while its process (pid and start time) runs; anything else: a new server, or the lease dropped |
 | `prefect/logging.yml`, `prefect/profiles.toml` | never | Prefect's packaged logging config and profiles are used (`flows/prefect_env.py`) |
 | `cache/task-results/`, `prefect/storage/` | never | Prefect's task caching and result persistence are off: its records are pickles |
 | `mlflow.db`, MLflow artifacts | MLflow's server and client, written only | no logged model is ever loaded back |

@@ -191,9 +191,9 @@ def _config_file(tmp_path, **fields):
 @pytest.fixture
 def no_server(monkeypatch):
     """The run's Prefect server replaced by a failure: a configuration error must come first."""
-    from flows import stack
+    from flows import server_keeper
 
-    monkeypatch.setattr(stack, "run_server", lambda *a, **kw: pytest.fail("a Prefect server was started"))
+    monkeypatch.setattr(server_keeper, "run_server", lambda *a, **kw: pytest.fail("a Prefect server was started"))
 
 
 @pytest.fixture

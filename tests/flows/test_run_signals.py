@@ -75,7 +75,7 @@ def test_worker_processes_of_a_run_use_its_server(tmp_path, monkeypatch):
     from birth, instead of starting a temporary server of its own; the environment is restored after."""
     import multiprocessing
 
-    from flows.stack import run_server
+    from flows.server_keeper import run_server
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with run_server(tmp_path / "prefect", tmp_path / "server.log", say=lambda m: None) as api:
