@@ -57,7 +57,7 @@ def prepare(dataset: str, cache: Path) -> ImageSet:
     if dataset == "ferg":
         from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like
 
-        tree = generate_ferg_like(cache / "raw-ferg", SyntheticFergConfig(), workers=1)
+        tree = generate_ferg_like(cache / "raw-ferg", SyntheticFergConfig(images_per_cell=30), workers=1)  # 1,260 images, as its doc says
         ingest_dataset("ferg", tree, cache / "ferg", preprocess=PreprocessConfig(size=SIZES["ferg"]),
                        split=SplitConfig(val=0.1, test=0.2, seed=0), workers=1)
     else:

@@ -50,7 +50,7 @@ def prepare(dataset: str, cache: Path, size: int | None = None) -> Path:
 
         out = cache / f"ferg{size or 50}"
         if not (out / "images").is_dir():
-            tree = generate_ferg_like(cache / "raw-ferg", SyntheticFergConfig(), workers=1)
+            tree = generate_ferg_like(cache / "raw-ferg", SyntheticFergConfig(images_per_cell=30), workers=1)  # 1,260 images, as its doc says
             ingest_dataset("ferg", tree, out, preprocess=PreprocessConfig(size=size or 50), workers=1)
     else:
         out = cache / "jaffe64"

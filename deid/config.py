@@ -84,9 +84,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: the former name of :class:`~deid.datasets.synthetic.SyntheticFergConfig` (deprecated: use that name)
-SyntheticSpec = SyntheticFergConfig
-
 
 class DatasetConfig(_Strict):
     """Which dataset, where it lives, and how it is preprocessed and split.

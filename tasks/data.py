@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from deid.config import DatasetConfig, SyntheticSpec
+from deid.config import DatasetConfig
 from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like as _generate
 from deid.faces_dask import DaskConfig
 from deid.ingest import IngestSummary, ingest_dataset as _ingest
@@ -17,9 +17,9 @@ __all__ = ["generate_ferg_like", "ingest_dataset"]
 
 @task(retries=2, retry_delay_seconds=[2, 5], retry_condition_fn=retry_unless_deterministic,
       task_run_name="generate the built-in set")
-def generate_ferg_like(out_dir: str, spec: SyntheticSpec) -> str:
+def generate_ferg_like(out_dir: str, spec: SyntheticFergConfig) -> str:
     """Draw the FERG-like tree (idempotent: an existing tree with the same settings is kept)."""
-    root = _generate(out_dir, SyntheticFergConfig(**spec.model_dump()), progress=True)
+    root = _generate(out_dir, spec, progress=True)
     get_run_logger().info("built-in FERG-like data at %s", root)
     return str(root)
 

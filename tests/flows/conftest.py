@@ -67,13 +67,12 @@ def pytest_runtest_teardown(item, nextitem):
 def small_decidable_tree(tmp_path_factory) -> Path:
     """``source: builtin`` with ``SMALL_DECIDABLE``, drawn once: the folder a run puts under
     ``<work_dir>/data`` (:func:`flows.ingest.resolve_source`), returned as that folder."""
-    from deid.config import SyntheticSpec
     from deid.datasets.synthetic import SyntheticFergConfig, generate_ferg_like
     from flows.ingest import content_key
 
-    spec = SyntheticSpec(**SMALL_DECIDABLE)
+    spec = SyntheticFergConfig(**SMALL_DECIDABLE)
     out = tmp_path_factory.mktemp("builtin") / f"ferg-builtin-{content_key(spec.model_dump())}"
-    generate_ferg_like(out, SyntheticFergConfig(**spec.model_dump()), workers=1)
+    generate_ferg_like(out, spec, workers=1)
     return out
 
 
