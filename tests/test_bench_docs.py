@@ -55,3 +55,17 @@ def test_proxy_mix_bench_takes_variants_with_parameters_and_tabulates_each_unsee
     text = render(rows, [])
     # light keeps (0.75 - 0.3) / (0.9 - 0.3); pose is not above chance on the originals, so it has no share
     assert "| d | proxy-mix/full | 0 | 0.750 | — |" in text
+
+
+def test_side_by_side_bench_reports_each_runs_ratio_against_the_run_alone_and_the_target():
+    from bench.bench_side_by_side import render
+
+    m = {"load_start": "0.1 / 0.1 / 0.1", "load_after_alone": "1.0 / 0.5 / 0.2", "load_end": "2.0 / 1.0 / 0.5",
+         "alone": {"wall_s": 180.0, "first_line_s": 0.8, "exit": 4},
+         "pair": [{"wall_s": 360.0, "first_line_s": 1.1, "exit": 4, "ratio": 2.0},
+                  {"wall_s": 414.0, "first_line_s": 1.2, "exit": 4, "ratio": 2.3}]}
+    text = render(m, "bench/bench_side_by_side.py")
+    assert "| side by side, run 2 | 6.90 | 1.2 | 4 | **2.30×** |" in text
+    assert "took 2.30× the run alone" in text and "misses it" in text
+    m["pair"][1]["ratio"] = 2.1
+    assert "meets it" in render(m, "bench/bench_side_by_side.py")
