@@ -40,6 +40,7 @@ from deid.preprocessing import PreprocessConfig, preprocess_image
 from deid.splits import (
     NEAR_DUPLICATE_BITS,
     SplitConfig,
+    NearDuplicates,
     SplitLeakWarning,
     assign_splits,
     image_hash64,
@@ -135,14 +136,15 @@ def process_file(path: str | tuple[str, bytes], cfg: PreprocessConfig) -> Proces
         if len(data) > cfg.max_file_bytes:
             return f"too large: {name}: {len(data):,} bytes > max_file_bytes {cfg.max_file_bytes:,}"
     else:
-        name = Path(path).name
+        name = os.path.basename(path)
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
                 return "unreadable: not a regular file"
             if st.st_size > cfg.max_file_bytes:  # decided from the size alone: a 40 GB sparse file is never read
                 return f"too large: {name}: {st.st_size:,} bytes > max_file_bytes {cfg.max_file_bytes:,}"
-            data = Path(path).read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
         except MemoryError:
@@ -294,6 +296,235 @@ def _chunks(seq: list, n: int):
         yield seq[i : i + n]
 
 
+@dataclass
+class _Scanned:
+    """What the loader's scan offered: the items to decode, the entries it rejected, the entries it
+    skipped by rule, the utility label's declared names, and the options the output depends on."""
+
+    items: list[SourceItem]
+    rejected: list
+    skipped: dict[str, int]
+    declared_labels: list[str] | None
+    options: dict
+
+    @property
+    def n_input(self) -> int:
+        return len(self.items) + len(self.rejected)
+
+    @property
+    def n_seen(self) -> int:
+        return self.n_input + sum(self.skipped.values())
+
+
+def _scan(dataset: str, root: Path, loader_options: dict | None, utility_attribute: str | None) -> _Scanned:
+    """The loader's scan of ``root``, with the group pattern and the utility attribute applied."""
+    loader = get_loader(dataset)
+    options = dict(loader_options or {})
+    loader.check_options(options)
+    group_pattern = options.get(GROUP_PATTERN)
+    if group_pattern is not None:
+        compile_group_pattern(group_pattern)
+    scan = loader.scan(root, **{k: v for k, v in options.items() if k != GROUP_PATTERN})
+    items, rejected = scan.items, scan.rejected
+    if group_pattern is not None:
+        items = apply_group_pattern(items, group_pattern)
+    skipped = dict(sorted(getattr(scan, "skipped", {}).items()))
+    declared = getattr(scan, "labels", None)
+    if utility_attribute:
+        items, rejected = _utility_from_attribute(items, list(rejected), utility_attribute, dataset)
+        options["utility_attribute"] = utility_attribute
+        declared = None
+    out = _Scanned(items, rejected, skipped, declared, options)
+    if out.n_input == 0:
+        raise DatasetLayoutError(f"{dataset}: no files found under {root} (skipped: {skipped or 'nothing'})")
+    return out
+
+
+def _quarantine_row(dataset: str, relpath: str, stage: str, reason: str, sha: str | None) -> dict:
+    return {"dataset": dataset, "source_path": relpath, "stage": stage, "reason": reason, "source_sha256": sha}
+
+
+def _screen(dataset: str, scanned: _Scanned, hashes: list[str | None]) -> tuple[list[SourceItem], list[str | None],
+                                                                                list[dict]]:
+    """The items left to decode and their hashes once label conflicts are out, and the quarantine rows so far
+    (the scan's rejections, then every copy of a label conflict)."""
+    items = scanned.items
+    rows = [_quarantine_row(dataset, r.relpath, "scan", r.reason, None) for r in scanned.rejected]
+    conflicts = _label_conflicts(items, hashes)
+    rows += [_quarantine_row(dataset, items[i].relpath, "dedupe", conflicts[i], hashes[i]) for i in sorted(conflicts)]
+    if not conflicts:
+        return items, hashes, rows
+    keep = [i for i in range(len(items)) if i not in conflicts]
+    return [items[i] for i in keep], [hashes[i] for i in keep], rows
+
+
+def _warm() -> None:
+    """A worker's first task: importing this module (to unpickle it) is the worker's start-up."""
+
+
+class _Workers:
+    """Where the decode chunks run: in this process, in a pool of spawned processes, or on Dask.
+
+    :meth:`start` may be called early, so that the processes import their modules while this one hashes the
+    files; :meth:`map` starts them if nobody did, and :meth:`close` stops them.
+    """
+
+    def __init__(self, workers: int, preprocess: PreprocessConfig, dask: DaskConfig | None):
+        self.workers = workers
+        self.align = preprocess.align
+        self.dask = dask
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def use_dask(self) -> bool:
+        return self.dask is not None or (self.align == "dlib" and self.workers > 1)
+
+    def start(self) -> None:
+        if self._pool is None and not self.use_dask and self.workers > 1:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            for _ in range(self.workers):
+                self._pool.submit(_warm)
+
+    def map(self, jobs: list):
+        """Each job's results, in the jobs' order."""
+        if self.use_dask:
+            from deid.faces_dask import dask_map
+
+            yield from dask_map(_process_chunk, jobs, self.dask or DaskConfig(n_workers=self.workers))
+        elif self.workers <= 1:
+            self.close()
+            for j in jobs:
+                yield _process_chunk(j)
+        else:
+            self.start()
+            yield from self._pool.map(_process_chunk, jobs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+class _Rows:
+    """The rows an ingest writes: each decoded file becomes an image row of its split, or a quarantine row
+    (decode failure, changed since it was hashed, duplicate of an earlier file); counts for the summary.
+
+    Image rows are handed to the split's writer in batches of :data:`_WRITE_BATCH`; the writer cuts its own
+    fixed-size row groups, so the files do not depend on the batches.
+    """
+
+    def __init__(self, dataset: str, tmp: Path, label_names: list[str] | None, quarantine: list[dict]):
+        self.dataset = dataset
+        self.quarantine = quarantine
+        # one folder per split that has rows (train, val, test): ``datasets`` reads them as its splits
+        self.writers = {s: TableWriter(tmp / "images" / s, IMAGES_SCHEMA, labels=label_names, write_empty=False)
+                        for s in SPLITS}
+        self.pending: dict[str, list[dict]] = {s: [] for s in SPLITS}
+        self.first_of: dict[str, str] = {}  # sha256 → the relpath written for it
+        self.by_split: Counter[str] = Counter()
+        self.identities: set[str] = set()
+        self.labels: set[str] = set()
+        self.groups: set[str] = set()
+        self.faces: Counter[str] = Counter()
+        self.notes: Counter[str] = Counter()
+        self.phashes: list[tuple[int, str, str]] = []  # (perceptual hash, split, identity) per written row
+
+    def add(self, it: SourceItem, split: str, sha: str | None, out: Processed | str) -> None:
+        if isinstance(out, str):
+            return self._refuse(it, "decode", out, sha)
+        if out.sha256 != sha:  # rewritten between the hash pass and the decode
+            return self._refuse(it, "decode", "changed during ingest: the bytes decoded differ from the bytes "
+                                              "hashed at the start", out.sha256)
+        if out.sha256 in self.first_of:
+            return self._refuse(it, "dedupe", f"duplicate of {self.first_of[out.sha256]}", out.sha256)
+        self.first_of[out.sha256] = it.relpath
+        self.faces.update(out.face_events)
+        self.notes.update(out.notes)
+        self.identities.add(it.identity)
+        if it.expression is not None:
+            self.labels.add(it.expression)
+        if it.group is not None:
+            self.groups.add(str(it.group))
+        self.pending[split].append({
+            "image_id": out.sha256[:16], "dataset": self.dataset, "split": split, "identity": it.identity,
+            "expression": it.expression,
+            "attributes": [{"name": k, "value": v} for k, v in it.attributes.items()] if it.attributes else None,
+            "group": None if it.group is None else str(it.group),
+            "image": {"bytes": out.png, "path": it.relpath},
+            "height": out.height, "width": out.width, "channels": out.channels,
+            "source_path": it.relpath, "source_sha256": out.sha256,
+        })
+        self.by_split[split] += 1
+        self.phashes.append((out.phash, split, it.identity))
+
+    def _refuse(self, it: SourceItem, stage: str, reason: str, sha: str | None) -> None:
+        self.quarantine.append(_quarantine_row(self.dataset, it.relpath, stage, reason, sha))
+
+    def flush(self, *, final: bool = False) -> None:
+        for s, rows in self.pending.items():
+            if rows and (final or len(rows) >= _WRITE_BATCH):
+                self.writers[s].write(pa.Table.from_pylist(rows, schema=IMAGES_SCHEMA))
+                self.pending[s] = []
+        if final:
+            for w in self.writers.values():
+                w.close()
+
+    @property
+    def written(self) -> int:
+        return sum(self.by_split.values())
+
+
+_WRITE_BATCH = 512
+
+
+def _decode_and_write(dataset: str, items: list[SourceItem], hashes: list[str | None], splits: list[str],
+                      jobs: list, workers: _Workers, rows: _Rows, progress: bool) -> None:
+    """Every item decoded (in ``workers``) and added to ``rows``, in the items' order."""
+    from tqdm.auto import tqdm
+
+    pos = 0
+    with tqdm(total=len(items), desc=f"ingest {dataset}", unit="img", disable=not progress) as bar:
+        for res in workers.map(jobs):
+            for out in res:
+                rows.add(items[pos], splits[pos], hashes[pos], out)
+                pos += 1
+            rows.flush()
+            bar.update(len(res))
+    rows.flush(final=True)
+
+
+def _write_quarantine(tmp: Path, rows: list[dict]) -> Counter[str]:
+    """The quarantine table, and its rows counted by stage and the reason's first words."""
+    with TableWriter(tmp / "quarantine", QUARANTINE_SCHEMA) as qw:
+        if rows:
+            qw.write(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA))
+    return Counter(q["stage"] + ": " + q["reason"].split(":")[0] for q in rows)
+
+
+def _near_duplicates(rows: _Rows) -> NearDuplicates:
+    """Near-duplicates across splits among the written rows (indexed by hash blocks, not all pairs), noted."""
+    near = near_duplicates_across_splits([h for h, _, _ in rows.phashes], [s for _, s, _ in rows.phashes],
+                                         [i for _, _, i in rows.phashes])
+    if near.test_items:
+        rows.notes[NOTE_NEAR_DUPLICATE] = near.test_items
+    if not near.complete:
+        rows.notes[NOTE_NEAR_DUPLICATE_CAPPED] = 1
+    return near
+
+
+def _summary(dataset: str, root: Path, scanned: _Scanned, rows: _Rows, reasons: Counter[str], near: NearDuplicates,
+             n_decoded: int, digest: str, fingerprint: str, seconds: float) -> IngestSummary:
+    return IngestSummary(
+        dataset=dataset, source=root.name, input=scanned.n_input, written=rows.written,
+        quarantined=len(rows.quarantine), by_split={s: rows.by_split.get(s, 0) for s in SPLITS},
+        quarantine_reasons=dict(sorted(reasons.items())), identities=len(rows.identities),
+        utility_labels=sorted(rows.labels), digest=digest, fingerprint=fingerprint, seconds=round(seconds, 3),
+        images_per_s=round(n_decoded / seconds, 1) if seconds > 0 else 0.0, faces=dict(sorted(rows.faces.items())),
+        seen=scanned.n_seen, skipped=scanned.skipped, notes=dict(sorted(rows.notes.items())),
+        near_duplicates_across_splits=near.pairs, groups=len(rows.groups) or None,
+    )
+
+
 def ingest_dataset(
     dataset: str,
     root: str | Path,
@@ -320,163 +551,52 @@ def ingest_dataset(
     ``<attr>`` when its score is positive, ``not <attr>`` otherwise; images without it are quarantined.
     """
     t0 = time.perf_counter()
-    loader = get_loader(dataset)
-    options = dict(loader_options or {})
-    loader.check_options(options)
-    root = Path(root)
-    group_pattern = options.get(GROUP_PATTERN)
-    if group_pattern is not None:
-        compile_group_pattern(group_pattern)
-    scan = loader.scan(root, **{k: v for k, v in options.items() if k != GROUP_PATTERN})
-    items, rejected = scan.items, scan.rejected
-    if group_pattern is not None:
-        items = apply_group_pattern(items, group_pattern)
-    skipped = dict(sorted(getattr(scan, "skipped", {}).items()))
-    if utility_attribute:
-        items, rejected = _utility_from_attribute(items, list(rejected), utility_attribute, dataset)
-        options["utility_attribute"] = utility_attribute
-    n_input = len(items) + len(rejected)
-    n_seen = n_input + sum(skipped.values())
-    if n_input == 0:
-        raise DatasetLayoutError(f"{dataset}: no files found under {root} (skipped: {skipped or 'nothing'})")
+    root, out_dir = Path(root), Path(out_dir)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    hashes = _content_hashes(items, workers, preprocess.max_file_bytes)
-    fp = _fingerprint(dataset, items, hashes, rejected, skipped, preprocess, split, options)
-    out_dir = Path(out_dir)
+    scanned = _scan(dataset, root, loader_options, utility_attribute)
+    pool = _Workers(workers, preprocess, dask)
+    try:
+        if len(scanned.items) >= 4 * chunk and load_summary(out_dir) is None:  # nothing to reuse: the workers
+            pool.start()  # start while the files are hashed
+        return _ingest(dataset, root, out_dir, scanned, preprocess, split, pool, chunk, progress, t0)
+    finally:
+        pool.close()
+
+
+def _ingest(dataset: str, root: Path, out_dir: Path, scanned: _Scanned, preprocess: PreprocessConfig,
+            split: SplitConfig, pool: _Workers, chunk: int, progress: bool, t0: float) -> IngestSummary:
+    hashes = _content_hashes(scanned.items, pool.workers, preprocess.max_file_bytes)
+    fp = _fingerprint(dataset, scanned.items, hashes, scanned.rejected, scanned.skipped, preprocess, split,
+                      scanned.options)
     prev = load_summary(out_dir)
     if prev is not None and prev.fingerprint == fp and (out_dir / "images").is_dir():
         _warn_near_duplicates(prev)
         return prev.model_copy(update={"reused": True})
 
-    quarantine_rows: list[dict] = []
-    for r in rejected:
-        quarantine_rows.append({"dataset": dataset, "source_path": r.relpath, "stage": "scan",
-                                "reason": r.reason, "source_sha256": None})
-    conflicts = _label_conflicts(items, hashes)
-    for i in sorted(conflicts):
-        quarantine_rows.append({"dataset": dataset, "source_path": items[i].relpath, "stage": "dedupe",
-                                "reason": conflicts[i], "source_sha256": hashes[i]})
-    items = [it for i, it in enumerate(items) if i not in conflicts]
-    hashes = [h for i, h in enumerate(hashes) if i not in conflicts]
-    label_names = utility_label_names(items, getattr(scan, "labels", None) if not utility_attribute else None)
-
+    items, hashes, quarantine = _screen(dataset, scanned, hashes)
+    label_names = utility_label_names(items, scanned.declared_labels)
     splits = assign_splits([it.relpath for it in items], [it.identity for it in items],
                            [it.expression for it in items], split, groups=[it.group for it in items])
     splits = [it.split or s for it, s in zip(items, splits)]
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(items), desc=f"ingest {dataset}", unit="img", disable=not progress)
     if len(items) < 4 * chunk:
-        workers = 1
+        pool.workers = 1
     from deid.faces import with_default_cache
 
-    job_cfg = with_default_cache(preprocess, out_dir)
-    jobs = [([_job_input(it) for it in c], job_cfg.model_dump()) for c in _chunks(items, chunk)]
-    face_counts: Counter[str] = Counter()
-    note_counts: Counter[str] = Counter()
-
-    first_of: dict[str, str] = {}  # sha256 → the relpath written for it
-    reasons: Counter[str] = Counter()
-    by_split: Counter[str] = Counter()
-    identities: set[str] = set()
-    labels: set[str] = set()
-    groups: set[str] = set()
-    written_hashes: list[tuple[int, str, str]] = []  # (perceptual hash, split, identity) per written row
+    job_cfg = with_default_cache(preprocess, out_dir).model_dump()
+    jobs = [([_job_input(it) for it in c], job_cfg) for c in _chunks(items, chunk)]
     with atomic_dir(out_dir) as tmp:
-        # one folder per split that has rows (train, val, test): ``datasets`` reads them as its splits
-        writers = {s: TableWriter(tmp / "images" / s, IMAGES_SCHEMA, labels=label_names, write_empty=False)
-                   for s in SPLITS}
-
-        def results():
-            if dask is not None or (preprocess.align == "dlib" and workers > 1):
-                from deid.faces_dask import dask_map
-
-                yield from dask_map(_process_chunk, jobs, dask or DaskConfig(n_workers=workers))
-            elif workers <= 1:
-                for j in jobs:
-                    yield _process_chunk(j)
-            else:
-                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                    yield from pool.map(_process_chunk, jobs)
-
-        pos = 0
-        for res in results():
-            rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
-            for out in res:
-                it, sp, sha = items[pos], splits[pos], hashes[pos]
-                pos += 1
-                if isinstance(out, str):
-                    quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "decode",
-                                            "reason": out, "source_sha256": sha})
-                    continue
-                if out.sha256 != sha:  # rewritten between the hash pass and the decode
-                    quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "decode",
-                                            "reason": "changed during ingest: the bytes decoded differ from the "
-                                                      "bytes hashed at the start", "source_sha256": out.sha256})
-                    continue
-                if out.sha256 in first_of:
-                    quarantine_rows.append({"dataset": dataset, "source_path": it.relpath, "stage": "dedupe",
-                                            "reason": f"duplicate of {first_of[out.sha256]}",
-                                            "source_sha256": out.sha256})
-                    continue
-                first_of[out.sha256] = it.relpath
-                face_counts.update(out.face_events)
-                note_counts.update(out.notes)
-                identities.add(it.identity)
-                if it.expression is not None:
-                    labels.add(it.expression)
-                rows[sp].append({
-                    "image_id": out.sha256[:16], "dataset": dataset, "split": sp, "identity": it.identity,
-                    "expression": it.expression,
-                    "attributes": ([{"name": k, "value": v} for k, v in it.attributes.items()]
-                                   if it.attributes else None),
-                    "group": None if it.group is None else str(it.group),
-                    "image": {"bytes": out.png, "path": it.relpath},
-                    "height": out.height, "width": out.width, "channels": out.channels,
-                    "source_path": it.relpath, "source_sha256": out.sha256,
-                })
-                by_split[sp] += 1
-                written_hashes.append((out.phash, sp, it.identity))
-                if it.group is not None:
-                    groups.add(str(it.group))
-            for s, rs in rows.items():
-                if rs:
-                    writers[s].write(pa.Table.from_pylist(rs, schema=IMAGES_SCHEMA))
-            bar.update(len(res))
-        bar.close()
-        for w in writers.values():
-            w.close()
-        with TableWriter(tmp / "quarantine", QUARANTINE_SCHEMA) as qw:
-            if quarantine_rows:
-                qw.write(pa.Table.from_pylist(quarantine_rows, schema=QUARANTINE_SCHEMA))
-        for q in quarantine_rows:
-            reasons[q["stage"] + ": " + q["reason"].split(":")[0]] += 1
-        written = sum(by_split.values())
-        if written == 0:
-            raise DatasetLayoutError(
-                f"{dataset}: none of the {n_input} files under {root} could be ingested; "
-                f"reasons: {dict(reasons.most_common(5))}"
-            )
-        if written + len(quarantine_rows) != n_input:  # pragma: no cover - an internal invariant
-            raise RuntimeError(f"reconciliation failed: {n_input} in, {written} written, {len(quarantine_rows)} quarantined")
-        near = near_duplicates_across_splits([h for h, _, _ in written_hashes], [s for _, s, _ in written_hashes],
-                                             [i for _, _, i in written_hashes])
-        if near.test_items:
-            note_counts[NOTE_NEAR_DUPLICATE] = near.test_items
-        if not near.complete:
-            note_counts[NOTE_NEAR_DUPLICATE_CAPPED] = 1
-        seconds = time.perf_counter() - t0
-        summary = IngestSummary(
-            dataset=dataset, source=root.name, input=n_input, written=written, quarantined=len(quarantine_rows),
-            by_split={s: by_split.get(s, 0) for s in SPLITS}, quarantine_reasons=dict(sorted(reasons.items())),
-            identities=len(identities), utility_labels=sorted(labels),
-            digest=digest_table(tmp / "images"), fingerprint=fp, seconds=round(seconds, 3),
-            images_per_s=round(len(items) / seconds, 1) if seconds > 0 else 0.0,
-            faces=dict(sorted(face_counts.items())), seen=n_seen, skipped=skipped,
-            notes=dict(sorted(note_counts.items())), near_duplicates_across_splits=near.pairs,
-            groups=len(groups) or None,
-        )
+        rows = _Rows(dataset, tmp, label_names, quarantine)
+        _decode_and_write(dataset, items, hashes, splits, jobs, pool, rows, progress)
+        reasons = _write_quarantine(tmp, quarantine)
+        if rows.written == 0:
+            raise DatasetLayoutError(f"{dataset}: none of the {scanned.n_input} files under {root} could be "
+                                     f"ingested; reasons: {dict(reasons.most_common(5))}")
+        if rows.written + len(quarantine) != scanned.n_input:  # pragma: no cover - an internal invariant
+            raise RuntimeError(f"reconciliation failed: {scanned.n_input} in, {rows.written} written, "
+                               f"{len(quarantine)} quarantined")
+        near = _near_duplicates(rows)
+        summary = _summary(dataset, root, scanned, rows, reasons, near, len(items), digest_table(tmp / "images"),
+                           fp, time.perf_counter() - t0)
         (tmp / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
     _warn_near_duplicates(summary)
     return summary

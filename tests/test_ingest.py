@@ -146,3 +146,44 @@ def test_jaffe_layout(tmp_path):
 def test_real_jaffe_ingests_completely(jaffe_dir, tmp_path):
     s = ingest_dataset("jaffe", jaffe_dir, tmp_path / "out", preprocess=PreprocessConfig(size=64))
     assert (s.input, s.written, s.quarantined, s.identities) == (213, 213, 0, 10)
+
+
+def _near_copies_tree(root: Path, n: int = 3 * 2 * 130) -> Path:
+    """Near copies (a few pixels changed) of a few base images per folder: many pairs at small hash distances,
+    and more rows per split than one write batch."""
+    rng = np.random.default_rng(3)
+    bases = {(c, e): rng.integers(0, 255, (4, 24, 24), np.uint8) for c in ("aia", "ray", "jules") for e in ("joy", "anger")}
+    for i in range(n):
+        c, e = list(bases)[i % len(bases)]
+        img = bases[c, e][rng.integers(0, 4)].copy()
+        img[rng.integers(0, 24, 3), rng.integers(0, 24, 3)] ^= np.uint8(rng.integers(1, 255))
+        _png(root / "FERG_DB_256" / c / f"{c}_{e}" / f"{c}_{e}_{i}.png", img)
+    return root / "FERG_DB_256"
+
+
+def test_near_duplicates_of_an_ingest_match_a_search_over_all_pairs(tmp_path):
+    """The indexed search over the written rows finds the pairs that comparing every pair finds, with one
+    worker or two (whose batches and row groups give the same files)."""
+    from deid.imageio import decode_png
+    from deid.splits import image_hash64
+
+    root = _near_copies_tree(tmp_path / "raw")
+    cfg = PreprocessConfig(size=16)
+    with pytest.warns(UserWarning, match="near-duplicate"):
+        one = ingest_dataset("ferg", root, tmp_path / "one", preprocess=cfg, workers=1, chunk=16)
+    with pytest.warns(UserWarning, match="near-duplicate"):
+        two = ingest_dataset("ferg", root, tmp_path / "two", preprocess=cfg, workers=2, chunk=16)
+    assert one.digest == two.digest and one.near_duplicates_across_splits == two.near_duplicates_across_splits
+    t = read_table(tmp_path / "one" / "images", IMAGES_SCHEMA)
+    hashes = [image_hash64(decode_png(r["bytes"])) for r in t.column("image").to_pylist()]
+    splits, ids = t.column("split").to_pylist(), t.column("identity").to_pylist()
+    pairs, flagged = 0, set()
+    for i in range(len(hashes)):
+        for j in range(len(hashes)):
+            if splits[i] != "test" and splits[j] == "test" and ids[i] == ids[j] \
+                    and bin(hashes[i] ^ hashes[j]).count("1") <= 2:
+                pairs += 1
+                flagged.add(j)
+    assert one.by_split["train"] > 512 and pairs > 0  # more than one write batch
+    assert one.near_duplicates_across_splits == pairs
+    assert sum(v for k, v in one.notes.items() if "near-duplicate" in k) == len(flagged)
