@@ -255,8 +255,21 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
     if ref is None:
         raise ValueError(f"the audit has no '{POSITIVE_CONTROL}' row to judge itself with")
     ref_util = ref.get("utility_acc_best")
-    gain = gates.reference_min_gain
-    # 1. The reference classifiers learned.
+    _check_reference_learned(ref, gates.reference_min_gain, checks, why)
+    _check_decidable(ref, gates, checks, why)
+    ref_hi = ref.get("utility_acc_best_hi")
+    verdicts = {m: judge(m, {**metrics, "_reference_utility_hi": ref_hi} if ref_hi is not None and m != POSITIVE_CONTROL
+                         else metrics, gates, ref_util) for m, metrics in methods.items()}
+    _check_controls(verdicts, ref_util, checks, why)
+    if why:
+        for m, v in verdicts.items():
+            if m != POSITIVE_CONTROL:
+                verdicts[m] = Verdict(m, INCONCLUSIVE, ["audit inconclusive: " + r for r in why] + v.reasons, v.checks)
+    return AuditJudgement(verdicts, why, checks)
+
+
+def _check_reference_learned(ref: dict[str, float], gain: float, checks: list[dict], why: list[str]) -> None:
+    """The audit's first check: on the originals, the identity attackers and utility classifiers learned."""
     for what, acc_key, chance_key in (("identity attackers", "identity_acc_worst", "identity_chance"),
                                       ("utility classifiers", "utility_acc_best", "utility_chance")):
         acc, chance = ref.get(acc_key), ref.get(chance_key)
@@ -271,7 +284,11 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
         if not ok:
             why.append(f"the reference {what} did not learn on the original images: {acc:.1%} (lower bound {lo:.1%}) "
                        f"< {need:.1%} (chance {chance:.1%} + {gain:.0%} of the way to 100%)")
-    # 2. The test split can decide the gates.
+
+
+def _check_decidable(ref: dict[str, float], gates: GateConfig, checks: list[dict], why: list[str]) -> None:
+    """The audit's second check: the test split is large enough to decide the privacy, utility and TSTR gates."""
+    ref_util = ref.get("utility_acc_best")
     n = ref.get("n_eval", ref.get("n_test"))
     chance = ref.get("identity_chance")
     if n and chance is not None:
@@ -297,10 +314,10 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
         if not ok:
             why.append(f"{ref.get('n_test', 0):.0f} test images cannot certify utility on real faces: a release as useful "
                        f"as the originals (TRTR {t:.1%}) has lower bound {t_lo:.1%} < {gates.min_tstr_retention:.0%} of it")
-    # 3. The controls fail where they must.
-    ref_hi = ref.get("utility_acc_best_hi")
-    verdicts = {m: judge(m, {**metrics, "_reference_utility_hi": ref_hi} if ref_hi is not None and m != POSITIVE_CONTROL
-                         else metrics, gates, ref_util) for m, metrics in methods.items()}
+
+
+def _check_controls(verdicts: dict[str, Verdict], ref_util: float | None, checks: list[dict], why: list[str]) -> None:
+    """The audit's third check: the originals fail the privacy gate and blackout fails the utility gate."""
     pos = verdicts[POSITIVE_CONTROL]
     pos_private = not any(c["gate"] == "identity_acc_worst" and not c["ok"] for c in pos.checks)
     checks.append({"check": "positive control (originals) fails privacy", "ok": not pos_private})
@@ -313,8 +330,3 @@ def judge_audit(methods: dict[str, dict[str, float]], gates: GateConfig, *,
         checks.append({"check": "negative control (blackout) fails utility", "ok": not neg_useful})
         if neg_useful:
             why.append("blackout passes the utility gate: the utility label is not learnable from images on this split")
-    if why:
-        for m, v in verdicts.items():
-            if m != POSITIVE_CONTROL:
-                verdicts[m] = Verdict(m, INCONCLUSIVE, ["audit inconclusive: " + r for r in why] + v.reasons, v.checks)
-    return AuditJudgement(verdicts, why, checks)
