@@ -286,43 +286,18 @@ def _audit_row(a: "_AuditRun", name: str, out: ImageSet, say, stage) -> MethodAu
     and fidelity, against the references in ``a``; ``stage(name, what)`` reports each stage."""
     from deid.clustering.anonymity import k_anonymity
 
-    cfg, original, test, train_mask, test_mask, pool_mask = a.cfg, a.original, a.test, a.train_mask, a.test_mask, a.pool_mask
-    attack, attack_unseen, util_ok, face, unseen = a.attack, a.attack_unseen, a.util_ok, a.face, a.unseen
-    ref_id, ref_util, ref_util_clfs, orig_feat, cache, orig_desc, orig_found = a.refs
+    cfg, original, test, test_mask = a.cfg, a.original, a.test, a.test_mask
+    ref_id, _, _, orig_feat, *_ = a.refs
     t0 = time.perf_counter()
     say(f"auditing '{name}'")
     stage(name, "identity attackers", advance=False)
-    m: dict[str, float] = {"n_train": float(train_mask.sum()), "n_test": float(test_mask.sum())}
+    m: dict[str, float] = {"n_train": float(a.train_mask.sum()), "n_test": float(test_mask.sum())}
     ma = MethodAudit(name, m)
     Xte = out.X[test_mask]
-    is_ref = name == ORIGINAL  # the reference classifiers are this row's CNN attackers: reuse them
-    ident = attack(out.X, original.identity, test.identity, "identity", f"method '{name}'",
-                   {"cnn": ref_id} if is_ref else None, public=original.expression if util_ok else None)
-    if cfg.folds:
-        m["n_eval"] = float(pool_mask.sum())
-    for a, v in ident.accuracy.items():
-        m[f"identity_acc_{a}"] = v
-        ma.confusion[f"identity_{a}"] = ident.confusion[a]
-    m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
-    _, id_counts = np.unique(original.identity[pool_mask if cfg.folds else test_mask], return_counts=True)
-    m["identity_chance_min"] = float(id_counts.min() / id_counts.sum())  # the least a blind guess scores
-    ma.classes["identity"] = ident.classes
+    _identity_figures(a, ma, out)
     stage(name, "utility attackers")
-    if util_ok:
-        util = attack(out.X, original.expression, test.expression, "utility", f"method '{name}'",
-                      {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
-        m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
-        for a, v in util.accuracy.items():
-            m[f"utility_acc_{a}"] = v
-            ma.confusion[f"utility_{a}"] = util.confusion[a]
-        m["utility_acc_best"] = max(util.accuracy.values())
-        m["utility_chance"] = util.chance
-        for cname, clf in ref_util_clfs.items():
-            m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
-        m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
-        m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
-                                           for c in ref_util_clfs}, len(test)))
-        ma.classes["utility"] = util.classes
+    if a.util_ok:
+        _utility_figures(a, ma, out, Xte)
     stage(name, "linkage")
     out_feat = ref_id.features(Xte)  # for linkage and, with the originals', for diversity
     link = linkage(orig_feat, out_feat, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
@@ -330,31 +305,75 @@ def _audit_row(a: "_AuditRun", name: str, out: ImageSet, say, stage) -> MethodAu
              linkage_rank5_std=link.rank5_std)
     ma.cmc["critic"] = (link.cmc, link.cmc_std)
     m.update(frechet_ratio(orig_feat, out_feat, seed=cfg.seed))
-    if face:
-        from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness, faces_found, faces_kept
-
-        desc = describe(Xte, cache)
-        dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
-        found = orig_found if is_ref else faces_found(Xte)  # each image detected once
-        m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
-                 linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
-                 faceness=faceness(found=found), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
-        m.update(faces_kept(orig_found, found))
-        m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
-        ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
+    if a.face:
+        _face_figures(a, ma, Xte)
     stage(name, "diversity")
-    groups = test.expression if util_ok else np.zeros(len(test), dtype=object)
+    groups = test.expression if a.util_ok else np.zeros(len(test), dtype=object)
     m.update(diversity_ratio(test.X, Xte, groups, embeddings=(orig_feat, out_feat), random_state=cfg.seed))
     del out_feat
     stage(name, "unseen attributes")
-    if unseen:
-        m.update(unseen_attributes(original, out.X, train_mask, test_mask, unseen, attack_unseen))
+    if a.unseen:
+        m.update(unseen_attributes(original, out.X, a.train_mask, test_mask, a.unseen, a.attack_unseen))
     stage(name, "fidelity")
     m["k_anonymity"] = float(k_anonymity(out.X, original.identity))
     m.update(fidelity(test.X, Xte))
     m.update(sharpness_ratio(test.X, Xte, seed=cfg.seed))
     m["seconds"] = time.perf_counter() - t0
     return ma
+
+
+def _identity_figures(a: "_AuditRun", ma: MethodAudit, out: ImageSet) -> None:
+    """The identity attackers' accuracies, confusion matrices and chance (also the smallest identity's share)."""
+    name, m, original, is_ref = ma.method, ma.metrics, a.original, ma.method == ORIGINAL
+    # the reference classifiers are the original row's CNN attackers: reuse them
+    ident = a.attack(out.X, original.identity, a.test.identity, "identity", f"method '{name}'",
+                     {"cnn": a.refs[0]} if is_ref else None, public=original.expression if a.util_ok else None)
+    if a.cfg.folds:
+        m["n_eval"] = float(a.pool_mask.sum())
+    for att, v in ident.accuracy.items():
+        m[f"identity_acc_{att}"] = v
+        ma.confusion[f"identity_{att}"] = ident.confusion[att]
+    m["identity_acc_worst"], m["identity_chance"] = ident.worst, ident.chance
+    _, id_counts = np.unique(original.identity[a.pool_mask if a.cfg.folds else a.test_mask], return_counts=True)
+    m["identity_chance_min"] = float(id_counts.min() / id_counts.sum())  # the least a blind guess scores
+    ma.classes["identity"] = ident.classes
+
+
+def _utility_figures(a: "_AuditRun", ma: MethodAudit, out: ImageSet, Xte: np.ndarray) -> None:
+    """The utility attackers' accuracies and chance, TSTR, and the original-trained judges on the outputs (TRTS)."""
+    name, m, test, is_ref = ma.method, ma.metrics, a.test, ma.method == ORIGINAL
+    _, ref_util, ref_util_clfs, *_ = a.refs
+    util = a.attack(out.X, a.original.expression, test.expression, "utility", f"method '{name}'",
+                    {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
+    m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
+    for att, v in util.accuracy.items():
+        m[f"utility_acc_{att}"] = v
+        ma.confusion[f"utility_{att}"] = util.confusion[att]
+    m["utility_acc_best"] = max(util.accuracy.values())
+    m["utility_chance"] = util.chance
+    for cname, clf in ref_util_clfs.items():
+        m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
+    m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
+    m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
+                                       for c in ref_util_clfs}, len(test)))
+    ma.classes["utility"] = util.classes
+
+
+def _face_figures(a: "_AuditRun", ma: MethodAudit, Xte: np.ndarray) -> None:
+    """The real-face figures from dlib's descriptor: linkage, faceness, faces kept, de-identification, diversity."""
+    from deid.evaluation.facemetrics import deid_rate, describe, diversity, faceness, faces_found, faces_kept
+
+    cfg, m, test = a.cfg, ma.metrics, a.test
+    *_, cache, orig_desc, orig_found = a.refs
+    desc = describe(Xte, cache)
+    dl = linkage(orig_desc, desc, test.identity, repeats=cfg.linkage_repeats, seed=cfg.seed)
+    found = orig_found if ma.method == ORIGINAL else faces_found(Xte)  # each image detected once
+    m.update(linkage_dlib_rank1=dl.rank1, linkage_dlib_rank1_std=dl.rank1_std,
+             linkage_dlib_rank5=dl.rank5, linkage_dlib_rank5_std=dl.rank5_std,
+             faceness=faceness(found=found), deid=deid_rate(orig_desc, desc), div=diversity(desc, seed=cfg.seed))
+    m.update(faces_kept(orig_found, found))
+    m.update(frechet_ratio(orig_desc, desc, prefix="dlib_frechet", seed=cfg.seed))
+    ma.cmc["dlib"] = (dl.cmc, dl.cmc_std)
 
 
 def _check_splits(original: ImageSet, cfg: AuditConfig) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -432,15 +451,10 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     row was audited before on the same data, settings and code (a scheduled run on unchanged data) trains
     no reference classifier at all.
     """
-    from tqdm.auto import tqdm
-
     say = progress or (lambda msg: None)
     train_mask, test_mask, util_ok = _check_splits(original, cfg)
     face = cfg.face_metrics == "on" or (cfg.face_metrics == "auto" and real_faces)
-    acfg = cfg.attacker_config()
-    if face:  # the pretrained recogniser joins the pool where the dlib linkage runs, sharing its descriptor cache
-        acfg = dataclasses.replace(acfg, attackers=tuple(dict.fromkeys([*acfg.attackers, "dlib-descriptor"])),
-                                   descriptor_cache=None if descriptor_cache is None else str(descriptor_cache))
+    acfg = _attacker_pool(cfg, face, descriptor_cache)
     held = any(uses_gallery(a) for a in acfg.attackers)  # an attacker holds the originals (a Gallery)
     outputs = {ORIGINAL: original}
     for name, anon in anonymized.items():
@@ -461,6 +475,24 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
     else:
         refs = _references(original, train_mask, test, acfg, cfg, util_ok, face, descriptor_cache, say)
     run = _AuditRun(cfg, original, acfg, train_mask, test_mask, util_ok, face, held, unseen, test, refs)
+    results = _audit_rows(run, outputs, kept, rows, say, progress_bar)
+    _add_retentions(results, unseen)
+    return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
+
+
+def _attacker_pool(cfg: AuditConfig, face: bool, descriptor_cache: str | Path | None) -> AttackerConfig:
+    """The audit's attackers: the configured pool, joined by the pretrained recogniser where faces are judged."""
+    acfg = cfg.attacker_config()
+    if face:  # the pretrained recogniser joins the pool where the dlib linkage runs, sharing its descriptor cache
+        acfg = dataclasses.replace(acfg, attackers=tuple(dict.fromkeys([*acfg.attackers, "dlib-descriptor"])),
+                                   descriptor_cache=None if descriptor_cache is None else str(descriptor_cache))
+    return acfg
+
+
+def _audit_rows(run: _AuditRun, outputs: dict[str, ImageSet], kept: dict[str, MethodAudit | None],
+                rows: _RowCache | None, say, progress_bar: bool) -> dict[str, MethodAudit]:
+    """Every output's row, kept from an earlier audit or audited now (and kept), with a bar over rows and stages."""
+    from tqdm.auto import tqdm
 
     results: dict[str, MethodAudit] = {}
     stages = ("identity attackers", "utility attackers", "linkage", "diversity", "unseen attributes", "fidelity")
@@ -482,8 +514,7 @@ def audit(original: ImageSet, anonymized: dict[str, ImageSet], cfg: AuditConfig 
             rows.put(name, out, ma)
         bar.update(1)
     bar.close()
-    _add_retentions(results, unseen)
-    return AuditResult(dataset=dataset, methods=results, config=cfg.model_dump(), real_faces=face)
+    return results
 
 
 def _references(original: ImageSet, train_mask: np.ndarray, test: ImageSet, acfg, cfg: AuditConfig, util_ok: bool,
