@@ -111,8 +111,17 @@ def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
         raise ValueError(f"groups must have shape ({len(originals)},), got {groups.shape}")
     if max_pairs < 1:
         raise ValueError("max_pairs must be at least 1")
-    rng = np.random.default_rng(random_state)
-    plan = []  # (weight, i, j) in positions of the whole set
+    plan = _group_pairs(groups, max_pairs, np.random.default_rng(random_state))
+    spaces = _spaces(originals, outputs, plan, features, embeddings)
+    result: dict[str, float] = {f"diversity_{space}": _weighted_ratio(A, B, row, plan)
+                                for space, (A, B, row) in spaces.items()}
+    result["distinct_outputs"] = _distinct_fraction(outputs)
+    return result
+
+
+def _group_pairs(groups: np.ndarray, max_pairs: int, rng: np.random.Generator) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """The pairs measured in each group of two or more images: (its pair count, i, j) in positions of the whole set."""
+    plan = []
     for g in sorted(set(groups.tolist()), key=str):
         idx = np.flatnonzero(groups == g)
         n = len(idx)
@@ -120,8 +129,12 @@ def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
             continue
         i, j = _pairs(n, max_pairs, rng)
         plan.append((n * (n - 1) / 2, idx[i], idx[j]))
+    return plan
 
-    # space → (originals, outputs, row of each image in them); distances are L2 between rows
+
+def _spaces(originals: np.ndarray, outputs: np.ndarray, plan: list, features, embeddings
+            ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Space → (originals, outputs, row of each image in them): pixels, and features when given or computed."""
     spaces = {"pixels": (originals, outputs, np.arange(len(originals)))}
     if features is not None and embeddings is not None:
         raise ValueError("give features or embeddings, not both")
@@ -135,16 +148,16 @@ def diversity_ratio(originals: np.ndarray, outputs: np.ndarray, groups,
         row = np.full(len(originals), -1, dtype=np.int64)
         row[used] = np.arange(len(used))
         spaces["features"] = (_embed(features, originals, used), _embed(features, outputs, used), row)
+    return spaces
 
-    result: dict[str, float] = {}
-    for space, (A, B, row) in spaces.items():
-        num = den = 0.0
-        for w, i, j in plan:
-            base = _distances(A, row[i], row[j]).mean()
-            if base <= 0:
-                continue  # the originals of this group do not vary: nothing to keep
-            num += w * (_distances(B, row[i], row[j]).mean() / base)
-            den += w
-        result[f"diversity_{space}"] = float(num / den) if den > 0 else float("nan")
-    result["distinct_outputs"] = _distinct_fraction(outputs)
-    return result
+
+def _weighted_ratio(A: np.ndarray, B: np.ndarray, row: np.ndarray, plan: list) -> float:
+    """The pair-count-weighted mean over groups of mean output distance / mean original distance (L2 between rows)."""
+    num = den = 0.0
+    for w, i, j in plan:
+        base = _distances(A, row[i], row[j]).mean()
+        if base <= 0:
+            continue  # the originals of this group do not vary: nothing to keep
+        num += w * (_distances(B, row[i], row[j]).mean() / base)
+        den += w
+    return float(num / den) if den > 0 else float("nan")
