@@ -382,45 +382,50 @@ def frontier_plot(aggs: dict[str, list[Aggregate]], path: str | Path) -> Path:
         panels.append(("diversity_pixels", "diversity ratio, pixels (higher = more varied faces)", "privacy–diversity"))
     fig, axes = plt.subplots(len(panels), n, figsize=(6.5 * n, 5.5 * len(panels)), squeeze=False)
     for col, (ds, rows) in enumerate(aggs.items()):
-        methods = sorted({a.method for a in rows})
-        cmap = plt.get_cmap("tab20")
-        orig = next((a for a in rows if a.key == "original"), None)
-        for r, (metric, ylabel, title) in enumerate(panels):
-            ax = axes[r][col]
-            pts = [(a, a.mean["identity_acc_worst"], a.mean.get(metric, float("nan"))) for a in rows
-                   if "identity_acc_worst" in a.mean]
-            for a, x, y in pts:
-                if not np.isfinite(y):
-                    continue
-                c = "black" if a.key == "original" else cmap(methods.index(a.method) % 20)
-                collapsed = r == 0 and a.mean.get("diversity_pixels", 1.0) < 0.5
-                ax.errorbar(x, y, xerr=a.std.get("identity_acc_worst", 0), yerr=a.std.get(metric, 0),
-                            fmt="*" if a.key == "original" else "o", color=c, ms=10 if a.key == "original" else 6,
-                            mfc="none" if collapsed else c, capsize=2, alpha=0.9)
-                short = a.key if len(a.key) <= 30 else a.key[:28] + "…]"
-                ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", clip_on=True)
-            front = pareto_front([(x, y) for _, x, y in pts if np.isfinite(y)])
-            if front:
-                fx, fy = zip(*front)
-                ax.step(fx, fy, where="post", color="grey", lw=1, label="frontier")
-            if orig is not None and "identity_chance" in orig.mean:
-                ax.axvline(orig.mean["identity_chance"], ls="--", color="red", lw=0.8, label="identity chance")
-            if r == 0 and orig is not None and "utility_chance" in orig.mean:
-                ax.axhline(orig.mean["utility_chance"], ls="--", color="blue", lw=0.8, label="utility chance")
-            if metric == "diversity_pixels":
-                ax.axhline(0.5, ls=":", color="green", lw=0.8, label="diversity 0.5 (release target)")
-            ax.set_xlabel("identity accuracy, worst informed attacker (lower = more private)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{ds}: {title} (mean ± std over seeds)" + ("; hollow: diversity < 0.5" if r == 0 and has_div else ""))
-            ax.set_xlim(-0.02, 1.02)
-            ax.set_ylim(-0.02, 1.02)
-            ax.legend(fontsize=7, loc="lower right")
-            ax.grid(alpha=0.3)
+        for r, panel in enumerate(panels):
+            _frontier_panel(axes[r][col], ds, rows, panel, top=r == 0, has_div=has_div, cmap=plt.get_cmap("tab20"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _frontier_panel(ax, ds: str, rows: list[Aggregate], panel: tuple[str, str, str], *, top: bool, has_div: bool,
+                    cmap) -> None:
+    """One dataset's panel: each setting against the worst attacker, the Pareto frontier and the chance lines."""
+    metric, ylabel, title = panel
+    methods = sorted({a.method for a in rows})
+    orig = next((a for a in rows if a.key == "original"), None)
+    pts = [(a, a.mean["identity_acc_worst"], a.mean.get(metric, float("nan"))) for a in rows
+           if "identity_acc_worst" in a.mean]
+    for a, x, y in pts:
+        if not np.isfinite(y):
+            continue
+        c = "black" if a.key == "original" else cmap(methods.index(a.method) % 20)
+        collapsed = top and a.mean.get("diversity_pixels", 1.0) < 0.5
+        ax.errorbar(x, y, xerr=a.std.get("identity_acc_worst", 0), yerr=a.std.get(metric, 0),
+                    fmt="*" if a.key == "original" else "o", color=c, ms=10 if a.key == "original" else 6,
+                    mfc="none" if collapsed else c, capsize=2, alpha=0.9)
+        short = a.key if len(a.key) <= 30 else a.key[:28] + "…]"
+        ax.annotate(short, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", clip_on=True)
+    front = pareto_front([(x, y) for _, x, y in pts if np.isfinite(y)])
+    if front:
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color="grey", lw=1, label="frontier")
+    if orig is not None and "identity_chance" in orig.mean:
+        ax.axvline(orig.mean["identity_chance"], ls="--", color="red", lw=0.8, label="identity chance")
+    if top and orig is not None and "utility_chance" in orig.mean:
+        ax.axhline(orig.mean["utility_chance"], ls="--", color="blue", lw=0.8, label="utility chance")
+    if metric == "diversity_pixels":
+        ax.axhline(0.5, ls=":", color="green", lw=0.8, label="diversity 0.5 (release target)")
+    ax.set_xlabel("identity accuracy, worst informed attacker (lower = more private)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{ds}: {title} (mean ± std over seeds)" + ("; hollow: diversity < 0.5" if top and has_div else ""))
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -489,6 +494,28 @@ def cost_table(rows: list[Aggregate]) -> list[str]:
 
 def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str, sweep_plot: str | None = None) -> str:
     """The whole ``RESULTS.md``: provenance, one table per dataset, the plot, the papers, the comparison."""
+    L = _provenance(meta)
+    L += _dataset_tables(aggs, meta)
+    L += ["## Privacy–utility–diversity frontier", "", f"![privacy–utility–diversity frontier]({plot_name})", "",
+          "Top: privacy against utility; bottom: privacy against the diversity ratio. The grey step line joins "
+          "the settings no other setting beats on both axes of its panel; a hollow point in the top row is a "
+          "setting whose faces collapsed (diversity under 0.5), however good its privacy and utility.", ""]
+    L += _feutry_section(aggs)
+    if sweep_plot:
+        L += _sweep_section(aggs, sweep_plot)
+    L += ["## The papers' figures (their numbers, on their datasets — not ours)", "",
+          "These are transcribed from the papers in `../shared/papers/`. They were measured on other data "
+          "(the full FERG, CelebA, RaFD), at other image sizes, with other networks, training budgets and "
+          "recognizers, so they are context, not a like-for-like baseline.", "", literature_table(), "",
+          "## Ours against the papers", ""]
+    cmp_lines = paper_comparison(aggs)
+    L += cmp_lines or ["- No method setting in this run has a counterpart in the papers' tables."]
+    L.append("")
+    return "\n".join(L)
+
+
+def _provenance(meta: dict) -> list[str]:
+    """How the file was produced: mode, study and commit, machine and load, wall time, datasets run and skipped."""
     L = ["# Results: the privacy–utility study", "",
          "Written by `deid study` from the runs in the MLflow store; nothing here is typed by hand. "
          "Regenerate from the store with `deid study --from-mlflow`.", "",
@@ -511,13 +538,18 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str,
         L.append(f"- dataset `{ds}` **skipped**: {why}")
     for ds, items in meta.get("skipped_settings", {}).items():
         L.append(f"- settings not run on `{ds}` (they cannot apply): " + "; ".join(items))
-    L += ["", "Columns: identity accuracy of the worst (highest-scoring) informed attacker trained on the "
-          "method's anonymized training split and tested on its test split; utility (expression) accuracy "
-          "of a classifier trained on anonymized images, and of one trained on the original images; linkage "
-          "Rank-1/Rank-5 with originals as gallery and anonymized images as probes (identity-CNN features; "
-          "dlib's descriptor on real faces); k-anonymity (smallest group of identities sharing one output); "
-          "FCNS/DEID/DIV (dlib faceness, de-identification rate, diversity; real faces only); SSIM to the "
-          "original. Cells are mean ± std over seeds (one value when a single seed ran).", ""]
+    return L
+
+
+def _dataset_tables(aggs: dict[str, list[Aggregate]], meta: dict) -> list[str]:
+    """What the columns mean, then each dataset's table with its notes and settings, then what each setting cost."""
+    L = ["", "Columns: identity accuracy of the worst (highest-scoring) informed attacker trained on the "
+         "method's anonymized training split and tested on its test split; utility (expression) accuracy "
+         "of a classifier trained on anonymized images, and of one trained on the original images; linkage "
+         "Rank-1/Rank-5 with originals as gallery and anonymized images as probes (identity-CNN features; "
+         "dlib's descriptor on real faces); k-anonymity (smallest group of identities sharing one output); "
+         "FCNS/DEID/DIV (dlib faceness, de-identification rate, diversity; real faces only); SSIM to the "
+         "original. Cells are mean ± std over seeds (one value when a single seed ran).", ""]
     for ds, rows in aggs.items():
         L += [f"## {ds}", "", results_table(rows), ""]
         L += reference_notes(rows)
@@ -529,36 +561,34 @@ def render_results(aggs: dict[str, list[Aggregate]], meta: dict, plot_name: str,
         L += ["## What each setting cost", ""]
         for ds, t in costs.items():
             L += [f"**{ds}**", "", *t]
-    L += ["## Privacy–utility–diversity frontier", "", f"![privacy–utility–diversity frontier]({plot_name})", "",
-          "Top: privacy against utility; bottom: privacy against the diversity ratio. The grey step line joins "
-          "the settings no other setting beats on both axes of its panel; a hollow point in the top row is a "
-          "setting whose faces collapsed (diversity under 0.5), however good its privacy and utility.", ""]
+    return L
+
+
+def _feutry_section(aggs: dict[str, list[Aggregate]]) -> list[str]:
+    """Feutry et al.'s per-identity table for each dataset that ran its protocol (nothing when none did)."""
     feutry = {ds: t for ds, rows in aggs.items() for t in [feutry_table(rows)] if t}
-    if feutry:
-        L += ["## Feutry et al.'s Table 1 protocol, per targeted identity", "",
-              "The MI adversarial autoencoder's intertwined variant towards one identity, then substitution by "
-              "that identity's nearest training image (`mi-adversarial`, `target_identity=@i`, `substitute=True`). "
-              "The paper's columns are its own numbers on the real FERG.", ""]
-        for ds, t in feutry.items():
-            L += [f"**{ds}**", "", t, ""]
-    if sweep_plot:
-        L += ["## λ sweep of the MI adversarial autoencoder (Feutry et al. Fig. 2)", "",
-              f"![identity and expression accuracy against λ]({sweep_plot})", ""]
-        for ds, rows in aggs.items():
-            sw = lambda_sweep(rows)
-            if sw:
-                L.append(f"- {ds}: " + "; ".join(f"λ = {x:g}: identity {_cell(a, 'identity_acc_worst')}, expression "
-                                                  f"{_cell(a, 'utility_acc_best')}" for x, a in sw))
-        L.append("")
-    L += ["## The papers' figures (their numbers, on their datasets — not ours)", "",
-          "These are transcribed from the papers in `../shared/papers/`. They were measured on other data "
-          "(the full FERG, CelebA, RaFD), at other image sizes, with other networks, training budgets and "
-          "recognizers, so they are context, not a like-for-like baseline.", "", literature_table(), "",
-          "## Ours against the papers", ""]
-    cmp_lines = paper_comparison(aggs)
-    L += cmp_lines or ["- No method setting in this run has a counterpart in the papers' tables."]
+    if not feutry:
+        return []
+    L = ["## Feutry et al.'s Table 1 protocol, per targeted identity", "",
+         "The MI adversarial autoencoder's intertwined variant towards one identity, then substitution by "
+         "that identity's nearest training image (`mi-adversarial`, `target_identity=@i`, `substitute=True`). "
+         "The paper's columns are its own numbers on the real FERG.", ""]
+    for ds, t in feutry.items():
+        L += [f"**{ds}**", "", t, ""]
+    return L
+
+
+def _sweep_section(aggs: dict[str, list[Aggregate]], sweep_plot: str) -> list[str]:
+    """The λ sweep's plot and, per dataset, identity and expression accuracy at each λ."""
+    L = ["## λ sweep of the MI adversarial autoencoder (Feutry et al. Fig. 2)", "",
+         f"![identity and expression accuracy against λ]({sweep_plot})", ""]
+    for ds, rows in aggs.items():
+        sw = lambda_sweep(rows)
+        if sw:
+            L.append(f"- {ds}: " + "; ".join(f"λ = {x:g}: identity {_cell(a, 'identity_acc_worst')}, expression "
+                                              f"{_cell(a, 'utility_acc_best')}" for x, a in sw))
     L.append("")
-    return "\n".join(L)
+    return L
 
 
 # -- performance -----------------------------------------------------------------------------------
