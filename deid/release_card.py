@@ -179,7 +179,6 @@ def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_
     (``description``, ``synthetic`` True/False/None, ``identities``, ``images``, ``labels``);
     ``preprocess``: the declared preprocessing settings.
     """
-    import yaml
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     from deid import __version__
@@ -194,7 +193,34 @@ def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_
     source = {"description": "", "synthetic": None, "identities": None, "images": None, "labels": None,
               **(source or {})}
     facts = method_facts(method)
-    front = {
+    front = {**_hub_front(dataset, method, license, splits, n, nbytes, features, download_size),
+             "deid": {"version": __version__, "date": date, "dataset": dataset, "release": version, "method": method,
+                      "source": {k: source[k] for k in ("synthetic", "identities", "images", "labels")},
+                      "verdict": status, "gates": (verdict or {}).get("gates"),
+                      "audit": {r["key"]: r["raw"] for r in audit_rows},
+                      "release_policy": policy}}
+    env = Environment(loader=PackageLoader("deid.reporting", "templates"), autoescape=False,
+                      keep_trailing_newline=True, undefined=StrictUndefined, trim_blocks=False)
+    env.filters["md_code"] = md_code  # data and config text: one line, in a code span none of its backticks closes
+    kinds = {k: (_card_dtype(v) if not isinstance(_card_dtype(v), dict) else next(iter(_card_dtype(v))))
+             for k, v in features.items()}
+    return env.get_template("dataset_card.md.j2").render(
+        front_matter=_front_matter_text(front, params), pretty_name=front["pretty_name"], deid_version=__version__,
+        date=date, version=version, dataset=dataset, method=method, notice=NOTICE, rows=n,
+        splits=[{"name": HF_SPLIT_NAMES[s], "folder": s, "rows": r, "bytes": nbytes[s]} for s, r in splits],
+        features=[{"name": k, "kind": kinds[k], "meaning": FIELD_MEANINGS.get(k, "")} for k in features],
+        labels=labels, license=license, params=params, audit=audit_rows, verdict=status, gates=gate_lines,
+        checks=checks, policy=_policy_lines(policy), source=source, facts=facts, attackers=_attackers(audit),
+        n_train=(audit or {}).get("n_train"), n_test=(audit or {}).get("n_test"),
+        linkage=any(k.startswith("linkage_") for k in audit or {}),
+        not_tried=[t for t, by in NOT_TRIED if not by & set(_attackers(audit))],
+        preprocess=preprocess or {})
+
+
+def _hub_front(dataset: str, method: str, license: str, splits: list[tuple[str, int]], n: int,
+               nbytes: dict[str, int], features: dict, download_size: int | None) -> dict:
+    """The front matter Hugging Face reads: licence, name, tags, size, each split's data files, rows and bytes."""
+    return {
         "license": license,
         "pretty_name": f"{dataset} (de-identified, {method})",
         "tags": ["de-identified", "faces", "privacy", "deid"],
@@ -208,31 +234,14 @@ def dataset_card(*, dataset: str, method: str, params: dict, license: str, rows_
             "download_size": int(download_size or 0),
             "dataset_size": sum(nbytes.values()),
         },
-        "deid": {
-            "version": __version__, "date": date, "dataset": dataset, "release": version, "method": method,
-            "source": {k: source[k] for k in ("synthetic", "identities", "images", "labels")},
-            "verdict": status, "gates": (verdict or {}).get("gates"),
-            "audit": {r["key"]: r["raw"] for r in audit_rows},
-            "release_policy": policy,
-        },
     }
-    front_matter = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    front_matter += "# declared:begin (set by the run configuration)\n"
-    front_matter += yaml.safe_dump({"method_params": dict(params)}, sort_keys=True, allow_unicode=True)
-    front_matter += "# declared:end\n"
-    env = Environment(loader=PackageLoader("deid.reporting", "templates"), autoescape=False,
-                      keep_trailing_newline=True, undefined=StrictUndefined, trim_blocks=False)
-    env.filters["md_code"] = md_code  # data and config text: one line, in a code span none of its backticks closes
-    kinds = {k: (_card_dtype(v) if not isinstance(_card_dtype(v), dict) else next(iter(_card_dtype(v))))
-             for k, v in features.items()}
-    return env.get_template("dataset_card.md.j2").render(
-        front_matter=front_matter, pretty_name=front["pretty_name"], deid_version=__version__, date=date,
-        version=version, dataset=dataset, method=method, notice=NOTICE, rows=n,
-        splits=[{"name": HF_SPLIT_NAMES[s], "folder": s, "rows": r, "bytes": nbytes[s]} for s, r in splits],
-        features=[{"name": k, "kind": kinds[k], "meaning": FIELD_MEANINGS.get(k, "")} for k in features],
-        labels=labels, license=license, params=params, audit=audit_rows, verdict=status, gates=gate_lines,
-        checks=checks, policy=_policy_lines(policy), source=source, facts=facts, attackers=_attackers(audit),
-        n_train=(audit or {}).get("n_train"), n_test=(audit or {}).get("n_test"),
-        linkage=any(k.startswith("linkage_") for k in audit or {}),
-        not_tried=[t for t, by in NOT_TRIED if not by & set(_attackers(audit))],
-        preprocess=preprocess or {})
+
+
+def _front_matter_text(front: dict, params: dict) -> str:
+    """The front matter as YAML, the run configuration's method parameters in a block of their own."""
+    import yaml
+
+    text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
+    text += "# declared:begin (set by the run configuration)\n"
+    text += yaml.safe_dump({"method_params": dict(params)}, sort_keys=True, allow_unicode=True)
+    return text + "# declared:end\n"
