@@ -130,6 +130,29 @@ def plan(mode: str) -> StudyPlan:
     if mode == "full-size":
         return _full_size()
     quick = mode == "quick"
+    known = set(available_methods())
+    m = [(n, p) for n, p in _settings(quick) if n in known]
+    if quick:
+        # the informed attackers are linear (PCA + logistic regression) only: the identity and utility CNNs
+        # trained on the originals (original-trained classifier, linkage features) still get 15 epochs
+        return StudyPlan("quick", [0], m, ferg_per_cell=24, ferg_size=40,
+                         audit={"attackers": ["linear"], "cnn_epochs": 15, "cnn_width": 16, "linkage_repeats": 3})
+    # every row gets the demo's pool (configs/ferg.yaml): PCA + logistic regression, 1-NN on pixels and on HOG,
+    # HOG + linear SVM. The CNN attacker was never the worst on any method of the built-in set or JAFFE
+    # (docs/attackers-table.md) and cost a minute a row; it stays the reference (linkage features, the
+    # original-trained utility classifier). The images are the quick mode's size (40 px, 24 per cell).
+    # 15 epochs, not 10: with 10 the utility CNN learned the built-in set's expressions to only 0.48 ± 0.14
+    # on the originals (study 20261122-032153-f5aa11), against 0.95 with 15 in the quick run
+    return StudyPlan("full", [0, 1, 2], m, ferg_per_cell=24, ferg_size=40,
+                     audit={"attackers": ["linear", "knn-pixels", "knn-hog", "hog-svm"], "cnn_epochs": 15,
+                            "cnn_width": 16, "linkage_repeats": 5})
+
+
+def _settings(quick: bool) -> list[tuple[str, dict]]:
+    """The (method, parameters) settings: the papers', the sweep around them (its cheaper half when
+    ``quick``) and k-Same-Net's when it is registered; ``quick`` trims their epochs."""
+    from deid.methods import available_methods
+
     ls_ep = dict(ae_epochs=5, finetune_epochs=2) if quick else dict(ae_epochs=20, finetune_epochs=10)
     adv_ep = {"epochs": 2} if quick else {}
     m: list[tuple[str, dict]] = [
@@ -168,22 +191,7 @@ def plan(mode: str) -> StudyPlan:
         m.append(("ksame-net", {"k": 2, **({"epochs": 6, "classifier_epochs": 3} if quick else {})}))
         if not quick:
             m.append(("ksame-net", {"k": 5}))
-    known = set(available_methods())
-    m = [(n, p) for n, p in m if n in known]
-    if quick:
-        # the informed attackers are linear (PCA + logistic regression) only: the identity and utility CNNs
-        # trained on the originals (original-trained classifier, linkage features) still get 15 epochs
-        return StudyPlan("quick", [0], m, ferg_per_cell=24, ferg_size=40,
-                         audit={"attackers": ["linear"], "cnn_epochs": 15, "cnn_width": 16, "linkage_repeats": 3})
-    # every row gets the demo's pool (configs/ferg.yaml): PCA + logistic regression, 1-NN on pixels and on HOG,
-    # HOG + linear SVM. The CNN attacker was never the worst on any method of the built-in set or JAFFE
-    # (docs/attackers-table.md) and cost a minute a row; it stays the reference (linkage features, the
-    # original-trained utility classifier). The images are the quick mode's size (40 px, 24 per cell).
-    # 15 epochs, not 10: with 10 the utility CNN learned the built-in set's expressions to only 0.48 ± 0.14
-    # on the originals (study 20261122-032153-f5aa11), against 0.95 with 15 in the quick run
-    return StudyPlan("full", [0, 1, 2], m, ferg_per_cell=24, ferg_size=40,
-                     audit={"attackers": ["linear", "knn-pixels", "knn-hog", "hog-svm"], "cnn_epochs": 15,
-                            "cnn_width": 16, "linkage_repeats": 5})
+    return m
 
 
 def _full_size() -> StudyPlan:
