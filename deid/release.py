@@ -355,20 +355,26 @@ def find_leaks(release_dir: str | Path, private: set[str]) -> list[str]:
         if f.suffix == ".parquet":
             _scan_parquet(f, rel, search, weak, structured, found)
         elif f.suffix in (".json", ".txt", ".md"):
-            text = f.read_text(errors="replace")
-            if rel == MANIFEST:
-                doc = json.loads(text)
-                structured({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, rel, found)
-                continue
-            if rel == CARD:
-                text = _DECLARED_BLOCK.sub("", text)
-                front, body = _front_matter(text)
-                if front is not None:
-                    structured(front, f"{rel} front matter", found)
-                text = body
-            if (hit := search(text)) is not None:
-                found.append(f"{rel}: '{hit}'")
+            _scan_text(f, rel, search, structured, found)
     return found
+
+
+def _scan_text(f: Path, rel: str, search, structured, found: list[str]) -> None:
+    """A text file: the manifest as a document (but its declared fields), the card's front matter as one
+    (but its declared block) and its body as prose, any other file as prose."""
+    text = f.read_text(errors="replace")
+    if rel == MANIFEST:
+        doc = json.loads(text)
+        structured({k: v for k, v in doc.items() if k not in DECLARED_FIELDS}, rel, found)
+        return
+    if rel == CARD:
+        text = _DECLARED_BLOCK.sub("", text)
+        front, body = _front_matter(text)
+        if front is not None:
+            structured(front, f"{rel} front matter", found)
+        text = body
+    if (hit := search(text)) is not None:
+        found.append(f"{rel}: '{hit}'")
 
 
 def _front_matter(text: str):
@@ -410,6 +416,8 @@ def _release_vocabulary(release_dir: Path) -> set[str]:
 
 
 def _scan_parquet(f: Path, rel: str, search, weak: set[str], structured, found: list[str]) -> None:
+    """A Parquet file: its metadata documents (but the schema's and the contract's), its string columns'
+    values and its image paths."""
     md = pq.read_metadata(f)
     for k, v in (md.metadata or {}).items():
         if k == b"ARROW:schema" or k in _CONTRACT_METADATA:
@@ -488,41 +496,55 @@ def publish_release(anonymized_dir: str | Path, root: str | Path, dataset: str, 
             # Recorded before publishing, so an interrupted run publishes the same version when rerun.
             _write_index(private_dir, {**index, key: version})
         final = Path(root) / dataset / version
-        table = read_table(anonymized_dir, ANONYMIZED_SCHEMA)
-        _check_near_copies(table, originals_dir, policy)
-        labels = table_labels(anonymized_dir)
-        if labels is None and table.column("expression").null_count < table.num_rows:
-            labels = sorted(v for v in table.column("expression").unique().to_pylist() if v is not None)
-        scrubbed = _scrub(table)
-        del table
+        scrubbed, labels = _releasable_table(anonymized_dir, originals_dir, policy)
         facts = _source_facts(originals_dir, labels, source, dataset)
         with atomic_dir(final) as tmp:
-            for s in SPLITS:
-                part = scrubbed.filter(pa.compute.equal(scrubbed.column("split"), s))
-                if part.num_rows:
-                    with TableWriter(tmp / "data" / s, RELEASE_SCHEMA, prefix="part", labels=labels) as w:
-                        w.write(part)
-            parquet = sorted(tmp.rglob("*.parquet"))
-            nbytes = {s: _arrow_bytes(sorted((tmp / "data" / s).glob("*.parquet"))) for s in SPLITS
-                      if (tmp / "data" / s).is_dir()}
-            files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in parquet}
-            doc = {"dataset": dataset, "version": version, "method": method, "rows": scrubbed.num_rows,
-                   "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
-                                     for s in SPLITS},
-                   **public, "deid_version": __version__, "license": license, "labels": labels,
-                   "release_policy": policy.record(), "files": files, "notice": NOTICE}
-            (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
-            (tmp / CARD).write_text(dataset_card(
-                dataset=dataset, method=method, params=public.get("method_params") or {}, license=license,
-                rows_by_split=doc["rows_by_split"], labels=labels, audit=audit if audit is not None
-                else public.get("audit"), verdict=public.get("verdict"), policy=policy.model_dump(),
-                version=version, bytes_by_split=nbytes, download_size=sum(p.stat().st_size for p in parquet),
-                source=facts, preprocess=public.get("preprocess")))
-            leaks = find_leaks(tmp, private)
-            if leaks:
-                raise LeakError(f"release of '{dataset}' would leak private data: {leaks[:5]}")
+            _write_release(tmp, scrubbed, labels, dataset=dataset, version=version, method=method, license=license,
+                           public=public, policy=policy, audit=audit, facts=facts, private=private)
         _note_run(private_dir, dataset, version, final, originals_dir, internal, reused=False)
         return ReleaseResult(final, version, False, scrubbed.num_rows)
+
+
+def _releasable_table(anonymized_dir: str | Path, originals_dir: str | Path, policy: ReleasePolicy
+                      ) -> tuple[pa.Table, list[str] | None]:
+    """The outputs checked for near copies of their inputs, scrubbed (:func:`_scrub`), and their labels."""
+    table = read_table(anonymized_dir, ANONYMIZED_SCHEMA)
+    _check_near_copies(table, originals_dir, policy)
+    labels = table_labels(anonymized_dir)
+    if labels is None and table.column("expression").null_count < table.num_rows:
+        labels = sorted(v for v in table.column("expression").unique().to_pylist() if v is not None)
+    return _scrub(table), labels
+
+
+def _write_release(tmp: Path, scrubbed: pa.Table, labels: list[str] | None, *, dataset: str, version: str,
+                   method: str, license: str, public: dict, policy: ReleasePolicy, audit: dict[str, float] | None,
+                   facts: dict, private: set[str]) -> None:
+    """The release's files in ``tmp``: each split's Parquet, the manifest and the card; a
+    :class:`LeakError` when any of them holds a private string."""
+    for s in SPLITS:
+        part = scrubbed.filter(pa.compute.equal(scrubbed.column("split"), s))
+        if part.num_rows:
+            with TableWriter(tmp / "data" / s, RELEASE_SCHEMA, prefix="part", labels=labels) as w:
+                w.write(part)
+    parquet = sorted(tmp.rglob("*.parquet"))
+    nbytes = {s: _arrow_bytes(sorted((tmp / "data" / s).glob("*.parquet"))) for s in SPLITS
+              if (tmp / "data" / s).is_dir()}
+    files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in parquet}
+    doc = {"dataset": dataset, "version": version, "method": method, "rows": scrubbed.num_rows,
+           "rows_by_split": {s: int(pa.compute.sum(pa.compute.equal(scrubbed.column("split"), s)).as_py() or 0)
+                             for s in SPLITS},
+           **public, "deid_version": __version__, "license": license, "labels": labels,
+           "release_policy": policy.record(), "files": files, "notice": NOTICE}
+    (tmp / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    (tmp / CARD).write_text(dataset_card(
+        dataset=dataset, method=method, params=public.get("method_params") or {}, license=license,
+        rows_by_split=doc["rows_by_split"], labels=labels, audit=audit if audit is not None
+        else public.get("audit"), verdict=public.get("verdict"), policy=policy.model_dump(),
+        version=version, bytes_by_split=nbytes, download_size=sum(p.stat().st_size for p in parquet),
+        source=facts, preprocess=public.get("preprocess")))
+    leaks = find_leaks(tmp, private)
+    if leaks:
+        raise LeakError(f"release of '{dataset}' would leak private data: {leaks[:5]}")
 
 
 class NotARelease(DeidError):
