@@ -15,17 +15,18 @@ before anything is timed (a warm file cache for every side), then, each in a fre
   inside the timed part.
 
 Prints images/s, the speed ratio to the bare loop (target: ≥ 0.8 on one worker, ≥ 1.5 on two), peak
-memory, the load averages before and after, and with ``--costs`` what each check costs per image.
+memory, the load averages before and after, and with ``--costs`` what each check costs per image: the main
+process's steps timed where they run, the workers' by an ingest without the one step (measurement only).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -68,20 +69,68 @@ def _reference_child(root: str) -> None:
     print(json.dumps({"images": len(files), "seconds": listing + ingest_reference(files), "listing_s": listing}))
 
 
-def _ingest_child(root: str, out: str, workers: int) -> None:
+# what each check costs, in place: the main process's steps timed where they run, the workers' checks by
+# running ingest once more without one of them (here only, to measure; the product has no switch to drop one)
+_PHASES = {  # step of deid.ingest timed in place → what it checks
+    "_scan": "path containment, labels, skip rules (the loader's scan)",
+    "_content_hashes": "content hash pass (read + sha256 of every file, before any decode)",
+    "_screen": "label conflicts (same bytes under two identities)",
+    "_fingerprint": "fingerprint of settings, paths, labels and hashes (reuse keyed on content)",
+    "_near_duplicates": "near-duplicate search across splits (indexed by hash blocks)",
+}
+_WITHOUT = {  # variant → the worker step it leaves out
+    "no-header": "header check (size, pages; Pillow, no pixel decoded)",
+    "no-phash": "perceptual hash of the written image",
+    "png-default": "PNG level 3 (the product's) over OpenCV's default",
+}
+
+
+def _leave_out(variant: str, ingest) -> None:
+    """Measurement only: take one worker step out of ``deid.ingest`` in this process (one worker)."""
+    import itertools
+
+    import cv2
+
+    from deid.imageio import ImageHeader
+
+    if variant == "no-header":
+        ingest.check_header = lambda data, **kw: ImageHeader("?", 0, 0, 1)
+    elif variant == "no-phash":  # distinct hashes, so the near-duplicate search does the same work
+        ingest.image_hash64 = lambda img, c=itertools.count(): (next(c) * 0x9E3779B97F4A7C15) % 2**63
+    elif variant == "png-default":
+        ingest.encode_png = lambda img: cv2.imencode(".png", img)[1].tobytes()
+
+
+def _timed_phases(ingest) -> dict[str, float]:
+    spent = dict.fromkeys(_PHASES, 0.0)
+    for name in _PHASES:
+        def timed(*a, _f=getattr(ingest, name), _name=name, **kw):
+            t = time.perf_counter()
+            try:
+                return _f(*a, **kw)
+            finally:
+                spent[_name] += time.perf_counter() - t
+        setattr(ingest, name, timed)
+    return spent
+
+
+def _ingest_child(root: str, out: str, workers: int, variant: str = "all") -> None:
     import pandas  # noqa: F401  pyarrow imports it on its first array; the import floor, not the work
     import tqdm.auto  # noqa: F401
 
-    from deid.ingest import ingest_dataset
+    import deid.ingest as ingest
     from deid.preprocessing import PreprocessConfig
 
+    shutil.rmtree(out, ignore_errors=True)  # a fresh output: nothing to reuse
+    phases = _timed_phases(ingest)
+    _leave_out(variant, ingest)
     t0 = time.perf_counter()
-    s = ingest_dataset("ferg", root, out, preprocess=PreprocessConfig(size=50), workers=workers, chunk=128)
+    s = ingest.ingest_dataset("ferg", root, out, preprocess=PreprocessConfig(size=50), workers=workers, chunk=128)
     secs = time.perf_counter() - t0
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"images": s.input, "written": s.written, "seconds": secs, "peak_rss_main_mb": peak_self,
-                      "peak_rss_worker_mb": peak_children, "reconciles": s.reconciles()}))
+                      "peak_rss_worker_mb": peak_children, "reconciles": s.reconciles(), "phases": phases}))
 
 
 def _child(*args: str) -> dict:
@@ -89,68 +138,40 @@ def _child(*args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _costs(root: Path, sample: int, ingest_s: float, n: int) -> list[tuple[str, float]]:
-    """Milliseconds per image of each check (and of the PNG level), timed alone on ``sample`` of the files."""
-    import cv2
-    import numpy as np
+def _costs(root: Path, out: Path, full: dict) -> list[tuple[str, float]]:
+    """Seconds per image of each check: the main process's steps from ``full`` (one worker), the workers' by
+    ingest runs without one step, against a second full run (their mean is the base); the sha256 of the
+    bytes decoded (the changed-during-ingest guard) and the size check are timed alone, too small to see so."""
+    import hashlib as hl
 
-    from deid.datasets import get_loader
-    from deid.imageio import check_header, decode_image, encode_png
-    from deid.ingest import _content_hashes, _label_conflicts
-    from deid.preprocessing import PreprocessConfig, preprocess_image
-    from deid.splits import image_hash64, near_duplicates_across_splits
+    from deid.preprocessing import PreprocessConfig
 
-    cfg = PreprocessConfig(size=50)
-    t0 = time.perf_counter()
-    scan = get_loader("ferg").scan(root)
-    per_scan = (time.perf_counter() - t0) / max(1, len(scan.items))
-    t0 = time.perf_counter()
-    plain = _files(root)
-    per_list = (time.perf_counter() - t0) / max(1, len(plain))
-    items = scan.items[:sample]
-    datas = [Path(it.path).read_bytes() for it in items]
-    outs = [preprocess_image(decode_image(d), cfg) for d in datas]
-
-    def per(fn, seq) -> float:
-        best = math.inf
-        for _ in range(3):
-            t = time.perf_counter()
-            for x in seq:
-                fn(x)
-            best = min(best, time.perf_counter() - t)
-        return best / len(seq) * 1e3
-
-    hashes = _content_hashes(scan.items, 1, cfg.max_file_bytes)
-    t0 = time.perf_counter()
-    _label_conflicts(scan.items, hashes)
-    conflicts = (time.perf_counter() - t0) / len(scan.items) * 1e3
-    rng = np.random.default_rng(0)
-    ph = [image_hash64(o) for o in outs]
-    ph = [ph[i % len(ph)] ^ (1 << int(rng.integers(0, 63))) for i in range(n)]
-    t0 = time.perf_counter()
-    near_duplicates_across_splits(ph, list(rng.choice(["train", "val", "test"], n, p=[0.7, 0.1, 0.2])),
-                                  [it.identity for it in (scan.items * (n // len(scan.items) + 1))[:n]])
-    near = (time.perf_counter() - t0) / n * 1e3
-    return [
-        ("path containment, labels, skip rules (the loader's scan, less a bare listing)", (per_scan - per_list) * 1e3),
-        ("content hash pass (read + sha256 of every file, before any decode)",
-         per(lambda it: hashlib.sha256(Path(it.path).read_bytes()).hexdigest(), items)),
-        ("max_file_bytes and regular-file check (stat)", per(lambda it: os.stat(it.path), items)),
-        ("changed-during-ingest guard (sha256 of the bytes decoded)", per(lambda d: hashlib.sha256(d).digest(), datas)),
-        ("header check (size, pages; Pillow, no pixel decoded)",
-         per(lambda d: check_header(d, max_pixels=cfg.max_pixels, min_side=cfg.min_side, multipage=cfg.multipage),
-             datas)),
-        ("perceptual hash of the written image", per(image_hash64, outs)),
-        ("near-duplicate search across splits (indexed by hash blocks)", near),
-        ("label conflicts (same bytes under two identities)", conflicts),
-        ("PNG level 3 (the product's) over OpenCV's default", per(encode_png, outs) - per(lambda o: cv2.imencode(".png", o), outs)),
-    ]
+    n = full["images"]
+    rows = [(_PHASES[k], v / n) for k, v in full["phases"].items()]
+    again = _child("ingest", str(root), str(out), "1", "all")
+    base = (full["seconds"] + again["seconds"]) / 2
+    for variant, what in _WITHOUT.items():
+        rows.append((what, (base - _child("ingest", str(root), str(out), "1", variant)["seconds"]) / n))
+    files = _files(root)[:2000]
+    datas = [f.read_bytes() for f in files]
+    limit = PreprocessConfig().max_file_bytes
+    t = time.perf_counter()
+    for d in datas:
+        hl.sha256(d).digest()
+    guard = (time.perf_counter() - t) / len(datas)
+    t = time.perf_counter()
+    for f in files:
+        os.stat(f).st_size > limit
+    rows += [("changed-during-ingest guard (sha256 of the bytes decoded)", guard),
+             ("max_file_bytes and regular-file check (stat, before any byte is read)", (time.perf_counter() - t) / len(files))]
+    return rows
 
 
-def _print_costs(costs: list[tuple[str, float]], ingest_ms: float) -> None:
-    print(f"\nwhat each check costs (ms per image, timed alone; share of ingest ×1 at {ingest_ms:.3f} ms per image)")
-    for name, ms in costs:
-        print(f"  {name:84s} {ms:7.4f} ms {100 * ms / ingest_ms:5.1f} %")
+def _print_costs(costs: list[tuple[str, float]], per_image: float) -> None:
+    print(f"\nwhat each check costs (one worker; ingest at {per_image * 1e3:.3f} ms per image)")
+    print(f"  {'check':84s} {'ms/image':>9} {'% of ingest':>12}")
+    for name, s in costs:
+        print(f"  {name:84s} {s * 1e3:9.4f} {100 * s / per_image:12.1f}")
 
 
 def main() -> None:
@@ -164,7 +185,8 @@ def main() -> None:
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        _reference_child(a.child[1]) if a.child[0] == "ref" else _ingest_child(*a.child[1:3], int(a.child[3]))
+        _reference_child(a.child[1]) if a.child[0] == "ref" else _ingest_child(*a.child[1:3], int(a.child[3]),
+                                                                                *a.child[4:])
         return
     from deid.provenance import loadavg
 
@@ -176,9 +198,7 @@ def main() -> None:
         refs = [_child("ref", str(root))]
         runs = {}
         for w in a.workers:
-            out = a.work / f"out-{n}-{w}"
-            subprocess.run(["rm", "-rf", str(out)], check=True)
-            runs[w] = _child("ingest", str(root), str(out), str(w))
+            runs[w] = _child("ingest", str(root), str(a.work / f"out-{n}-{w}"), str(w))
         refs.append(_child("ref", str(root)))
         bare = sum(r["images"] for r in refs) / sum(r["seconds"] for r in refs)
         each = ", ".join(f"{r['images'] / r['seconds']:.0f}" for r in refs)
@@ -189,8 +209,7 @@ def main() -> None:
             print(f"{m['images']:>8} {f'ingest ×{w}':>12} {ips:>8.0f} {ips / bare:>7.2f} {m['peak_rss_main_mb']:>17.0f} "
                   f"{m['peak_rss_worker_mb']:>10.0f}   ({m['seconds']:.2f} s, reconciles: {m['reconciles']})", flush=True)
         if a.costs and 1 in runs:
-            _print_costs(_costs(root, 2000, runs[1]["seconds"], runs[1]["images"]),
-                         runs[1]["seconds"] / runs[1]["images"] * 1e3)
+            _print_costs(_costs(root, a.work / f"out-{n}-costs", runs[1]), runs[1]["seconds"] / runs[1]["images"])
     print(f"load average after: {loadavg()}")
 
 
