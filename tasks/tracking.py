@@ -103,6 +103,15 @@ def configure_tracking(uri: str | None, experiment: str, work: Path) -> str:
     return uri
 
 
+#: the record :meth:`deid.methods.DeidMethod.save` writes beside a method's state: its name and parameters
+_METHOD_RECORD = "method.json"
+
+
+def _saved_method(model_dir: str | Path) -> dict:
+    """The record of the method saved in ``model_dir`` (``method.json``: its name and parameters)."""
+    return json.loads((Path(model_dir) / _METHOD_RECORD).read_text())
+
+
 def holds_training_images(model_dir: str | Path) -> bool:
     """Whether the method saved in ``model_dir`` keeps original training images in its state.
 
@@ -111,7 +120,7 @@ def holds_training_images(model_dir: str | Path) -> bool:
     from deid.methods import method_class
 
     try:
-        name = json.loads((Path(model_dir) / "method.json").read_text())["name"]
+        name = _saved_method(model_dir)["name"]
         return bool(method_class(name).holds_training_images)
     except Exception:  # noqa: BLE001 - anything unreadable is treated as private
         return True
@@ -132,7 +141,7 @@ def shareable_artifacts(model_dir: str | Path, scratch: str | Path) -> str:
     out = Path(scratch) / "pointer"
     out.mkdir(parents=True, exist_ok=True)
     try:
-        name = json.loads((model_dir / "method.json").read_text())["name"]
+        name = _saved_method(model_dir)["name"]
     except Exception:  # noqa: BLE001 - the pointer names what it can
         name = "unknown"
     (out / POINTER_FILE).write_text(json.dumps({"method": name, "model_dir": str(model_dir.resolve()),
@@ -214,10 +223,10 @@ def log_audit(result: AuditResult, *, run_name: str, config: dict, dataset_info:
                     mlflow.log_metrics({f"transform_{k}": float(v) for k, v in transform_stats[name].items()
                                         if isinstance(v, (int, float))})
                 if name in model_dirs and name != ORIGINAL:
-                    meta = Path(model_dirs[name]) / "method.json"
-                    if meta.exists():  # the method's own parameters, on its own run
+                    # the method's own parameters, on its own run
+                    if (Path(model_dirs[name]) / _METHOD_RECORD).exists():
                         mlflow.log_params({f"method.{k}": v for k, v in
-                                           _flatten(json.loads(meta.read_text()).get("params", {})).items()})
+                                           _flatten(_saved_method(model_dirs[name]).get("params", {})).items()})
                     mlflow.set_tags(privacy_tags(holds_training_images(model_dirs[name])))
                     with tempfile.TemporaryDirectory() as scratch:
                         mlflow.log_artifacts(shareable_artifacts(model_dirs[name], scratch), artifact_path="model")
@@ -372,30 +381,50 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
     if existing:
         mv = existing[0]
     else:
-        source = _logged_release_model(client, run_id, release_version)
-        if source is None:
-            from deid.methods import DeidMethod
+        mv = _register_release(client, name, run_id, model_dir, release_version, private, tags, tracking_uri)
+    _repair_version(client, name, mv, tags, description)
+    return _release_alias(client, name, mv)
 
-            shape = ImageShape.of(DeidMethod.load(model_dir))
-            mlflow.set_tracking_uri(tracking_uri)
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
-                warnings.simplefilter("ignore", UserWarning)
-                source = mlflow.pyfunc.log_model(
-                    name=_RELEASE_MODEL, python_model=DeidMethodModel(),
-                    artifacts={"method": shareable_artifacts(model_dir, scratch)},
-                    signature=release_signature(shape), input_example=release_input_example(shape),
-                    pip_requirements=["deid"], tags={f"deid.{_RELEASE_TAG}": release_version, **privacy_tags(private)},
-                ).model_uri
-        mlflow.set_tracking_uri(tracking_uri)
-        mine = mlflow.register_model(source, name, tags=tags)
-        # Another run may have registered the same release meanwhile: keep the oldest, drop ours.
-        versions = _versions_of_release(client, name, release_version)
-        mv = versions[0] if versions else mine
-        if int(mine.version) != int(mv.version):
-            try:
-                client.delete_model_version(name, mine.version)
-            except MlflowException:
-                pass
+
+def _log_release_model(run_id: str, model_dir: str, release_version: str, private: bool, tracking_uri: str) -> str:
+    """Log the method saved in ``model_dir`` to ``run_id`` as ``release-model`` (its signature, a black input
+    example, a private model's pointer instead of its state); returns the logged model's URI."""
+    from deid.methods import DeidMethod
+
+    shape = ImageShape.of(DeidMethod.load(model_dir))
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=_RELEASE_MODEL, python_model=DeidMethodModel(),
+            artifacts={"method": shareable_artifacts(model_dir, scratch)},
+            signature=release_signature(shape), input_example=release_input_example(shape),
+            pip_requirements=["deid"], tags={f"deid.{_RELEASE_TAG}": release_version, **privacy_tags(private)},
+        ).model_uri
+
+
+def _register_release(client: mlflow.MlflowClient, name: str, run_id: str, model_dir: str, release_version: str,
+                      private: bool, tags: dict[str, str], tracking_uri: str):
+    """A new version of ``name`` for ``release_version``, from the model a dead run logged or one logged now;
+    when a concurrent run registered the same release meanwhile, the oldest version is kept and ours dropped."""
+    source = _logged_release_model(client, run_id, release_version)
+    if source is None:
+        source = _log_release_model(run_id, model_dir, release_version, private, tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mine = mlflow.register_model(source, name, tags=tags)
+    versions = _versions_of_release(client, name, release_version)
+    mv = versions[0] if versions else mine
+    if int(mine.version) != int(mv.version):
+        try:
+            client.delete_model_version(name, mine.version)
+        except MlflowException:
+            pass
+    return mv
+
+
+def _repair_version(client: mlflow.MlflowClient, name: str, mv, tags: dict[str, str], description: str | None) -> None:
+    """Set the version's tags and description where a run that died half-way left them unset or stale; the
+    verdict of the audit that first released it stays."""
     if mv.tags.get(_VERDICT_TAG):  # the verdict of the audit that released this version stays
         tags.pop(_VERDICT_TAG, None)
     for k, v in tags.items():
@@ -404,6 +433,10 @@ def register_release_model(run_id: str, method: str, model_dir: str, dataset: st
     if description and (mv.description or "") != description:
         client.update_model_version(name, mv.version, description=description)
 
+
+def _release_alias(client: mlflow.MlflowClient, name: str, mv) -> str:
+    """Point the ``release`` alias at ``mv`` when it has none or ``mv`` is the newest version; returns the alias
+    URI when it points at ``mv``, else the version's own URI."""
     newest = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
     aliases = client.get_registered_model(name).aliases
     if "release" not in aliases or (int(mv.version) == newest and int(aliases["release"]) != newest):
