@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from data_contracts.atomic import atomic_file
 from deid.audit_dask import audit_on_dask
-from deid.data import open_image_set
+from deid.data import ImageSet, open_image_set
 from deid.evaluation.audit import ORIGINAL, AuditConfig, AuditResult, audit_tables
 from deid.evaluation.gates import AuditJudgement, GateConfig, gate_region, judge_audit
 from deid.faces_dask import DaskConfig
@@ -44,31 +44,12 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
                    ) -> tuple[AuditJudgement, list[tuple[str, str]]]:
     """The audit judged (itself first, with ``data_problems`` the data's checks found, then every method)
     and its figures; returns the judgement and (caption, path) per figure."""
-    import numpy as np
-
     out = Path(out_dir)
     judgement = judge_audit({m: a.metrics for m, a in result.methods.items()}, gates,
                             data_problems=data_problems or ())
     original = open_image_set(images_dir, pixel_cache).of_split("test")  # the audit's decoded pixels
-    rng = np.random.default_rng(0)
-    pick = []
-    for ident in sorted(set(original.identity)):  # one test image per identity, up to 8
-        idx = np.flatnonzero(original.identity == ident)
-        pick.append(int(rng.choice(idx)))
-    pick = pick[:8]
-    # by label: two test images of each label (other people), every method below its originals
-    by_label = []
-    if not any(v is None for v in original.expression):
-        for lab in sorted(set(original.expression), key=str):
-            idx = np.flatnonzero(original.expression == lab)
-            by_label += [int(i) for i in rng.choice(idx, size=min(2, len(idx)), replace=False)]
-    rows = {ORIGINAL: np.asarray(original.X[pick])}
-    faces = {ORIGINAL: np.asarray(original.X[by_label])} if by_label else {}
-    for name, path in anonymized.items():
-        a = open_image_set(path, pixel_cache, anonymized=True)
-        rows[name] = np.asarray(a.align_to(original.image_id[pick]).X)
-        if by_label:
-            faces[name] = np.asarray(a.align_to(original.image_id[by_label]).X)
+    pick, by_label = _sample_rows(original)
+    rows, faces = _sample_images(original, anonymized, pixel_cache, pick, by_label)
     figs: list[tuple[str, Path]] = []
 
     def figure(caption: str, draw) -> None:
@@ -103,6 +84,42 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
                lambda a=a, m=m: confusion_plot(_strongest(a.confusion, a.metrics), a.classes, out / f"confusion_{m}.png",
                                                title=f"{m}: on test outputs"))
     return judgement, [(cap, str(p)) for cap, p in figs]
+
+
+def _sample_rows(original: ImageSet) -> tuple[list[int], list[int]]:
+    """The test rows the sample figures show, drawn with a fixed seed: one image per identity (up to 8), and
+    two images of each label (other people) when every image has one."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pick = []
+    for ident in sorted(set(original.identity)):  # one test image per identity, up to 8
+        idx = np.flatnonzero(original.identity == ident)
+        pick.append(int(rng.choice(idx)))
+    pick = pick[:8]
+    # by label: two test images of each label (other people), every method below its originals
+    by_label = []
+    if not any(v is None for v in original.expression):
+        for lab in sorted(set(original.expression), key=str):
+            idx = np.flatnonzero(original.expression == lab)
+            by_label += [int(i) for i in rng.choice(idx, size=min(2, len(idx)), replace=False)]
+    return pick, by_label
+
+
+def _sample_images(original: ImageSet, anonymized: dict[str, str], pixel_cache: str, pick: list[int],
+                   by_label: list[int]) -> tuple[dict, dict]:
+    """The originals' and every method's images of those rows: (label → images of ``pick``, label → images of
+    ``by_label``, empty without them)."""
+    import numpy as np
+
+    rows = {ORIGINAL: np.asarray(original.X[pick])}
+    faces = {ORIGINAL: np.asarray(original.X[by_label])} if by_label else {}
+    for name, path in anonymized.items():
+        a = open_image_set(path, pixel_cache, anonymized=True)
+        rows[name] = np.asarray(a.align_to(original.image_id[pick]).X)
+        if by_label:
+            faces[name] = np.asarray(a.align_to(original.image_id[by_label]).X)
+    return rows, faces
 
 
 @task
