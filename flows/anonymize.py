@@ -205,21 +205,12 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
     ``dataset``: the alias flow's dataset; a config of another dataset is refused before any work."""
     started = datetime.now(timezone.utc).timestamp()
     base_dir = Path(base) if base else Path.cwd()
-    if isinstance(config, RunConfig):
-        if overrides:
-            raise ConfigError("overrides apply to a config file; set the fields on the RunConfig instead")
-        cfg = config
-    else:
-        cfg = load_config(config if Path(config).is_absolute() else base_dir / config, overrides)
-    if dataset is not None and cfg.dataset.name != dataset:
-        raise ConfigError(f"flow '{alias_name(dataset)}' runs '{dataset}' configs, but config '{cfg.name}' reads "
-                          f"dataset '{cfg.dataset.name}': run it with the 'anonymize' flow")
+    cfg = _run_config(config, overrides, base_dir, dataset)
     run = resolve_run(cfg, base_dir)  # once: seeds, work dir, every method's typed parameters
     cfg, work = run.config, run.work
     _preflight(run)
     log = get_run_logger()
     tracking_uri = configure_tracking(cfg.tracking.uri, cfg.tracking.experiment, work)
-    ds = cfg.dataset
 
     clock = {"start": time.perf_counter()}
     images, summary = ingest_run(run)
@@ -239,34 +230,8 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
                      ingest=summary.model_dump())
     release, blocked = ReleaseSummary(status="not requested"), None
     if cfg.release.enabled:
-        m = cfg.release.method
-        v = verdicts[m]
-        if not v.passed:
-            blocked = ReleaseBlocked(f"release of '{m}' blocked: the audit's verdict is {v.status}: "
-                                     f"{'; '.join(v.reasons)} (report: {a.report})")
-            release = ReleaseSummary(status="blocked", method=m, reason=f"verdict {v.status}: {'; '.join(v.reasons)}")
-        else:
-            metrics = result.methods[m].metrics
-            manifest = {"method_params": run.method(m).given_params(),
-                        "config_name": cfg.name, "code_commit": header["code_commit"], "mlflow_run_id": run_id,
-                        "audit": metrics, "verdict": {"status": v.status, "gates": cfg.gates.model_dump()},
-                        "preprocess": ds.preprocess.model_dump()}
-            try:
-                rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest,
-                                      str(images), str(release_private_dir(work)), release_policy(),
-                                      cfg.gates.attacker_margin, metrics, license=cfg.release.license,
-                                      source=source_facts(cfg))
-            except DeidError as exc:  # the release policy's floors, a leak: nothing was published
-                blocked = exc
-                release = ReleaseSummary(status="blocked", method=m, reason=str(exc))
-            else:
-                # Every run makes sure the release has its registered model: a run killed between
-                # publishing and registering is healed by the next one.
-                rel["model_uri"] = register_release_model(run_id, m, model_dirs[m], ds.name, rel["version"],
-                                                          tracking_uri)
-                out.release = rel
-                release = ReleaseSummary(status="reused" if rel["reused"] else "published", method=m,
-                                         version=rel["version"], path=rel["path"])
+        release, blocked, out.release = _release(run, a, result, images, anonymized, model_dirs, base_dir,
+                                                 tracking_uri)
         header.update(release_status=release.status, release_version=release.version, release_path=release.path)
     clock["release"] = time.perf_counter()
     # Rendered again with what is known only now: the MLflow run and the release.
@@ -285,6 +250,53 @@ def run_anonymization(config: str | RunConfig, overrides: dict | None = None, ba
         raise blocked
     log.info("done: %s", out.report)
     return out
+
+
+def _run_config(config: str | RunConfig, overrides: dict | None, base_dir: Path, dataset: str | None) -> RunConfig:
+    """The run's config, loaded (a file relative to ``base_dir``, with ``overrides``) or as given, and
+    refused when an alias flow of another dataset runs it."""
+    if isinstance(config, RunConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a config file; set the fields on the RunConfig instead")
+        cfg = config
+    else:
+        cfg = load_config(config if Path(config).is_absolute() else base_dir / config, overrides)
+    if dataset is not None and cfg.dataset.name != dataset:
+        raise ConfigError(f"flow '{alias_name(dataset)}' runs '{dataset}' configs, but config '{cfg.name}' reads "
+                          f"dataset '{cfg.dataset.name}': run it with the 'anonymize' flow")
+    return cfg
+
+
+def _release(run: ResolvedRun, a: Audited, result: AuditResult, images: Path, anonymized: dict[str, str],
+             model_dirs: dict[str, str], base_dir: Path, tracking_uri: str
+             ) -> tuple[ReleaseSummary, Exception | None, dict | None]:
+    """The release step: (its summary, why it was blocked, the published release). Blocked by the method's
+    verdict or by the release policy; else published (or reused) and its model registered."""
+    cfg, work, ds = run.config, run.work, run.config.dataset
+    m = cfg.release.method
+    v = a.verdicts[m]
+    if not v.passed:
+        reasons = "; ".join(v.reasons)
+        return (ReleaseSummary(status="blocked", method=m, reason=f"verdict {v.status}: {reasons}"),
+                ReleaseBlocked(f"release of '{m}' blocked: the audit's verdict is {v.status}: {reasons} "
+                               f"(report: {a.report})"), None)
+    metrics = result.methods[m].metrics
+    manifest = {"method_params": run.method(m).given_params(),
+                "config_name": cfg.name, "code_commit": a.header["code_commit"], "mlflow_run_id": a.run_id,
+                "audit": metrics, "verdict": {"status": v.status, "gates": cfg.gates.model_dump()},
+                "preprocess": ds.preprocess.model_dump()}
+    try:
+        rel = publish_release(anonymized[m], str(release_root(cfg, base_dir)), ds.name, m, manifest,
+                              str(images), str(release_private_dir(work)), release_policy(),
+                              cfg.gates.attacker_margin, metrics, license=cfg.release.license,
+                              source=source_facts(cfg))
+    except DeidError as exc:  # the release policy's floors, a leak: nothing was published
+        return ReleaseSummary(status="blocked", method=m, reason=str(exc)), exc, None
+    # Every run makes sure the release has its registered model: a run killed between
+    # publishing and registering is healed by the next one.
+    rel["model_uri"] = register_release_model(a.run_id, m, model_dirs[m], ds.name, rel["version"], tracking_uri)
+    return ReleaseSummary(status="reused" if rel["reused"] else "published", method=m, version=rel["version"],
+                          path=rel["path"]), None, rel
 
 
 def _timings(clock: dict[str, float], summary: IngestSummary, stats: dict, result: AuditResult) -> dict:
