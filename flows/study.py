@@ -55,32 +55,9 @@ def study(plan: StudyPlan, datasets: list[str], work_dir: str, out: str, trackin
             "command": command, "seeds": plan.seeds, "machine": machine(), "load_start": loadavg(),
             "audit": audit_summary(plan), "datasets": {}, "skipped": {}, "settings": {}, "skipped_settings": {},
             "workers": workers}
-    todo = []
-    for ds in datasets:
-        if ds not in STUDY_DATASETS:
-            raise ValueError(f"study datasets are {list(STUDY_DATASETS)}, got '{ds}'")
-        if ds == "jaffe" and not Path(jaffe_dir).is_dir():
-            meta["skipped"][ds] = f"{jaffe_dir} is absent"
-            log.warning("skipping jaffe: %s is absent", jaffe_dir)
-            continue
-        todo.append(ds)
+    todo = _runnable(datasets, jaffe_dir, meta, log)
     study_run = open_study(uri, experiment, study_id, plan.mode)
-
-    units = []  # (resolved run, images, ingest summary); data first, in this process
-    for ds in todo:
-        for seed in plan.seeds:
-            run = resolve_run(run_config(plan, ds, seed, work_dir=work, jaffe_dir=Path(jaffe_dir), tracking_uri=uri,
-                                         experiment=experiment), work)
-            _preflight(run)
-            images, summary = ingest_run(run)
-            run, skipped = applicable(run, summary.identities)  # settings that cannot apply are named, not run
-            if skipped:
-                meta["skipped_settings"][ds] = skipped
-                log.warning("%s: skipping %d setting(s) whose k exceeds the %d identities", ds, len(skipped),
-                            summary.identities)
-            meta["datasets"][ds] = describe(plan, ds, summary.written, summary.identities)
-            meta["settings"][ds] = [key(m.name, m.given_params()) for m in run.methods]
-            units.append((run, images, summary))
+    units = _ingested_units(plan, todo, work, jaffe_dir, uri, experiment, meta, log)
     log_study_meta(uri, study_run, {**meta, "status": "running"})
 
     units.sort(key=lambda u: (u[0].seeds.run, u[0].config.dataset.name))  # the two datasets alternate on the workers
@@ -94,25 +71,67 @@ def study(plan: StudyPlan, datasets: list[str], work_dir: str, out: str, trackin
                 for part in split_methods(anonymized, parts)]
         audits.append((futs, (run, images, summary, anonymized, model_dirs, stats)))
     for futs, unit in audits:
-        run, images, summary, anonymized, model_dirs, stats = unit
-        ds, seed = run.config.dataset.name, run.seeds.run
-        method_tags = {m.key: {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
-                               "deid.key": key(m.name, m.given_params()), "deid.registered": m.name,
-                               "deid.setting": setting_label(m.given_params())} for m in run.methods}
-        result = merge_audits([f.result() for f in futs], order=list(anonymized))
-        for name in result.methods:  # the audit's own rows: the original data and its controls
-            method_tags.setdefault(name, {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
-                                          "deid.seed": str(seed), "deid.key": name, "deid.registered": name,
-                                          "deid.setting": ""})
-        a = judge_report_log(run, result, images, anonymized, model_dirs, {k: f.result() for k, f in stats.items()},
-                             summary, tracking_uri=uri, started=None,
-                             run_name=f"study-{study_id}-{ds}-seed{seed}", log_models=False,
-                             tags={"deid.study": study_id, "deid.kind": "dataset-seed"}, method_tags=method_tags)
-        log.info("[%s seed %d] logged parent run %s", ds, seed, a.run_id)
+        _judge_and_log(futs, unit, study_id, uri, log)
     wall = time.perf_counter() - t_start
     meta.update(load_end=loadavg(), status="done", wall_time=f"{wall / 60:.1f} min")
     log_study_meta(uri, study_run, meta, wall)
     return render_study(uri, study_id, out, experiment)
+
+
+def _runnable(datasets: list[str], jaffe_dir: str, meta: dict, log) -> list[str]:
+    """The datasets the study runs: a name it does not know is refused, an absent JAFFE skipped and noted."""
+    todo = []
+    for ds in datasets:
+        if ds not in STUDY_DATASETS:
+            raise ValueError(f"study datasets are {list(STUDY_DATASETS)}, got '{ds}'")
+        if ds == "jaffe" and not Path(jaffe_dir).is_dir():
+            meta["skipped"][ds] = f"{jaffe_dir} is absent"
+            log.warning("skipping jaffe: %s is absent", jaffe_dir)
+            continue
+        todo.append(ds)
+    return todo
+
+
+def _ingested_units(p: StudyPlan, todo: list[str], work: Path, jaffe_dir: str, uri: str, experiment: str,
+                    meta: dict, log) -> list[tuple]:
+    """(resolved run, images, ingest summary) of every (dataset, seed), ingested in this process, with the
+    settings that cannot apply named in ``meta`` and left out of the run."""
+    units = []
+    for ds in todo:
+        for seed in p.seeds:
+            run = resolve_run(run_config(p, ds, seed, work_dir=work, jaffe_dir=Path(jaffe_dir), tracking_uri=uri,
+                                         experiment=experiment), work)
+            _preflight(run)
+            images, summary = ingest_run(run)
+            run, skipped = applicable(run, summary.identities)  # settings that cannot apply are named, not run
+            if skipped:
+                meta["skipped_settings"][ds] = skipped
+                log.warning("%s: skipping %d setting(s) whose k exceeds the %d identities", ds, len(skipped),
+                            summary.identities)
+            meta["datasets"][ds] = describe(p, ds, summary.written, summary.identities)
+            meta["settings"][ds] = [key(m.name, m.given_params()) for m in run.methods]
+            units.append((run, images, summary))
+    return units
+
+
+def _judge_and_log(futs: list, unit: tuple, study_id: str, uri: str, log) -> None:
+    """One (dataset, seed)'s audit parts merged, judged, reported and logged as a parent run, every row
+    tagged with the study, the dataset, the seed and its setting."""
+    run, images, summary, anonymized, model_dirs, stats = unit
+    ds, seed = run.config.dataset.name, run.seeds.run
+    method_tags = {m.key: {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds, "deid.seed": str(seed),
+                           "deid.key": key(m.name, m.given_params()), "deid.registered": m.name,
+                           "deid.setting": setting_label(m.given_params())} for m in run.methods}
+    result = merge_audits([f.result() for f in futs], order=list(anonymized))
+    for name in result.methods:  # the audit's own rows: the original data and its controls
+        method_tags.setdefault(name, {"deid.kind": "method", "deid.study": study_id, "deid.dataset": ds,
+                                      "deid.seed": str(seed), "deid.key": name, "deid.registered": name,
+                                      "deid.setting": ""})
+    a = judge_report_log(run, result, images, anonymized, model_dirs, {k: f.result() for k, f in stats.items()},
+                         summary, tracking_uri=uri, started=None,
+                         run_name=f"study-{study_id}-{ds}-seed{seed}", log_models=False,
+                         tags={"deid.study": study_id, "deid.kind": "dataset-seed"}, method_tags=method_tags)
+    log.info("[%s seed %d] logged parent run %s", ds, seed, a.run_id)
 
 
 def audit_parts(units: int, workers: int) -> int:
