@@ -14,8 +14,8 @@ before anything is timed (a warm file cache for every side), then, each in a fre
   (pyarrow, pandas, tqdm) are imported before the clock starts, as the loop's are; worker processes start
   inside the timed part.
 
-Prints images/s, the speed ratio to the bare loop (target: ≥ 0.8 on one worker, ≥ 1.5 on two), peak
-memory, the load averages before and after, and with ``--costs`` what each check costs per image: the main
+Prints images/s, the speed ratio to the bare loop (target: ≥ 0.8 on one worker, ≥ 1.5 on two), the CPU
+seconds per image (workers included; unlike the wall clock, about the same on a busy machine), peak memory, the load averages before and after, and with ``--costs`` what each check costs per image: the main
 process's steps timed where they run, the workers' by an ingest without the one step (measurement only).
 """
 
@@ -63,10 +63,18 @@ def _reference_child(root: str) -> None:
     from bench.common import ingest_reference
 
     cv2.setNumThreads(1)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     files = _files(Path(root))  # the loop lists the tree too, as ingest does
     listing = time.perf_counter() - t0
-    print(json.dumps({"images": len(files), "seconds": listing + ingest_reference(files), "listing_s": listing}))
+    secs = listing + ingest_reference(files)
+    print(json.dumps({"images": len(files), "seconds": secs, "cpu_s": _cpu() - c0, "listing_s": listing}))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that ended (the workers): unlike the wall clock, the same
+    on a busy machine."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # what each check costs, in place: the main process's steps timed where they run, the workers' checks by
@@ -124,12 +132,12 @@ def _ingest_child(root: str, out: str, workers: int, variant: str = "all") -> No
     shutil.rmtree(out, ignore_errors=True)  # a fresh output: nothing to reuse
     phases = _timed_phases(ingest)
     _leave_out(variant, ingest)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     s = ingest.ingest_dataset("ferg", root, out, preprocess=PreprocessConfig(size=50), workers=workers, chunk=128)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, _cpu() - c0
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"images": s.input, "written": s.written, "seconds": secs, "peak_rss_main_mb": peak_self,
+    print(json.dumps({"images": s.input, "written": s.written, "seconds": secs, "cpu_s": cpu, "peak_rss_main_mb": peak_self,
                       "peak_rss_worker_mb": peak_children, "reconciles": s.reconciles(), "phases": phases}))
 
 
@@ -167,11 +175,33 @@ def _costs(root: Path, out: Path, full: dict) -> list[tuple[str, float]]:
     return rows
 
 
-def _print_costs(costs: list[tuple[str, float]], per_image: float) -> None:
-    print(f"\nwhat each check costs (one worker; ingest at {per_image * 1e3:.3f} ms per image)")
-    print(f"  {'check':84s} {'ms/image':>9} {'% of ingest':>12}")
-    for name, s in costs:
-        print(f"  {name:84s} {s * 1e3:9.4f} {100 * s / per_image:12.1f}")
+def _costs_md(costs: list[tuple[str, float]], per_image: float) -> list[str]:
+    out = [f"What each check costs, one worker (ingest at {per_image * 1e3:.3f} ms per image):", "",
+           "| check | ms per image | % of ingest |", "|---|---|---|"]
+    out += [f"| {name} | {s * 1e3:.4f} | {100 * s / per_image:.1f} |" for name, s in costs]
+    return out
+
+
+def _size_md(refs: list[dict], runs: dict[int, dict]) -> list[str]:
+    bare = sum(r["images"] for r in refs) / sum(r["seconds"] for r in refs)
+    bare_cpu = sum(r["cpu_s"] for r in refs) / sum(r["images"] for r in refs)
+    each = ", ".join(f"{r['images'] / r['seconds']:,.0f}" for r in refs)
+    out = [f"| {refs[0]['images']:,} | bare loop | {bare:,.0f} | 1.00 | {bare_cpu * 1e3:.3f} | 1.00 | - | - | "
+           f"before and after the ingests: {each} img/s; listing {refs[0]['listing_s']:.2f} s |"]
+    for w, m in runs.items():
+        ips, cpu = m["images"] / m["seconds"], m["cpu_s"] / m["images"]
+        out.append(f"| {m['images']:,} | ingest ×{w} | {ips:,.0f} | {ips / bare:.2f} | {cpu * 1e3:.3f} | "
+                   f"{bare_cpu / cpu:.2f} | {m['peak_rss_main_mb']:.0f} | {m['peak_rss_worker_mb']:.0f} | "
+                   f"{m['seconds']:.2f} s, reconciles: {m['reconciles']} |")
+    return out
+
+
+def _measure(root: Path, work: Path, n: int, workers: list[int]) -> tuple[list[dict], dict[int, dict]]:
+    _warm(root)
+    refs = [_child("ref", str(root))]
+    runs = {w: _child("ingest", str(root), str(work / f"out-{n}-{w}"), str(w)) for w in workers}
+    refs.append(_child("ref", str(root)))
+    return refs, runs
 
 
 def main() -> None:
@@ -181,36 +211,37 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64, choices=[64, 256])
     ap.add_argument("--tree", type=Path, help="measure this FERG-layout tree instead of a generated one")
     ap.add_argument("--work", type=Path, default=Path("/tmp/deid-bench-ingest"))
-    ap.add_argument("--costs", action="store_true", help="also time each check alone")
+    ap.add_argument("--costs", action="store_true", help="also measure what each check costs")
+    ap.add_argument("--doc", type=Path, help="write the results into this file's bench_ingest section")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         _reference_child(a.child[1]) if a.child[0] == "ref" else _ingest_child(*a.child[1:3], int(a.child[3]),
                                                                                 *a.child[4:])
         return
-    from deid.provenance import loadavg
+    from deid.provenance import command_line, loadavg, machine
 
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average before: {loadavg()}")
-    print(f"{'images':>8} {'path':>12} {'img/s':>8} {'× bare':>7} {'peak RSS main MB':>17} {'worker MB':>10}")
+    md = [f"- command: `{command_line('.venv/bin/python bench/bench_ingest.py')}`", f"- machine: {machine()}", f"- load average (1/5/15 min) before: {loadavg()}"]
+    table = ["| images | path | images/s | × bare loop | CPU ms per image | × bare loop, CPU | peak RSS main MB | "
+             "peak RSS worker MB | |", "|---|---|---|---|---|---|---|---|---|"]
+    costs: list[str] = []
     for n in ([0] if a.tree else a.sizes):
         root = a.tree or _tree(a.work, n, a.image_size)
-        _warm(root)
-        refs = [_child("ref", str(root))]
-        runs = {}
-        for w in a.workers:
-            runs[w] = _child("ingest", str(root), str(a.work / f"out-{n}-{w}"), str(w))
-        refs.append(_child("ref", str(root)))
-        bare = sum(r["images"] for r in refs) / sum(r["seconds"] for r in refs)
-        each = ", ".join(f"{r['images'] / r['seconds']:.0f}" for r in refs)
-        print(f"{refs[0]['images']:>8} {'bare loop':>12} {bare:>8.0f} {1.0:>7.2f} {'-':>17} {'-':>10}   "
-              f"(before and after: {each} img/s; listing {refs[0]['listing_s']:.2f} s)")
-        for w, m in runs.items():
-            ips = m["images"] / m["seconds"]
-            print(f"{m['images']:>8} {f'ingest ×{w}':>12} {ips:>8.0f} {ips / bare:>7.2f} {m['peak_rss_main_mb']:>17.0f} "
-                  f"{m['peak_rss_worker_mb']:>10.0f}   ({m['seconds']:.2f} s, reconciles: {m['reconciles']})", flush=True)
+        refs, runs = _measure(root, a.work, n, a.workers)
+        table += _size_md(refs, runs)
+        print("\n".join(table[-len(runs) - 1:]), flush=True)
         if a.costs and 1 in runs:
-            _print_costs(_costs(root, a.work / f"out-{n}-costs", runs[1]), runs[1]["seconds"] / runs[1]["images"])
-    print(f"load average after: {loadavg()}")
+            costs += [""] + _costs_md(_costs(root, a.work / f"out-{n}-costs", runs[1]),
+                                      runs[1]["seconds"] / runs[1]["images"])
+            print("\n".join(costs[-12:]), flush=True)
+    md += [f"- load average after: {loadavg()}", "", *table, *costs]
+    print(md[2], md[3], sep="\n")
+    if a.doc:
+        from bench.common import write_section
+
+        write_section(a.doc, f"bench_ingest {a.tree.name if a.tree else a.image_size}",
+                      f"### Measured by bench_ingest ({'tree ' + a.tree.name if a.tree else f'{a.image_size}×{a.image_size} PNGs'})"
+                      "\n\n" + "\n".join(md))
 
 
 if __name__ == "__main__":

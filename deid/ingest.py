@@ -205,11 +205,13 @@ def _sha256_item(it: SourceItem, limit: int | None = None) -> str | None:
 
 def _content_hashes(items: list[SourceItem], workers: int, limit: int | None = None) -> list[str | None]:
     """sha256 of every item's bytes (threads: hashing and reading release the GIL); files over ``limit``
-    bytes are not read."""
+    bytes are not read. Each thread takes 256 items at a time: one future per file cost more than hashing a
+    small one (a thread pool's ``map`` has no ``chunksize``)."""
     if workers <= 1 or len(items) < 256:
         return [_sha256_item(it, limit) for it in items]
     with ThreadPoolExecutor(min(workers, 8)) as pool:
-        return list(pool.map(lambda it: _sha256_item(it, limit), items, chunksize=64))
+        parts = pool.map(lambda part: [_sha256_item(it, limit) for it in part], _chunks(items, 256))
+        return [sha for part in parts for sha in part]
 
 
 def _job_input(it: SourceItem) -> str | tuple[str, bytes]:
