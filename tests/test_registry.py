@@ -86,6 +86,20 @@ def test_names_keep_the_table_order_unless_sorted():
     assert reg.names() == ["b", "a", "c"]
 
 
+def test_the_three_registries_are_the_one_registry():
+    from deid.datasets import Loader, base, register_loader
+    from deid.evaluation import attacker_registry
+    from deid.methods import DeidMethod, register_method, registry
+
+    assert all(isinstance(r, Registry) for r in (registry._METHODS, attacker_registry._ATTACKERS, base._LOADERS))
+    with pytest.raises(RegistryError, match="a method named 'blur' is already registered"):
+        register_method("blur")(type("Other", (DeidMethod,), {}))
+    with pytest.raises(RegistryError, match="an attacker named 'cnn' is already registered"):
+        attacker_registry.register_attacker("cnn")(type("Other", (), {}))
+    with pytest.raises(RegistryError, match="a dataset named 'ferg' is already registered"):
+        register_loader(Loader("ferg", lambda root: None))
+
+
 def test_listing_names_imports_no_plug_in_and_the_registry_nothing_heavy():
     code = textwrap.dedent("""
         import json, sys

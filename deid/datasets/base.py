@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deid.errors import ConfigError, DatasetLayoutError, did_you_mean
+from deid.registry import Registry
 
 __all__ = [
     "SourceItem",
@@ -197,47 +198,28 @@ class Loader:
             self.check_values(options)
 
 
-_LOADERS: dict[str, Loader] = {}
-
 #: The built-in loaders and the module that registers each, imported when a loader is first asked for
-#: (as the methods' and the attackers' registries do): a new loader is a module and one line here.
+#: (the one :class:`~deid.registry.Registry`, as for the methods and the attackers): a new loader is a
+#: module and one line here.
 BUILTIN_LOADERS: dict[str, str] = {name: f"deid.datasets.{name}" for name in
                                    ("celeba", "ferg", "folder", "hf", "jaffe", "lfw", "manifest", "rafd")}
 
-
-def _register_builtins() -> None:
-    import importlib
-
-    for module in dict.fromkeys(BUILTIN_LOADERS.values()):
-        importlib.import_module(module)
+_LOADERS: Registry[Loader] = Registry("dataset", BUILTIN_LOADERS, table="BUILTIN_LOADERS")
 
 
 def register_loader(loader: Loader) -> Loader:
-    if loader.name in _LOADERS:
-        raise ValueError(f"a dataset loader named '{loader.name}' is already registered")
-    _LOADERS[loader.name] = loader
-    return loader
+    """Register ``loader`` under its name, from the module that defines its ``scan``."""
+    return _LOADERS.add(loader.name, loader, getattr(loader.scan, "__module__", None))
 
 
 def get_loader(name: str) -> Loader:
-    if name not in _LOADERS and name in BUILTIN_LOADERS:
-        import importlib
-
-        importlib.import_module(BUILTIN_LOADERS[name])
-    if name not in _LOADERS:
-        _register_builtins()  # the unknown-name error lists every loader
-
-    try:
-        return _LOADERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown dataset '{name}'{did_you_mean(name, _LOADERS)}; "
-                          f"known datasets: {sorted(_LOADERS)}") from None
+    """The loader registered as ``name``, its module imported."""
+    return _LOADERS.get(name)
 
 
 def available_loaders() -> list[str]:
-    _register_builtins()
-
-    return sorted(_LOADERS)
+    """Every loader's name, sorted; imports no loader module."""
+    return _LOADERS.names()
 
 
 def require_dir(root: str | Path, what: str) -> Path:

@@ -1,19 +1,20 @@
-"""Attackers by name: ``register_attacker`` refuses duplicates; ``get_attacker`` builds one from config."""
+"""Attackers by name: ``register_attacker`` refuses duplicates; ``get_attacker`` builds one from config.
+
+The registering, the lazy import of a built-in's module and the errors are the one
+:class:`~deid.registry.Registry`'s.
+"""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from deid.errors import ConfigError
+from deid.registry import Registry
 
 __all__ = ["Attacker", "AttackerConfig", "register_attacker", "available_attackers", "attacker_class", "get_attacker",
            "BUILTIN_ATTACKERS", "DEFAULT_ATTACKERS"]
-
-_ATTACKERS: dict[str, type] = {}
 
 #: The built-in attackers, in the order the audit reports them, and the module that registers each.
 #: Their names are known without importing it (it needs torch and scikit-learn), so a config is checked
@@ -33,6 +34,8 @@ BUILTIN_ATTACKERS: dict[str, str] = {
 #: audit runs the dlib linkage (real faces), and a config may name it
 DEFAULT_ATTACKERS: tuple[str, ...] = ("cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "exclusion",
                                       "label-linkage")
+
+_ATTACKERS: Registry[type] = Registry("attacker", BUILTIN_ATTACKERS, table="BUILTIN_ATTACKERS", sort=False)
 
 
 @dataclass(frozen=True)
@@ -81,31 +84,17 @@ class Attacker(Protocol):
 
 def register_attacker(name: str):
     """Class decorator: register an :class:`Attacker` under ``name``."""
-
-    def deco(cls: type) -> type:
-        if name in _ATTACKERS:
-            raise ValueError(f"an attacker named '{name}' is already registered ({_ATTACKERS[name].__qualname__})")
-        cls.name = name
-        _ATTACKERS[name] = cls
-        return cls
-
-    return deco
+    return _ATTACKERS.decorator(name)
 
 
 def available_attackers() -> list[str]:
     """Every attacker's name: the built-in ones, then those registered since; imports none of them."""
-    return list(dict.fromkeys([*BUILTIN_ATTACKERS, *_ATTACKERS]))
+    return _ATTACKERS.names()
 
 
 def attacker_class(name: str) -> type:
-    if name not in _ATTACKERS and name in BUILTIN_ATTACKERS:
-        importlib.import_module(BUILTIN_ATTACKERS[name])
-        if name not in _ATTACKERS:
-            raise LookupError(f"{BUILTIN_ATTACKERS[name]} does not register the attacker '{name}'")
-    try:
-        return _ATTACKERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown attacker '{name}'; registered attackers: {available_attackers()}") from None
+    """The class registered under ``name``, its module imported."""
+    return _ATTACKERS.get(name)
 
 
 def get_attacker(name: str, cfg: "AttackerConfig | None" = None) -> Attacker:

@@ -14,6 +14,7 @@ from deid.evaluation.attacker_registry import Attacker, available_attackers, get
 from deid.evaluation.attackers import AttackerConfig, CNNAttacker, train_attackers
 from deid.evaluation.audit import AUDIT_METRICS, AuditConfig
 from deid.models import CNNClassifier
+from deid.registry import RegistryError
 
 BUILT_IN = ["cnn", "linear", "knn-pixels", "knn-hog", "hog-svm", "fisher", "exclusion", "label-linkage",
             "dlib-descriptor"]
@@ -49,7 +50,7 @@ def test_the_built_in_attackers_are_registered_in_order():
 
 
 def test_the_registry_refuses_a_duplicate_name():
-    with pytest.raises(ValueError, match="'cnn' is already registered"):
+    with pytest.raises(RegistryError, match="'cnn' is already registered"):
         register_attacker("cnn")(type("Other", (), {}))
     assert get_attacker("cnn", TINY).__class__ is CNNAttacker  # the first one stays
 

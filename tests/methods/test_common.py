@@ -13,6 +13,7 @@ import pytest
 
 from deid.errors import MethodError, NotFittedError
 from deid.methods import DeidMethod, available_methods, get_method, method_class, register_method
+from deid.registry import RegistryError
 
 N, C, H, W = 36, 1, 32, 32
 
@@ -91,7 +92,7 @@ def test_rejects_bad_input(name):
 
 
 def test_registry_refuses_duplicates_and_unknown_params():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(RegistryError, match="already registered"):
         register_method("blur")(type("Other", (DeidMethod,), {}))
     from deid.errors import ConfigError
 
@@ -124,7 +125,7 @@ def test_former_names_resolve_to_the_current_methods(tmp_path):
     assert all(re.fullmatch(NAME_STYLE, n) for n in available_methods()) and not set(ALIASES) & set(available_methods())
     for old, new in ALIASES.items():
         assert method_class(old) is method_class(new) and method_class(old).name == new
-    with pytest.raises(ValueError, match="lower case words joined by hyphens"):
+    with pytest.raises(RegistryError, match="lower case words joined by hyphens"):
         register_method("latent_shift")
     X, ident, util = _data()
     m = get_method("latent_shift", **method_class("latent-shift").test_params).fit(X)  # as an older run names it
