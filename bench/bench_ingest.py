@@ -15,7 +15,8 @@ before anything is timed (a warm file cache for every side), then, each in a fre
   inside the timed part.
 
 Prints images/s, the speed ratio to the bare loop (target: ≥ 0.8 on one worker, ≥ 1.5 on two), the CPU
-seconds per image (workers included; unlike the wall clock, about the same on a busy machine), peak memory, the load averages before and after, and with ``--costs`` what each check costs per image: the main
+seconds per image (workers included; unlike the wall clock, about the same on a busy machine), peak memory,
+the load averages before and after, and with ``--costs`` what each check costs per image: the main
 process's steps timed where they run, the workers' by an ingest without the one step (measurement only).
 """
 
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,11 +115,11 @@ def _timed_phases(ingest) -> dict[str, float]:
     spent = dict.fromkeys(_PHASES, 0.0)
     for name in _PHASES:
         def timed(*a, _f=getattr(ingest, name), _name=name, **kw):
-            t = time.perf_counter()
+            t = time.process_time()
             try:
                 return _f(*a, **kw)
             finally:
-                spent[_name] += time.perf_counter() - t
+                spent[_name] += time.process_time() - t
         setattr(ingest, name, timed)
     return spent
 
@@ -137,7 +139,8 @@ def _ingest_child(root: str, out: str, workers: int, variant: str = "all") -> No
     secs, cpu = time.perf_counter() - t0, _cpu() - c0
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"images": s.input, "written": s.written, "seconds": secs, "cpu_s": cpu, "peak_rss_main_mb": peak_self,
+    print(json.dumps({"images": s.input, "written": s.written, "seconds": secs, "cpu_s": cpu,
+                      "peak_rss_main_mb": peak_self,
                       "peak_rss_worker_mb": peak_children, "reconciles": s.reconciles(), "phases": phases}))
 
 
@@ -147,9 +150,10 @@ def _child(*args: str) -> dict:
 
 
 def _costs(root: Path, out: Path, full: dict) -> list[tuple[str, float]]:
-    """Seconds per image of each check: the main process's steps from ``full`` (one worker), the workers' by
-    ingest runs without one step, against a second full run (their mean is the base); the sha256 of the
-    bytes decoded (the changed-during-ingest guard) and the size check are timed alone, too small to see so."""
+    """CPU seconds per image of each check (CPU time: a busy machine moves it much less than the wall clock):
+    the main process's steps from ``full`` (one worker), the workers' by ingest runs without one step, against a
+    second full run (their mean is the base); the sha256 of the bytes decoded (the changed-during-ingest guard)
+    and the size check are timed alone, too small to see so."""
     import hashlib as hl
 
     from deid.preprocessing import PreprocessConfig
@@ -157,27 +161,28 @@ def _costs(root: Path, out: Path, full: dict) -> list[tuple[str, float]]:
     n = full["images"]
     rows = [(_PHASES[k], v / n) for k, v in full["phases"].items()]
     again = _child("ingest", str(root), str(out), "1", "all")
-    base = (full["seconds"] + again["seconds"]) / 2
+    base = (full["cpu_s"] + again["cpu_s"]) / 2
     for variant, what in _WITHOUT.items():
-        rows.append((what, (base - _child("ingest", str(root), str(out), "1", variant)["seconds"]) / n))
+        rows.append((what, (base - _child("ingest", str(root), str(out), "1", variant)["cpu_s"]) / n))
     files = _files(root)[:2000]
     datas = [f.read_bytes() for f in files]
     limit = PreprocessConfig().max_file_bytes
-    t = time.perf_counter()
+    t = time.process_time()
     for d in datas:
         hl.sha256(d).digest()
-    guard = (time.perf_counter() - t) / len(datas)
-    t = time.perf_counter()
+    guard = (time.process_time() - t) / len(datas)
+    t = time.process_time()
     for f in files:
         os.stat(f).st_size > limit
+    size_check = (time.process_time() - t) / len(files)
     rows += [("changed-during-ingest guard (sha256 of the bytes decoded)", guard),
-             ("max_file_bytes and regular-file check (stat, before any byte is read)", (time.perf_counter() - t) / len(files))]
+             ("max_file_bytes and regular-file check (stat, before any byte is read)", size_check)]
     return rows
 
 
 def _costs_md(costs: list[tuple[str, float]], per_image: float) -> list[str]:
-    out = [f"What each check costs, one worker (ingest at {per_image * 1e3:.3f} ms per image):", "",
-           "| check | ms per image | % of ingest |", "|---|---|---|"]
+    out = [f"What each check costs, one worker, in CPU time (ingest at {per_image * 1e3:.3f} CPU ms per image):", "",
+           "| check | CPU ms per image | % of ingest |", "|---|---|---|"]
     out += [f"| {name} | {s * 1e3:.4f} | {100 * s / per_image:.1f} |" for name, s in costs]
     return out
 
@@ -219,9 +224,10 @@ def main() -> None:
         _reference_child(a.child[1]) if a.child[0] == "ref" else _ingest_child(*a.child[1:3], int(a.child[3]),
                                                                                 *a.child[4:])
         return
-    from deid.provenance import command_line, loadavg, machine
+    from deid.provenance import loadavg, machine
 
-    md = [f"- command: `{command_line('.venv/bin/python bench/bench_ingest.py')}`", f"- machine: {machine()}", f"- load average (1/5/15 min) before: {loadavg()}"]
+    command = " ".join([".venv/bin/python bench/bench_ingest.py", *map(shlex.quote, sys.argv[1:])])
+    md = [f"- command: `{command}`", f"- machine: {machine()}", f"- load average (1/5/15 min) before: {loadavg()}"]
     table = ["| images | path | images/s | × bare loop | CPU ms per image | × bare loop, CPU | peak RSS main MB | "
              "peak RSS worker MB | |", "|---|---|---|---|---|---|---|---|---|"]
     costs: list[str] = []
@@ -231,16 +237,17 @@ def main() -> None:
         table += _size_md(refs, runs)
         print("\n".join(table[-len(runs) - 1:]), flush=True)
         if a.costs and 1 in runs:
-            costs += [""] + _costs_md(_costs(root, a.work / f"out-{n}-costs", runs[1]),
-                                      runs[1]["seconds"] / runs[1]["images"])
+            per_image = runs[1]["cpu_s"] / runs[1]["images"]
+            costs += [""] + _costs_md(_costs(root, a.work / f"out-{n}-costs", runs[1]), per_image)
             print("\n".join(costs[-12:]), flush=True)
     md += [f"- load average after: {loadavg()}", "", *table, *costs]
     print(md[2], md[3], sep="\n")
     if a.doc:
         from bench.common import write_section
 
+        what = f"tree {a.tree.name}" if a.tree else f"{a.image_size}×{a.image_size} PNGs"
         write_section(a.doc, f"bench_ingest {a.tree.name if a.tree else a.image_size}",
-                      f"### Measured by bench_ingest ({'tree ' + a.tree.name if a.tree else f'{a.image_size}×{a.image_size} PNGs'})"
+                      f"### Measured by bench_ingest ({what})"
                       "\n\n" + "\n".join(md))
 
 
