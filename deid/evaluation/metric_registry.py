@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from deid.evaluation.attacker_registry import available_attackers
+from deid.registry import RegistryError
 
 __all__ = ["Metric", "register_metric", "metric", "metrics", "metric_names", "chance_level", "report_metrics",
            "study_metrics", "headline_names", "face_only_names", "ATTACKER"]
@@ -93,7 +94,7 @@ _METRICS: dict[str, Metric] = {}
 def register_metric(m: Metric) -> Metric:
     """Add ``m`` to the table; a key registered twice is refused (one metric, one set of facts)."""
     if m.key in _METRICS:
-        raise ValueError(f"a metric named '{m.key}' is already registered")
+        raise RegistryError(f"a metric named '{m.key}' is already registered")
     if m.short is not None and not m.report:
         raise ValueError(f"metric '{m.key}': a terminal column is also a report column (report=True)")
     _METRICS[m.key] = m
