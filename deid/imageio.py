@@ -110,8 +110,12 @@ def check_header(data: bytes, *, where: str = "<bytes>", max_pixels: int | None 
     return hdr
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
 def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
+    """The exception's message on one line, without object addresses (the same file gives the same reason)."""
+    text = _ADDRESS.sub(">", " ".join(str(exc).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -187,3 +187,16 @@ def test_near_duplicates_of_an_ingest_match_a_search_over_all_pairs(tmp_path):
     assert one.by_split["train"] > 512 and pairs > 0  # more than one write batch
     assert one.near_duplicates_across_splits == pairs
     assert sum(v for k, v in one.notes.items() if "near-duplicate" in k) == len(flagged)
+
+
+def test_the_reason_for_an_unreadable_file_is_the_same_on_every_run():
+    from deid.errors import ImageDecodeError
+    from deid.imageio import read_header
+
+    reasons = set()
+    for _ in range(2):
+        with pytest.raises(ImageDecodeError) as exc:
+            read_header(b"not an image at all", where="a.png")
+        reasons.add(str(exc.value))
+    (reason,) = reasons  # no object address in it: a rerun writes the same quarantine row
+    assert "unreadable header" in reason and " at 0x" not in reason
