@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/deid demo
 
+# One worker per core the machine gives (tests/conftest.py shares the cores out among them); a test file
+# stays on one worker, so its module fixtures and the flow tests' Prefect harness are made once.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

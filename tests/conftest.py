@@ -6,8 +6,16 @@ import os
 import random
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist each of the n workers (and every process a test starts) gets its share of the cores,
+# set before numpy or torch start their pools (deid/threads.py); a DEID_THREADS the user set wins.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0) > 1 and not os.environ.get("DEID_THREADS"):
+    from deid.threads import available_cores, configure_threads
+
+    os.environ["DEID_THREADS"] = str(max(1, available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    configure_threads()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
