@@ -73,7 +73,7 @@ def run_method(name: str, params: dict, data: ImageSet, train: np.ndarray, say) 
     m = get_method(name, **params)
     say(f"  fitting {name} {params}")
     t = time.perf_counter()
-    m.fit(data.X[train], data.identity[train], data.expression[train])
+    m.fit(data.X[train], data.identity[train], data.label[train])
     fit_s = time.perf_counter() - t
     hist = getattr(m, "history_", [])
     epochs = len({(h["phase"], h.get("epoch")) for h in hist if h["phase"] not in ("val", "critic")})
@@ -123,7 +123,7 @@ def main() -> None:
     ids = sorted({str(v) for v in data.identity})
     sections = args.sections.split(",")
     results: dict = {"dataset": args.dataset, "n_train": int(train.sum()), "n_test": int((~train).sum()),
-                     "identities": len(ids), "expressions": len(set(data.expression)), "size": SIZES[args.dataset],
+                     "identities": len(ids), "expressions": len(set(data.label)), "size": SIZES[args.dataset],
                      "machine": machine(), "load_start": loadavg(),
                      "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "unset") + " "
                                 + command_line("bench/bench_adversarial.py")}

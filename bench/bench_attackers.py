@@ -57,11 +57,11 @@ def deidentify(name: str, params: dict, s) -> tuple[np.ndarray, float]:
 
     t0 = time.perf_counter()
     tr = np.isin(s.split, TRAIN)
-    m = get_method(name, **params).fit(s.X[tr], s.identity[tr], s.expression[tr])
+    m = get_method(name, **params).fit(s.X[tr], s.identity[tr], s.label[tr])
     Y = np.empty_like(s.X)
     for part in (TRAIN, TEST):  # set-level methods (k-Same) make each released part k-anonymous on its own
         rows = np.isin(s.split, part)
-        Y[rows] = m.transform(s.X[rows], s.identity[rows], s.expression[rows])
+        Y[rows] = m.transform(s.X[rows], s.identity[rows], s.label[rows])
     return np.rint(np.clip(Y, 0, 1) * 255).astype(np.float32) / 255, time.perf_counter() - t0
 
 

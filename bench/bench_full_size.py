@@ -117,7 +117,7 @@ def _one(stage: str, work: Path, per_cell: int, workers: int) -> dict:
 
             train = load_image_set(images, splits=("train",))
             rows = np.sort(np.random.default_rng(0).choice(len(train.X), int(fit_rows), replace=False))
-            method = get_method(name, **params).fit(train.X[rows], train.identity[rows], train.expression[rows])
+            method = get_method(name, **params).fit(train.X[rows], train.identity[rows], train.label[rows])
             del train
             with atomic_dir(out / "model") as tmp:
                 method.save(tmp)

@@ -105,7 +105,7 @@ def stream_transform(m, src: Path, dst: Path, num_workers: int = 0) -> dict:
     from deid.imageio import array_to_pngs
     from deid.models.autoencoder import iter_image_batches
 
-    cols = ["image_id", "dataset", "split", "identity", "expression", "image", "height", "width", "channels"]
+    cols = ["image_id", "dataset", "split", "identity", "label", "image", "height", "width", "channels"]
     t_dec = t_mod = t_enc = 0.0
     n = 0
     t0 = time.perf_counter()
@@ -165,7 +165,7 @@ def ksame_net_speed(s) -> dict:
 
     X = np.concatenate([s.X] * 4)
     ident = np.concatenate([s.identity] * 4)
-    m = get_method("ksame-net", image_size=64, epochs=0, classifier_epochs=1).fit(s.X, s.identity, s.expression)
+    m = get_method("ksame-net", image_size=64, epochs=0, classifier_epochs=1).fit(s.X, s.identity, s.label)
     t = time.perf_counter()
     m.transform(X, ident)
     r = {"method": "ksame_net (set-level, in memory)", "images": len(X),
@@ -240,12 +240,12 @@ def quality(dataset: str, out: Path, cnn_epochs: int, deblur: bool, ae_epochs: i
         for k, v in params.items():
             setattr(m, k, v)
         if params["target"] != "none":
-            m.fine_tune(tr.X, tr.identity, tr.expression)
+            m.fine_tune(tr.X, tr.identity, tr.label)
         outputs[label] = q(m.transform(s.X))
         info[label] = {"finetune_s": time.perf_counter() - t, "target_distance": m.target_distance_}
         print(f"{label:32s} fitted in {time.perf_counter() - t:5.1f}s  {m.target_distance_}", flush=True)
     t = time.perf_counter()
-    fitted_net = get_method("ksame-net", k=2).fit(tr.X, tr.identity, tr.expression)  # k is used at transform
+    fitted_net = get_method("ksame-net", k=2).fit(tr.X, tr.identity, tr.label)  # k is used at transform
     fit_s = time.perf_counter() - t
     print(f"k-Same-Net fitted in {fit_s:.1f}s, generator loss {fitted_net.history_['generator'][::5]}", flush=True)
     for k in (2, 3):
@@ -264,7 +264,7 @@ def quality(dataset: str, out: Path, cnn_epochs: int, deblur: bool, ae_epochs: i
         print(f"k-Same-Net k={k}: transform {time.perf_counter() - t:.1f}s  {reports}", flush=True)
 
     np.savez_compressed(out / f"outputs-{dataset}.npz", **{k.replace(" ", "_"): v for k, v in outputs.items()})
-    anon = {name: ImageSet(Y, s.image_id, s.split, s.identity, s.expression) for name, Y in outputs.items()}
+    anon = {name: ImageSet(Y, s.image_id, s.split, s.identity, s.label) for name, Y in outputs.items()}
     cfg = AuditConfig(cnn_epochs=cnn_epochs, linkage_repeats=3)
     res = audit(s, anon, cfg, dataset=dataset, real_faces=dataset == "jaffe",
                 descriptor_cache=out / "dlib-cache", progress=lambda msg: print("  audit:", msg, flush=True))

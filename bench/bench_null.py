@@ -89,14 +89,14 @@ def run(images: Path, method: str, params: dict, seeds: list[int], draws: int, s
     train = orig.split == "train"
     pool = np.isin(orig.split, ["train", "test"])
     ident = np.asarray(orig.identity).astype(str)
-    label = np.asarray(orig.expression).astype(str)
+    label = np.asarray(orig.label).astype(str)
     true_chance = float(np.unique(ident[pool], return_counts=True)[1].max() / pool.sum())
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()
         seeded = "random_state" in inspect.signature(method_class(method)).parameters
         m = get_method(method, **{**params, **({"random_state": seed} if seeded else {})}).fit(orig.X[train], orig.identity[train],
-                                                                          orig.expression[train])
+                                                                          orig.label[train])
         print(f"  {images.parent.name} seed {seed} {method}: fitted in {time.perf_counter() - t0:.0f} s", flush=True)
         rng = np.random.default_rng(seed)
         for d in range(draws):

@@ -105,12 +105,12 @@ def run(images: Path, seeds: list[int], variants: list[str], others: list[str], 
                  for o in others]
         for label, name, params in plan:
             t0 = time.perf_counter()
-            m = get_method(name, **params).fit(orig.X[train], orig.identity[train], orig.expression[train])
+            m = get_method(name, **params).fit(orig.X[train], orig.identity[train], orig.label[train])
             fit_s[label] = time.perf_counter() - t0
             for d in range(draws if name == "proxy-mix" else 1):
                 Y = transform_per_split(m, orig)
                 row = label if d == 0 else f"{label} draw {d + 1}"
-                outputs[row] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
+                outputs[row] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.label)
                 fit_s[row] = fit_s[label]
             print(f"  {images.parent.name} seed {seed} {label}: fitted in {fit_s[label]:.0f} s", flush=True)
         cfg = AuditConfig(**{**(audit_fields or {}), "seed": seed, "folds": folds,

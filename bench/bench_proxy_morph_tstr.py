@@ -103,7 +103,7 @@ def transform_reseeded(method, orig, seeds: dict[str, int]) -> np.ndarray:
     for s in np.unique(orig.split):
         k = orig.split == s
         method.draw_seed = seeds[str(s)]
-        Y[k] = method.transform(orig.X[k], orig.identity[k], orig.expression[k])
+        Y[k] = method.transform(orig.X[k], orig.identity[k], orig.label[k])
     return Y
 
 
@@ -128,18 +128,18 @@ def run(images: Path, variants: list[str], draws: list[int], attackers: list[str
         for v in variants:
             t0 = time.perf_counter()
             m = get_method("proxy-morph", **{**variant_params(v), "random_state": 0, "draw_seed": d})
-            m.fit(orig.X[fit_mask], orig.identity[fit_mask], orig.expression[fit_mask])
+            m.fit(orig.X[fit_mask], orig.identity[fit_mask], orig.label[fit_mask])
             t1 = time.perf_counter()
             seen = record_proxies(m)
             Y = transform_reseeded(m, orig, split_seeds(d, orig.split))
             t2 = time.perf_counter()
-            outputs[v] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.expression)
+            outputs[v] = ImageSet(Y, orig.image_id, orig.split, orig.identity, orig.label)
             drawn = [seen[_digest(x)] for x in orig.X[test]]
             proxies = [[str(m.bank_identity_[r]) for r in rs] for rs, _ in drawn]
             top = [str(m.bank_identity_[rs[int(np.argmax(w))]]) for rs, w in drawn]
             best = None
             for a, clf in named_by.items():
-                link = any_identity_linkage(clf.predict(Y[test]), proxies, top, orig.expression[test], seed=d)
+                link = any_identity_linkage(clf.predict(Y[test]), proxies, top, orig.label[test], seed=d)
                 link["link_attacker"] = a
                 if best is None or link["link_any"] - link["link_any_blind"] > best["link_any"] - best["link_any_blind"]:
                     best = link

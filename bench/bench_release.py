@@ -138,7 +138,7 @@ def references(work: Path, summary: dict) -> dict:
             how = "1,024 images a call"
         t0 = time.perf_counter()
         for idx in parts:
-            m.transform(X[idx], data.identity[idx], data.expression[idx])
+            m.transform(X[idx], data.identity[idx], data.label[idx])
         out[f"transform {label}"] = (len(X), time.perf_counter() - t0,
                                      f"the fitted `{label}`'s transform over the in-memory array, {how}")
     from sklearn.decomposition import PCA
@@ -147,7 +147,7 @@ def references(work: Path, summary: dict) -> dict:
     tr = np.isin(data.split, ["train", "val"])
     F = X.reshape(len(X), -1)
     t0 = time.perf_counter()
-    for y in (data.identity, data.expression):
+    for y in (data.identity, data.label):
         pca = PCA(64, random_state=0).fit(F[tr])
         clf = LogisticRegression(max_iter=200).fit(pca.transform(F[tr]), y[tr].astype(str))
         clf.score(pca.transform(F[~tr]), y[~tr].astype(str))

@@ -43,5 +43,5 @@ def transform_per_split(method, orig):
     Y = np.empty_like(orig.X)
     for split in np.unique(orig.split):
         k = orig.split == split
-        Y[k] = method.transform(orig.X[k], orig.identity[k], orig.expression[k])
+        Y[k] = method.transform(orig.X[k], orig.identity[k], orig.label[k])
     return Y

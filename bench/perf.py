@@ -177,7 +177,7 @@ def _measure(stage: str, side: str, tree: Path, ingested: Path, tmp: Path) -> di
 
                 tr = np.isin(data.split, ["train", "val"])
                 F = X.reshape(len(X), -1)
-                for y in (data.identity, data.expression):
+                for y in (data.identity, data.label):
                     pca = PCA(64, random_state=0).fit(F[tr])
                     clf = LogisticRegression(max_iter=200).fit(pca.transform(F[tr]), y[tr].astype(str))
                     clf.score(pca.transform(F[~tr]), y[~tr].astype(str))

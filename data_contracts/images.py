@@ -10,7 +10,7 @@ table directory as it is, without this package. Split folders are named ``train`
 
 The schemas below are what the library sees. On disk every column is nullable (``datasets``
 matches features to fields only then; nulls are still refused on every write) and, when a
-writer is given the table's label names, ``expression`` is stored as the ``ClassLabel`` index
+writer is given the table's label names, ``label`` is stored as the ``ClassLabel`` index
 (``int64``) and read back as the name: :func:`storage_schema`, :func:`table_labels`.
 
 Private columns (``identity``, ``source_path``, ``source_sha256`` and ``image.path``) never
@@ -57,9 +57,11 @@ __all__ = [
 
 # 2: attributes as a list of {name, value} records (was a map), Hugging Face features in the
 # schema metadata, the utility label optionally stored as a ClassLabel index.
-SCHEMA_VERSION = "3"  # 3: the private ``group`` column (a recording, a session) of every image
+SCHEMA_VERSION = "4"  # 3: the private ``group`` column (a recording, a session) of every image;
+# 4: the utility label's column is ``label`` (was ``expression``: it holds whatever the dataset labels, e.g.
+# CelebA's ``Smiling``); an older table is refused with "re-run ingestion", and a run re-ingests its data
 # The column holding the utility label, whatever the dataset calls its labels.
-UTILITY_COLUMN = "expression"
+UTILITY_COLUMN = "label"
 SPLITS = ("train", "val", "test")
 PRIVATE_COLUMNS = ("identity", "group", "source_path", "source_sha256")
 
@@ -80,7 +82,7 @@ _FIELDS = {f.name: f for f in [
     pa.field("dataset", pa.string(), nullable=False),
     pa.field("split", pa.string(), nullable=False),
     pa.field("identity", pa.string(), nullable=False),
-    pa.field("expression", pa.string(), nullable=True),
+    pa.field("label", pa.string(), nullable=True),
     pa.field("attributes", _ATTRIBUTES, nullable=True),
     pa.field("group", pa.string(), nullable=True),  # frames of one recording or session: never split apart
     pa.field("method", pa.string(), nullable=False),
@@ -101,12 +103,12 @@ def _schema(name: str, columns: str, nullable: tuple[str, ...] = ()) -> pa.Schem
 
 
 _PIXELS = "image height width channels"
-IMAGES_SCHEMA = _schema("images", f"image_id dataset split identity expression attributes group {_PIXELS} source_path "
+IMAGES_SCHEMA = _schema("images", f"image_id dataset split identity label attributes group {_PIXELS} source_path "
                                   "source_sha256")
 # A de-identified table keeps the link to its source row (``image_id``) for the audit; the
 # release step drops it together with every other private column.
-ANONYMIZED_SCHEMA = _schema("anonymized", f"image_id dataset split identity expression method {_PIXELS}")
-RELEASE_SCHEMA = _schema("release", f"release_id split expression {_PIXELS}")
+ANONYMIZED_SCHEMA = _schema("anonymized", f"image_id dataset split identity label method {_PIXELS}")
+RELEASE_SCHEMA = _schema("release", f"release_id split label {_PIXELS}")
 QUARANTINE_SCHEMA = _schema("quarantine", "dataset source_path stage reason source_sha256", nullable=("source_sha256",))
 
 _BY_NAME = {
@@ -153,7 +155,7 @@ def hf_features(schema: pa.Schema, labels: Sequence[str] | None = None) -> dict:
 
 
 def storage_schema(schema: pa.Schema, labels: Sequence[str] | None = None) -> pa.Schema:
-    """The schema a table's files hold: every field nullable, ``expression`` an ``int64`` ClassLabel
+    """The schema a table's files hold: every field nullable, ``label`` an ``int64`` ClassLabel
     index when ``labels`` are given, and the features for ``datasets`` in the metadata."""
     labels = _check_labels(labels)
     fields = []
@@ -351,7 +353,7 @@ class TableWriter:
     Files roll over every ``rows_per_file`` rows, so a big dataset becomes several parts that
     can be streamed and processed in parallel. Writes are deterministic: the same batches give
     byte-identical files. With ``labels`` (the utility label's names, in ClassLabel order) the
-    ``expression`` column is stored as their index, a Hugging Face ``ClassLabel``; a value not
+    ``label`` column is stored as their index, a Hugging Face ``ClassLabel``; a value not
     among them is a :class:`ContractError`. Without, it is stored as text. A writer that got no
     row writes one schema-only file, unless ``write_empty`` is false: a split folder with no rows
     is better absent, since ``datasets`` refuses a split without data.

@@ -19,7 +19,7 @@ from deid.methods import DeidMethod
 __all__ = ["COLUMNS", "TransformStats", "transform_batch", "SplitWriters", "transform_batches"]
 
 #: the images table's columns a transform reads
-COLUMNS = ["image_id", "dataset", "split", "identity", "expression", "image", "height", "width", "channels"]
+COLUMNS = ["image_id", "dataset", "split", "identity", "label", "image", "height", "width", "channels"]
 
 
 class TransformStats(dict):
@@ -32,7 +32,7 @@ def _rows(t: pa.Table, method: str, Y: np.ndarray) -> pa.Table:
     image = pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.array(paths, pa.string())], ["bytes", "path"])
     return pa.table({
         "image_id": t.column("image_id"), "dataset": t.column("dataset"), "split": t.column("split"),
-        "identity": t.column("identity"), "expression": t.column("expression"),
+        "identity": t.column("identity"), "label": t.column("label"),
         "method": pa.array([method] * t.num_rows, pa.string()), "image": image,
         "height": pa.array([Y.shape[2]] * t.num_rows, pa.int32()), "width": pa.array([Y.shape[3]] * t.num_rows, pa.int32()),
         "channels": pa.array([Y.shape[1]] * t.num_rows, pa.int32()),
@@ -45,7 +45,7 @@ def transform_batch(method: DeidMethod, t: pa.Table, label: str) -> tuple[pa.Tab
     a = time.perf_counter()
     X = images_to_array(t.column("image"))
     ident = np.asarray(t.column("identity").to_pylist(), dtype=object)
-    util = np.asarray(t.column("expression").to_pylist(), dtype=object)
+    util = np.asarray(t.column("label").to_pylist(), dtype=object)
     b = time.perf_counter()
     Y = method.transform(X, ident, util)
     c = time.perf_counter()

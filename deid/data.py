@@ -36,7 +36,7 @@ class ImageSet:
     image_id: np.ndarray
     split: np.ndarray
     identity: np.ndarray
-    expression: np.ndarray
+    label: np.ndarray
     attributes: dict[str, np.ndarray] | None = None
     #: per row, the group it belongs to (a recording, a session; ``None`` when it has none); ``None`` when
     #: the table carries no groups (de-identified tables)
@@ -49,7 +49,7 @@ class ImageSet:
         attrs = None if self.attributes is None else {k: v[mask_or_index] for k, v in self.attributes.items()}
         group = None if self.group is None else self.group[mask_or_index]
         return ImageSet(self.X[mask_or_index], self.image_id[mask_or_index], self.split[mask_or_index],
-                        self.identity[mask_or_index], self.expression[mask_or_index], attrs, group)
+                        self.identity[mask_or_index], self.label[mask_or_index], attrs, group)
 
     def of_split(self, *splits: str) -> "ImageSet":
         return self.subset(np.isin(self.split, splits))
@@ -89,7 +89,7 @@ def image_set_from_table(table: pa.Table, X: np.ndarray | Pixels | None = None) 
         image_id=np.asarray(table.column("image_id").to_pylist(), dtype=object),
         split=np.asarray(table.column("split").to_pylist(), dtype=object),
         identity=np.asarray(table.column("identity").to_pylist(), dtype=object),
-        expression=np.asarray(table.column("expression").to_pylist(), dtype=object),
+        label=np.asarray(table.column("label").to_pylist(), dtype=object),
         attributes=_attributes(table.column("attributes")) if "attributes" in table.column_names else None,
         group=np.asarray(table.column("group").to_pylist(), dtype=object) if "group" in table.column_names else None,
     )
@@ -107,7 +107,7 @@ def load_image_set(path: str | Path, *, splits: tuple[str, ...] | None = None, a
 
 def _columns(anonymized: bool) -> list[str]:
     """The label columns an image set reads (an ``anonymized`` table has no attributes)."""
-    return ["image_id", "split", "identity", "expression"] + ([] if anonymized else ["attributes", "group"])
+    return ["image_id", "split", "identity", "label"] + ([] if anonymized else ["attributes", "group"])
 
 
 def _store_name(path: Path, splits, anonymized: bool) -> tuple[str, str]:

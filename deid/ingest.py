@@ -228,7 +228,7 @@ def _fingerprint(dataset: str, items: list[SourceItem], hashes: list[str | None]
                         sort_keys=True, default=str).encode())
     for it, sha in zip(items, hashes):
         group = f"|{it.group}" if it.group is not None else ""
-        h.update(f"{it.relpath}|{sha or 'unreadable'}|{it.identity}|{it.expression}|{it.split}{group}\n".encode())
+        h.update(f"{it.relpath}|{sha or 'unreadable'}|{it.identity}|{it.label}|{it.split}{group}\n".encode())
         if it.attributes:
             h.update(json.dumps(it.attributes, sort_keys=True).encode())
     for r in rejected:
@@ -273,7 +273,7 @@ def _utility_from_attribute(items: list[SourceItem], rejected: list, attr: str, 
         if v is None:
             rejected.append(Rejected(it.relpath, f"no '{attr}' attribute for the utility label"))
         else:
-            kept.append(replace(it, expression=attr if v > 0 else f"not {attr}"))
+            kept.append(replace(it, label=attr if v > 0 else f"not {attr}"))
     return kept, rejected
 
 
@@ -282,7 +282,7 @@ def utility_label_names(items: list[SourceItem], declared: list[str] | None = No
     ``labels``), else every label the items carry, sorted; ``None`` when no item has one."""
     if declared:
         return list(declared)
-    found = sorted({it.expression for it in items if it.expression is not None})
+    found = sorted({it.label for it in items if it.label is not None})
     return found or None
 
 
@@ -443,13 +443,13 @@ class _Rows:
         self.faces.update(out.face_events)
         self.notes.update(out.notes)
         self.identities.add(it.identity)
-        if it.expression is not None:
-            self.labels.add(it.expression)
+        if it.label is not None:
+            self.labels.add(it.label)
         if it.group is not None:
             self.groups.add(str(it.group))
         self.pending[split].append({
             "image_id": out.sha256[:16], "dataset": self.dataset, "split": split, "identity": it.identity,
-            "expression": it.expression,
+            "label": it.label,
             "attributes": [{"name": k, "value": v} for k, v in it.attributes.items()] if it.attributes else None,
             "group": None if it.group is None else str(it.group),
             "image": {"bytes": out.png, "path": it.relpath},
@@ -578,7 +578,7 @@ def _ingest(dataset: str, root: Path, out_dir: Path, scanned: _Scanned, preproce
     items, hashes, quarantine = _screen(dataset, scanned, hashes)
     label_names = utility_label_names(items, scanned.declared_labels)
     splits = assign_splits([it.relpath for it in items], [it.identity for it in items],
-                           [it.expression for it in items], split, groups=[it.group for it in items])
+                           [it.label for it in items], split, groups=[it.group for it in items])
     splits = [it.split or s for it, s in zip(items, splits)]
     if len(items) < 4 * chunk:
         pool.workers = 1

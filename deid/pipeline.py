@@ -41,7 +41,7 @@ def fit_method(name: str, params: dict, images_dir: str | Path, model_dir: str |
     else:
         train = image_set_from_table(next(iter_batches(images_dir, IMAGES_SCHEMA, columns=COLUMNS, splits=splits,
                                                        batch_size=1)))
-    method.fit(train.X, train.identity, train.expression)
+    method.fit(train.X, train.identity, train.label)
     with atomic_dir(model_dir) as tmp:
         method.save(tmp)
     return method

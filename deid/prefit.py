@@ -28,7 +28,7 @@ __all__ = ["check_ingested", "prefit_problems", "recorded_attributes", "FIT_SPLI
 #: the split every method is fitted on (:data:`deid.pipeline.FIT_SPLITS`)
 FIT_SPLIT = "train"
 #: the images table's columns the checks read (no pixels)
-PREFIT_COLUMNS = ["split", "identity", "expression", "attributes"]
+PREFIT_COLUMNS = ["split", "identity", "label", "attributes"]
 
 
 def recorded_attributes(table: pa.Table) -> list[str]:
@@ -46,7 +46,7 @@ def recorded_attributes(table: pa.Table) -> list[str]:
 def _identities(table: pa.Table) -> dict[tuple[str, str | None], set[str]]:
     """(split, label) → identities, and (split, None) → identities of the whole split."""
     out: dict[tuple[str, str | None], set[str]] = defaultdict(set)
-    for s, i, e in zip(*(table.column(c).to_pylist() for c in ("split", "identity", "expression"))):
+    for s, i, e in zip(*(table.column(c).to_pylist() for c in ("split", "identity", "label"))):
         out[(s, None)].add(i)
         out[(s, e)].add(i)
     return out

@@ -17,7 +17,7 @@ record beside the index (:func:`release_record`). Next to the manifest, ``README
 release's Hugging Face dataset card (:mod:`deid.release_card`), built from the released table,
 counts of the source, the method, the audit figures and the policy only, so it names nothing of
 the input either, and it passes the same leak scan. The Parquet files carry ``datasets``
-features: ``image`` decodes to a PIL image and ``expression`` is a ``ClassLabel``.
+features: ``image`` decodes to a PIL image and ``label`` is a ``ClassLabel``.
 :func:`check_release` is what a release must pass before it leaves the machine (``deid publish``).
 """
 
@@ -240,7 +240,7 @@ def _scrub(table: pa.Table) -> pa.Table:
     image = pa.StructArray.from_arrays([images.field("bytes"), pa.nulls(n, pa.string())], ["bytes", "path"])
     return pa.table({
         "release_id": pa.array(new_release_ids(n), pa.string()), "split": t.column("split"),
-        "expression": t.column("expression"), "image": image, "height": t.column("height"),
+        "label": t.column("label"), "image": image, "height": t.column("height"),
         "width": t.column("width"), "channels": t.column("channels"),
     })
 
@@ -279,7 +279,7 @@ COMMON_WORDS = frozenset("""a an and the of to in on at by for with from as is i
 test train val validation image images data face faces mix method label labels split splits file files name
 male female man woman left right up down top bottom small large low high""".split())
 #: structured fields of a release that are the release's own vocabulary, not its people
-_PUBLIC_COLUMNS = frozenset({"split", "expression"})
+_PUBLIC_COLUMNS = frozenset({"split", "label"})
 _CONTRACT_METADATA = frozenset({b"deid.schema", b"deid.schema_version"})
 
 
@@ -408,7 +408,7 @@ def _release_vocabulary(release_dir: Path) -> set[str]:
         if raw:
             try:
                 feats = json.loads(raw).get("info", {}).get("features", {})
-                names = (feats.get("expression") or {}).get("names") or []
+                names = (feats.get("label") or {}).get("names") or []
                 vocab |= {str(n).lower() for n in names}
             except (ValueError, AttributeError):
                 pass
@@ -511,8 +511,8 @@ def _releasable_table(anonymized_dir: str | Path, originals_dir: str | Path, pol
     table = read_table(anonymized_dir, ANONYMIZED_SCHEMA)
     _check_near_copies(table, originals_dir, policy)
     labels = table_labels(anonymized_dir)
-    if labels is None and table.column("expression").null_count < table.num_rows:
-        labels = sorted(v for v in table.column("expression").unique().to_pylist() if v is not None)
+    if labels is None and table.column("label").null_count < table.num_rows:
+        labels = sorted(v for v in table.column("label").unique().to_pylist() if v is not None)
     return _scrub(table), labels
 
 

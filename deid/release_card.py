@@ -35,7 +35,7 @@ FIELD_MEANINGS = {
     "release_id": "a random 64-bit id (16 hex digits) drawn for this release: it names the row and nothing else",
     "split": "`train`, `val` or `test`: the split the pipeline fitted and audited with (Hugging Face calls `val` "
              "`validation`)",
-    "expression": "the utility label, a ClassLabel: its index, named by `features['expression'].names`",
+    "label": "the utility label, a ClassLabel: its index, named by `features['label'].names`",
     "image": "the de-identified face, PNG bytes that `datasets` decodes to a PIL image",
     "height": "the image's height in pixels",
     "width": "the image's width in pixels",

@@ -60,11 +60,11 @@ def judge_and_plot(result: AuditResult, images_dir: str, anonymized: dict[str, s
             get_run_logger().warning("figure left out (%s): %s: %s", caption.split(":")[0], type(exc).__name__, exc)
 
     figure("Samples: each column one test image, each row a method",
-           lambda: sample_grid(rows, out / "samples.png", labels=[str(e) for e in original.expression[pick]]))
+           lambda: sample_grid(rows, out / "samples.png", labels=[str(e) for e in original.label[pick]]))
     if faces:
         figure("Faces by label: two test images of each label (columns), the originals on top and each method's "
                "outputs below them — what a person reads in the release",
-               lambda: sample_grid(faces, out / "faces.png", labels=[str(e) for e in original.expression[by_label]]))
+               lambda: sample_grid(faces, out / "faces.png", labels=[str(e) for e in original.label[by_label]]))
     pts = {m: (a.metrics["identity_acc_worst"], a.metrics.get("tstr", float("nan"))) for m, a in result.methods.items()}
     ref = result.methods[ORIGINAL].metrics
     figure("Privacy–utility: worst informed attacker against utility on real faces (TSTR: trained on the outputs, "
@@ -99,9 +99,9 @@ def _sample_rows(original: ImageSet) -> tuple[list[int], list[int]]:
     pick = pick[:8]
     # by label: two test images of each label (other people), every method below its originals
     by_label = []
-    if not any(v is None for v in original.expression):
-        for lab in sorted(set(original.expression), key=str):
-            idx = np.flatnonzero(original.expression == lab)
+    if not any(v is None for v in original.label):
+        for lab in sorted(set(original.label), key=str):
+            idx = np.flatnonzero(original.label == lab)
             by_label += [int(i) for i in rng.choice(idx, size=min(2, len(idx)), replace=False)]
     return pick, by_label
 

@@ -13,7 +13,7 @@ from deid.imageio import encode_png
 
 
 def _row(**kw):
-    r = {"image_id": "a" * 16, "dataset": "ferg", "split": "train", "identity": "aia", "expression": "joy",
+    r = {"image_id": "a" * 16, "dataset": "ferg", "split": "train", "identity": "aia", "label": "joy",
          "attributes": None, "image": {"bytes": encode_png(np.zeros((4, 4), np.uint8)), "path": "aia/x.png"},
          "height": 4, "width": 4, "channels": 1, "source_path": "aia/x.png", "source_sha256": "f" * 64}
     r.update(kw)
@@ -50,8 +50,8 @@ def test_null_in_required_column_is_refused():
 
 
 def test_missing_column_is_named():
-    t = _table([_row()]).drop_columns(["expression"])
-    with pytest.raises(ContractError, match="expression"):
+    t = _table([_row()]).drop_columns(["label"])
+    with pytest.raises(ContractError, match="label"):
         validate_table(t, IMAGES_SCHEMA)
 
 
@@ -130,3 +130,15 @@ def test_atomic_file_leaves_the_old_file_on_failure(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("killed")
     assert final.read_bytes() == b"old" and list(tmp_path.iterdir()) == [final]
+
+
+def test_a_table_of_the_previous_version_with_its_expression_column_is_refused_with_what_to_do(tmp_path):
+    write_table(_table([_row()]), tmp_path / "t", IMAGES_SCHEMA)
+    f = next((tmp_path / "t").glob("*.parquet"))
+    new = pq.read_table(f)
+    meta = dict(new.schema.metadata)
+    meta[b"deid.schema_version"] = b"3"
+    old = new.rename_columns(["expression" if c == "label" else c for c in new.column_names])
+    pq.write_table(old.replace_schema_metadata(meta), f)
+    with pytest.raises(ContractError, match="schema version 3, this code reads version 4; re-run ingestion"):
+        read_table(tmp_path / "t", IMAGES_SCHEMA)

@@ -57,7 +57,7 @@ def test_an_opened_table_equals_the_loaded_one_and_is_decoded_once(ferg_images, 
     disk = open_image_set(ferg_images, tmp_path / "cache")
     assert isinstance(disk.X, Pixels)
     np.testing.assert_array_equal(np.asarray(disk.X), mem.X)
-    for k in ("image_id", "split", "identity", "expression"):
+    for k in ("image_id", "split", "identity", "label"):
         assert list(getattr(disk, k)) == list(getattr(mem, k))
     assert disk.attributes.keys() == mem.attributes.keys()
     stores = list((tmp_path / "cache").glob("pixels-*.npy"))

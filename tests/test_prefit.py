@@ -25,7 +25,7 @@ def _table(val_fear: int = 2, attributes: bool = False, splits=("train", "val", 
             for label in ("anger", "fear", "joy"):
                 if s == "val" and label == "fear" and i >= val_fear:
                     continue
-                rows.append({"split": s, "identity": f"p{i}", "expression": label,
+                rows.append({"split": s, "identity": f"p{i}", "label": label,
                              "attributes": [{"name": "pose", "value": float(i % 2)}] if attributes else None})
     return pa.Table.from_pylist(rows)
 

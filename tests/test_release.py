@@ -49,7 +49,7 @@ def test_release_holds_no_private_data(anonymized, ferg_images, tmp_path):
                  private=_private(ferg_images))
     t = read_table(r.path / "data", RELEASE_SCHEMA)
     assert t.num_rows == r.rows > 0
-    assert set(t.column_names) == {"release_id", "split", "expression", "image", "height", "width", "channels"}
+    assert set(t.column_names) == {"release_id", "split", "label", "image", "height", "width", "channels"}
     assert t.column("image").combine_chunks().field("path").null_count == t.num_rows
     assert find_leaks(r.path, _private(ferg_images)) == []
     manifest = json.loads((r.path / "manifest.json").read_text())
@@ -328,9 +328,9 @@ def test_the_release_has_a_dataset_card_that_lists_the_audit(anonymized, ferg_im
     rows = json.loads((r.path / "manifest.json").read_text())["rows_by_split"]
     assert {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]} == {
         {"val": "validation"}.get(k, k): v for k, v in rows.items() if v}
-    names = next(f for f in data["dataset_info"]["features"] if f["name"] == "expression")["dtype"]["class_label"]
+    names = next(f for f in data["dataset_info"]["features"] if f["name"] == "label")["dtype"]["class_label"]
     assert sorted(names["names"].values()) == sorted(set(read_table(anonymized, ANONYMIZED_SCHEMA)
-                                                         .column("expression").to_pylist()))
+                                                         .column("label").to_pylist()))
     body = text.split("---\n", 2)[2]
     assert "Privacy notice" in body and "identity, worst attacker" in body and "25.0% – 27.0%" in body
     # nothing in it names the input: no identity, file name, image id, path or digest

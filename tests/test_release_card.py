@@ -98,8 +98,8 @@ def test_the_cards_snippet_loads_the_release_inside_and_outside_its_folder(relea
     assert not [m for m in said if "malformed" in m or "splits" in m or "YAML" in m], said
     ds = outside["ds"]
     assert {k: len(v) for k, v in ds.items()} == want
-    assert isinstance(ds["train"].features["expression"], datasets.ClassLabel)
-    assert ds["train"].features["expression"].names == json.loads((r.path / "manifest.json").read_text())["labels"]
+    assert isinstance(ds["train"].features["label"], datasets.ClassLabel)
+    assert ds["train"].features["label"].names == json.loads((r.path / "manifest.json").read_text())["labels"]
     assert ds["test"][0]["image"].size == (32, 32)
     # the card's byte counts are what `datasets` measures of each split
     card_bytes = {s["name"]: s["num_bytes"] for s in front["dataset_info"]["splits"]}
@@ -142,8 +142,8 @@ def test_the_card_has_the_hugging_face_templates_sections_and_says_what_each_fig
     assert [h for h in headings if h in template] == template
     assert {"De-identification", "How it was audited", "Audit figures"} <= set(headings)
     # the source, as the pipeline knows it (people, images, labels of the ingested table); no word on synthetic
-    src = read_table(ferg_images, IMAGES_SCHEMA, columns=["identity", "expression"])
-    people, labels = len(set(src.column("identity").to_pylist())), len(set(src.column("expression").to_pylist()))
+    src = read_table(ferg_images, IMAGES_SCHEMA, columns=["identity", "label"])
+    people, labels = len(set(src.column("identity").to_pylist())), len(set(src.column("label").to_pylist()))
     assert front["deid"]["source"] == {"synthetic": None, "identities": people, "images": src.num_rows,
                                        "labels": labels}
     assert f"**People in the source:** {people}" in body

@@ -85,7 +85,7 @@ class SourceItem:
     path: Path
     relpath: str
     identity: str
-    expression: str | None = None
+    label: str | None = None
     attributes: dict[str, float] | None = None
     split: str | None = None  # a split the dataset itself defines (CelebA's partition file)
     group: str | None = None  # a recording or session whose frames never straddle splits
@@ -95,8 +95,8 @@ class SourceItem:
         object.__setattr__(self, "identity", label_text(self.identity))
         if self.group is not None:
             object.__setattr__(self, "group", label_text(self.group))
-        if self.expression is not None:
-            object.__setattr__(self, "expression", label_text(self.expression))
+        if self.label is not None:
+            object.__setattr__(self, "label", label_text(self.label))
         if self.attributes:
             object.__setattr__(self, "attributes", {label_text(k): v for k, v in self.attributes.items()})
 

@@ -155,7 +155,7 @@ def _ferg_item(f: Path, rel: str, cdir: Path, char: str, expressions: list[str] 
     if m["char"] != char or label_text(f.parent.name) != f"{char}_{expr}" or f.parent.parent != cdir:
         return Rejected(rel, f"file is not in its folder {char}/{char}_{expr}/ (character or expression mismatch)")
     attrs = attr_table.get(label_text(rel))
-    return SourceItem(path=f, relpath=rel, identity=char, expression=expr, attributes=dict(attrs) if attrs else None)
+    return SourceItem(path=f, relpath=rel, identity=char, label=expr, attributes=dict(attrs) if attrs else None)
 
 
 register_loader(Loader("ferg", scan_ferg, description="FERG-DB cartoon faces (and the built-in FERG-like set)"))

@@ -341,10 +341,10 @@ def scan_hf(root: str | Path, *, image_column: str = "image", identity_column: s
         raise DatasetLayoutError(f"hf dataset: {root} ({form}) has no rows")
     if vocab is None and declared is not None:  # a later file's ClassLabel holds the rows read before it too
         known = set(declared)
-        result.rejected += [Rejected(it.relpath, f"unknown label '{it.expression}' (column '{cols.label}'); "
+        result.rejected += [Rejected(it.relpath, f"unknown label '{it.label}' (column '{cols.label}'); "
                                                  f"declared labels: {list(declared)[:20]}")
-                            for it in result.items if it.expression not in known]
-        result.items = [it for it in result.items if it.expression in known]
+                            for it in result.items if it.label not in known]
+        result.items = [it for it in result.items if it.label in known]
     return result
 
 

@@ -51,7 +51,7 @@ def scan_jaffe(root: str | Path) -> ScanResult:
         if ex not in JAFFE_EXPRESSIONS:
             result.rejected.append(Rejected(f.name, f"unknown expression code '{ex}'; known: {sorted(JAFFE_EXPRESSIONS)}"))
             continue
-        result.items.append(SourceItem(path=f, relpath=f.name, identity=m["id"].upper(), expression=JAFFE_EXPRESSIONS[ex]))
+        result.items.append(SourceItem(path=f, relpath=f.name, identity=m["id"].upper(), label=JAFFE_EXPRESSIONS[ex]))
     return result
 
 

@@ -91,7 +91,7 @@ def scan_rafd(root: str | Path, *, cameras: Sequence[str] | None = ("090",), gaz
         attrs = {"camera_deg": float(int(cam)), "gaze": _GAZE_VALUE[gaze],
                  "male": 1.0 if m["gender"] == "male" else 0.0, "child": 1.0 if child else 0.0}
         ident = f"{int(m['id']):02d}"
-        result.items.append(SourceItem(path=f, relpath=rel, identity=ident, expression=RAFD_EXPRESSIONS[expr],
+        result.items.append(SourceItem(path=f, relpath=rel, identity=ident, label=RAFD_EXPRESSIONS[expr],
                                        attributes=attrs, group=f"{ident}_{expr}"))
     if not result.items and not result.rejected:
         raise DatasetLayoutError(f"RaFD: no image matches the selection (cameras={cameras}, gazes={gazes}) under {root}")

@@ -32,7 +32,7 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 class Columns:
     """Which column of a labelled table holds what.
 
-    ``label`` is the utility label (the pipeline's ``expression`` column); ``extra_labels`` are
+    ``label`` is the utility label (the pipeline's ``label`` column); ``extra_labels`` are
     further label columns kept as attributes (numbers as they are, other values as their index in
     the column's sorted vocabulary), so the audit can check how much of them an output keeps.
     ``attributes`` are numeric columns; ``split`` (optional) holds train / val / test (or
@@ -136,7 +136,7 @@ def labelled_item(row: Mapping[str, Any], cols: Columns, *, path: Path, relpath:
         if x is not None:
             attrs[c] = x
     group = label_value(row.get(cols.group)) if cols.group is not None else None
-    return SourceItem(path=path, relpath=relpath, identity=ident, expression=label, attributes=attrs or None,
+    return SourceItem(path=path, relpath=relpath, identity=ident, label=label, attributes=attrs or None,
                       split=split, group=group, data=data)
 
 

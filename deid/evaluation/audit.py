@@ -308,7 +308,7 @@ def _audit_row(a: "_AuditRun", name: str, out: ImageSet, say, stage) -> MethodAu
     if a.face:
         _face_figures(a, ma, Xte)
     stage(name, "diversity")
-    groups = test.expression if a.util_ok else np.zeros(len(test), dtype=object)
+    groups = test.label if a.util_ok else np.zeros(len(test), dtype=object)
     m.update(diversity_ratio(test.X, Xte, groups, embeddings=(orig_feat, out_feat), random_state=cfg.seed))
     del out_feat
     stage(name, "unseen attributes")
@@ -327,7 +327,7 @@ def _identity_figures(a: "_AuditRun", ma: MethodAudit, out: ImageSet) -> None:
     name, m, original, is_ref = ma.method, ma.metrics, a.original, ma.method == ORIGINAL
     # the reference classifiers are the original row's CNN attackers: reuse them
     ident = a.attack(out.X, original.identity, a.test.identity, "identity", f"method '{name}'",
-                     {"cnn": a.refs[0]} if is_ref else None, public=original.expression if a.util_ok else None)
+                     {"cnn": a.refs[0]} if is_ref else None, public=original.label if a.util_ok else None)
     if a.cfg.folds:
         m["n_eval"] = float(a.pool_mask.sum())
     for att, v in ident.accuracy.items():
@@ -343,8 +343,8 @@ def _utility_figures(a: "_AuditRun", ma: MethodAudit, out: ImageSet, Xte: np.nda
     """The utility attackers' accuracies and chance, TSTR, and the original-trained judges on the outputs (TRTS)."""
     name, m, test, is_ref = ma.method, ma.metrics, a.test, ma.method == ORIGINAL
     _, ref_util, ref_util_clfs, *_ = a.refs
-    util = a.attack(out.X, a.original.expression, test.expression, "utility", f"method '{name}'",
-                    {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.expression)})
+    util = a.attack(out.X, a.original.label, test.label, "utility", f"method '{name}'",
+                    {"cnn": ref_util} if is_ref else None, also={"tstr": (test.X, test.label)})
     m.update(transfer_metrics("tstr", util.also.get("tstr", {}), len(test)))
     for att, v in util.accuracy.items():
         m[f"utility_acc_{att}"] = v
@@ -352,7 +352,7 @@ def _utility_figures(a: "_AuditRun", ma: MethodAudit, out: ImageSet, Xte: np.nda
     m["utility_acc_best"] = max(util.accuracy.values())
     m["utility_chance"] = util.chance
     for cname, clf in ref_util_clfs.items():
-        m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.expression).mean())
+        m[f"utility_orig_clf_acc_{cname}"] = float((clf.predict(Xte) == test.label).mean())
     m["utility_orig_clf_acc"] = max(m[f"utility_orig_clf_acc_{c}"] for c in ref_util_clfs)
     m.update(transfer_metrics("trts", {c: round(m[f"utility_orig_clf_acc_{c}"] * len(test))
                                        for c in ref_util_clfs}, len(test)))
@@ -384,11 +384,11 @@ def _check_splits(original: ImageSet, cfg: AuditConfig) -> tuple[np.ndarray, np.
     if not train_mask.any() or not test_mask.any():
         raise EvaluationError(f"audit: need rows in splits {cfg.train_splits} and '{cfg.test_split}'; "
                               f"found splits {sorted(set(original.split))}")
-    util_ok = not any(v is None for v in original.expression)
+    util_ok = not any(v is None for v in original.label)
     check_split_labels(original.identity[train_mask], original.identity[test_mask], "identity", "audit")
     if util_ok:
-        check_split_labels(original.expression[train_mask], original.expression[test_mask], "utility", "audit")
-    for label, y in (("identity", original.identity), ("utility", original.expression if util_ok else None)):
+        check_split_labels(original.label[train_mask], original.label[test_mask], "utility", "audit")
+    for label, y in (("identity", original.identity), ("utility", original.label if util_ok else None)):
         if y is not None and len(set(y[test_mask].tolist())) < 2:
             raise EvaluationError(f"audit: the test split has a single {label} class ({y[test_mask][0]!r}); "
                                   "every method would score 100% on it")
@@ -416,7 +416,7 @@ def _negative_control(original: ImageSet, scratch: str | Path | None) -> ImageSe
         X_control = map_pixels(control.transform, original.X, where / f"{NEGATIVE_CONTROL}-{original.X.key()}.npy")
     else:
         X_control = control.transform(original.X)
-    return ImageSet(X_control, original.image_id, original.split, original.identity, original.expression)
+    return ImageSet(X_control, original.image_id, original.split, original.identity, original.label)
 
 
 def _add_retentions(results: dict[str, MethodAudit], unseen: list[str]) -> None:
@@ -530,9 +530,9 @@ def _references(original: ImageSet, train_mask: np.ndarray, test: ImageSet, acfg
     if util_ok:  # original-trained utility judges: the CNN and, for small sets where it cannot learn, a linear one
         from deid.evaluation.attackers import LinearPixelClassifier
 
-        ref_util = get_attacker("cnn", acfg).fit(original.X[train_mask], original.expression[train_mask])
+        ref_util = get_attacker("cnn", acfg).fit(original.X[train_mask], original.label[train_mask])
         ref_util_clfs = {"cnn": ref_util, "linear": LinearPixelClassifier(cfg.pca_components, cfg.seed).fit(
-            original.X[train_mask], original.expression[train_mask])}
+            original.X[train_mask], original.label[train_mask])}
     orig_feat = ref_id.features(test.X)
     cache = orig_desc = orig_found = None
     if face:

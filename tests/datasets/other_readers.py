@@ -24,7 +24,7 @@ def count_with_duckdb(table_dir: Path) -> int:
     return duckdb.sql(f"SELECT count(*) FROM read_parquet('{table_dir.as_posix()}/**/*.parquet')").fetchall()[0][0]
 
 
-def load_with_datasets(data_dir: Path, cache: Path, *, label: str | None = "expression"):
+def load_with_datasets(data_dir: Path, cache: Path, *, label: str | None = "label"):
     """``load_dataset("parquet", data_dir=...)``: every split's images decode to PIL images, and the
     utility label is a ClassLabel (when ``label`` is given). Returns the DatasetDict."""
     import pytest

@@ -148,7 +148,7 @@ def test_attribute_as_utility_label(celeba_root, tmp_path):
                        utility_attribute="Smiling")
     assert s.utility_labels == ["Smiling", "not Smiling"] and s.reconciles()
     t = read_table(tmp_path / "u" / "images", IMAGES_SCHEMA)
-    by = dict(zip(t.column("source_path").to_pylist(), t.column("expression").to_pylist()))
+    by = dict(zip(t.column("source_path").to_pylist(), t.column("label").to_pylist()))
     assert by["img_align_celeba/000003.jpg"] == "not Smiling" and by["img_align_celeba/000001.jpg"] == "Smiling"
     with pytest.raises(DatasetLayoutError, match="no image has attribute 'Frowning'"):
         ingest_dataset("celeba", celeba_root, tmp_path / "v", utility_attribute="Frowning", workers=1)

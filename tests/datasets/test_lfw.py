@@ -49,7 +49,7 @@ def test_scan_reads_identities_and_joins_attributes(lfw_root):
     assert a == pytest.approx({"Male": 1.568, "Asian": -1.889, "Black Hair": 0.5, "Wearing Necklace": -0.25})
     assert by["Ann_Veneman/Ann_Veneman_0002.jpg"].attributes["Black Hair"] == pytest.approx(-0.7)
     assert by["Ann_Veneman/Ann_Veneman_0001.jpg"].attributes is None  # not covered by the file
-    assert all(it.expression is None for it in res.items)
+    assert all(it.label is None for it in res.items)
 
 
 def test_scan_parent_root_and_variants(lfw_root, make_face, tmp_path):

@@ -246,7 +246,7 @@ def test_an_ingested_table_reads_in_pandas_duckdb_and_datasets(tmp_path):
     assert count_with_duckdb(images) == s.written
     ds = load_with_datasets(images, tmp_path / "hf-cache")
     assert sum(len(d) for d in ds.values()) == s.written
-    assert ds["train"].features["expression"].names == sorted(LABELS)
+    assert ds["train"].features["label"].names == sorted(LABELS)
     assert {"validation" if k == "val" else k for k, v in s.by_split.items() if v} == set(ds)
     assert json.loads(json.dumps(ds["train"][0]["attributes"])) is None
 

@@ -71,9 +71,9 @@ def test_path_pattern_reads_label_identity_and_sequence_from_the_path(tmp_path):
     q = read_table(out / "quarantine", QUARANTINE_SCHEMA)
     assert q.column("source_path").to_pylist() == ["happy/snapshot.png"]
     assert q.column("reason")[0].as_py().startswith("path_pattern does not match this path")
-    t = read_table(out / "images", IMAGES_SCHEMA, columns=["identity", "expression", "group"])
+    t = read_table(out / "images", IMAGES_SCHEMA, columns=["identity", "label", "group"])
     row = dict(zip(t.column_names, (c[0].as_py() for c in t.columns)))
-    assert row["group"].startswith(row["identity"] + "_") and row["expression"] in LABELS
+    assert row["group"].startswith(row["identity"] + "_") and row["label"] in LABELS
     assert set(s.by_split) >= {"train", "test"} and s.by_split["test"] > 0
     assert _straddling(out / "images") == {}
 
@@ -83,7 +83,7 @@ def test_other_named_groups_become_attributes(tmp_path):
     pattern = r"(?P<label>[^/]+)/(?P<identity>S\d+)_(?P<sequence>\d+)_(?P<frame>\d+)\.png$"
     scan = get_loader("folder").scan(root, path_pattern=pattern)
     item = next(i for i in scan.items if i.relpath == "anger/S010_001_00000014.png")
-    assert (item.identity, item.expression, item.group) == ("S010", "anger", None)
+    assert (item.identity, item.label, item.group) == ("S010", "anger", None)
     assert item.attributes == {"frame": 14.0, "sequence": 1.0}
 
 

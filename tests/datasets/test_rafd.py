@@ -45,7 +45,7 @@ def test_scan_default_is_the_frontal_camera(rafd_root):
     res = scan_rafd(rafd_root)
     assert len(res.items) == 10  # 9 frontal-gaze + 1 left gaze, all camera 090
     assert {it.identity for it in res.items} == {"01", "02", "41"}
-    assert {it.expression for it in res.items} == {"anger", "joy", "contempt"}
+    assert {it.label for it in res.items} == {"anger", "joy", "contempt"}
     assert all(it.attributes["camera_deg"] == 90.0 for it in res.items)
     reasons = sorted(r.reason.split(";")[0] for r in res.rejected)
     assert reasons == ["file name does not match Rafd<camera>_<id>_<ethnicity>_<gender>_<expression>_<gaze>",

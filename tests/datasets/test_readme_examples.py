@@ -98,7 +98,7 @@ def test_reading_a_release_runs_as_written(tmp_path, monkeypatch):
     assert isinstance(ns["image"], Image.Image) and ns["image"].size == (64, 64) and ns["image"].mode == "RGB"
     assert len(ns["df"]) == rel.rows == sum(n for _, n in ns["counts"]) == 48
     assert set(ns["ds"]) == {"train", "test"} and len(ns["ds"]["test"]) == 16
-    assert set(ns["df"]["expression"]) <= set(range(4))
+    assert set(ns["df"]["label"]) <= set(range(4))
 
 
 def _manifest(d: Path, name: str, rows: list[dict]) -> None:

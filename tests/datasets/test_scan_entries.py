@@ -97,8 +97,8 @@ def test_walk_does_not_enter_a_symlink_cycle_twice(tmp_path):
 
 def test_labels_are_nfkc_normalised_in_every_loader():
     assert label_text("\u212aA") == "KA" and label_text("ｊｏｙ") == "joy"
-    it = SourceItem(Path("x"), "x", identity="\u212aate", expression="ｊｏｙ", attributes={"Ｍale": 1.0})
-    assert (it.identity, it.expression, it.attributes) == ("Kate", "joy", {"Male": 1.0})
+    it = SourceItem(Path("x"), "x", identity="\u212aate", label="ｊｏｙ", attributes={"Ｍale": 1.0})
+    assert (it.identity, it.label, it.attributes) == ("Kate", "joy", {"Male": 1.0})
 
 
 def test_lfw_person_folders_differing_by_a_lookalike_are_one_identity(tmp_path):

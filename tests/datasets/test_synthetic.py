@@ -25,7 +25,7 @@ def test_layout_and_determinism(tmp_path):
     scan = scan_ferg(a)
     assert len(scan.items) == 7 * 7 * 2 and not scan.rejected
     assert {it.identity for it in scan.items} >= {"aia", "bonnie", "jules", "malcolm", "mery", "ray", "char06"}
-    assert {it.expression for it in scan.items} == set(FERG_EXPRESSIONS)
+    assert {it.label for it in scan.items} == set(FERG_EXPRESSIONS)
     assert (a / "aia" / "aia_joy" / "aia_joy_1.png").exists()
     c = generate_ferg_like(tmp_path / "c", SyntheticFergConfig(n_characters=7, images_per_cell=2, size=64, seed=6), workers=1)
     assert _digest(c) != _digest(a)
@@ -55,7 +55,7 @@ def test_it_is_a_fair_test(tmp_path):
     s = load_image_set(tmp_path / "ferg" / "images")
     train, test = s.of_split("train", "val"), s.of_split("test")
     ident = CNNClassifier(epochs=15).fit(train.X, train.identity).score(test.X, test.identity)
-    expr = CNNClassifier(epochs=15).fit(train.X, train.expression).score(test.X, test.expression)
+    expr = CNNClassifier(epochs=15).fit(train.X, train.label).score(test.X, test.label)
     assert ident >= 0.95, ident
     assert expr >= 0.85, expr
 

@@ -17,7 +17,7 @@ FAST = AuditConfig(attackers=["cnn", "linear"], cnn_epochs=4, cnn_width=8, cnn_m
 
 def _apply(s: ImageSet, name: str, **params) -> ImageSet:
     m = get_method(name, **params).fit(s.X[s.split == "train"], s.identity[s.split == "train"])
-    return ImageSet(m.transform(s.X, s.identity, s.expression), s.image_id, s.split, s.identity, s.expression)
+    return ImageSet(m.transform(s.X, s.identity, s.label), s.image_id, s.split, s.identity, s.label)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_mismatched_rows_name_the_method(ferg_images):
     short = s.subset(np.arange(len(s) - 1))
     with pytest.raises(EvaluationError, match="method 'short'.*rows"):
         audit(s, {"short": short}, FAST)
-    other = ImageSet(s.X, np.array([f"x{i}" for i in range(len(s))], dtype=object), s.split, s.identity, s.expression)
+    other = ImageSet(s.X, np.array([f"x{i}" for i in range(len(s))], dtype=object), s.split, s.identity, s.label)
     with pytest.raises(EvaluationError, match="method 'renamed'.*image ids"):
         audit(s, {"renamed": other}, FAST)
 
@@ -114,12 +114,12 @@ def test_nan_pixels_name_the_method(ferg_images):
     X = s.X.copy()
     X[3, 0, 1, 1] = np.nan
     with pytest.raises(EvaluationError, match="method 'broken'.*NaN"):
-        audit(s, {"broken": ImageSet(X, s.image_id, s.split, s.identity, s.expression)}, FAST)
+        audit(s, {"broken": ImageSet(X, s.image_id, s.split, s.identity, s.label)}, FAST)
 
 
 def test_single_class_test_split_is_refused(ferg_images):
     s = load_image_set(ferg_images)
-    expr = s.expression.copy()
+    expr = s.label.copy()
     expr[s.split == "test"] = expr[s.split == "test"][0]
     one = ImageSet(s.X, s.image_id, s.split, s.identity, expr)
     with pytest.raises(EvaluationError, match="single utility class"):
@@ -151,7 +151,7 @@ def test_a_reference_that_cannot_learn_gives_no_verdict(ferg_images):
 
 def test_an_uninformative_utility_label_gives_no_verdict(ferg_images):
     s = load_image_set(ferg_images)
-    shuffled = np.random.default_rng(0).permutation(s.expression)  # labels unrelated to the images
+    shuffled = np.random.default_rng(0).permutation(s.label)  # labels unrelated to the images
     s = ImageSet(s.X, s.image_id, s.split, s.identity, shuffled, s.attributes)
     j = _judged(s, AuditConfig(attackers=["linear", "hog-svm"], linkage_repeats=1, cnn_epochs=1, cnn_width=4,
                                cnn_min_steps=0))

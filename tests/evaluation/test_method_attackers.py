@@ -75,8 +75,8 @@ def ksame_audit():
     torch.set_num_threads(1)
     s = _labelled_faces(per=24, size=16)  # 120 test images: a zero's upper bound is under chance − 5 points
     train = s.split == "train"
-    m = get_method("ksame-select", k=10, n_components=8).fit(s.X[train], s.identity[train], s.expression[train])
-    out = ImageSet(m.transform(s.X, s.identity, s.expression), s.image_id, s.split, s.identity, s.expression)
+    m = get_method("ksame-select", k=10, n_components=8).fit(s.X[train], s.identity[train], s.label[train])
+    out = ImageSet(m.transform(s.X, s.identity, s.label), s.image_id, s.split, s.identity, s.label)
     cfg = AuditConfig(attackers=[*PIXEL_POOL, "exclusion", "label-linkage"], **CHEAP)
     return audit(s, {"ksame-select": out}, cfg, dataset="toy")
 

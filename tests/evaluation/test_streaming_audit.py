@@ -25,14 +25,14 @@ def test_streaming_audit_equals_the_in_memory_audit(ferg_images, tmp_path, monke
     mem = load_image_set(ferg_images)
     blurred = to_uint8(get_method("blur", sigma=1.5).fit(mem.X[:1]).transform(mem.X))  # as a table stores it
     blur_mem = ImageSet(blurred.astype(np.float32) / np.float32(255), mem.image_id, mem.split, mem.identity,
-                        mem.expression)
+                        mem.label)
     in_memory = audit(mem, {"blur": blur_mem}, cfg, dataset="ferg")
 
     monkeypatch.setattr(deid.pixels, "CHUNK_VALUES", 7_000)  # ~7 images of 32 × 32 a chunk: many chunks
     disk = open_image_set(ferg_images, tmp_path)
     order = np.random.default_rng(1).permutation(len(mem))  # stored in another row order: aligned by id
     blur_disk = ImageSet(write_pixels(tmp_path / "blur.npy", blurred.shape, [blurred[order]]), mem.image_id[order],
-                         mem.split[order], mem.identity[order], mem.expression[order])
+                         mem.split[order], mem.identity[order], mem.label[order])
     streamed = audit(disk, {"blur": blur_disk}, cfg, dataset="ferg", scratch=tmp_path)
 
     assert streamed.methods.keys() == in_memory.methods.keys() == {"original", "blur", "blackout"}
@@ -54,7 +54,7 @@ def _blurred_on_disk(ferg_images, tmp_path):
     blurred = to_uint8(get_method("blur", sigma=1.5).fit(mem.X[:1]).transform(mem.X))
     disk = open_image_set(ferg_images, tmp_path)
     blur = ImageSet(write_pixels(tmp_path / "blur.npy", blurred.shape, [blurred]), mem.image_id, mem.split,
-                    mem.identity, mem.expression)
+                    mem.identity, mem.label)
     return cfg, mem, blurred, disk, blur
 
 
@@ -120,7 +120,7 @@ def test_an_audit_of_unchanged_data_trains_no_reference(ferg_images, tmp_path, m
     # one new output: the references are trained again for it, the other rows kept
     monkeypatch.undo()
     pix = ImageSet(write_pixels(tmp_path / "pix.npy", blurred.shape, [to_uint8(get_method("pixelate").fit(
-        mem.X[:1]).transform(mem.X))]), mem.image_id, mem.split, mem.identity, mem.expression)
+        mem.X[:1]).transform(mem.X))]), mem.image_id, mem.split, mem.identity, mem.label)
     said.clear()
     audit(disk, {"blur": blur, "pixelate": pix}, cfg, dataset="ferg", scratch=tmp_path, row_cache=rows,
           progress=said.append)

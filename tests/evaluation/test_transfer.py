@@ -22,17 +22,17 @@ def _label_codes(s: ImageSet) -> ImageSet:
     label (plus a little noise), nothing of a face. Trained and tested on such outputs, any classifier is
     perfect; trained on them, none reads a real face."""
     rng = np.random.default_rng(0)
-    labels = sorted(set(s.expression))
+    labels = sorted(set(s.label))
     codes = {lab: rng.random(s.X.shape[1:], dtype=np.float32) for lab in labels}
-    X = np.stack([codes[e] for e in s.expression]) * 0.9 + rng.random(s.X.shape, dtype=np.float32) * 0.1
-    return ImageSet(X.astype(np.float32), s.image_id, s.split, s.identity, s.expression)
+    X = np.stack([codes[e] for e in s.label]) * 0.9 + rng.random(s.X.shape, dtype=np.float32) * 0.1
+    return ImageSet(X.astype(np.float32), s.image_id, s.split, s.identity, s.label)
 
 
 @pytest.fixture(scope="module")
 def result(ferg_images):
     s = load_image_set(ferg_images)
     none = get_method("none").fit(s.X[:1])
-    outs = {"none": ImageSet(none.transform(s.X), s.image_id, s.split, s.identity, s.expression),
+    outs = {"none": ImageSet(none.transform(s.X), s.image_id, s.split, s.identity, s.label),
             "label-codes": _label_codes(s)}
     return audit(s, outs, FAST, dataset="ferg")
 

@@ -53,7 +53,7 @@ def test_a_linear_attacker_reads_pose_from_originals_and_nothing_from_blackout(n
     orig = unseen_attributes(s, s, train, test_mask, names, _linear_attack)
     assert orig["attr_pose_bin_acc_best"] >= orig["attr_pose_bin_chance"] + 0.2, orig
     assert orig["attr_light_bin_acc_best"] >= orig["attr_light_bin_chance"] + 0.3, orig
-    blackout = ImageSet(np.zeros_like(s.X), s.image_id, s.split, s.identity, s.expression)
+    blackout = ImageSet(np.zeros_like(s.X), s.image_id, s.split, s.identity, s.label)
     black = unseen_attributes(s, blackout, train, test_mask, names, _linear_attack)
     assert black["attr_pose_bin_acc_best"] <= black["attr_pose_bin_chance"] + 1e-9, black
     assert black["attr_pose_bin_chance"] == orig["attr_pose_bin_chance"]
@@ -118,7 +118,7 @@ def test_subset_carries_attributes_and_old_positional_construction_still_works()
     sub = s.subset(np.array([3, 1]))
     assert sub.attributes["pose_bin"].tolist() == [3.0, 1.0]
     assert s.of_split("test").attributes["pose_bin"].tolist() == [8.0, 9.0, 10.0, 11.0]
-    plain = ImageSet(s.X, s.image_id, s.split, s.identity, s.expression)
+    plain = ImageSet(s.X, s.image_id, s.split, s.identity, s.label)
     assert plain.attributes is None and plain.subset([0]).attributes is None
 
 

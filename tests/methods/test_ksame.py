@@ -122,8 +122,8 @@ def test_informed_attacker_at_chance_on_ksame_select(ferg_images):
     k = len(ids)
     anon = {}
     for part, s in (("train", train), ("test", test)):
-        m = get_method("ksame-select", k=k, n_components=16).fit(s.X, s.identity, s.expression)
-        anon[part] = m.transform(s.X, s.identity, s.expression)
+        m = get_method("ksame-select", k=k, n_components=16).fit(s.X, s.identity, s.label)
+        anon[part] = m.transform(s.X, s.identity, s.label)
         assert k_anonymity(anon[part], s.identity) == k
     from sklearn.linear_model import LogisticRegression
 

@@ -13,7 +13,7 @@ def _drawn(ferg_images, draw_seed, batches):
     """The proxy rows drawn for each batch of the test split (recorded at the method's own draw)."""
     s = load_image_set(ferg_images)
     tr, te = s.split == "train", np.flatnonzero(s.split == "test")
-    m = get_method("proxy-morph", k=2, max_weight=0.9, draw_seed=draw_seed).fit(s.X[tr], s.identity[tr], s.expression[tr])
+    m = get_method("proxy-morph", k=2, max_weight=0.9, draw_seed=draw_seed).fit(s.X[tr], s.identity[tr], s.label[tr])
     seen: list[list[tuple[int, ...]]] = []
     real = m._proxies
 
@@ -25,7 +25,7 @@ def _drawn(ferg_images, draw_seed, batches):
     m._proxies = record
     for b in batches(te):
         seen.append([])
-        m.transform(s.X[b], s.identity[b], s.expression[b])
+        m.transform(s.X[b], s.identity[b], s.label[b])
     return seen
 
 
@@ -34,7 +34,7 @@ def test_a_draw_seed_reproduces_each_batch_and_two_batches_draw_apart(ferg_image
     the same proxies; each batch now has its own stream, and a rerun draws the same."""
     def two_halves_of_one_label(te):
         s = load_image_set(ferg_images)
-        lab = s.expression[te]
+        lab = s.label[te]
         one = te[lab == lab[0]]
         half = len(one) // 2
         return [one[:half], one[half:2 * half]]
