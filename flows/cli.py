@@ -139,6 +139,7 @@ def _run(config: str, sets: list[str]) -> None:
         claim_workspace(workspace)
     except DeidError as exc:
         _fail(exc)
+    typer.echo(_describe(config, run, workspace).replace("ok: ", "starting: ", 1), err=True)  # the first line, at once
     home = _prefect_home(workspace.work)  # one work dir for everything the run writes, Prefect's state too
     from prefect.exceptions import TerminationSignal
 

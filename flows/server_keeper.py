@@ -188,6 +188,7 @@ def shared_server(home: Path, log: Path, health_timeout: float = 180.0,
         info = live_server(home)
         joined = info is not None
         if info is None:
+            say("prefect: starting a server for this work dir (it answers in about 10 s on a quiet machine)")
             info = _start_keeper(home, log.with_name(f"{log.stem}-{os.getpid()}{log.suffix}"), health_timeout)
         _write_json(lease, {"pid": os.getpid(), "start_time": _start_time(os.getpid())})
         others = len(_live_leases(home)) - 1

@@ -312,6 +312,8 @@ def test_run_claims_the_work_dir_then_starts_the_flow_and_prints_its_summary(tmp
     assert r.exit_code == 0, r.output
     assert len(started) == 1 and (tmp_path / "work" / ".deid-workspace").is_file()
     assert "PASS" in r.output and "summary.json" in r.output and "release: not requested" in r.output
+    # the first line says what is starting, before prefect or torch is imported
+    assert r.output.splitlines()[0].startswith(f"starting: {_config_file(tmp_path)}: run 't', dataset ferg")
 
 
 def test_an_inconclusive_audit_exits_3(tmp_path, monkeypatch):
