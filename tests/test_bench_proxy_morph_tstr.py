@@ -65,7 +65,7 @@ def test_each_split_draws_from_its_own_seed():
     class Orig:
         split = np.array(["train", "test", "train"])
         X = np.zeros((3, 1, 2, 2), np.float32)
-        identity = expression = np.array(["a", "b", "a"])
+        identity = label = np.array(["a", "b", "a"])
 
     Y = transform_reseeded(Method(), Orig(), {"train": 5, "test": 7})
     assert Y[:, 0, 0, 0].tolist() == [5, 7, 5]
