@@ -66,11 +66,12 @@ def measure(home: Path, mode: str) -> dict:
 
 def main() -> int:
     from bench.common import write_section
+    from deid.provenance import loadavg
 
-    load0 = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    load0 = loadavg()
     with tempfile.TemporaryDirectory() as tmp:
         res = {mode: measure(Path(tmp) / mode / "prefect", mode) for mode in ("own", "shared")}
-    load1 = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    load1 = loadavg()
     rows = [f"| {'a server per run (before)' if m == 'own' else 'one per work dir (now)'} | "
             + " | ".join(f"{x:.1f}" for x in r["ready_s"]) + f" | {r['servers']} | {sum(r['rss_mb']):.0f} |"
             for m, r in res.items()]

@@ -26,12 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_section  # noqa: E402
+from deid.provenance import loadavg  # noqa: E402
 
 TARGET = 2.2
-
-
-def _load() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 class _Run:
@@ -64,16 +61,16 @@ class _Run:
 
 def measure(base: Path) -> dict:
     """One demo alone, then two at once; their figures and the load averages around each step."""
-    out = {"load_start": _load()}
+    out = {"load_start": loadavg()}
     alone = _Run(base / "alone").wait()
     out["alone"] = {"wall_s": alone.wall, "first_line_s": alone.first_line, "exit": alone.code}
-    out["load_after_alone"] = _load()
+    out["load_after_alone"] = loadavg()
     pair = [_Run(base / "a"), _Run(base / "b")]
     for r in pair:
         r.wait()
     out["pair"] = [{"wall_s": r.wall, "first_line_s": r.first_line, "exit": r.code, "ratio": r.wall / alone.wall}
                    for r in pair]
-    out["load_end"] = _load()
+    out["load_end"] = loadavg()
     return out
 
 

@@ -68,16 +68,6 @@ def _is_keeper(pid: int, home: Path) -> bool:
     return b"flows.server_keeper" in argv and os.fsencode(str(home)) in argv
 
 
-def _healthy(api: str, timeout: float = 2.0) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def live_server(home: Path) -> dict | None:
     """``server.json`` of ``home`` when its keeper is alive and its server answers, else None."""
     try:
@@ -85,7 +75,9 @@ def live_server(home: Path) -> dict | None:
         pid, api = int(info["pid"]), str(info["api"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not api.startswith("http://127.0.0.1:") or not _is_keeper(pid, home) or not _healthy(api):
+    from flows.stack import healthy
+
+    if not api.startswith("http://127.0.0.1:") or not _is_keeper(pid, home) or not healthy(api):
         return None
     return info
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["free_port", "prefect_env", "server_env", "start_server", "wait_healthy", "start_serving", "stop", "run_stack",
+__all__ = ["free_port", "prefect_env", "server_env", "start_server", "healthy", "wait_healthy", "start_serving", "stop", "run_stack",
            "die_with_parent", "stop_requested", "deployment_names", "registered_deployments",
            "wait_registered"]
 
@@ -90,17 +90,22 @@ def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
                                 start_new_session=True, preexec_fn=die_with_parent())
 
 
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether the Prefect API at ``api_url`` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def wait_healthy(api_url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the Prefect server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
+        if healthy(api_url):
+            return
         time.sleep(1)
     raise TimeoutError(f"Prefect server at {api_url} not healthy after {timeout:.0f} s")
 
